@@ -1,0 +1,238 @@
+"""Command line: `bntui` opens the TUI; sub-commands run and inspect experiments headlessly.
+
+Flags are generated from the pydantic models by pydantic-settings' CLI support, so a setting is
+declared once (in bntui.config / bntui.settings) and validated the same way everywhere. This
+module must stay light: `bntui --help` never imports torch."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    CliApp,
+    CliPositionalArg,
+    CliSettingsSource,
+    CliSubCommand,
+    SettingsError,
+    get_subcommand,
+)
+
+from bntui.config import BnChoice, TrainingFields, format_validation_error
+from bntui.presets import PresetName
+from bntui.settings import AppSettings, ConfigFileError, load_settings
+
+
+class StoreOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs_dir: Path | None = Field(
+        None, description="run store folder (default: config file, BNTUI_RUNS_DIR, user data dir)"
+    )
+
+    def app_settings(self, **extra: Any) -> AppSettings:
+        return load_settings(runs_dir=self.runs_dir, **extra)
+
+
+class RunCommand(TrainingFields, StoreOptions):
+    """Train runs headlessly and keep them in the run store."""
+
+    bn: BnChoice = Field("on", description="BatchNorm: on, off, or both (paired runs per seed)")
+    seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
+    device: str | None = Field(None, description="auto, cpu, cuda, cuda:N or mps (default: settings)")
+    data_dir: Path | None = Field(None, description="dataset folder (default: settings)")
+    download: bool | None = Field(None, description="allow downloading datasets")
+    threads: int | None = Field(None, ge=0, description="CPU threads for torch (0: torch default)")
+    json_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("json", "json_file"),
+        description="also write the runs to this JSON file (export format)",
+    )
+    preset: PresetName | None = Field(None, description="start from a named preset: paper-fig1")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.run import cmd_run
+
+        settings = self.app_settings(
+            data_dir=self.data_dir, device=self.device, download=self.download, threads=self.threads
+        )
+        return cmd_run(self, settings, _console())
+
+
+class RunsCommand(StoreOptions):
+    """List the runs in the run store."""
+
+    as_json: bool = Field(
+        False,
+        validation_alias=AliasChoices("json", "as_json"),
+        description="print {\"runs\": [...]} as JSON for machines",
+    )
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.store_commands import cmd_runs
+
+        return cmd_runs(self.app_settings(), _console(), as_json=self.as_json)
+
+
+class ShowCommand(StoreOptions):
+    """Show one run: config, per-epoch table, final metrics."""
+
+    run: CliPositionalArg[str] = Field(description="run id (or a unique prefix)")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.store_commands import cmd_show
+
+        return cmd_show(self.app_settings(), _console(), self.run)
+
+
+class CompareCommand(StoreOptions):
+    """Compare runs side by side, or the paired BN ablation of a group."""
+
+    runs: CliPositionalArg[list[str]] = Field(default_factory=list, description="run ids")
+    all: bool = Field(False, description="show every config field, not only those that differ")
+    group: str | None = Field(None, description="compare a group: result card with paired statistics")
+
+    def cli_cmd(self) -> int:
+        settings = self.app_settings()
+        if self.group:
+            from bntui.commands.group import cmd_compare_group
+
+            return cmd_compare_group(settings, _console(), self.group)
+        from bntui.commands.store_commands import cmd_compare
+
+        if len(self.runs) < 2:
+            _error("compare: name at least two runs, or a group with --group G")
+            return 2
+        return cmd_compare(settings, _console(), self.runs, show_all=self.all)
+
+
+class ExportCommand(StoreOptions):
+    """Export runs to one versioned JSON document (all runs when none are named)."""
+
+    runs: CliPositionalArg[list[str]] = Field(default_factory=list, description="run ids")
+    output: str = Field(
+        "-",
+        validation_alias=AliasChoices("o", "output"),
+        description="file to write, '-' for stdout",
+    )
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.store_commands import cmd_export
+
+        return cmd_export(self.app_settings(), _console(), self.runs, self.output)
+
+
+class ImportCommand(StoreOptions):
+    """Import runs from an exported JSON document."""
+
+    file: CliPositionalArg[Path] = Field(description="exported JSON file")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.store_commands import cmd_import
+
+        return cmd_import(self.app_settings(), _console(), self.file)
+
+
+class RmCommand(StoreOptions):
+    """Remove runs from the run store."""
+
+    runs: CliPositionalArg[list[str]] = Field(description="run ids")
+    yes: bool = Field(False, description="do not ask for confirmation")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.store_commands import cmd_rm
+
+        return cmd_rm(self.app_settings(), _console(), self.runs, yes=self.yes)
+
+
+class SchemaCommand(BaseModel):
+    """Print the JSON Schema of the export format."""
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.store_commands import cmd_schema
+
+        return cmd_schema(_console())
+
+
+class ThemesCommand(BaseModel):
+    """List the themes found and the theme files that failed, with reasons."""
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.themes_command import cmd_themes
+
+        return cmd_themes(load_settings(), _console())
+
+
+class Bntui(StoreOptions):
+    """Run and compare batch-normalization experiments. Without a command, opens the TUI."""
+
+    data_dir: Path | None = Field(None, description="dataset folder (default: settings)")
+    run: CliSubCommand[RunCommand] = Field(description=RunCommand.__doc__)
+    runs: CliSubCommand[RunsCommand] = Field(description=RunsCommand.__doc__)
+    show: CliSubCommand[ShowCommand] = Field(description=ShowCommand.__doc__)
+    compare: CliSubCommand[CompareCommand] = Field(description=CompareCommand.__doc__)
+    export: CliSubCommand[ExportCommand] = Field(description=ExportCommand.__doc__)
+    import_: CliSubCommand[ImportCommand] = Field(alias="import", description=ImportCommand.__doc__)
+    rm: CliSubCommand[RmCommand] = Field(description=RmCommand.__doc__)
+    schema_: CliSubCommand[SchemaCommand] = Field(alias="schema", description=SchemaCommand.__doc__)
+    themes: CliSubCommand[ThemesCommand] = Field(description=ThemesCommand.__doc__)
+
+    def cli_cmd(self) -> int:
+        command = get_subcommand(self, is_required=False)
+        if command is not None:
+            return command.cli_cmd()
+        from bntui.tui.app import run_app
+
+        return run_app(self.app_settings(data_dir=self.data_dir))
+
+
+_CONSOLE = None
+
+
+def _console():
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        _CONSOLE = Console()
+    return _CONSOLE
+
+
+def _error(message: str) -> None:
+    print(f"bntui: error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    source = CliSettingsSource(
+        Bntui,
+        cli_prog_name="bntui",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_exit_on_error=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
+        cli_enforce_required=False,
+    )
+    try:
+        app = CliApp.run(Bntui, cli_args=args, cli_settings_source=source, cli_cmd_method_name="noop")
+        return int(app.cli_cmd() or 0)
+    except ValidationError as exc:
+        _error(format_validation_error(exc, skip_prefixes=_SUBCOMMANDS))
+    except (SettingsError, ConfigFileError) as exc:
+        _error(str(exc).splitlines()[0])
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as exc:  # a bug: say what broke in one line; BNTUI_DEBUG=1 shows the traceback
+        if os.environ.get("BNTUI_DEBUG"):
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc} (set BNTUI_DEBUG=1 for details)")
+        return 1
+    return 2
+
+
+_SUBCOMMANDS = ("run", "runs", "show", "compare", "export", "import", "rm", "schema", "themes")

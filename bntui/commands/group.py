@@ -1,0 +1,24 @@
+"""`bntui compare --group G` and the card `bntui run --bn both` prints: paired BN statistics."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from bntui.settings import AppSettings
+
+
+def print_group_card(settings: AppSettings, console: Console, group: str) -> int:
+    from bntui.commands.card import render_group_card
+    from bntui.stats import summarize_group
+    from bntui.store import list_runs
+
+    records = [run.record for run in list_runs(settings.runs_dir) if run.record and run.record.group == group]
+    if not records:
+        console.print(f"[red]bntui: error:[/] group {group!r}: no runs in {settings.runs_dir}", highlight=False)
+        return 1
+    console.print(render_group_card(summarize_group(records)))
+    return 0
+
+
+def cmd_compare_group(settings: AppSettings, console: Console, group: str) -> int:
+    return print_group_card(settings, console, group)

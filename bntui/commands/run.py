@@ -1,0 +1,205 @@
+"""`bntui run`: train one launch headlessly (a run, or paired BN/no-BN runs over K seeds)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import statistics
+import threading
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from bntui.config import TrainingFields, check_device_available, format_validation_error
+from bntui.launch import LaunchPlan, plan_runs
+from bntui.settings import AppSettings
+
+if TYPE_CHECKING:
+    from bntui.cli import RunCommand
+    from bntui.execute import StoredOutcome
+
+_LAUNCH_ONLY_FIELDS = {"bn", "seeds", "data_dir", "download", "threads", "json_file", "preset", "runs_dir"}
+
+
+def build_plan(command: RunCommand, settings: AppSettings) -> tuple[LaunchPlan, str | None]:
+    """The launch plan from flags, preset and settings. Flags the user gave win over the preset."""
+    values = command.model_dump(exclude=_LAUNCH_ONLY_FIELDS)
+    bn, seeds = command.bn, command.seeds
+    note = None
+    if command.preset:
+        from bntui.engine.data import dataset_info
+        from bntui.presets import PRESETS, preset_values
+
+        given = command.model_fields_set
+        dataset = PRESETS[command.preset].get("dataset", command.dataset)
+        present = dataset_info(dataset, settings.data_dir).present
+        preset = preset_values(command.preset, present)
+        if not present and "dataset" not in given:
+            note = f"{dataset} is not in {settings.data_dir}: preset uses {preset['dataset']}"
+        for key, value in preset.items():
+            if key in given:
+                continue
+            if key == "bn":
+                bn = value
+            elif key == "seeds":
+                seeds = value
+            else:
+                values[key] = value
+    values["device"] = command.device or settings.device
+    return plan_runs(TrainingFields(**values), bn, seeds), note
+
+
+def cmd_run(command: RunCommand, settings: AppSettings, console: Console) -> int:
+    try:
+        plan, note = build_plan(command, settings)
+        check_device_available(plan.configs[0].device)
+    except ValidationError as exc:
+        print(f"bntui: error: {format_validation_error(exc)}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"bntui: error: {exc}", file=sys.stderr)
+        return 2
+    if note:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+    stop = threading.Event()
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    outcomes: list[StoredOutcome] = []
+    try:
+        outcomes = _train_all(plan, settings, console, stop)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
+    _print_results(console, outcomes)
+    if plan.group and any(c.bn for c in plan.configs) and any(not c.bn for c in plan.configs):
+        from bntui.commands.group import print_group_card
+
+        print_group_card(settings, console, plan.group)
+    if command.json_file:
+        from bntui.commands.store_commands import cmd_export
+
+        ids = [o.run_id for o in outcomes if o.run_id]
+        if cmd_export(settings, console, ids, str(command.json_file)) != 0:
+            return 1
+    if stop.is_set():
+        return 130
+    return 0 if all(o.result.status == "finished" and o.stored for o in outcomes) else 1
+
+
+def _train_all(
+    plan: LaunchPlan, settings: AppSettings, console: Console, stop: threading.Event
+) -> list[StoredOutcome]:
+    from bntui.engine.events import EpochEnded, Progress as ProgressEvent, RunStarted
+    from bntui.execute import run_and_store
+
+    outcomes = []
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epoch {task.fields[epoch]}"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} steps/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        for config in plan.configs:
+            if stop.is_set():
+                break
+            task = progress.add_task(
+                config.label, total=None, epoch=f"0/{config.epochs}", loss="-", speed="-"
+            )
+
+            def on_event(run_id: str, event, task=task, epochs=config.epochs) -> None:
+                if isinstance(event, RunStarted):
+                    progress.update(task, total=event.steps_per_epoch * epochs)
+                elif isinstance(event, ProgressEvent):
+                    progress.update(
+                        task,
+                        completed=event.step,
+                        epoch=f"{event.epoch}/{epochs}",
+                        loss=f"{event.train_loss:.4f}",
+                        speed=f"{event.steps_per_second:.0f}",
+                    )
+                elif isinstance(event, EpochEnded):
+                    progress.update(
+                        task,
+                        completed=event.step,
+                        epoch=f"{event.epoch}/{epochs}",
+                        loss=f"{event.train_loss:.4f}",
+                    )
+
+            outcome = run_and_store(
+                config,
+                runs_dir=settings.runs_dir,
+                data_dir=settings.data_dir,
+                download=settings.download,
+                threads=settings.threads,
+                group=plan.group,
+                should_stop=stop.is_set,
+                on_event=on_event,
+            )
+            outcomes.append(outcome)
+            status = outcome.result.status
+            style = {"finished": "green", "cancelled": "yellow"}.get(status, "red")
+            progress.update(task, description=f"{config.label} [{style}]{status}[/]")
+            if status == "failed" or not outcome.stored:
+                progress.console.print(
+                    f"[red]{config.label} failed:[/] {outcome.store_error or outcome.result.message}",
+                    highlight=False,
+                )
+    return outcomes
+
+
+def _print_results(console: Console, outcomes: list[StoredOutcome]) -> None:
+    table = Table(title="Results", title_justify="left")
+    for column in ("run", "status", "train acc", "val acc", "test acc", "train loss", "val loss", "test loss"):
+        table.add_column(column, justify="left" if column in ("run", "status") else "right")
+    for outcome in outcomes:
+        final = outcome.result.final
+        cells = [outcome.run_id or "-", outcome.result.status]
+        if final is None:
+            cells += ["-"] * 6
+        else:
+            cells += [f"{final.train_accuracy:.2%}", f"{final.val_accuracy:.2%}", f"{final.test_accuracy:.2%}"]
+            cells += [f"{final.train_loss:.4f}", f"{final.val_loss:.4f}", f"{final.test_loss:.4f}"]
+        table.add_row(*cells)
+    console.print(table)
+
+    arms: dict[str, list] = {}
+    for outcome, final in ((o, o.result.final) for o in outcomes):
+        if final is not None:
+            arm = "bn" if outcome.config.bn else "no-bn"
+            arms.setdefault(arm, []).append(final)
+    if any(len(finals) > 1 for finals in arms.values()):
+        summary = Table(title="Per arm: mean ± std over seeds", title_justify="left")
+        for column in ("arm", "runs", "train acc", "val acc", "test acc", "test loss"):
+            summary.add_column(column, justify="left" if column == "arm" else "right")
+        for arm, finals in arms.items():
+            summary.add_row(
+                arm,
+                str(len(finals)),
+                *(_mean_std([getattr(f, name) for f in finals], percent=True)
+                  for name in ("train_accuracy", "val_accuracy", "test_accuracy")),
+                _mean_std([f.test_loss for f in finals], percent=False),
+            )
+        console.print(summary)
+
+
+def _mean_std(values: list[float], *, percent: bool) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    if percent:
+        return f"{mean:.2%} ± {std * 100:.2f}"
+    return f"{mean:.4f} ± {std:.4f}"

@@ -1,0 +1,186 @@
+"""Run settings: the single source of truth for what one training run does.
+
+`RunConfig` is validated by the CLI, the TUI form and JSON import alike. It must stay cheap
+to import (no torch): `bntui --help` and the TUI's first paint depend on it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Dataset = Literal["mnist-mini", "mnist", "fashion-mnist", "cifar10"]
+Architecture = Literal["mlp", "lenet5"]
+Activation = Literal["relu", "sigmoid", "tanh"]
+Placement = Literal["before", "after"]
+Optimizer = Literal["adam", "sgd"]
+BnChoice = Literal["on", "off", "both"]
+
+DATASETS: tuple[str, ...] = ("mnist-mini", "mnist", "fashion-mnist", "cifar10")
+ARCHITECTURES: tuple[str, ...] = ("mlp", "lenet5")
+
+# The lab trains the MLP for 10 epochs and LeNet-5 for 20, LeNet-5 with dropout 0.3.
+DEFAULT_EPOCHS = {"mlp": 10, "lenet5": 20}
+DEFAULT_DROPOUT = {"mlp": 0.0, "lenet5": 0.3}
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class TrainingFields(BaseModel):
+    """Fields shared by one run's config and the `bntui run` command that launches runs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    dataset: Dataset = Field("mnist-mini", description="dataset to train on")
+    arch: Architecture = Field("mlp", description="network architecture")
+    activation: Activation = Field("relu", description="hidden-layer non-linearity")
+    bn_momentum: float = Field(0.1, gt=0, le=1, description="BatchNorm running-stats momentum")
+    bn_eps: float = Field(1e-5, gt=0, description="BatchNorm epsilon")
+    bn_affine: bool = Field(True, description="BatchNorm learns a scale and shift")
+    bn_placement: Placement = Field("before", description="BatchNorm before or after the activation")
+    hidden_sizes: list[int] = Field([128, 64], description="MLP hidden layer widths, e.g. 128,64")
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="dropout probability; unset: 0.3 for lenet5, 0 for mlp"
+    )
+    optimizer: Optimizer = Field("adam", description="optimizer")
+    sgd_momentum: float = Field(0.9, ge=0, lt=1, description="momentum for the sgd optimizer")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    batch_size: int = Field(64, ge=1, le=65536, description="mini-batch size")
+    epochs: int | None = Field(
+        None, ge=1, le=10000, description="epochs; unset: 10 for mlp, 20 for lenet5"
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set held out")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    progress_every: int = Field(50, ge=1, description="steps between progress events")
+    diagnostics_every: int = Field(
+        10, ge=0, description="steps between BatchNorm diagnostics (0 turns them off)"
+    )
+
+    @field_validator("hidden_sizes", mode="before")
+    @classmethod
+    def _parse_hidden_sizes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()]
+            try:
+                return [int(p) for p in parts]
+            except ValueError:
+                raise ValueError("must be comma-separated positive integers, e.g. 128,64") from None
+        return value
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _check_hidden_sizes(cls, value: list[int]) -> list[int]:
+        if not value or len(value) > 16 or any(size < 1 or size > 65536 for size in value):
+            raise ValueError("must be 1 to 16 positive integers (each at most 65536), e.g. 128,64")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device_name(cls, value: str | None) -> str | None:
+        if value is None:  # only the `run` command allows "unset": it falls back to settings
+            return value
+        value = value.strip().lower()
+        if not _DEVICE_PATTERN.match(value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+class RunConfig(TrainingFields):
+    """Everything one training run needs. Defaults that depend on the architecture are filled
+    in at validation, so a stored config is explicit and round-trips exactly through JSON."""
+
+    bn: bool = Field(True, description="use BatchNorm")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability")
+    epochs: int = Field(10, ge=1, le=10000, description="epochs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_arch_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            arch = data.get("arch", "mlp")
+            if data.get("epochs") is None and arch in DEFAULT_EPOCHS:
+                data["epochs"] = DEFAULT_EPOCHS[arch]
+            if data.get("dropout") is None and arch in DEFAULT_DROPOUT:
+                data["dropout"] = DEFAULT_DROPOUT[arch]
+            if isinstance(data.get("bn"), str):
+                data["bn"] = _parse_on_off(data["bn"])
+        return data
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> RunConfig:
+        if self.bn and self.batch_size < 2:
+            raise ValueError(
+                "batch_size: must be at least 2 with BatchNorm on (it cannot train on one sample)"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """Short human label: dataset/arch/BN/seed."""
+        return f"{self.dataset}/{self.arch}/{'bn' if self.bn else 'no-bn'}/s{self.seed}"
+
+
+def _parse_on_off(value: str) -> Any:
+    lowered = value.strip().lower()
+    if lowered in ("on", "true", "yes", "1"):
+        return True
+    if lowered in ("off", "false", "no", "0"):
+        return False
+    return value
+
+
+def check_device_available(device: str) -> None:
+    """Raise ValueError when `device` names hardware this machine does not have.
+
+    Imports torch, so call it where training is about to happen, not at start-up."""
+    from bntui.engine.device import available_devices
+
+    if device in ("auto", "cpu"):
+        return
+    present = available_devices()
+    wanted = "cuda:0" if device == "cuda" else device
+    if wanted not in {d.name for d in present}:
+        names = ", ".join(d.name for d in present)
+        raise ValueError(f"device: {device!r} is not present on this machine (present: {names})")
+
+
+def format_validation_error(error: ValidationError, skip_prefixes: tuple[str, ...] = ()) -> str:
+    """One line: `field: what is allowed` per problem, joined by '; ', never a traceback.
+
+    `skip_prefixes` drops leading location parts that mean nothing to the user (the CLI's
+    sub-command name, for example)."""
+    lines = []
+    for item in error.errors():
+        parts = [str(part) for part in item["loc"] if not isinstance(part, int)]
+        while parts and parts[0] in skip_prefixes:
+            parts.pop(0)
+        location = ".".join(parts)
+        message = _plain_message(item)
+        if location and not message.startswith(f"{location}:"):
+            lines.append(f"{location}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines) if lines else str(error)
+
+
+def _plain_message(item: Any) -> str:
+    if item["type"] == "extra_forbidden":
+        return "unknown setting"
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return message.replace("Input should be", "must be")
+
+
+def field_errors(error: ValidationError) -> dict[str, str]:
+    """Map each failing field to its message (the TUI shows it next to the field)."""
+    result: dict[str, str] = {}
+    for item in error.errors():
+        message = _plain_message(item)
+        location = next((str(p) for p in item["loc"] if not isinstance(p, int)), "")
+        if not location and ":" in message:
+            location, message = (part.strip() for part in message.split(":", 1))
+        result.setdefault(location, message)
+    return result

@@ -1,0 +1,162 @@
+"""The lab's two networks, with BatchNorm as a switch.
+
+Paired initialisation: layers are created in the same order with and without BatchNorm,
+and BatchNorm layers draw no random numbers (their weights start at 1 and 0), so after
+`torch.manual_seed(s)` both arms start from identical weights in every layer they share.
+Seed before calling `build_model`; it does not seed itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass(frozen=True)
+class HiddenLayer:
+    """One hidden layer, for diagnostics. The pre-activation is the input of `activation`
+    (after BatchNorm when BatchNorm sits before the non-linearity): a forward hook on
+    `activation` sees it, and hooks are registered only while probing."""
+
+    name: str
+    weight: nn.Module  # nn.Linear or nn.Conv2d
+    norm: nn.Module | None  # BatchNorm1d/2d, or None without BatchNorm
+    activation: nn.Module
+
+
+class Classifier(nn.Module):
+    """A stack of named layers, then log-softmax (the lab trains with NLL loss)."""
+
+    def __init__(self, layers: OrderedDict[str, nn.Module], hidden: list[HiddenLayer]):
+        super().__init__()
+        self.layers = nn.Sequential(layers)
+        # A plain list (not registered again): the modules already live in self.layers.
+        self.hidden_layers: list[HiddenLayer] = hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.layers(x), dim=1)
+
+
+class _Builder:
+    """Collects layers in order and records each hidden layer's parts."""
+
+    def __init__(self, config):
+        self.config = config
+        self.layers: OrderedDict[str, nn.Module] = OrderedDict()
+        self.hidden: list[HiddenLayer] = []
+
+    def add(self, name: str, module: nn.Module) -> None:
+        self.layers[name] = module
+
+    def hidden_block(self, index: int, weight: nn.Module, features: int, conv: bool) -> None:
+        """weight -> [BN] -> activation (BN placement `before`), or weight -> activation -> [BN]
+        (`after`)."""
+        config = self.config
+        self.add(f"{'conv' if conv else 'fc'}{index}", weight)
+        norm = None
+        if config.bn:
+            norm_type = nn.BatchNorm2d if conv else nn.BatchNorm1d
+            norm = norm_type(
+                features, eps=config.bn_eps, momentum=config.bn_momentum, affine=config.bn_affine
+            )
+        activation = ACTIVATIONS[config.activation]()
+        if norm is not None and config.bn_placement == "before":
+            self.add(f"bn{index}", norm)
+        self.add(f"act{index}", activation)
+        if norm is not None and config.bn_placement == "after":
+            self.add(f"bn{index}", norm)
+        name = f"{'conv' if conv else 'fc'}{index}"
+        self.hidden.append(HiddenLayer(name, weight, norm, activation))
+
+    def dropout(self, index: int) -> None:
+        if self.config.dropout > 0:
+            self.add(f"drop{index}", nn.Dropout(self.config.dropout))
+
+    def build(self) -> Classifier:
+        return Classifier(self.layers, self.hidden)
+
+
+def build_model(config, image_shape: tuple[int, ...], num_classes: int = 10) -> Classifier:
+    """`config.arch` for images of `image_shape` (C, H, W). Draws from torch's global RNG."""
+    if config.arch == "mlp":
+        return _mlp(config, image_shape, num_classes)
+    if config.arch == "lenet5":
+        return _lenet5(config, image_shape, num_classes)
+    raise ValueError(f"arch: must be mlp or lenet5, not {config.arch!r}")
+
+
+def _mlp(config, image_shape: tuple[int, ...], num_classes: int) -> Classifier:
+    builder = _Builder(config)
+    builder.add("flatten", nn.Flatten())
+    width = math.prod(image_shape)
+    for index, size in enumerate(config.hidden_sizes, start=1):
+        builder.hidden_block(index, nn.Linear(width, size), size, conv=False)
+        builder.dropout(index)
+        width = size
+    builder.add("out", nn.Linear(width, num_classes))
+    return builder.build()
+
+
+def lenet5_flat_features(image_shape: tuple[int, ...]) -> int:
+    """Features after conv5 -> pool2 -> conv5 -> pool2: 16*5*5 for 32x32, 16*4*4 for 28x28."""
+    _, height, width = image_shape
+    side = lambda n: ((n - 4) // 2 - 4) // 2  # noqa: E731
+    if side(height) < 1 or side(width) < 1:
+        raise ValueError(f"lenet5 needs images of at least 16x16 pixels, not {height}x{width}")
+    return 16 * side(height) * side(width)
+
+
+def _lenet5(config, image_shape: tuple[int, ...], num_classes: int) -> Classifier:
+    builder = _Builder(config)
+    builder.hidden_block(1, nn.Conv2d(image_shape[0], 6, 5), 6, conv=True)
+    builder.add("pool1", nn.MaxPool2d(2))
+    builder.hidden_block(2, nn.Conv2d(6, 16, 5), 16, conv=True)
+    builder.add("pool2", nn.MaxPool2d(2))
+    builder.add("flatten", nn.Flatten())
+    # The lab applies dropout after the two hidden dense layers only.
+    builder.hidden_block(3, nn.Linear(lenet5_flat_features(image_shape), 120), 120, conv=False)
+    builder.dropout(3)
+    builder.hidden_block(4, nn.Linear(120, 84), 84, conv=False)
+    builder.dropout(4)
+    builder.add("out", nn.Linear(84, num_classes))
+    return builder.build()
+
+
+def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
+    return [module for module in model.modules() if isinstance(module, BATCH_NORM_TYPES)]
+
+
+@contextlib.contextmanager
+def batch_statistics_mode(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside normalize with the batch's own statistics (BatchNorm's train
+    behaviour) but change nothing: dropout is off (so no random numbers are drawn) and the
+    running statistics and num_batches_tracked stay as they are. With track_running_stats
+    off, BatchNorm neither reads nor updates its buffers. The previous modes come back on exit."""
+    norms = batch_norm_layers(model)
+    was_training = [module.training for module in model.modules()]
+    tracked = [norm.track_running_stats for norm in norms]
+    model.eval()
+    for norm in norms:
+        norm.train()
+        norm.track_running_stats = False
+    try:
+        yield
+    finally:
+        for norm, flag in zip(norms, tracked):
+            norm.track_running_stats = flag
+        for module, mode in zip(model.modules(), was_training):
+            module.training = mode
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

@@ -1,0 +1,79 @@
+"""Train one run and keep it in the run store: the one place the engine meets the store.
+
+Used by the headless `bntui run` and by the TUI's trainer process alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bntui.config import RunConfig
+from bntui.engine.events import Event, RunResult
+
+
+@dataclass
+class StoredOutcome:
+    config: RunConfig
+    run_id: str | None
+    result: RunResult
+    stored: bool  # False when the store could not be written (the message says why)
+    store_error: str | None = None
+
+
+def run_and_store(
+    config: RunConfig,
+    *,
+    runs_dir: Path,
+    data_dir: Path,
+    download: bool = False,
+    threads: int = 0,
+    group: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_created: Callable[[str, Path], None] = lambda run_id, path: None,
+    on_event: Callable[[str, Event], None] = lambda run_id, event: None,
+) -> StoredOutcome:
+    from bntui.engine.train import train
+    from bntui.store import RunWriter, StoreWriteError
+
+    try:
+        writer = RunWriter(runs_dir, config, group=group)
+    except (StoreWriteError, OSError) as exc:
+        message = f"run store {runs_dir}: cannot create the run folder ({exc})"
+        return StoredOutcome(config, None, RunResult(status="failed", message=message), False, message)
+
+    on_created(writer.run_id, writer.path)
+    store_errors: list[str] = []
+
+    def record(event: Event) -> None:
+        if not store_errors:
+            try:
+                writer.write_event(event)
+            except (StoreWriteError, OSError) as exc:
+                # The store is the record of the run: without it, stop rather than train blind.
+                store_errors.append(str(exc))
+        on_event(writer.run_id, event)
+
+    result = train(
+        config,
+        record,
+        lambda: bool(store_errors) or should_stop(),
+        data_dir=data_dir,
+        download=download,
+        threads=threads,
+    )
+    if store_errors:
+        message = f"run store: {store_errors[0]}"
+        result = RunResult(
+            status="failed",
+            started=result.started,
+            epochs=result.epochs,
+            final=result.final,
+            message=message,
+        )
+    try:
+        writer.finish(result.status, result.message)
+    except (StoreWriteError, OSError) as exc:
+        store_errors.append(str(exc))
+    stored = not store_errors
+    return StoredOutcome(config, writer.run_id, result, stored, store_errors[0] if store_errors else None)

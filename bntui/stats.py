@@ -1,0 +1,530 @@
+"""Statistics for paired BN / no-BN runs: Student t intervals, verdicts, group summaries.
+
+One run per arm cannot tell BN from no BN: with 10,000 test images the sampling noise alone is
+about ±0.5 accuracy points per run. A `--bn both --seeds K` launch gives K pairs of runs that
+share a seed (same initial shared weights, same batch order); the per-seed differences
+BN − no-BN carry most of the run-to-run noise away, and a Student t interval on their mean says
+whether the gap is larger than what K seeds can resolve.
+
+Pure Python on purpose (no scipy, no numpy, no torch): this runs in the UI process.
+Accuracies are fractions in [0, 1], as the engine reports them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from bntui.store.schema import RunRecord
+
+BN_BETTER = "BN better"
+NO_BN_BETTER = "no BN better"
+NO_DIFFERENCE = "no difference detectable at this number of seeds"
+
+MIN_SEEDS_FOR_VERDICT = 3
+FEW_SEEDS_WARNING = "fewer than 3 seeds: the interval is wide and the verdict fragile"
+NO_PAIRS_WARNING = "no complete BN / no-BN pair (same seed, both finished): nothing to compare"
+
+BandKind = Literal["std", "minmax"]
+
+# Settings that may differ between the runs of a group without changing what is compared.
+_HARMLESS_FIELDS = {"bn", "seed", "device", "progress_every", "diagnostics_every"}
+
+
+# --------------------------------------------------------------------------- Student t
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz method).
+
+    Converges fast for x < (a + 1) / (a + b + 2); callers use the symmetry relation otherwise."""
+    tiny = 1e-300
+    c = 1.0
+    d = 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        # Even step.
+        numerator = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2))
+        d = 1.0 + numerator * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + numerator / c
+        c = c if abs(c) > tiny else tiny
+        result *= d * c
+        # Odd step.
+        numerator = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))
+        d = 1.0 + numerator * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + numerator / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        result *= delta
+        if abs(delta - 1.0) < 1e-16:
+            return result
+    raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
+
+
+def regularized_beta(a: float, b: float, x: float, one_minus_x: float | None = None) -> float:
+    """I_x(a, b). Pass `one_minus_x` when 1 − x is known more precisely than `1 - x`."""
+    y = 1.0 - x if one_minus_x is None else one_minus_x
+    if x <= 0.0:
+        return 0.0
+    if y <= 0.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, y) / b
+
+
+def _check_df(df: float) -> None:
+    if not (df > 0):  # also rejects NaN
+        raise ValueError(f"degrees of freedom must be positive, got {df}")
+
+
+def t_sf(t: float, df: float) -> float:
+    """Upper tail P(T > t) of Student's t with `df` degrees of freedom."""
+    _check_df(df)
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(df):
+        return NormalDist().cdf(-t)
+    if t < 0:
+        return 1.0 - t_sf(-t, df)
+    t2 = t * t
+    # P(|T| > t) = I_{df/(df+t²)}(df/2, 1/2); 1 − x is computed directly to keep precision
+    # for small t, where x is close to 1.
+    if math.isinf(t2):
+        return 0.0
+    two_sided = regularized_beta(df / 2.0, 0.5, df / (df + t2), one_minus_x=t2 / (df + t2))
+    return 0.5 * two_sided
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) of Student's t with `df` degrees of freedom."""
+    return t_sf(-t, df)
+
+
+def t_pdf(t: float, df: float) -> float:
+    _check_df(df)
+    if math.isinf(df):
+        return NormalDist().pdf(t)
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    return math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The p-quantile of Student's t with `df` (> 0, may be fractional or inf) degrees of freedom.
+
+    Solves t_sf(t) = min(p, 1 − p) for t > 0 by Newton steps kept inside a bisection bracket,
+    working on the tail probability so quantiles near 1 keep full precision."""
+    _check_df(df)
+    if not (0.0 < p < 1.0):
+        raise ValueError(f"probability must be strictly between 0 and 1, got {p}")
+    if math.isinf(df):
+        return NormalDist().inv_cdf(p)
+    if p == 0.5:
+        return 0.0
+    tail = min(p, 1.0 - p)
+    low, high = 0.0, 2.0
+    while t_sf(high, df) > tail:
+        low, high = high, high * 2.0
+        if math.isinf(high):
+            raise ArithmeticError(f"t quantile out of range (p={p}, df={df})")
+    t = NormalDist().inv_cdf(1.0 - tail)  # a good first guess for moderate df
+    if not (low < t < high):
+        t = (low + high) / 2.0
+    for _ in range(400):
+        excess = t_sf(t, df) - tail  # decreasing in t
+        if excess == 0.0:
+            break
+        if excess > 0:
+            low = t
+        else:
+            high = t
+        density = t_pdf(t, df)
+        candidate = t + excess / density if density > 0 else math.nan
+        if not (low < candidate < high):
+            candidate = (low + high) / 2.0
+        if abs(candidate - t) <= 1e-15 * max(1.0, abs(t)):
+            t = candidate
+            break
+        t = candidate
+    return t if p > 0.5 else -t
+
+
+# --------------------------------------------------------------------------- basic summaries
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n − 1). The std is None for a single value."""
+    data = [float(v) for v in values]
+    if not data:
+        raise ValueError("mean_std needs at least one value")
+    mean = math.fsum(data) / len(data)
+    if len(data) < 2:
+        return mean, None
+    variance = math.fsum((v - mean) ** 2 for v in data) / (len(data) - 1)
+    return mean, math.sqrt(variance)
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Mean paired difference (BN − no-BN) with its Student t confidence interval.
+
+    With n = 1 there is no spread to estimate: std_diff, ci_low and ci_high are None."""
+
+    n: int
+    mean_diff: float
+    std_diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float = 0.95
+    differences: tuple[float, ...] = ()
+
+    @property
+    def half_width(self) -> float | None:
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return (self.ci_high - self.ci_low) / 2.0
+
+    @property
+    def p_value(self) -> float | None:
+        """Two-sided paired t-test p-value for "no difference" (None when n < 2)."""
+        if self.n < 2 or self.std_diff is None:
+            return None
+        if self.std_diff == 0.0:
+            return 1.0 if self.mean_diff == 0.0 else 0.0
+        statistic = self.mean_diff / (self.std_diff / math.sqrt(self.n))
+        return min(1.0, 2.0 * t_sf(abs(statistic), self.n - 1))
+
+
+def paired_difference(
+    bn_values: Sequence[float], nobn_values: Sequence[float], confidence: float = 0.95
+) -> PairedResult:
+    """Mean of the per-seed differences bn[i] − nobn[i] and its t interval (n − 1 df)."""
+    if len(bn_values) != len(nobn_values):
+        raise ValueError(
+            f"paired values differ in length: {len(bn_values)} BN vs {len(nobn_values)} no-BN"
+        )
+    if not bn_values:
+        raise ValueError("paired_difference needs at least one pair")
+    if not (0.0 < confidence < 1.0):
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence}")
+    differences = tuple(float(b) - float(o) for b, o in zip(bn_values, nobn_values))
+    if not all(math.isfinite(d) for d in differences):
+        raise ValueError("paired values must be finite numbers")
+    mean, std = mean_std(differences)
+    n = len(differences)
+    if std is None:
+        return PairedResult(n, mean, None, None, None, confidence, differences)
+    half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
+    return PairedResult(n, mean, std, mean - half, mean + half, confidence, differences)
+
+
+def verdict(result: PairedResult | None, higher_is_better: bool = True) -> str:
+    """Plain-language reading of the interval on BN − no-BN.
+
+    For accuracies higher is better; for losses pass higher_is_better=False."""
+    if result is None or result.n < 2 or result.ci_low is None or result.ci_high is None:
+        return NO_DIFFERENCE
+    if result.ci_low > 0:
+        return BN_BETTER if higher_is_better else NO_BN_BETTER
+    if result.ci_high < 0:
+        return NO_BN_BETTER if higher_is_better else BN_BETTER
+    return NO_DIFFERENCE
+
+
+def epochs_to_target(val_accuracy_history: Sequence[float], target: float) -> int | None:
+    """First epoch (1-based) whose validation accuracy is >= target; None if never reached."""
+    for epoch, value in enumerate(val_accuracy_history, start=1):
+        if value >= target:  # NaN never reaches
+            return epoch
+    return None
+
+
+class Band(NamedTuple):
+    """A mean curve with a band over seeds, one value per epoch."""
+
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+
+
+def common_length(curves: Sequence[Sequence[float]]) -> int:
+    return min((len(c) for c in curves), default=0)
+
+
+def band(curves: Sequence[Sequence[float]], kind: BandKind = "std") -> Band:
+    """Per-epoch mean and band over several curves: mean ± sample std ("std") or the min and max
+    ("minmax"). Curves of different lengths are cut to their common prefix (the shortest
+    curve's length); summarize_group notes when that happens. One curve gives a zero-width band.
+    """
+    if kind not in ("std", "minmax"):
+        raise ValueError(f"band kind must be 'std' or 'minmax', got {kind!r}")
+    length = common_length(curves)
+    mean: list[float] = []
+    low: list[float] = []
+    high: list[float] = []
+    for index in range(length):
+        column = [float(c[index]) for c in curves]
+        centre, std = mean_std(column)
+        mean.append(centre)
+        if kind == "std":
+            spread = std or 0.0
+            low.append(centre - spread)
+            high.append(centre + spread)
+        else:
+            low.append(min(column))
+            high.append(max(column))
+    return Band(mean, low, high)
+
+
+# --------------------------------------------------------------------------- group summary
+
+
+@dataclass(frozen=True)
+class ExcludedRun:
+    run_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    seed: int
+    bn_run_id: str
+    nobn_run_id: str
+    bn_test_accuracy: float
+    nobn_test_accuracy: float
+
+    @property
+    def difference(self) -> float:
+        return self.bn_test_accuracy - self.nobn_test_accuracy
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """One arm (BN or no BN) over the paired seeds."""
+
+    bn: bool
+    n: int
+    seeds: tuple[int, ...]
+    run_ids: tuple[str, ...]
+    test_accuracy_mean: float | None
+    test_accuracy_std: float | None
+    best_mean_val_accuracy: float | None
+    epochs_to_target: tuple[int | None, ...]  # per seed, in the order of `seeds`
+    val_loss: Band
+    val_accuracy: Band
+
+    @property
+    def label(self) -> str:
+        return "BN" if self.bn else "no BN"
+
+    @property
+    def reached_target(self) -> int:
+        return sum(e is not None for e in self.epochs_to_target)
+
+    @property
+    def epochs_to_target_mean(self) -> float | None:
+        """Mean epochs-to-target over the seeds that reached it (see reached_target)."""
+        reached = [e for e in self.epochs_to_target if e is not None]
+        return math.fsum(reached) / len(reached) if reached else None
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    group: str | None
+    title: str  # e.g. "cifar10 / lenet5, 20 epochs"
+    pairs: tuple[SeedPair, ...]
+    bn: ArmSummary
+    no_bn: ArmSummary
+    paired: PairedResult | None  # test accuracy, BN − no-BN; None without any pair
+    verdict: str
+    target_accuracy: float | None
+    target_source: str  # how the target was chosen, for the card
+    band_kind: BandKind
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    excluded: tuple[ExcludedRun, ...] = field(default_factory=tuple)
+
+    @property
+    def k(self) -> int:
+        """Number of complete seed pairs."""
+        return len(self.pairs)
+
+
+def _arm_name(bn: bool) -> str:
+    return "BN" if bn else "no-BN"
+
+
+def _is_usable(record: RunRecord) -> str | None:
+    """None when the run can be compared, otherwise the reason it cannot."""
+    if record.status != "finished":
+        return f"status {record.status}" + (f" ({record.message})" if record.message else "")
+    if record.final is None:
+        return "finished without final metrics"
+    if not math.isfinite(record.final.test_accuracy):
+        return "test accuracy is not a number"
+    return None
+
+
+def _differing_settings(records: Sequence[RunRecord]) -> list[str]:
+    dumps = [r.config.model_dump(exclude=_HARMLESS_FIELDS) for r in records]
+    if not dumps:
+        return []
+    return sorted(k for k in dumps[0] if any(d.get(k) != dumps[0][k] for d in dumps[1:]))
+
+
+def _arm_summary(
+    bn: bool, records: Sequence[RunRecord], target: float | None, kind: BandKind
+) -> ArmSummary:
+    test_values = [r.final.test_accuracy for r in records if r.final is not None]
+    mean, std = mean_std(test_values) if test_values else (None, None)
+    accuracy_band = band([r.history.val_accuracy for r in records], kind)
+    return ArmSummary(
+        bn=bn,
+        n=len(records),
+        seeds=tuple(r.config.seed for r in records),
+        run_ids=tuple(r.id for r in records),
+        test_accuracy_mean=mean,
+        test_accuracy_std=std,
+        best_mean_val_accuracy=max(accuracy_band.mean) if accuracy_band.mean else None,
+        epochs_to_target=tuple(
+            None if target is None else epochs_to_target(r.history.val_accuracy, target)
+            for r in records
+        ),
+        val_loss=band([r.history.val_loss for r in records], kind),
+        val_accuracy=accuracy_band,
+    )
+
+
+def summarize_group(
+    records: Sequence[RunRecord],
+    *,
+    target_accuracy: float | None = None,
+    band_kind: BandKind = "std",
+    confidence: float = 0.95,
+) -> GroupSummary:
+    """Pair the group's runs by seed and compare the arms on test accuracy.
+
+    Only finished runs with final metrics count; runs that are not, duplicates (a second run of
+    the same arm and seed; the first one listed is kept) and runs whose seed has no usable
+    partner in the other arm are listed in `excluded` with the reason. The epochs-to-target
+    target defaults to the lower arm's best mean validation accuracy, so both arms can reach it.
+    Raises ValueError when the records come from more than one group."""
+    groups = sorted({r.group for r in records}, key=lambda g: (g is None, g or ""))
+    if len(groups) > 1:
+        names = ", ".join(g or "(none)" for g in groups)
+        raise ValueError(f"records belong to several groups ({names}); summarize one group")
+
+    excluded: list[ExcludedRun] = []
+    by_arm: dict[bool, dict[int, RunRecord]] = {True: {}, False: {}}
+    for record in records:
+        arm, seed = record.config.bn, record.config.seed
+        reason = _is_usable(record)
+        if reason is not None:
+            excluded.append(ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: {reason}"))
+        elif seed in by_arm[arm]:
+            kept = by_arm[arm][seed].id
+            excluded.append(
+                ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: duplicate (kept {kept})")
+            )
+        else:
+            by_arm[arm][seed] = record
+
+    paired_seeds = sorted(by_arm[True].keys() & by_arm[False].keys())
+    for arm in (True, False):
+        for seed, record in by_arm[arm].items():
+            if seed not in by_arm[not arm]:
+                excluded.append(
+                    ExcludedRun(
+                        record.id,
+                        f"{_arm_name(arm)} seed {seed}: unpaired "
+                        f"(no finished {_arm_name(not arm)} run with seed {seed})",
+                    )
+                )
+
+    bn_runs = [by_arm[True][s] for s in paired_seeds]
+    nobn_runs = [by_arm[False][s] for s in paired_seeds]
+    pairs = tuple(
+        SeedPair(s, b.id, o.id, b.final.test_accuracy, o.final.test_accuracy)  # type: ignore[union-attr]
+        for s, b, o in zip(paired_seeds, bn_runs, nobn_runs)
+    )
+
+    warnings: list[str] = []
+    notes: list[str] = []
+    if not pairs:
+        warnings.append(NO_PAIRS_WARNING)
+    elif len(pairs) < MIN_SEEDS_FOR_VERDICT:
+        warnings.append(FEW_SEEDS_WARNING)
+    differing = _differing_settings(bn_runs + nobn_runs)
+    if differing:
+        warnings.append(
+            "runs differ in settings other than BN and seed: "
+            + ", ".join(differing)
+            + " (the comparison mixes them)"
+        )
+
+    curve_lengths = {len(r.history) for r in bn_runs + nobn_runs}
+    if len(curve_lengths) > 1:
+        notes.append(
+            f"runs have {min(curve_lengths)} to {max(curve_lengths)} epochs of history; "
+            f"mean curves cover each arm's common first epochs only"
+        )
+
+    # Target: the lower of the two arms' best mean validation accuracies, so both arms
+    # reach it on average; computed from the curves before epochs-to-target is counted.
+    if target_accuracy is not None:
+        target: float | None = target_accuracy
+        source = "given"
+    else:
+        bests = {
+            arm: max(band([r.history.val_accuracy for r in runs]).mean, default=None)
+            for arm, runs in ((True, bn_runs), (False, nobn_runs))
+        }
+        known = {arm: v for arm, v in bests.items() if v is not None}
+        if len(known) == 2:
+            lower_arm = min(known, key=lambda a: known[a])
+            target = known[lower_arm]
+            source = f"best mean validation accuracy of the lower arm ({_arm_name(lower_arm)})"
+        else:
+            target, source = None, "no validation history"
+
+    paired = (
+        paired_difference(
+            [p.bn_test_accuracy for p in pairs],
+            [p.nobn_test_accuracy for p in pairs],
+            confidence,
+        )
+        if pairs
+        else None
+    )
+    first = (bn_runs + nobn_runs or list(records) or [None])[0]
+    title = (
+        f"{first.config.dataset} / {first.config.arch}, {first.config.epochs} epochs"
+        if first is not None
+        else "empty group"
+    )
+    return GroupSummary(
+        group=groups[0] if groups else None,
+        title=title,
+        pairs=pairs,
+        bn=_arm_summary(True, bn_runs, target, band_kind),
+        no_bn=_arm_summary(False, nobn_runs, target, band_kind),
+        paired=paired,
+        verdict=verdict(paired, higher_is_better=True),
+        target_accuracy=target,
+        target_source=source,
+        band_kind=band_kind,
+        warnings=tuple(warnings),
+        notes=tuple(notes),
+        excluded=tuple(excluded),
+    )

@@ -1,0 +1,198 @@
+"""The export schema: one versioned JSON document holding runs. These pydantic models are the
+single source of truth for `bntui export`, `bntui import`, `bntui run --json` and `bntui schema`.
+
+Non-finite numbers (a diverged run's NaN loss) are written as the JSON constants NaN / Infinity,
+as Python's json module and the run store's events.jsonl do.
+
+Regenerate docs/export-schema.json with: python -m bntui.store.schema > docs/export-schema.json"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bntui import __version__
+from bntui.config import RunConfig
+
+SCHEMA_VERSION = 2  # 1: first release; 2: adds per-run BatchNorm diagnostics
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+
+RunStatus = Literal["running", "finished", "cancelled", "failed", "diverged", "crashed"]
+TERMINAL_STATUSES = ("finished", "cancelled", "failed", "diverged")
+
+# Run ids become folder names: letters, digits, dot, dash, underscore; no leading dot.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_id(value: str) -> str:
+    if not RUN_ID_PATTERN.match(value) or ".." in value:
+        raise ValueError(
+            "run id must be 1-128 letters, digits, '.', '-' or '_' (no path separators, no '..')"
+        )
+    return value
+
+
+class Strict(BaseModel):
+    # NaN/Infinity as JSON constants: a diverged run's losses must survive export -> import.
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+
+class Environment(Strict):
+    python: str = ""
+    torch: str = ""
+    torchvision: str = ""
+    device: str = ""
+    device_name: str = ""
+    platform: str = ""
+    cpu_threads: int = 0
+    hostname: str = ""
+
+
+_OPTIONAL_HISTORY = (
+    "epoch_seconds",
+    "step",
+    "elapsed",
+    "val_loss_batch_stats",
+    "val_accuracy_batch_stats",
+)
+
+
+class History(Strict):
+    """Per-epoch arrays, all of the same length. The optional ones (timings, steps, batch-stats
+    validation) may instead be empty, for records that never had them."""
+
+    epoch: list[int] = Field(default_factory=list)
+    train_loss: list[float] = Field(default_factory=list)
+    val_loss: list[float] = Field(default_factory=list)
+    train_accuracy: list[float] = Field(default_factory=list)
+    val_accuracy: list[float] = Field(default_factory=list)
+    epoch_seconds: list[float] = Field(default_factory=list)
+    step: list[int] = Field(default_factory=list)
+    elapsed: list[float] = Field(default_factory=list)
+    val_loss_batch_stats: list[float | None] = Field(default_factory=list)
+    val_accuracy_batch_stats: list[float | None] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> History:
+        lengths = {
+            name: len(getattr(self, name))
+            for name in ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
+        }
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"history arrays differ in length: {lengths}")
+        epochs = len(self.epoch)
+        for name in _OPTIONAL_HISTORY:
+            if len(getattr(self, name)) not in (0, epochs):
+                raise ValueError(
+                    f"history.{name} has {len(getattr(self, name))} entries: "
+                    f"must be empty or one per epoch ({epochs})"
+                )
+        return self
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+
+class ProgressPoints(Strict):
+    """Running train loss at each progress point (for step-resolution plots)."""
+
+    step: list[int] = Field(default_factory=list)
+    epoch: list[int] = Field(default_factory=list)
+    train_loss: list[float] = Field(default_factory=list)
+    elapsed: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> ProgressPoints:
+        lengths = {name: len(getattr(self, name)) for name in ("step", "epoch", "train_loss", "elapsed")}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"progress arrays differ in length: {lengths}")
+        return self
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+
+class FinalMetrics(Strict):
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    test_loss: float
+    test_accuracy: float
+
+
+class Timings(Strict):
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    train_seconds: float | None = None
+    total_seconds: float | None = None
+    steps: int = 0
+
+
+class DiagnosticsRecord(Strict):
+    """BatchNorm diagnostics (schema version 2). `points` hold one entry per measurement: a
+    Diagnostics event without its "type" key, i.e. {"step", "epoch", "layers": [...]}."""
+
+    points: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RunRecord(Strict):
+    id: str
+    status: RunStatus
+    message: str | None = None
+    group: str | None = None
+    config: RunConfig
+    environment: Environment = Field(default_factory=Environment)
+    split_hash: str = ""
+    history: History = Field(default_factory=History)
+    progress: ProgressPoints = Field(default_factory=ProgressPoints)
+    final: FinalMetrics | None = None
+    timings: Timings = Field(default_factory=Timings)
+    diagnostics: DiagnosticsRecord | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        return check_run_id(value)
+
+    @field_validator("group")
+    @classmethod
+    def _safe_group(cls, value: str | None) -> str | None:
+        return None if value is None else check_run_id(value)
+
+    @model_validator(mode="after")
+    def _no_empty_diagnostics(self) -> RunRecord:
+        # One spelling for "no diagnostics", so a record compares equal after a round trip.
+        if self.diagnostics is not None and not self.diagnostics.points:
+            self.diagnostics = None
+        return self
+
+
+class ExportDocument(Strict):
+    schema_version: int = SCHEMA_VERSION
+    bntui_version: str = __version__
+    created: datetime = Field(default_factory=lambda: datetime.now().astimezone())
+    runs: list[RunRecord] = Field(default_factory=list)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value not in SUPPORTED_SCHEMA_VERSIONS:
+            raise ValueError(
+                f"schema_version {value} is not supported (this bntui reads "
+                f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))})"
+            )
+        return value
+
+
+def json_schema() -> dict[str, Any]:
+    return ExportDocument.model_json_schema()
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(json_schema(), indent=2))

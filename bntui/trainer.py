@@ -1,0 +1,78 @@
+"""The trainer process: `python -m bntui.trainer` trains one run for the TUI.
+
+Protocol (also in DEVNOTES_CONTRACT.md): stdin carries one JSON line, a `TrainerSpec`; after it,
+the line `cancel` — or the end of stdin, which also means the UI went away — asks the run to
+stop. stdout carries JSON lines: `{"type": "created", "run_id", "path"}` and then every event
+with its `run_id`. The run store gets everything too, so nothing depends on the pipe surviving.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bntui.config import RunConfig, format_validation_error
+
+
+class TrainerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    config: RunConfig
+    group: str | None = None
+    runs_dir: Path
+    data_dir: Path
+    download: bool = False
+    threads: int = 0
+
+
+def _watch_stdin(stop: threading.Event) -> None:
+    for line in sys.stdin:
+        if line.strip() == "cancel":
+            break
+    stop.set()  # "cancel", or end of input: the UI is gone, so nobody is watching this run
+
+
+def main() -> int:
+    stop = threading.Event()
+    try:
+        spec = TrainerSpec.model_validate_json(sys.stdin.readline())
+    except ValidationError as exc:
+        print(json.dumps({"type": "rejected", "message": format_validation_error(exc)}), flush=True)
+        return 2
+
+    threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    from bntui.execute import run_and_store
+
+    def emit(message: dict) -> None:
+        try:
+            sys.stdout.write(json.dumps(message) + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            stop.set()  # the UI closed its end: finish the run as cancelled, keep it stored
+
+    outcome = run_and_store(
+        spec.config,
+        runs_dir=spec.runs_dir,
+        data_dir=spec.data_dir,
+        download=spec.download,
+        threads=spec.threads,
+        group=spec.group,
+        should_stop=stop.is_set,
+        on_created=lambda run_id, path: emit(
+            {"type": "created", "run_id": run_id, "path": str(path)}
+        ),
+        on_event=lambda run_id, event: emit({**event.to_dict(), "run_id": run_id}),
+    )
+    return 0 if outcome.stored else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny real-format datasets on disk (see tests/datafixtures.py)."""
+
+from __future__ import annotations
+
+import pytest
+from datafixtures import accept_cifar_files_without_md5, write_cifar, write_mnist
+
+
+@pytest.fixture(scope="session")
+def _dataset_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    write_mnist(root, "MNIST")
+    write_mnist(root, "FashionMNIST", seed=10)
+    write_cifar(root)
+    return root
+
+
+@pytest.fixture
+def mnist_root(_dataset_root):
+    """A data dir holding MNIST and FashionMNIST in torchvision's raw IDX layout."""
+    return _dataset_root
+
+
+@pytest.fixture
+def cifar_root(_dataset_root, monkeypatch):
+    """A data dir holding CIFAR-10 python batches; torchvision's MD5 check is relaxed."""
+    accept_cifar_files_without_md5(monkeypatch)
+    return _dataset_root
