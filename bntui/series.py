@@ -78,7 +78,8 @@ def log_safe(values: Sequence[float], *, clamp: bool = True) -> list[float]:
     clamp=True: zero and negative values are raised to the smallest positive value of the
     series, so a loss that reaches exactly 0 sits at the bottom of the chart instead of at
     -inf. clamp=False: they become NaN, which downsample() then drops. NaN and +inf stay as they
-    are (-inf counts as non-positive). A series without any positive value comes back all NaN (nothing to draw on a log axis).
+    are (-inf counts as non-positive). A series without any positive value comes back all NaN
+    (nothing to draw on a log axis).
     """
     data = [float(v) for v in values]
     positive = [v for v in data if v > 0 and math.isfinite(v)]

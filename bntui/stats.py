@@ -376,6 +376,11 @@ def _is_usable(record: RunRecord) -> str | None:
     return None
 
 
+def _test_accuracy(record: RunRecord) -> float:
+    assert record.final is not None  # only usable runs are paired
+    return record.final.test_accuracy
+
+
 def _differing_settings(records: Sequence[RunRecord]) -> list[str]:
     dumps = [r.config.model_dump(exclude=_HARMLESS_FIELDS) for r in records]
     if not dumps:
@@ -455,7 +460,7 @@ def summarize_group(
     bn_runs = [by_arm[True][s] for s in paired_seeds]
     nobn_runs = [by_arm[False][s] for s in paired_seeds]
     pairs = tuple(
-        SeedPair(s, b.id, o.id, b.final.test_accuracy, o.final.test_accuracy)  # type: ignore[union-attr]
+        SeedPair(s, b.id, o.id, _test_accuracy(b), _test_accuracy(o))
         for s, b, o in zip(paired_seeds, bn_runs, nobn_runs)
     )
 

@@ -46,7 +46,8 @@ class CardContent:
 
 
 def _arm_row(arm: ArmSummary) -> tuple[str, str, str]:
-    sd = "" if arm.test_accuracy_std is None else f" ± {points(arm.test_accuracy_std, signed=False)}"
+    std = arm.test_accuracy_std
+    sd = "" if std is None else f" ± {points(std, signed=False)}"
     return arm.label, f"{percent(arm.test_accuracy_mean)}{sd}", f"(n={arm.n})"
 
 

@@ -16,7 +16,12 @@ def print_group_card(settings: AppSettings, console: Console, group: str) -> int
     if not records:
         console.print(f"[red]bntui: error:[/] group {group!r}: no runs in {settings.runs_dir}", highlight=False)
         return 1
-    console.print(render_group_card(summarize_group(records)))
+    try:
+        summary = summarize_group(records)
+    except ValueError as exc:
+        console.print(f"[red]bntui: error:[/] group {group!r}: {exc}", highlight=False)
+        return 1
+    console.print(render_group_card(summary))
     return 0
 
 

@@ -245,8 +245,10 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
 
 
 def split_pool(num_pool: int, val_fraction: float, seed: int):
-    """(train_indices, val_indices), both sorted, from a seeded random permutation of the
-    training pool. Its own generator: the split never depends on other RNG use."""
+    """(train_indices, val_indices) from a seeded random permutation of the training pool;
+    its own generator, so the split never depends on other RNG use. The validation indices
+    stay in shuffled order: evaluating with batch statistics needs batches that mix the
+    classes, and a pool may be sorted by class (mnist-mini is)."""
     import torch
 
     if num_pool < 2:
@@ -254,7 +256,7 @@ def split_pool(num_pool: int, val_fraction: float, seed: int):
     num_val = min(max(1, int(num_pool * val_fraction)), num_pool - 1)
     generator = torch.Generator().manual_seed(derive_seed(seed, "split"))
     order = torch.randperm(num_pool, generator=generator)
-    return order[num_val:].sort().values, order[:num_val].sort().values
+    return order[num_val:].sort().values, order[:num_val]
 
 
 def split_hash(val_indices: torch.Tensor) -> str:

@@ -1,0 +1,153 @@
+"""BatchNorm diagnostics: what the hidden layers' inputs to the non-linearity look like
+during training, measured on one fixed probe batch from the validation set.
+
+Measuring never changes training. The probe forward runs with BatchNorm using the probe
+batch's own statistics but with running statistics and num_batches_tracked untouched, with
+dropout off (so it draws no random numbers), under inference mode (so no gradients are
+touched). The weights are only read. The probe batch is drawn once with its own generator.
+
+Each `Diagnostics` event holds one dict per hidden layer, in network order:
+
+    layer              "conv1", "fc1", ...          kind  "conv" | "linear"
+    preact_mean, preact_std                         over the probe batch and all units
+    preact_p15, preact_p50, preact_p85              percentiles over the batch and all units
+    unit, unit_p15, unit_p50, unit_p85              percentiles of one fixed unit (unit 0; for a
+                                                    conv layer: channel 0 over batch and positions)
+    grad_norm          L2 norm of the weight's gradient at the last step
+    update_ratio       ||W_after - W_before|| / ||W_before|| of the last optimizer step
+    gamma_mean, beta_mean                           BatchNorm scale and shift (None without
+                                                    BatchNorm or with affine off)
+    running_mean_gap   mean |probe batch mean - running mean| of BatchNorm's input
+    running_var_gap    mean |probe batch var (unbiased) - running var|   (None without BatchNorm)
+
+Values are plain floats; a non-finite value is recorded as None (it would not be valid JSON).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from bntui.engine.data import derive_seed
+from bntui.engine.events import Diagnostics
+from bntui.engine.models import Classifier, batch_statistics_mode
+
+PROBE_SIZE = 256
+PERCENTILES = (0.15, 0.50, 0.85)
+PROBE_UNIT = 0
+
+
+class DiagnosticsRecorder:
+    """Call `snapshot()` just before the optimizer step you want to measure, then
+    `measure(step, epoch)` just after it."""
+
+    def __init__(self, model: Classifier, val_x: torch.Tensor, seed: int, probe_size: int = PROBE_SIZE):
+        if len(val_x) < 2:
+            raise ValueError("diagnostics need at least 2 validation images for the probe batch")
+        generator = torch.Generator().manual_seed(derive_seed(seed, "probe"))
+        chosen = torch.randperm(len(val_x), generator=generator)[: min(probe_size, len(val_x))]
+        self.probe = val_x.index_select(0, chosen.sort().values.to(val_x.device))
+        self.model = model
+        self.layers = model.hidden_layers
+        self._quantiles = torch.tensor(PERCENTILES, device=val_x.device)
+        self._before: list[torch.Tensor] | None = None
+
+    def snapshot(self) -> None:
+        self._before = [layer.weight.weight.detach().clone() for layer in self.layers]
+
+    def probe_forward(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """({layer: pre-activation}, {layer: BatchNorm input}) on the probe batch."""
+        preacts: dict[str, torch.Tensor] = {}
+        norm_inputs: dict[str, torch.Tensor] = {}
+        handles = []
+
+        def keep(store: dict[str, torch.Tensor], name: str):
+            def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output) -> None:
+                store[name] = inputs[0]
+
+            return hook
+
+        for layer in self.layers:
+            handles.append(layer.activation.register_forward_hook(keep(preacts, layer.name)))
+            if layer.norm is not None:
+                handles.append(layer.norm.register_forward_hook(keep(norm_inputs, layer.name)))
+        try:
+            with torch.inference_mode(), batch_statistics_mode(self.model):
+                self.model(self.probe)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return preacts, norm_inputs
+
+    def measure(self, step: int, epoch: int) -> Diagnostics:
+        preacts, norm_inputs = self.probe_forward()
+        keys: list[tuple[int, str]] = []
+        values: list[torch.Tensor] = []
+
+        def put(index: int, key: str, value: torch.Tensor) -> None:
+            keys.append((index, key))
+            values.append(value.reshape(-1).to(torch.float32))
+
+        with torch.inference_mode():
+            for index, layer in enumerate(self.layers):
+                pre = preacts[layer.name]
+                everything = pre.reshape(-1)
+                unit = pre[:, PROBE_UNIT].reshape(-1)
+                put(index, "preact_mean", everything.mean())
+                put(index, "preact_std", everything.std())
+                put(index, "preact_p", torch.quantile(everything, self._quantiles))
+                put(index, "unit_p", torch.quantile(unit, self._quantiles))
+                weight = layer.weight.weight
+                if weight.grad is not None:
+                    put(index, "grad_norm", weight.grad.norm())
+                if self._before is not None:
+                    before = self._before[index]
+                    put(index, "update_ratio", (weight - before).norm() / before.norm())
+                norm = layer.norm
+                if norm is not None:
+                    if norm.weight is not None:
+                        put(index, "gamma_mean", norm.weight.mean())
+                        put(index, "beta_mean", norm.bias.mean())
+                    inputs = norm_inputs[layer.name]
+                    dims = [d for d in range(inputs.ndim) if d != 1]
+                    batch_mean = inputs.mean(dim=dims)
+                    batch_var = inputs.var(dim=dims)
+                    put(index, "running_mean_gap", (batch_mean - norm.running_mean).abs().mean())
+                    put(index, "running_var_gap", (batch_var - norm.running_var).abs().mean())
+            # One device-to-host copy for every number of this measurement.
+            numbers = torch.cat(values).tolist() if values else []
+        self._before = None
+        return Diagnostics(step=step, epoch=epoch, layers=self._rows(keys, values, numbers))
+
+    def _rows(self, keys, values, numbers) -> list[dict]:
+        rows = [
+            {
+                "layer": layer.name,
+                "kind": "conv" if isinstance(layer.weight, nn.Conv2d) else "linear",
+                "unit": PROBE_UNIT,
+                "grad_norm": None,
+                "update_ratio": None,
+                "gamma_mean": None,
+                "beta_mean": None,
+                "running_mean_gap": None,
+                "running_var_gap": None,
+            }
+            for layer in self.layers
+        ]
+        position = 0
+        for (index, key), value in zip(keys, values):
+            count = value.numel()
+            chunk = [_finite_or_none(number) for number in numbers[position : position + count]]
+            position += count
+            if count == 1:
+                rows[index][key] = chunk[0]
+            else:
+                for percent, number in zip(PERCENTILES, chunk):
+                    rows[index][f"{key}{round(percent * 100)}"] = number
+        return rows
+
+
+def _finite_or_none(number: float) -> float | None:
+    return number if math.isfinite(number) else None

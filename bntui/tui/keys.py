@@ -1,0 +1,63 @@
+"""Every key of the app in one table: the bindings, the help screen and the command palette are
+all built from it, so they cannot disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Key:
+    keys: str  # Textual key names, comma-separated
+    action: str  # an action of BntuiApp (without the `action_` prefix)
+    description: str  # footer label
+    help: str  # one line for the help screen and the command palette
+    scope: str = "app"  # "app": everywhere; "runs": when the run list has focus
+    show: bool = True  # shown in the footer
+    priority: bool = False  # works even while a text field has focus
+
+
+KEYMAP: tuple[Key, ...] = (
+    Key("ctrl+r", "start_runs", "Start", "Start the runs the settings describe (queued after the current one)", priority=True),
+    Key("ctrl+t", "cancel_selected", "Stop", "Stop the run selected in the run list, or drop it from the queue", priority=True),
+    Key("ctrl+g", "toggle_metric", "Loss/Acc", "Switch the plot between loss and accuracy (both show on wide terminals)", priority=True),
+    Key("ctrl+f", "focus_settings", "Settings", "Move the focus to the settings form", show=False, priority=True),
+    Key("ctrl+l", "focus_runs", "Runs", "Move the focus to the run list", show=False, priority=True),
+    Key("f1,question_mark", "help", "Help", "Show every key", priority=False),
+    Key("ctrl+q", "quit", "Quit", "Quit (asks first while runs are going)", priority=True),
+    Key("space", "toggle_mark", "Mark", "Mark or unmark the selected run (for comparing runs)", scope="runs"),
+    Key("x,delete", "cancel_selected", "Stop run", "Stop the selected run", scope="runs", show=False),
+)
+
+# Keys Textual provides itself, listed on the help screen for completeness.
+BUILTIN_KEYS: tuple[tuple[str, str], ...] = (
+    ("ctrl+p", "Command palette: every action by name, and the theme"),
+    ("tab / shift+tab", "Move between fields and panes"),
+    ("up / down", "Move in the run list; open a choice list"),
+    ("enter", "Open a choice list; in the run list, plot the run"),
+)
+
+
+def bindings(scope: str) -> list[Binding]:
+    return [
+        Binding(key.keys, key.action if scope == "app" else f"app.{key.action}", key.description,
+                show=key.show, priority=key.priority, tooltip=key.help)
+        for key in KEYMAP
+        if key.scope == scope
+    ]
+
+
+def display_keys(keys: str) -> str:
+    """`f1,question_mark` -> `F1 / ?` for the help screen."""
+    names = {"question_mark": "?", "space": "space", "delete": "Del"}
+    shown = []
+    for name in keys.split(","):
+        if name in names:
+            shown.append(names[name])
+        elif name.startswith("f") and name[1:].isdigit():
+            shown.append(name.upper())
+        else:
+            shown.append(name.replace("ctrl+", "^"))
+    return " / ".join(shown)

@@ -1,0 +1,51 @@
+"""Every message the app's workers and widgets post, as small dataclasses.
+
+Workers run in threads and never touch widgets: they post one of these to the app, whose
+handlers (on the event loop) update the widgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass
+class TrainerLine(Message):
+    """One JSON line a trainer process wrote on stdout."""
+
+    job_key: str
+    data: dict[str, Any]
+
+
+@dataclass
+class TrainerExited(Message):
+    """A trainer process ended (its stdout closed and it was reaped)."""
+
+    job_key: str
+    returncode: int
+    stderr: str
+
+
+@dataclass
+class StoreChanged(Message):
+    """Runs in the run store that appeared, changed or vanished since the last poll."""
+
+    changed: list[Any] = field(default_factory=list)  # bntui.store.StoredRun
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DevicesFound(Message):
+    """The devices this machine has (found by a short subprocess, so the UI never imports torch)."""
+
+    devices: list[Any]  # bntui.tui.devices.DeviceChoice
+    error: str | None = None
+
+
+@dataclass
+class SettingsChanged(Message):
+    """The settings form changed; `errors` maps each invalid field to its message."""
+
+    errors: dict[str, str]

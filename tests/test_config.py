@@ -1,0 +1,109 @@
+"""RunConfig: defaults from the lab, one-line messages naming the field, exact JSON round trips."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from pydantic import ValidationError
+
+from bntui.config import RunConfig, TrainingFields, check_device_available, field_errors, format_validation_error
+from bntui.launch import plan_runs
+
+
+def message_for(**values) -> str:
+    with pytest.raises(ValidationError) as caught:
+        RunConfig(**values)
+    text = format_validation_error(caught.value)
+    assert "\n" not in text
+    return text
+
+
+def test_lab_defaults_depend_on_the_architecture():
+    mlp = RunConfig()
+    assert (mlp.arch, mlp.epochs, mlp.dropout, mlp.hidden_sizes) == ("mlp", 10, 0.0, [128, 64])
+    assert (mlp.lr, mlp.batch_size, mlp.val_fraction, mlp.optimizer) == (1e-3, 64, 0.2, "adam")
+    assert (mlp.activation, mlp.bn, mlp.bn_placement) == ("relu", True, "before")
+    lenet = RunConfig(arch="lenet5")
+    assert (lenet.epochs, lenet.dropout) == (20, 0.3)
+    assert RunConfig(arch="lenet5", epochs=3, dropout=0.0).dropout == 0.0
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "allowed"),
+    [
+        ({"lr": 0}, "lr", "greater than 0"),
+        ({"lr": -1e-3}, "lr", "greater than 0"),
+        ({"epochs": 0}, "epochs", "greater than or equal to 1"),
+        ({"val_fraction": 0}, "val_fraction", "greater than 0"),
+        ({"val_fraction": 1.0}, "val_fraction", "less than 1"),
+        ({"dataset": "imagenet"}, "dataset", "'mnist-mini', 'mnist', 'fashion-mnist' or 'cifar10'"),
+        ({"arch": "resnet"}, "arch", "'mlp' or 'lenet5'"),
+        ({"device": "tpu"}, "device", "auto, cpu, cuda, cuda:N or mps"),
+        ({"bn": True, "batch_size": 1}, "batch_size", "cannot train on one sample"),
+        ({"hidden_sizes": "12,x"}, "hidden_sizes", "comma-separated positive integers"),
+        ({"hidden_sizes": []}, "hidden_sizes", "positive integers"),
+        ({"colour": "red"}, "colour", "unknown setting"),
+    ],
+)
+def test_invalid_values_name_the_field_and_what_is_allowed(values, field, allowed):
+    text = message_for(**values)
+    assert text.startswith(f"{field}: ")
+    assert allowed in text
+
+
+def test_field_errors_map_fields_for_the_form():
+    with pytest.raises(ValidationError) as caught:
+        RunConfig(lr=-1, batch_size=1)
+    errors = field_errors(caught.value)
+    assert "lr" in errors and "greater than 0" in errors["lr"]
+    with pytest.raises(ValidationError) as caught:
+        RunConfig(batch_size=1)
+    assert "one sample" in field_errors(caught.value)["batch_size"]
+
+
+def test_batch_size_one_is_fine_without_batchnorm():
+    assert RunConfig(bn=False, batch_size=1).batch_size == 1
+
+
+def test_bn_accepts_on_and_off_words():
+    assert RunConfig(bn="off").bn is False
+    assert RunConfig(bn="on").bn is True
+
+
+def test_missing_cuda_is_reported_by_name():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=r"device: 'cuda' is not present on this machine"):
+        check_device_available("cuda")
+    check_device_available("cpu")
+    check_device_available("auto")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dataset=st.sampled_from(["mnist-mini", "mnist", "fashion-mnist", "cifar10"]),
+    arch=st.sampled_from(["mlp", "lenet5"]),
+    lr=st.floats(min_value=1e-8, max_value=10, allow_nan=False),
+    hidden=st.lists(st.integers(1, 4096), min_size=1, max_size=4),
+    seed=st.integers(0, 2**31 - 1),
+    bn=st.booleans(),
+    momentum=st.floats(min_value=1e-6, max_value=1.0),
+)
+def test_json_round_trip_is_exact(dataset, arch, lr, hidden, seed, bn, momentum):
+    config = RunConfig(
+        dataset=dataset, arch=arch, lr=lr, hidden_sizes=hidden, seed=seed, bn=bn, bn_momentum=momentum
+    )
+    again = RunConfig.model_validate_json(config.model_dump_json())
+    assert again == config
+    assert again.model_dump_json() == config.model_dump_json()
+
+
+def test_plan_pairs_bn_arms_per_seed_in_one_group():
+    plan = plan_runs(TrainingFields(seed=5, epochs=2), "both", seeds=3)
+    assert [(c.seed, c.bn) for c in plan.configs] == [
+        (5, True), (5, False), (6, True), (6, False), (7, True), (7, False)
+    ]
+    assert plan.group is not None
+    single = plan_runs(TrainingFields(), "off", seeds=1)
+    assert single.group is None and [c.bn for c in single.configs] == [False]
