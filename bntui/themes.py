@@ -75,7 +75,8 @@ def _check_colour(value: str) -> str:
 
 def _check_marker(value: str) -> str:
     # plotext draws any single character as a marker, and knows these names.
-    if value in PLOTEXT_MARKERS or (len(value) == 1 and value.isprintable() and not value.isspace()):
+    single_character = len(value) == 1 and value.isprintable() and not value.isspace()
+    if value in PLOTEXT_MARKERS or single_character:
         return value
     close = difflib.get_close_matches(value, PLOTEXT_MARKERS, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -244,7 +245,7 @@ class ThemeCatalog:
 
     def is_shipped(self, name: str) -> bool:
         source = self.sources.get(name)
-        return source is not None and self.shipped_dir is not None and source.parent == self.shipped_dir
+        return source is not None and source.parent == self.shipped_dir
 
     def warning_text(self) -> str | None:
         """One notification listing each skipped file and why, or None when all loaded."""
@@ -285,9 +286,8 @@ def load_themes(user_dir: Path | None = None) -> ThemeCatalog:
     shipped_dir = shipped_theme_dir()
     catalog = ThemeCatalog(shipped_dir=shipped_dir, user_dir=user_dir)
     shipped = _load_folder(shipped_dir, catalog.problems, required=True)
-    if user_dir.resolve() == shipped_dir.resolve():
-        user: dict[str, tuple[ThemeFile, Path]] = {}
-    else:
+    user: dict[str, tuple[ThemeFile, Path]] = {}
+    if not _same_folder(user_dir, shipped_dir):
         user = _load_folder(user_dir, catalog.problems, required=False)
     for name, (theme, path) in shipped.items():
         catalog.themes[name] = theme
@@ -304,17 +304,18 @@ def _load_folder(
     folder: Path, problems: list[ThemeProblem], *, required: bool
 ) -> dict[str, tuple[ThemeFile, Path]]:
     found: dict[str, tuple[ThemeFile, Path]] = {}
-    if not folder.exists():
-        if required:
-            problems.append(ThemeProblem(folder, f"{folder}: shipped theme folder is missing"))
-        return found
     try:
+        if not folder.exists():
+            if required:
+                problems.append(ThemeProblem(folder, f"{folder}: shipped theme folder is missing"))
+            return found
         paths = sorted(
             entry for entry in folder.iterdir()
             if entry.suffix.lower() == ".toml" and not entry.name.startswith(".")
         )  # fmt: skip
     except OSError as exc:
-        problems.append(ThemeProblem(folder, f"{folder}: cannot list theme folder ({_os_reason(exc)})"))
+        reason = f"{folder}: cannot list theme folder ({_os_reason(exc)})"
+        problems.append(ThemeProblem(folder, reason))
         return found
     for path in paths:
         theme, reason = read_theme_file(path)
@@ -333,6 +334,13 @@ def _load_folder(
             continue
         found[theme.name] = (theme, path)
     return found
+
+
+def _same_folder(first: Path, second: Path) -> bool:
+    try:
+        return first.resolve() == second.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
 
 
 def read_theme_file(path: Path) -> tuple[ThemeFile | None, str | None]:

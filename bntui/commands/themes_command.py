@@ -25,7 +25,7 @@ def cmd_themes(settings: AppSettings, console: Console, *, user_dir: Path | None
     table.add_column("Mode", no_wrap=True)
     plain = console.no_color or console.color_system is None
     table.add_column("Run markers" if plain else "Run colours", no_wrap=True)
-    table.add_column("Source", overflow="fold")
+    table.add_column("Source", overflow="fold")  # wraps only on very narrow terminals
     for name, theme in catalog.themes.items():
         table.add_row(
             "*" if name == current.name else "",
@@ -44,15 +44,17 @@ def cmd_themes(settings: AppSettings, console: Console, *, user_dir: Path | None
         failures.add_column("Problem", overflow="fold")
         for problem in catalog.problems:
             detail = problem.reason.removeprefix(f"{problem.path.name}: ")
-            failures.add_row(str(problem.path), detail)
+            failures.add_row(_origin(catalog, problem.path), detail)
         console.print(failures)
 
     console.print(
         Text.assemble(
             ("* ", "bold"),
-            "marks the configured theme. Add your own: copy a theme file into ",
+            "marks the configured theme.\nShipped themes: ",
+            (str(catalog.shipped_dir), "bold"),
+            "\nYour themes:   ",
             (str(folder), "bold"),
-            " (BNTUI_THEME_DIR overrides) and change its name.",
+            " (BNTUI_THEME_DIR overrides; copy a shipped file there and change its name)",
         )
     )
     return 1 if catalog.problems else 0
@@ -61,7 +63,7 @@ def cmd_themes(settings: AppSettings, console: Console, *, user_dir: Path | None
 def _palette(theme: ThemeFile, console: Console) -> Text:
     if console.no_color or console.color_system is None:  # see cmd_themes
         # Blocks would all look the same: show the characters the plots use instead.
-        return Text(" ".join(theme.series_markers[: len(theme.series)]))
+        return Text(" ".join(theme.series_markers))
     text = Text()
     for red, green, blue in theme.series_rgb:
         text.append("██", style=f"rgb({red},{green},{blue})")
@@ -69,9 +71,15 @@ def _palette(theme: ThemeFile, console: Console) -> Text:
 
 
 def _source(catalog: ThemeCatalog, name: str) -> str:
-    path = catalog.sources[name]
-    if catalog.is_shipped(name):
-        return f"shipped ({path.name})"
-    if name in catalog.replaced:
-        return f"{path} (replaces the shipped one)"
+    return _origin(catalog, catalog.sources[name]) + (
+        ", replaces the shipped one" if name in catalog.replaced else ""
+    )
+
+
+def _origin(catalog: ThemeCatalog, path: Path) -> str:
+    # Full folders are printed once, below the tables, to keep rows on one line.
+    if catalog.shipped_dir is not None and path.parent == catalog.shipped_dir:
+        return f"shipped: {path.name}"
+    if catalog.user_dir is not None and path.parent == catalog.user_dir:
+        return f"yours: {path.name}"
     return str(path)

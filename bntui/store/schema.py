@@ -4,7 +4,7 @@ single source of truth for `bntui export`, `bntui import`, `bntui run --json` an
 Non-finite numbers (a diverged run's NaN loss) are written as the JSON constants NaN / Infinity,
 as Python's json module and the run store's events.jsonl do.
 
-Regenerate docs/export-schema.json with: python -m bntui.store.schema > docs/export-schema.json"""
+Regenerate docs/export-schema.json with: python -m bntui schema > docs/export-schema.json"""
 
 from __future__ import annotations
 
@@ -190,9 +190,3 @@ class ExportDocument(Strict):
 
 def json_schema() -> dict[str, Any]:
     return ExportDocument.model_json_schema()
-
-
-if __name__ == "__main__":
-    import json
-
-    print(json.dumps(json_schema(), indent=2))

@@ -552,3 +552,18 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+# -- removal -----------------------------------------------------------------------------------
+
+def remove_run(run_path: Path, *, live: bool = False) -> None:
+    """Delete a run folder. It is first renamed to a hidden name, so that a removal cut short
+    never leaves a half-deleted folder that would read as a damaged run. Refuses a live run."""
+    if live:
+        raise StoreError(f"run {run_path.name} is running: stop it before removing it")
+    trash = run_path.with_name(f".trash-{run_path.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(run_path, trash)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot remove {run_path}: {exc.strerror or exc}") from None
+    _remove_tree(trash)

@@ -93,6 +93,11 @@ class TrainerProcess:
             assert self._process is not None
             self._process.terminate()
 
+    def kill(self) -> None:
+        if self.alive:
+            assert self._process is not None
+            self._process.kill()
+
     def stop(self, grace: float = 3.0) -> None:
         """Cancel, then terminate, then kill: on return the process is gone."""
         if self._process is None:

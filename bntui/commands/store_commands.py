@@ -1,0 +1,476 @@
+"""`bntui runs / show / compare / export / import / rm / schema`: the run store from the shell.
+
+Each command takes parsed arguments, the AppSettings and a rich Console, prints its output on the
+console, its errors as one line on stderr, and returns the exit status (0 ok, 1 failed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bntui.settings import AppSettings
+from bntui.store import (
+    ImportFileError,
+    StoredRun,
+    StoreError,
+    export_document,
+    import_runs,
+    list_runs,
+    load_run,
+    remove_run,
+    write_export,
+)
+from bntui.store.schema import json_schema
+
+_RUNS_COLUMNS = (  # (header, minimum width)
+    ("dataset", 10),
+    ("arch", 6),
+    ("BN", 3),
+    ("seed", 4),
+    ("status", 9),
+    ("epochs", 5),
+    ("best val loss", 6),
+    ("test acc", 6),
+    ("time", 6),
+)
+
+_STATUS_STYLE = {
+    "running": "green",
+    "finished": "",
+    "cancelled": "dim",
+    "failed": "red",
+    "diverged": "yellow",
+    "crashed": "red",
+}
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+def _error(message: str) -> None:
+    Console(stderr=True).print(f"[red]bntui: error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    Console(stderr=True).print(f"[yellow]bntui: warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _write_raw(console: Console, text: str) -> None:
+    """Machine-readable output: bypass rich so nothing is wrapped or coloured."""
+    console.file.write(text)
+    console.file.flush()
+
+
+def format_loss(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if math.isfinite(value) else str(value)
+
+
+def format_accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{100.0 * value:.2f}%"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _status_text(run: StoredRun) -> str:
+    style = _STATUS_STYLE.get(run.status, "")
+    text = escape(run.status)
+    return f"[{style}]{text}[/]" if style else text
+
+
+def _epochs_text(run: StoredRun) -> str:
+    config = run.config
+    return f"{run.epochs_done}/{config.epochs}" if config else str(run.epochs_done)
+
+
+def _resolve(settings: AppSettings, refs: Sequence[str]) -> list[StoredRun] | None:
+    """Each ref as a run, or None after printing why one could not be found."""
+    runs = []
+    for ref in refs:
+        try:
+            runs.append(load_run(settings.runs_dir, ref))
+        except StoreError as exc:
+            _error(str(exc))
+            return None
+    return runs
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> int:
+    try:
+        runs = list_runs(settings.runs_dir)
+    except StoreError as exc:
+        _error(str(exc))
+        return 1
+    if as_json:
+        _write_raw(console, json.dumps({"runs": [run.overview() for run in runs]}, indent=2) + "\n")
+        return 0
+    if not runs:
+        console.print(f"no runs in {escape(str(settings.runs_dir))}", highlight=False)
+        return 0
+    table = Table(
+        title=f"Runs in {escape(str(settings.runs_dir))}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    # Every column but the id keeps its width; the id folds on narrow terminals (a unique
+    # prefix of it is enough for `bntui show`).
+    table.add_column("id", overflow="fold", min_width=8)
+    for name, width in _RUNS_COLUMNS:
+        numeric = name in ("seed", "epochs", "best val loss", "test acc", "time")
+        table.add_column(name, justify="right" if numeric else "left", min_width=width)
+    if any(run.damaged for run in runs):
+        table.add_column("damaged", style="red", overflow="fold", min_width=12)
+    for run in runs:
+        info = run.overview()
+        cells = [
+            escape(run.id),
+            info["dataset"] or "?",
+            info["arch"] or "?",
+            "?" if info["bn"] is None else ("on" if info["bn"] else "off"),
+            "?" if info["seed"] is None else str(info["seed"]),
+            _status_text(run),
+            _epochs_text(run),
+            format_loss(info["best_val_loss"]),
+            format_accuracy(info["test_accuracy"]),
+            format_duration(info["duration_seconds"]),
+        ]
+        if len(table.columns) > len(cells):
+            cells.append(escape(run.damaged or ""))
+        table.add_row(*cells)
+    console.print(table)
+    return 0
+
+
+# -- show ------------------------------------------------------------------------------------
+
+def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
+    found = _resolve(settings, [run])
+    if found is None:
+        return 1
+    stored = found[0]
+    record = stored.record
+    console.print(f"[bold]{escape(stored.id)}[/]  {_status_text(stored)}", highlight=False)
+    if record is not None and record.message:
+        console.print(f"message: {escape(record.message)}", highlight=False)
+    if stored.group:
+        console.print(f"group: {escape(stored.group)}", highlight=False)
+    if stored.damaged:
+        console.print(f"[red]damaged:[/] {escape(stored.damaged)}", highlight=False)
+    if record is None:
+        _error(f"run {stored.id}: nothing readable to show ({stored.damaged})")
+        return 1
+
+    config_table = Table(title="Config", title_justify="left", show_header=False)
+    config_table.add_column("setting")
+    config_table.add_column("value")
+    for name, value in record.config.model_dump().items():
+        config_table.add_row(name, escape(_plain(value)))
+    console.print(config_table)
+
+    env = record.environment
+    device = env.device + (f" ({env.device_name})" if env.device_name else "")
+    console.print(
+        escape(
+            f"environment: python {env.python or '?'}, torch {env.torch or '?'}, "
+            f"torchvision {env.torchvision or '?'}, device {device or '?'}, "
+            f"{env.cpu_threads} CPU threads, {env.hostname or '?'}"
+        ),
+        highlight=False,
+    )
+
+    history = record.history
+    if len(history):
+        table = Table(title="Epochs", title_justify="left")
+        columns = ["epoch", "train loss", "val loss", "train acc", "val acc"]
+        batch_stats = bool(history.val_accuracy_batch_stats) and any(
+            v is not None for v in history.val_accuracy_batch_stats
+        )
+        if batch_stats:
+            columns.append("val acc (batch stats)")
+        if history.epoch_seconds:
+            columns.append("time")
+        for name in columns:
+            table.add_column(name, justify="right")
+        for i in range(len(history)):
+            cells = [
+                str(history.epoch[i]),
+                format_loss(history.train_loss[i]),
+                format_loss(history.val_loss[i]),
+                format_accuracy(history.train_accuracy[i]),
+                format_accuracy(history.val_accuracy[i]),
+            ]
+            if batch_stats:
+                cells.append(format_accuracy(history.val_accuracy_batch_stats[i]))
+            if history.epoch_seconds:
+                cells.append(format_duration(history.epoch_seconds[i]))
+            table.add_row(*cells)
+        console.print(table)
+    else:
+        console.print("no epoch completed", highlight=False)
+
+    if record.final is not None:
+        final = record.final
+        table = Table(title="Final metrics", title_justify="left")
+        for name in ("", "loss", "accuracy"):
+            table.add_column(name, justify="left" if not name else "right")
+        for split in ("train", "val", "test"):
+            table.add_row(
+                split,
+                format_loss(getattr(final, f"{split}_loss")),
+                format_accuracy(getattr(final, f"{split}_accuracy")),
+            )
+        console.print(table)
+    timings = record.timings
+    console.print(
+        f"duration {format_duration(stored.duration_seconds)}, {timings.steps} steps",
+        highlight=False,
+    )
+    return 0
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+# -- compare ---------------------------------------------------------------------------------
+
+def _compare_metrics(run: StoredRun) -> dict[str, tuple[float | None, str]]:
+    """metric -> (value, kind) where kind picks the format: loss, accuracy, count, seconds."""
+    record = run.record
+    assert record is not None
+    final = record.final
+    val_acc = [v for v in record.history.val_accuracy if math.isfinite(v)]
+    return {
+        "test accuracy": (final.test_accuracy if final else None, "accuracy"),
+        "test loss": (final.test_loss if final else None, "loss"),
+        "final val accuracy": (final.val_accuracy if final else None, "accuracy"),
+        "best val accuracy": (max(val_acc) if val_acc else None, "accuracy"),
+        "best val loss": (run.best_val_loss, "loss"),
+        "final train loss": (final.train_loss if final else None, "loss"),
+        "epochs done": (float(run.epochs_done), "count"),
+        "duration": (run.duration_seconds, "seconds"),
+    }
+
+
+def _format_metric(value: float | None, kind: str) -> str:
+    if kind == "accuracy":
+        return format_accuracy(value)
+    if kind == "loss":
+        return format_loss(value)
+    if kind == "seconds":
+        return format_duration(value)
+    return "-" if value is None else f"{value:g}"
+
+
+def _format_delta(value: float | None, base: float | None, kind: str) -> str:
+    if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
+        return ""
+    delta = value - base
+    if kind == "accuracy":
+        return f" ({100.0 * delta:+.2f} pt)"
+    if kind == "loss":
+        return f" ({delta:+.4f})"
+    if kind == "seconds":
+        return f" ({delta:+.1f}s)"
+    return f" ({delta:+g})"
+
+
+def cmd_compare(
+    settings: AppSettings, console: Console, runs: Sequence[str], show_all: bool = False
+) -> int:
+    found = _resolve(settings, runs)
+    if found is None:
+        return 1
+    unreadable = [run for run in found if run.record is None]
+    if unreadable:
+        run = unreadable[0]
+        _error(f"run {run.id} cannot be compared: {run.damaged}")
+        return 1
+    for run in found:
+        if run.damaged:
+            _warn(f"run {run.id} is damaged ({run.damaged}): comparing what could be read")
+
+    metrics = [_compare_metrics(run) for run in found]
+    table = Table(title="Metrics (deltas against the first run)", title_justify="left")
+    table.add_column("")
+    for run in found:
+        label = run.config.label if run.config else ""
+        table.add_column(f"{escape(run.id)}\n{escape(label)}", justify="right")
+    table.add_row("status", *(_status_text(run) for run in found))
+    for name, (base, kind) in metrics[0].items():
+        cells = [_format_metric(base, kind)]
+        for other in metrics[1:]:
+            value, _ = other[name]
+            cells.append(_format_metric(value, kind) + _format_delta(value, base, kind))
+        table.add_row(name, *cells)
+    console.print(table)
+
+    configs = [run.record.config.model_dump() for run in found]  # type: ignore[union-attr]
+    extra = [{"group": run.group or "-"} for run in found]
+    names = list(configs[0]) + ["group"]
+    rows = []
+    for name in names:
+        values = [
+            _plain(config.get(name, "-")) if name != "group" else more["group"]
+            for config, more in zip(configs, extra)
+        ]
+        if show_all or len(set(values)) > 1:
+            rows.append((name, values))
+    if not rows:
+        console.print("configs: identical", highlight=False)
+        return 0
+    title = "Config" if show_all else "Config (only the settings that differ; --all shows every one)"
+    config_table = Table(title=title, title_justify="left")
+    config_table.add_column("setting")
+    for run in found:
+        config_table.add_column(escape(run.id), justify="right")
+    for name, values in rows:
+        config_table.add_row(name, *(escape(value) for value in values))
+    console.print(config_table)
+    return 0
+
+
+# -- export / import -------------------------------------------------------------------------
+
+def cmd_export(settings: AppSettings, console: Console, runs: Sequence[str], output: str) -> int:
+    """All runs when none are named. With output "-" the document is the only thing on stdout."""
+    if runs:
+        found = _resolve(settings, runs)
+        if found is None:
+            return 1
+        unreadable = [run for run in found if run.record is None]
+        if unreadable:
+            _error(f"run {unreadable[0].id} cannot be exported: {unreadable[0].damaged}")
+            return 1
+    else:
+        try:
+            found = list_runs(settings.runs_dir)
+        except StoreError as exc:
+            _error(str(exc))
+            return 1
+        for run in found:
+            if run.record is None:
+                _warn(f"skipped run {run.id}: {run.damaged}")
+    doc = export_document(found)
+    try:
+        write_export(doc, output)
+    except StoreError as exc:
+        _error(str(exc))
+        return 1
+    except OSError as exc:  # stdout closed (e.g. piped into `head`)
+        _error(f"cannot write to stdout: {exc.strerror or exc}")
+        return 1
+    if output != "-":
+        console.print(f"exported {len(doc.runs)} run(s) to {escape(output)}", highlight=False)
+    return 0
+
+
+def cmd_import(settings: AppSettings, console: Console, path: str | Path) -> int:
+    try:
+        report = import_runs(settings.runs_dir, path)
+    except ImportFileError as exc:
+        _error(str(exc))
+        return 1
+    for source, new_id in report.imported:
+        renamed = f" as {escape(new_id)} (the id was taken)" if new_id != source else ""
+        console.print(f"[green]imported[/] {escape(source)}{renamed}", highlight=False)
+    for source, reason in report.rejected:
+        console.print(f"[red]rejected[/] {escape(source)}: {escape(reason)}", highlight=False)
+    console.print(
+        f"{len(report.imported)} imported, {len(report.rejected)} rejected "
+        f"into {escape(str(settings.runs_dir))}",
+        highlight=False,
+    )
+    return 1 if report.rejected else 0
+
+
+# -- rm ----------------------------------------------------------------------------------------
+
+def _ask(console: Console) -> Callable[[str], bool]:
+    def confirm(question: str) -> bool:
+        from rich.prompt import Confirm
+
+        try:
+            return Confirm.ask(question, console=console, default=False)
+        except EOFError:
+            return False  # no terminal to answer on: keep the runs
+
+    return confirm
+
+
+def cmd_rm(
+    settings: AppSettings,
+    console: Console,
+    runs: Sequence[str],
+    yes: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+) -> int:
+    found = _resolve(settings, runs)
+    if found is None:
+        return 1
+    unique = list({run.id: run for run in found}.values())
+    running = [run for run in unique if run.live]
+    for run in running:
+        _error(f"run {run.id} is running: stop it before removing it (nothing removed for it)")
+    removable = [run for run in unique if not run.live]
+    if not removable:
+        return 1
+    if not yes:
+        ids = ", ".join(run.id for run in removable)
+        question = f"Remove {len(removable)} run(s): {ids}?"
+        if not (confirm or _ask(console))(question):
+            console.print("nothing removed", highlight=False)
+            return 1
+    failed = False
+    for run in removable:
+        try:
+            remove_run(run.path, live=run.live)
+        except StoreError as exc:
+            _error(str(exc))
+            failed = True
+            continue
+        console.print(f"removed {escape(run.id)}", highlight=False)
+    return 1 if failed or running else 0
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+def cmd_schema(console: Console) -> int:
+    _write_raw(console, json.dumps(json_schema(), indent=2) + "\n")
+    return 0
+
+
+__all__ = [
+    "cmd_compare",
+    "cmd_export",
+    "cmd_import",
+    "cmd_rm",
+    "cmd_runs",
+    "cmd_schema",
+    "cmd_show",
+]

@@ -1,0 +1,129 @@
+"""Export runs to one versioned JSON document, and import such a document back into a store.
+
+Import checks the whole file first (JSON, envelope, schema version) and writes nothing when
+that fails; then each run is checked on its own: bad runs are reported and skipped, good ones
+are written in the store layout under their id, or under a new one if that id is taken."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from bntui.config import format_validation_error
+from bntui.store.layout import StoreError, atomic_write_bytes
+from bntui.store.reader import StoredRun
+from bntui.store.schema import SUPPORTED_SCHEMA_VERSIONS, ExportDocument, RunRecord
+from bntui.store.writer import write_record
+
+_MAX_ID = 128
+
+
+class ImportFileError(StoreError):
+    """The file as a whole cannot be imported; the message names it. Nothing was written."""
+
+
+@dataclass
+class ImportReport:
+    imported: list[tuple[str, str]] = field(default_factory=list)  # (id in the file, id here)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (id or "#n", reason)
+
+
+def export_document(runs: list[StoredRun]) -> ExportDocument:
+    """A document holding every given run that has a record (a run whose config.json cannot
+    be read has none and is left out: the caller may say so)."""
+    return ExportDocument(runs=[run.record for run in runs if run.record is not None])
+
+
+def export_text(doc: ExportDocument) -> str:
+    return doc.model_dump_json(indent=2) + "\n"
+
+
+def write_export(doc: ExportDocument, path_or_dash: str | Path, *, stdout: TextIO | None = None) -> None:
+    """Write to a file atomically, or to stdout for "-". Raises StoreWriteError for a file
+    that cannot be written."""
+    text = export_text(doc)
+    if str(path_or_dash) == "-":
+        stream = stdout or sys.stdout
+        stream.write(text)
+        stream.flush()
+        return
+    atomic_write_bytes(Path(path_or_dash), text.encode("utf-8"))
+
+
+def read_export(path: str | Path, *, stdin: TextIO | None = None) -> list[object]:
+    """Check a file's envelope and return its runs, still unvalidated. "-" reads stdin."""
+    name = "stdin" if str(path) == "-" else str(path)
+    try:
+        if str(path) == "-":
+            text = (stdin or sys.stdin).read()
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{name}: not a bntui export (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ImportFileError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(
+            f"{name}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+        ) from None
+    if not isinstance(data, dict) or "runs" not in data:
+        raise ImportFileError(
+            f"{name}: not a bntui export (expected a JSON object with schema_version and runs)"
+        )
+    version = data.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+        shown = "missing" if "schema_version" not in data else f"{version!r} is not supported"
+        raise ImportFileError(f"{name}: schema_version {shown} (this bntui reads {supported})")
+    runs = data["runs"]
+    if not isinstance(runs, list):
+        raise ImportFileError(f"{name}: runs must be a list")
+    try:
+        ExportDocument.model_validate({**data, "runs": []})
+    except ValidationError as exc:
+        raise ImportFileError(f"{name}: {format_validation_error(exc)}") from None
+    return runs
+
+
+def import_id(base: str, attempt: int) -> str:
+    """The id an imported run tries on its attempt-th try: its own, then -import2, -import3..."""
+    if attempt == 0:
+        return base
+    suffix = f"-import{attempt + 1}"
+    return base[: _MAX_ID - len(suffix)] + suffix
+
+
+def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None = None) -> ImportReport:
+    """Import every valid run of an export file. Raises ImportFileError (nothing written) when
+    the file as a whole is unusable; each bad run is reported in ImportReport.rejected."""
+    runs_dir = Path(runs_dir)
+    items = read_export(path, stdin=stdin)
+    report = ImportReport()
+    for index, item in enumerate(items):
+        source = f"#{index + 1}"
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            source = item["id"]
+        try:
+            record = RunRecord.model_validate(item)
+        except ValidationError as exc:
+            report.rejected.append((source, format_validation_error(exc)))
+            continue
+        try:
+            new_id = write_record(
+                runs_dir,
+                record,
+                candidates=lambda attempt, base=record.id: import_id(base, attempt),
+                imported_from=record.id,
+            )
+        except StoreError as exc:
+            report.rejected.append((source, str(exc)))
+            continue
+        report.imported.append((record.id, new_id))
+    return report

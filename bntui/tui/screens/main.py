@@ -1,0 +1,60 @@
+"""The workbench: settings on the left; plots, the progress line and the run list on the right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from bntui.tui.widgets.metric_plot import MetricPlot
+from bntui.tui.widgets.progress_line import ProgressLine
+from bntui.tui.widgets.run_table import RunTable
+from bntui.tui.widgets.settings_form import SettingsForm
+
+
+class MainScreen(Screen):
+    # Wide terminals show the loss and accuracy plots side by side, narrow ones one at a time.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+
+    def __init__(self, data_dir: Path, device: str) -> None:
+        super().__init__()
+        self.data_dir = data_dir
+        self.device = device
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            yield SettingsForm(self.data_dir, self.device, id="settings")
+            with Vertical(id="workspace"):
+                with Horizontal(id="plots"):
+                    yield MetricPlot("loss", id="loss-plot")
+                    yield MetricPlot("accuracy", id="accuracy-plot")
+                yield ProgressLine(id="progress")
+                yield RunTable(id="runs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#runs").border_title = "Runs"
+        self.query_one("#plots").border_title = "Curves"
+
+    @property
+    def form(self) -> SettingsForm:
+        return self.query_one(SettingsForm)
+
+    @property
+    def runs(self) -> RunTable:
+        return self.query_one(RunTable)
+
+    @property
+    def progress(self) -> ProgressLine:
+        return self.query_one(ProgressLine)
+
+    @property
+    def plots(self) -> list[MetricPlot]:
+        return list(self.query(MetricPlot))
+
+    def toggle_metric(self) -> None:
+        self.toggle_class("show-accuracy")

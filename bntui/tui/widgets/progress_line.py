@@ -1,0 +1,46 @@
+"""One line about the selected run: id, epoch x/N, step, steps/s, ETA, device."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual.widgets import Static
+
+from bntui.tui.run_view import RunView
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def describe_progress(view: RunView | None, queued_ahead: int = 0) -> str:
+    if view is None:
+        return "No run selected. Set up a run on the left and press [b]ctrl+r[/b] to start it."
+    name = escape(view.run_id or view.label)
+    parts = [f"[b]{name}[/b]", view.status]
+    if view.status == "queued":
+        parts.append(f"{queued_ahead} ahead" if queued_ahead else "next")
+        return " · ".join(parts)
+    parts.append(f"epoch {view.epochs_done}/{view.epochs_total}")
+    parts.append(f"step {view.step}")
+    if view.steps_per_second and view.active:
+        parts.append(f"{view.steps_per_second:.0f} steps/s")
+    eta = view.eta_seconds
+    if eta is not None:
+        parts.append(f"ETA {_duration(eta)}")
+    if view.test_accuracy is not None:
+        parts.append(f"test acc {view.test_accuracy:.1%}")
+    if view.total_seconds is not None and not view.active:
+        parts.append(_duration(view.total_seconds))
+    if view.device:
+        parts.append(escape(view.device))
+    if view.message and not view.active:
+        parts.append(escape(view.message.splitlines()[0]))
+    return " · ".join(parts)
+
+
+class ProgressLine(Static):
+    def show(self, view: RunView | None, queued_ahead: int = 0) -> None:
+        self.update(describe_progress(view, queued_ahead))

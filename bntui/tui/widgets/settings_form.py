@@ -1,0 +1,224 @@
+"""The settings form: Dataset, Architecture, Normalization and Training panes.
+
+Every value is validated by bntui.config (the single source of truth); a field that does not
+validate shows the message right under it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from bntui.config import ARCHITECTURES, DATASETS, RunConfig, TrainingFields, field_errors
+from bntui.tui.devices import DeviceChoice, device_options
+from bntui.tui.messages import SettingsChanged
+
+MAX_SEEDS = 100
+# Fields left empty fall back to the architecture's default (lab: mlp 10 epochs, lenet5 20 + dropout 0.3).
+OPTIONAL_FIELDS = ("epochs", "dropout")
+
+
+@dataclass
+class FormReading:
+    """What the form holds: validated fields, or the message of each invalid one."""
+
+    fields: TrainingFields | None
+    bn: str
+    seeds: int
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _choices(values: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+    return [(value, value) for value in values]
+
+
+def _format_size(size: int | None) -> str:
+    if not size:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def describe_dataset(name: str, data_dir: Path) -> str:
+    """One line for the Dataset pane: is it here, how big, what shape (no paths: they vary)."""
+    try:
+        from bntui.engine.data import dataset_info
+
+        info = dataset_info(name, data_dir)
+    except Exception as exc:  # a broken data dir must not take the form down
+        return f"unknown ({exc})"
+    shape = "x".join(str(n) for n in (getattr(info, "image_shape", None) or ()))
+    parts = ["[b]present[/b]" if info.present else "[b]missing[/b] (see bntui data)"]
+    size = _format_size(getattr(info, "size_bytes", None))
+    if size and info.present:
+        parts.append(size)
+    if shape:
+        parts.append(f"images {shape}")
+    return " · ".join(parts)
+
+
+class Pane(Vertical):
+    """A bordered, titled group of fields."""
+
+    can_focus = False
+
+    def __init__(self, title: str, *children: Widget, id: str | None = None) -> None:
+        super().__init__(*children, id=id, classes="pane")
+        self.border_title = title
+
+
+def field_row(label: str, name: str, control: Widget) -> list[Widget]:
+    control.id = f"field-{name}"
+    return [
+        Horizontal(Label(label, classes="field-label"), control, classes="field-row"),
+        Static("", id=f"error-{name}", classes="field-error"),
+    ]
+
+
+class SettingsForm(VerticalScroll):
+    def __init__(
+        self, data_dir: Path, device: str = "auto", *, id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
+        self.data_dir = data_dir
+        self.initial_device = device
+        self._devices: list[DeviceChoice] | None = None
+
+    def compose(self) -> ComposeResult:
+        d = TrainingFields()
+        yield Pane(
+            "Dataset",
+            *field_row("dataset", "dataset", Select(_choices(DATASETS), value=d.dataset, allow_blank=False, compact=True)),
+            Static("", id="dataset-info"),
+            id="pane-dataset",
+        )
+        yield Pane(
+            "Architecture",
+            *field_row("network", "arch", Select(_choices(ARCHITECTURES), value=d.arch, allow_blank=False, compact=True)),
+            *field_row("hidden", "hidden_sizes", Input(",".join(map(str, d.hidden_sizes)), compact=True)),
+            *field_row("activation", "activation", Select(_choices(["relu", "sigmoid", "tanh"]), value=d.activation, allow_blank=False, compact=True)),
+            *field_row("dropout", "dropout", Input("", placeholder="default", compact=True)),
+            id="pane-architecture",
+        )
+        yield Pane(
+            "Normalization",
+            *field_row("BatchNorm", "bn", Select(_choices(["on", "off", "both"]), value="both", allow_blank=False, compact=True)),
+            *field_row("momentum", "bn_momentum", Input(str(d.bn_momentum), compact=True)),
+            *field_row("eps", "bn_eps", Input(str(d.bn_eps), compact=True)),
+            *field_row("affine", "bn_affine", Checkbox("learn scale, shift", d.bn_affine, compact=True)),
+            *field_row("placement", "bn_placement", Select(_choices(["before", "after"]), value=d.bn_placement, allow_blank=False, compact=True)),
+            id="pane-normalization",
+        )
+        yield Pane(
+            "Training",
+            *field_row("epochs", "epochs", Input("", placeholder="default", compact=True)),
+            *field_row("lr", "lr", Input(str(d.lr), compact=True)),
+            *field_row("batch size", "batch_size", Input(str(d.batch_size), compact=True)),
+            *field_row("optimizer", "optimizer", Select(_choices(["adam", "sgd"]), value=d.optimizer, allow_blank=False, compact=True)),
+            *field_row("seed", "seed", Input(str(d.seed), compact=True)),
+            *field_row("seeds", "seeds", Input("1", compact=True)),
+            *field_row("device", "device", Select(device_options(None), value="auto", allow_blank=False, compact=True)),
+            Button("Start  ^r", id="start", variant="primary", compact=True),
+            id="pane-training",
+        )
+
+    def on_mount(self) -> None:
+        self._update_dataset_info()
+        self._update_arch_fields()
+
+    # -- reading and validating ------------------------------------------------------------
+    def value(self, name: str) -> Any:
+        widget = self.query_one(f"#field-{name}")
+        return widget.value  # type: ignore[attr-defined]
+
+    def set_value(self, name: str, value: Any) -> None:
+        widget = self.query_one(f"#field-{name}")
+        widget.value = value  # type: ignore[attr-defined]
+
+    def read(self) -> FormReading:
+        names = [name for name in TrainingFields.model_fields if self.query(f"#field-{name}")]
+        data: dict[str, Any] = {}
+        for name in names:
+            value = self.value(name)
+            if isinstance(value, str):
+                value = value.strip()
+                if name in OPTIONAL_FIELDS and not value:
+                    value = None
+            data[name] = value
+        bn = str(self.value("bn"))
+        errors: dict[str, str] = {}
+        seeds = 1
+        try:
+            seeds = int(self.value("seeds").strip())
+            if not 1 <= seeds <= MAX_SEEDS:
+                raise ValueError
+        except ValueError:
+            errors["seeds"] = f"must be a whole number from 1 to {MAX_SEEDS}"
+        fields: TrainingFields | None = None
+        try:
+            fields = TrainingFields(**data)
+            # Combinations only a full config checks (e.g. BatchNorm needs batches of 2 or more).
+            RunConfig(**fields.model_dump(), bn=bn != "off")
+        except ValidationError as exc:
+            errors.update(field_errors(exc))
+            fields = None
+        return FormReading(fields, bn, seeds, errors)
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        for message_widget in self.query(".field-error"):
+            name = (message_widget.id or "").removeprefix("error-")
+            message = errors.get(name, "")
+            message_widget.update(message)
+            message_widget.set_class(bool(message), "-shown")
+            control = self.query(f"#field-{name}")
+            if control:
+                control.first().set_class(bool(message), "-invalid")
+
+    def validate_now(self) -> FormReading:
+        reading = self.read()
+        self.show_errors(reading.errors)
+        self.post_message(SettingsChanged(reading.errors))
+        return reading
+
+    # -- devices and dataset info ----------------------------------------------------------
+    def set_devices(self, devices: list[DeviceChoice]) -> None:
+        self._devices = devices
+        select: Select[str] = self.query_one("#field-device", Select)
+        current = select.value
+        options = device_options(devices)
+        select.set_options(options)
+        wanted = current if current != "auto" else self.initial_device
+        values = [value for _, value in options]
+        select.value = wanted if wanted in values else "auto"
+
+    def _update_dataset_info(self) -> None:
+        self.query_one("#dataset-info", Static).update(
+            describe_dataset(str(self.value("dataset")), self.data_dir)
+        )
+
+    def _update_arch_fields(self) -> None:
+        # Hidden sizes only mean something for the MLP.
+        self.query_one("#field-hidden_sizes").disabled = self.value("arch") != "mlp"
+
+    @on(Select.Changed)
+    def _select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "field-dataset":
+            self._update_dataset_info()
+        elif event.select.id == "field-arch":
+            self._update_arch_fields()
+        self.validate_now()
+
+    @on(Input.Changed)
+    @on(Checkbox.Changed)
+    def _value_changed(self) -> None:
+        self.validate_now()
