@@ -126,14 +126,14 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> 
         _write_raw(console, json.dumps({"runs": [run.overview() for run in runs]}, indent=2) + "\n")
         return 0
     if not runs:
-        console.print(f"no runs in {escape(str(settings.runs_dir))}", highlight=False)
+        console.print(f"no runs in {escape(str(settings.runs_dir))}", highlight=False, soft_wrap=True)
         return 0
     table = Table(
         title=f"Runs in {escape(str(settings.runs_dir))}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
+        show_edge=False,
+        padding=0,  # the box's blank separators leave one space between columns
     )
     # Every column but the id keeps its width; the id folds on narrow terminals (a unique
     # prefix of it is enough for `bntui show`).
@@ -172,13 +172,13 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
         return 1
     stored = found[0]
     record = stored.record
-    console.print(f"[bold]{escape(stored.id)}[/]  {_status_text(stored)}", highlight=False)
+    console.print(f"[bold]{escape(stored.id)}[/]  {_status_text(stored)}", highlight=False, soft_wrap=True)
     if record is not None and record.message:
-        console.print(f"message: {escape(record.message)}", highlight=False)
+        console.print(f"message: {escape(record.message)}", highlight=False, soft_wrap=True)
     if stored.group:
-        console.print(f"group: {escape(stored.group)}", highlight=False)
+        console.print(f"group: {escape(stored.group)}", highlight=False, soft_wrap=True)
     if stored.damaged:
-        console.print(f"[red]damaged:[/] {escape(stored.damaged)}", highlight=False)
+        console.print(f"[red]damaged:[/] {escape(stored.damaged)}", highlight=False, soft_wrap=True)
     if record is None:
         _error(f"run {stored.id}: nothing readable to show ({stored.damaged})")
         return 1
@@ -199,6 +199,7 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
             f"{env.cpu_threads} CPU threads, {env.hostname or '?'}"
         ),
         highlight=False,
+        soft_wrap=True,
     )
 
     history = record.history
@@ -229,7 +230,7 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
             table.add_row(*cells)
         console.print(table)
     else:
-        console.print("no epoch completed", highlight=False)
+        console.print("no epoch completed", highlight=False, soft_wrap=True)
 
     if record.final is not None:
         final = record.final
@@ -247,6 +248,7 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
     console.print(
         f"duration {format_duration(stored.duration_seconds)}, {timings.steps} steps",
         highlight=False,
+        soft_wrap=True,
     )
     return 0
 
@@ -342,7 +344,7 @@ def cmd_compare(
         if show_all or len(set(values)) > 1:
             rows.append((name, values))
     if not rows:
-        console.print("configs: identical", highlight=False)
+        console.print("configs: identical", highlight=False, soft_wrap=True)
         return 0
     title = "Config" if show_all else "Config (only the settings that differ; --all shows every one)"
     config_table = Table(title=title, title_justify="left")
@@ -386,7 +388,7 @@ def cmd_export(settings: AppSettings, console: Console, runs: Sequence[str], out
         _error(f"cannot write to stdout: {exc.strerror or exc}")
         return 1
     if output != "-":
-        console.print(f"exported {len(doc.runs)} run(s) to {escape(output)}", highlight=False)
+        console.print(f"exported {len(doc.runs)} run(s) to {escape(output)}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -398,13 +400,14 @@ def cmd_import(settings: AppSettings, console: Console, path: str | Path) -> int
         return 1
     for source, new_id in report.imported:
         renamed = f" as {escape(new_id)} (the id was taken)" if new_id != source else ""
-        console.print(f"[green]imported[/] {escape(source)}{renamed}", highlight=False)
+        console.print(f"[green]imported[/] {escape(source)}{renamed}", highlight=False, soft_wrap=True)
     for source, reason in report.rejected:
-        console.print(f"[red]rejected[/] {escape(source)}: {escape(reason)}", highlight=False)
+        console.print(f"[red]rejected[/] {escape(source)}: {escape(reason)}", highlight=False, soft_wrap=True)
     console.print(
         f"{len(report.imported)} imported, {len(report.rejected)} rejected "
         f"into {escape(str(settings.runs_dir))}",
         highlight=False,
+        soft_wrap=True,
     )
     return 1 if report.rejected else 0
 
@@ -444,7 +447,7 @@ def cmd_rm(
         ids = ", ".join(run.id for run in removable)
         question = f"Remove {len(removable)} run(s): {ids}?"
         if not (confirm or _ask(console))(question):
-            console.print("nothing removed", highlight=False)
+            console.print("nothing removed", highlight=False, soft_wrap=True)
             return 1
     failed = False
     for run in removable:
@@ -454,7 +457,7 @@ def cmd_rm(
             _error(str(exc))
             failed = True
             continue
-        console.print(f"removed {escape(run.id)}", highlight=False)
+        console.print(f"removed {escape(run.id)}", highlight=False, soft_wrap=True)
     return 1 if failed or running else 0
 
 

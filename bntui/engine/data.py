@@ -273,9 +273,7 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def load_split_tensors(
-    config, data_dir: Path, download: bool = False, device=None, *, channels_last: bool = False
-) -> SplitTensors:
+def load_split_tensors(config, data_dir: Path, download: bool = False, device=None) -> SplitTensors:
     """Load `config.dataset` once, split the pool into train/validation by `config.seed`
     and `config.val_fraction`, normalize, and place every split on `device`."""
     import torch
@@ -285,12 +283,11 @@ def load_split_tensors(
         config.dataset, data_dir, download
     )
     train_idx, val_idx = split_pool(len(train_labels), config.val_fraction, config.seed)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def place(images: torch.Tensor) -> torch.Tensor:
         # Move uint8 (4x smaller) and convert on the device.
         images = images.to(device)
-        return normalize_images(images).contiguous(memory_format=memory_format)
+        return normalize_images(images).contiguous()
 
     return SplitTensors(
         dataset=config.dataset,

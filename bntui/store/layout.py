@@ -13,12 +13,10 @@ part of any run."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import secrets
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -142,10 +140,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             pass
         raise write_error(path, exc) from None
     fsync_dir(path.parent)
-
-
-def to_json_bytes(data: Any, *, indent: int | None = 2) -> bytes:
-    return (json.dumps(data, indent=indent, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def atomic_write_model(path: Path, model: BaseModel) -> None:

@@ -319,12 +319,15 @@ def _parse_file(path: Path, name: str, model: type) -> tuple[Any, str | None]:
         return None, problem or f"{name}: {format_validation_error(exc)}"
 
 
+_UNREAD: Any = ("unread",)  # differs from every signature, None (missing) included
+
+
 @dataclass
 class _RunCache:
-    config_sig: Signature = None
+    config_sig: Signature = _UNREAD
     config: ConfigFile | None = None
     config_problem: str | None = None
-    summary_sig: Signature = None
+    summary_sig: Signature = _UNREAD
     summary: SummaryFile | None = None
     summary_problem: str | None = None
     log: EventLog = field(default_factory=EventLog)
@@ -484,7 +487,7 @@ def _read_run(folder: Path, cache: _RunCache, now: float) -> StoredRun | None:
     if log.error is None and log.tail and not live:
         problems.append("truncated last line in events.jsonl")
 
-    key = (config_sig, summary_sig, log.version, status, live, tuple(problems))
+    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems))
     if key == cache.built_key and cache.built is not None:
         return cache.built
 

@@ -1,10 +1,13 @@
-"""Which curves the plots show for the selected run and its BN/no-BN twin."""
+"""Which curves the plots show for the selected run and its BN/no-BN twin, styled by the theme:
+colour tells runs apart, the marker tells training from validation (bntui.themes.curve_style)."""
 
 from __future__ import annotations
 
-from bntui.tui.palette import Palette
+from bntui.themes import ThemeFile, curve_style
 from bntui.tui.run_view import RunView
 from bntui.tui.widgets.metric_plot import Curve
+
+STEP_MARKER = "·"  # the running train loss: sparse small points under the per-epoch lines
 
 
 def _arm(view: RunView, paired: bool) -> str:
@@ -13,21 +16,30 @@ def _arm(view: RunView, paired: bool) -> str:
     return "BN " if view.config.bn else "no BN "
 
 
-def curves_for(views: list[RunView], palette: Palette) -> tuple[list[Curve], list[Curve]]:
-    """(loss curves, accuracy curves). Each run gets two colours (train, val); the running train
-    loss shares the train colour and is drawn finer."""
+def curves_for(
+    views: list[RunView], theme: ThemeFile, *, no_color: bool = False
+) -> tuple[list[Curve], list[Curve]]:
+    """(loss curves, accuracy curves) for `views` (the selected run first)."""
     loss: list[Curve] = []
     accuracy: list[Curve] = []
     paired = len(views) > 1
     for index, view in enumerate(views):
         prefix = _arm(view, paired)
-        train_color, val_color = palette.color(2 * index), palette.color(2 * index + 1)
+        train = curve_style(theme, index, "train", no_color=no_color)
+        val = curve_style(theme, index, "val", no_color=no_color)
+        # Short legend: one entry per run (colour tells runs apart) or, for one run, train/val.
+        short_train = prefix.strip() if paired else "train"
+        short_val = "" if paired else "val"
         epochs = [float(e) for e in view.curves.epoch]
         if view.progress_step:
-            loss.append(Curve(view.progress_epochs(), view.progress_loss, f"{prefix}train (steps)",
-                              train_color, palette.running_marker))
-        loss.append(Curve(epochs, view.curves.train_loss, f"{prefix}train", train_color, palette.train_marker))
-        loss.append(Curve(epochs, view.curves.val_loss, f"{prefix}val", val_color, palette.val_marker))
-        accuracy.append(Curve(epochs, view.curves.train_accuracy, f"{prefix}train", train_color, palette.train_marker))
-        accuracy.append(Curve(epochs, view.curves.val_accuracy, f"{prefix}val", val_color, palette.val_marker))
+            loss.append(Curve(view.progress_epochs(), view.progress_loss, f"{prefix}train/step",
+                              train.color, STEP_MARKER, scatter=True))
+        for curves, train_values, val_values in (
+            (loss, view.curves.train_loss, view.curves.val_loss),
+            (accuracy, view.curves.train_accuracy, view.curves.val_accuracy),
+        ):
+            curves.append(Curve(epochs, train_values, f"{prefix}train", train.color, train.marker,
+                                short_label=short_train))
+            curves.append(Curve(epochs, val_values, f"{prefix}val", val.color, val.marker,
+                                short_label=short_val))
     return loss, accuracy

@@ -34,6 +34,7 @@ class StoreChanged(Message):
 
     changed: list[Any] = field(default_factory=list)  # bntui.store.StoredRun
     removed: list[str] = field(default_factory=list)
+    problem: str | None = None  # the runs dir became unreadable (reported once)
 
 
 @dataclass

@@ -1,72 +1,36 @@
-"""Notice runs that appear or change in the run store (this session's, or another process's).
+"""Notice runs that appear, change or vanish in the run store (this session's or another
+process's). Polled about once a second from a thread worker.
 
-Polled about once a second from a thread worker. Each poll only stats the files of each run
-folder; a run is loaded again only when its files changed (or, while it claims to be running,
-every few seconds, so that a run whose process died shows up as crashed)."""
+bntui.store's reader keeps parsed runs between calls and hands back the same StoredRun object
+while a run's files are unchanged, so a poll costs a few stats per run and "changed" is an
+identity check."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import Any
-
-RECHECK_RUNNING_SECONDS = 5.0
-
-
-def _signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
-    entries = []
-    try:
-        with os.scandir(folder) as scan:
-            for entry in scan:
-                if entry.is_file():
-                    info = entry.stat()
-                    entries.append((entry.name, info.st_mtime_ns, info.st_size))
-    except OSError:
-        return ()
-    return tuple(sorted(entries))
 
 
 class StoreWatcher:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = Path(runs_dir)
-        self._seen: dict[str, tuple[tuple[str, int, int], ...]] = {}
-        self._running_checked: dict[str, float] = {}
+        self._last: dict[str, Any] = {}
+        self._to_forget: set[str] = set()
+
+    def forget(self, run_id: str) -> None:
+        """Report this run on the next poll, changed or not (callable from any thread)."""
+        self._to_forget.add(run_id)
 
     def poll(self) -> tuple[list[Any], list[str]]:
-        """(runs that are new or changed, ids of runs that vanished) since the last poll."""
-        from bntui.store import load_run  # cheap (no torch); imported here to keep start-up lean
+        """(runs that are new or changed, ids of runs that vanished) since the last poll.
+        Raises bntui.store.StoreError when the runs dir cannot be read."""
+        from bntui.store import list_runs  # no torch; imported here to keep start-up lean
 
-        try:
-            folders = {
-                entry.name: Path(entry.path)
-                for entry in os.scandir(self.runs_dir)
-                if entry.is_dir() and not entry.name.startswith(".")
-            }
-        except OSError:
-            folders = {}
-        changed = []
-        now = time.monotonic()
-        for run_id, folder in sorted(folders.items()):
-            signature = _signature(folder)
-            recheck = now - self._running_checked.get(run_id, now) >= RECHECK_RUNNING_SECONDS
-            if signature == self._seen.get(run_id) and not recheck:
-                continue
-            self._seen[run_id] = signature
-            try:
-                stored = load_run(self.runs_dir, run_id)
-            except Exception:  # a half-written folder: read it again on the next change
-                self._seen.pop(run_id, None)
-                continue
-            if getattr(stored, "status", None) == "running":
-                self._running_checked.setdefault(run_id, now)
-                if recheck:
-                    self._running_checked[run_id] = now
-            else:
-                self._running_checked.pop(run_id, None)
-            changed.append(stored)
-        removed = [run_id for run_id in self._seen if run_id not in folders]
-        for run_id in removed:
-            self._seen.pop(run_id, None)
-            self._running_checked.pop(run_id, None)
+        forgotten = set()
+        while self._to_forget:
+            forgotten.add(self._to_forget.pop())
+        runs = {run.id: run for run in list_runs(self.runs_dir)}
+        changed = [run for run_id, run in runs.items() if self._last.get(run_id) is not run or run_id in forgotten]
+        removed = [run_id for run_id in self._last if run_id not in runs]
+        self._last = runs
         return changed, removed

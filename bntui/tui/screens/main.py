@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from bntui.tui.devices import DeviceChoice
 from bntui.tui.widgets.metric_plot import MetricPlot
 from bntui.tui.widgets.progress_line import ProgressLine
 from bntui.tui.widgets.run_table import RunTable
@@ -20,14 +21,15 @@ class MainScreen(Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
 
-    def __init__(self, data_dir: Path, device: str) -> None:
+    def __init__(self, data_dir: Path, device: str, devices: list[DeviceChoice] | None) -> None:
         super().__init__()
         self.data_dir = data_dir
         self.device = device
+        self.devices = devices
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            yield SettingsForm(self.data_dir, self.device, id="settings")
+            yield SettingsForm(self.data_dir, self.device, self.devices, id="settings")
             with Vertical(id="workspace"):
                 with Horizontal(id="plots"):
                     yield MetricPlot("loss", id="loss-plot")

@@ -18,8 +18,10 @@ class Curve:
     xs: list[float]
     ys: list[float]
     label: str
-    color: tuple[int, int, int]
+    color: tuple[int, int, int] | None  # None: the terminal's default (NO_COLOR)
     marker: str  # a plotext marker: "braille", "dot", "hd", or one character
+    scatter: bool = False  # points only, no connecting line
+    short_label: str = ""  # the legend entry when there is no room for every label ("": none)
 
 
 def _downsample(xs: list[float], ys: list[float], width: int) -> tuple[list[float], list[float]]:
@@ -52,16 +54,18 @@ class MetricPlot(PlotextPlot):
         plt.canvas_color(background.rgb)
         plt.axes_color(background.rgb)
         plt.ticks_color(foreground.rgb)
-        plt.ticks_style("default")
         plt.title(f"{self.metric} - {self.caption}" if self.caption else self.metric)
         plt.xlabel("epoch")
         plt.ylabel(self.metric)
         drawn = False
-        for curve in self.curves:
-            if not curve.xs:
-                continue
+        # The legend sits inside the plot: with little height, fall back to the short labels.
+        shown = [curve for curve in self.curves if curve.xs]
+        full_legend = height - 6 >= 2 * len(shown)
+        for curve in shown:
             xs, ys = _downsample(curve.xs, curve.ys, max(width - 10, 10))
-            plt.plot(xs, ys, label=curve.label, color=curve.color, marker=curve.marker)
+            draw = plt.scatter if curve.scatter else plt.plot
+            label = curve.label if full_legend else curve.short_label
+            draw(xs, ys, label=label or None, color=curve.color, marker=curve.marker)
             drawn = True
         if not drawn:
             plt.xlim(0, 1)

@@ -19,9 +19,10 @@ def describe_progress(view: RunView | None, queued_ahead: int = 0) -> str:
     if view is None:
         return "No run selected. Set up a run on the left and press [b]ctrl+r[/b] to start it."
     name = escape(view.run_id or view.label)
-    parts = [f"[b]{name}[/b]", view.status]
+    parts = [f"[b]{view.status}[/b]"]
     if view.status == "queued":
         parts.append(f"{queued_ahead} ahead" if queued_ahead else "next")
+        parts.append(name)
         return " · ".join(parts)
     parts.append(f"epoch {view.epochs_done}/{view.epochs_total}")
     parts.append(f"step {view.step}")
@@ -38,6 +39,7 @@ def describe_progress(view: RunView | None, queued_ahead: int = 0) -> str:
         parts.append(escape(view.device))
     if view.message and not view.active:
         parts.append(escape(view.message.splitlines()[0]))
+    parts.append(name)  # last: ids are long, the figures matter more on a narrow terminal
     return " · ".join(parts)
 
 

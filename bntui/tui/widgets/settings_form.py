@@ -87,12 +87,18 @@ def field_row(label: str, name: str, control: Widget) -> list[Widget]:
 
 class SettingsForm(VerticalScroll):
     def __init__(
-        self, data_dir: Path, device: str = "auto", *, id: str | None = None
+        self,
+        data_dir: Path,
+        device: str = "auto",
+        devices: list[DeviceChoice] | None = None,
+        *,
+        id: str | None = None,
     ) -> None:
+        """`devices` None: not known yet (the app calls `set_devices` once detected)."""
         super().__init__(id=id)
         self.data_dir = data_dir
         self.initial_device = device
-        self._devices: list[DeviceChoice] | None = None
+        self.devices = devices
 
     def compose(self) -> ComposeResult:
         d = TrainingFields()
@@ -127,7 +133,7 @@ class SettingsForm(VerticalScroll):
             *field_row("optimizer", "optimizer", Select(_choices(["adam", "sgd"]), value=d.optimizer, allow_blank=False, compact=True)),
             *field_row("seed", "seed", Input(str(d.seed), compact=True)),
             *field_row("seeds", "seeds", Input("1", compact=True)),
-            *field_row("device", "device", Select(device_options(None), value="auto", allow_blank=False, compact=True)),
+            *field_row("device", "device", Select(device_options(self.devices), value=self._device_value(self.devices), allow_blank=False, compact=True)),
             Button("Start  ^r", id="start", variant="primary", compact=True),
             id="pane-training",
         )
@@ -135,6 +141,7 @@ class SettingsForm(VerticalScroll):
     def on_mount(self) -> None:
         self._update_dataset_info()
         self._update_arch_fields()
+        self.validate_now()
 
     # -- reading and validating ------------------------------------------------------------
     def value(self, name: str) -> Any:
@@ -191,15 +198,18 @@ class SettingsForm(VerticalScroll):
         return reading
 
     # -- devices and dataset info ----------------------------------------------------------
+    def _device_value(self, devices: list[DeviceChoice] | None) -> str:
+        """The configured default device when this machine has it, else auto."""
+        values = [value for _, value in device_options(devices)]
+        return self.initial_device if self.initial_device in values else "auto"
+
     def set_devices(self, devices: list[DeviceChoice]) -> None:
-        self._devices = devices
+        self.devices = devices
         select: Select[str] = self.query_one("#field-device", Select)
         current = select.value
-        options = device_options(devices)
-        select.set_options(options)
-        wanted = current if current != "auto" else self.initial_device
-        values = [value for _, value in options]
-        select.value = wanted if wanted in values else "auto"
+        select.set_options(device_options(devices))
+        values = [value for _, value in device_options(devices)]
+        select.value = current if current != "auto" and current in values else self._device_value(devices)
 
     def _update_dataset_info(self) -> None:
         self.query_one("#dataset-info", Static).update(

@@ -1,0 +1,137 @@
+"""How much faster is one training epoch in bntui's engine than in the lab's own pipeline?
+
+    python bench/epoch_speed.py [--size 1.0] [--reps 3] [--models mlp,lenet5] [--threads N]
+
+Runs offline: it writes MNIST-format (IDX) and CIFAR-10-format (pickle) files of random-ish
+images into a temp dir, full size by default (60,000 + 10,000 and 50,000 + 10,000 images;
+the lab trains on 80% of the training pool: 48,000 and 40,000 images). `--size 0.25` makes
+them four times smaller. Models: MLP 784-128-64-10 with BatchNorm on the MNIST-format data,
+LeNet-5 with BatchNorm (dropout 0.3) on the CIFAR-format data, the same bntui model in both
+pipelines.
+
+(a) lab: torchvision dataset with ToTensor + Normalize transforms, DataLoader(batch_size=64,
+    shuffle=True; num_workers=2 for CIFAR-10 as the lab does), Adam 1e-3, NLL loss,
+    loss.item() every step.
+(b) engine: bntui.engine.train.train() with the same settings (one epoch, defaults otherwise,
+    diagnostics included), timed by the epoch_seconds it reports.
+
+Both time the training steps of one epoch; a second figure adds each pipeline's end-of-epoch
+evaluation (lab: validation loss; engine: validation loss/accuracy, train accuracy, and the
+batch-statistics validation). The two alternate, `--reps` times; medians are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from datafixtures import accept_cifar_files_without_md5, write_cifar, write_mnist  # noqa: E402
+from torchvision import datasets, transforms  # noqa: E402
+
+from bntui.config import RunConfig  # noqa: E402
+from bntui.engine.events import EpochEnded  # noqa: E402
+from bntui.engine.models import build_model  # noqa: E402
+from bntui.engine.train import train  # noqa: E402
+
+CASES = {
+    "mlp": dict(dataset="mnist", arch="mlp", hidden_sizes=[128, 64]),
+    "lenet5": dict(dataset="cifar10", arch="lenet5"),
+}
+
+
+def lab_epoch(config: RunConfig, data_dir: Path) -> tuple[float, float]:
+    """(train seconds, train + validation-loss seconds) of one lab-style epoch."""
+    channels = 3 if config.dataset == "cifar10" else 1
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+    )
+    dataset_class = datasets.CIFAR10 if config.dataset == "cifar10" else datasets.MNIST
+    trainset = dataset_class(str(data_dir), train=True, download=False, transform=transform)
+    validset = dataset_class(str(data_dir), train=True, download=False, transform=transform)
+    numval = int(len(trainset) * 0.8)
+    trainset.data, trainset.targets = trainset.data[:numval], trainset.targets[:numval]
+    validset.data, validset.targets = validset.data[numval:], validset.targets[numval:]
+    workers = 2 if config.dataset == "cifar10" else 0
+    trainloader = torch.utils.data.DataLoader(
+        trainset, batch_size=64, shuffle=True, num_workers=workers
+    )
+    validloader = torch.utils.data.DataLoader(
+        validset, batch_size=64, shuffle=True, num_workers=workers
+    )
+    torch.manual_seed(config.seed)
+    model = build_model(config, (channels, *trainset.data.shape[1:3]))
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    start = time.perf_counter()
+    running_loss = 0.0
+    model.train()
+    for images, labels in trainloader:
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(images), labels)
+        running_loss += loss.item()
+        loss.backward()
+        optimizer.step()
+    trained = time.perf_counter() - start
+    with torch.no_grad():
+        model.eval()
+        valid_loss = 0.0
+        for images, labels in validloader:
+            valid_loss += F.nll_loss(model(images), labels).item()
+    return trained, time.perf_counter() - start
+
+
+def engine_epoch(config: RunConfig, data_dir: Path, threads: int) -> tuple[float, float]:
+    epochs: list[EpochEnded] = []
+    result = train(
+        config,
+        lambda event: epochs.append(event) if isinstance(event, EpochEnded) else None,
+        lambda: False,
+        data_dir=data_dir,
+        threads=threads,
+    )
+    if result.status != "finished":
+        raise SystemExit(f"engine run {result.status}: {result.message}")
+    return epochs[0].epoch_seconds, epochs[0].elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=float, default=1.0, help="dataset size factor")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--models", default="mlp,lenet5")
+    parser.add_argument("--threads", type=int, default=0, help="engine threads (0: default)")
+    args = parser.parse_args()
+    accept_cifar_files_without_md5()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default")
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        print("writing datasets ...", flush=True)
+        write_mnist(data_dir, num_train=int(60000 * args.size), num_test=1000)
+        write_cifar(data_dir, per_batch=int(10000 * args.size), num_test=1000)
+        for name in args.models.split(","):
+            config = RunConfig(**CASES[name], epochs=1, batch_size=64, lr=1e-3, bn=True)
+            lab, engine = [], []
+            for _ in range(args.reps):
+                lab.append(lab_epoch(config, data_dir))
+                engine.append(engine_epoch(config, data_dir, args.threads))
+                print(f"  {name}: lab {lab[-1][0]:.2f}s  engine {engine[-1][0]:.2f}s", flush=True)
+            for index, label in ((0, "training steps"), (1, "with evaluation")):
+                lab_s = statistics.median(run[index] for run in lab)
+                engine_s = statistics.median(run[index] for run in engine)
+                print(
+                    f"{name} epoch, {label}: lab {lab_s:.2f}s, engine {engine_s:.2f}s "
+                    f"-> engine faster by {lab_s / engine_s:.1f}x"
+                )
+
+
+if __name__ == "__main__":
+    main()

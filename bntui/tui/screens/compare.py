@@ -1,0 +1,454 @@
+"""Compare runs side by side: their curves overlaid, a table of final and best metrics with the
+difference to a reference run, and the settings in which they differ. All by keyboard.
+
+The data work (which curve on which x axis, deltas, the settings diff) is plain functions at
+the top, so it can be checked without a terminal; the screen only arranges and redraws."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from bntui.config import RunConfig
+from bntui.series import ema
+from bntui.store.schema import RunRecord
+from bntui.tui.widgets.overlay_plot import (
+    CurvePainter,
+    OverlayPlot,
+    PlotSeries,
+    RedrawThrottle,
+    marker_symbol,
+    painter_for,
+)
+
+METRICS = ("loss", "accuracy")
+X_AXES = ("epoch", "step", "time")
+X_LABELS = {"epoch": "epoch", "step": "optimizer step", "time": "wall time (s)"}
+# Smoothing weights in tenths: 0 is off, 9 (0.9) the most the +/- keys allow.
+MAX_SMOOTHING_TENTHS = 9
+DEFAULT_SMOOTHING_TENTHS = 6
+
+Curve = tuple[list[float], list[float]]
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def unique_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """Each run once (the first time it is listed), in the order given."""
+    seen: set[str] = set()
+    unique = []
+    for record in records:
+        if record.id not in seen:
+            seen.add(record.id)
+            unique.append(record)
+    return unique
+
+
+def run_labels(records: Sequence[RunRecord]) -> list[str]:
+    """dataset/arch/BN/seed per run; runs that would share a label get their id added."""
+    labels = [record.config.label for record in records]
+    return [
+        f"{label} ({record.id})" if labels.count(label) > 1 else label
+        for label, record in zip(labels, records)
+    ]
+
+
+def _pair(xs: Sequence[float], ys: Sequence[float]) -> Curve | None:
+    if not xs or len(xs) != len(ys):
+        return None
+    return [float(x) for x in xs], [float(y) for y in ys]
+
+
+def run_curves(record: RunRecord, metric: str, x_axis: str) -> tuple[Curve | None, Curve | None]:
+    """(validation curve, training curve) of one run, each as (xs, ys) or None when the run
+    has no data for that axis (a record without step or timing arrays).
+
+    Training loss comes from the step-resolution progress points on the step and time axes;
+    accuracy exists per epoch only."""
+    history, progress = record.history, record.progress
+    val = list(history.val_loss if metric == "loss" else history.val_accuracy)
+    train = list(history.train_loss if metric == "loss" else history.train_accuracy)
+    if x_axis == "epoch":
+        return _pair(history.epoch, val), _pair(history.epoch, train)
+    per_epoch_x = history.step if x_axis == "step" else history.elapsed
+    progress_x = progress.step if x_axis == "step" else progress.elapsed
+    train_curve = None
+    if metric == "loss" and len(progress):
+        train_curve = _pair(progress_x, progress.train_loss)
+    if train_curve is None:
+        train_curve = _pair(per_epoch_x, train)
+    return _pair(per_epoch_x, val), train_curve
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    final: float | None  # validation metric after the last epoch
+    best: float | None  # lowest validation loss / highest validation accuracy
+    test: float | None  # from the finished run's final metrics
+
+
+def metric_summary(record: RunRecord, metric: str) -> MetricSummary:
+    history = record.history
+    values = list(history.val_loss if metric == "loss" else history.val_accuracy)
+    final = values[-1] if values else None
+    if final is None and record.final is not None:
+        final = record.final.val_loss if metric == "loss" else record.final.val_accuracy
+    finite = _finite(values)
+    best = (min(finite) if metric == "loss" else max(finite)) if finite else None
+    test = None
+    if record.final is not None:
+        test = record.final.test_loss if metric == "loss" else record.final.test_accuracy
+    return MetricSummary(final, best, test)
+
+
+def _difference(value: float | None, reference: float | None) -> float | None:
+    if value is None or reference is None:
+        return None
+    return value - reference
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    run_id: str
+    label: str
+    status: str
+    epochs: int
+    values: MetricSummary
+    deltas: MetricSummary  # this run minus the reference run (zero on the reference itself)
+    is_reference: bool
+
+
+def comparison_rows(
+    records: Sequence[RunRecord], reference_index: int, metric: str
+) -> list[ComparisonRow]:
+    labels = run_labels(records)
+    summaries = [metric_summary(record, metric) for record in records]
+    reference = summaries[reference_index] if summaries else MetricSummary(None, None, None)
+    return [
+        ComparisonRow(
+            run_id=record.id,
+            label=label,
+            status=record.status,
+            epochs=len(record.history),
+            values=summary,
+            deltas=MetricSummary(
+                _difference(summary.final, reference.final),
+                _difference(summary.best, reference.best),
+                _difference(summary.test, reference.test),
+            ),
+            is_reference=index == reference_index,
+        )
+        for index, (record, label, summary) in enumerate(zip(records, labels, summaries))
+    ]
+
+
+def format_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4f}" if metric == "loss" else f"{100 * value:.2f}%"
+
+
+def format_delta(metric: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:+.4f}" if metric == "loss" else f"{100 * value:+.2f} pts"
+
+
+def _setting_text(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    name: str
+    values: list[str]
+    differs: bool
+
+
+def config_diff(records: Sequence[RunRecord], show_all: bool = False) -> list[SettingRow]:
+    """The settings (RunConfig fields, in declaration order) whose values differ between the
+    runs; every setting with show_all."""
+    dumps = [record.config.model_dump() for record in records]
+    rows = []
+    for name in RunConfig.model_fields:
+        values = [dump.get(name) for dump in dumps]
+        differs = any(value != values[0] for value in values[1:])
+        if differs or show_all:
+            rows.append(SettingRow(name, [_setting_text(v) for v in values], differs))
+    return rows
+
+
+# -- screen -----------------------------------------------------------------------------------
+
+
+class CompareScreen(Screen[None]):
+    """Overlay of the given runs' curves, a metrics table and the settings diff.
+
+    `reference`: the id of the run the deltas are measured against (default: the first)."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("m", "toggle_metric", "Loss/Acc", tooltip="Plot and tabulate loss or accuracy"),
+        Binding("l", "toggle_log", "Log y", tooltip="Logarithmic y axis on or off"),
+        Binding("x", "cycle_x_axis", "X axis", tooltip="x axis: epoch, optimizer step, wall time"),
+        Binding("s", "toggle_smoothing", "Smooth", tooltip="EMA smoothing (debiased) on or off"),
+        Binding("plus,equals_sign", "smoothing_up", "Smooth+", tooltip="Smoothing weight +0.1 (max 0.9)"),
+        Binding("minus", "smoothing_down", "Smooth-", tooltip="Smoothing weight -0.1 (0 turns it off)"),
+        Binding("t", "toggle_train", "Train", tooltip="Show or hide the training curves"),
+        Binding("r", "set_reference", "Reference", tooltip="Measure deltas against the selected run"),
+        Binding("a", "toggle_all_settings", "All settings", tooltip="Settings: only differing, or all"),
+    ]
+
+    def __init__(self, records: Sequence[RunRecord], reference: str | None = None) -> None:
+        super().__init__()
+        self.records: list[RunRecord] = unique_runs(records)
+        ids = [record.id for record in self.records]
+        self.reference_index = ids.index(reference) if reference in ids else 0
+        self.metric = "loss"
+        self.x_axis = "epoch"
+        self.log_y = False
+        self.smoothing_tenths = 0
+        self._last_smoothing_tenths = DEFAULT_SMOOTHING_TENTHS
+        self.show_train = True
+        self.show_all_settings = False
+        self.rows: list[ComparisonRow] = []
+        self.settings: list[SettingRow] = []
+        self.notes: list[str] = []
+        self._throttle = RedrawThrottle(self, self.redraw)
+        self._ready = False
+
+    @property
+    def smoothing(self) -> float:
+        return self.smoothing_tenths / 10
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="compare-status")
+        yield OverlayPlot(id="compare-plot")
+        yield Static(id="compare-legend")
+        with Horizontal(id="compare-bottom"):
+            with Vertical(id="compare-runs-pane"):
+                yield Static(id="compare-runs-title", classes="pane-title")
+                yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="compare-settings-pane"):
+                yield Static(id="compare-settings-title", classes="pane-title")
+                yield DataTable(id="compare-settings", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw())
+        self._ready = True
+        self.redraw()
+        self.query_one("#compare-table", DataTable).focus()
+
+    def update_records(self, records: Sequence[RunRecord]) -> None:
+        """New data for (some of) the runs shown, e.g. a run still training. Redraws at most
+        4 times a second; the reference run stays the same run."""
+        reference_id = self.records[self.reference_index].id if self.records else None
+        self.records = unique_runs(records)
+        ids = [record.id for record in self.records]
+        self.reference_index = ids.index(reference_id) if reference_id in ids else 0
+        self._throttle.request()
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        if not self._ready:
+            return  # on_mount draws the first time
+        painter = painter_for(self.app)
+        self._draw_plot(painter)
+        self._draw_status()
+        self._draw_legend(painter)
+        self._fill_table(painter)
+        self._fill_settings()
+
+    def _smoothed(self, curve: Curve) -> Curve:
+        xs, ys = curve
+        return (xs, ema(ys, self.smoothing)) if self.smoothing_tenths else (xs, ys)
+
+    def _draw_plot(self, painter: CurvePainter) -> None:
+        series: list[PlotSeries] = []
+        missing: list[str] = []
+        for index, record in enumerate(self.records):
+            val, train = run_curves(record, self.metric, self.x_axis)
+            if val is None and (train is None or not self.show_train):
+                missing.append(f"#{index + 1}")
+            if self.show_train and train is not None:
+                series.append(
+                    PlotSeries(*self._smoothed(train), painter.color(index), painter.marker(index, "train"))
+                )
+            if val is not None:
+                series.append(
+                    PlotSeries(*self._smoothed(val), painter.color(index), painter.marker(index, "val"))
+                )
+        self.notes = []
+        if missing and self.records:
+            self.notes.append(f"no {self.x_axis} data for {', '.join(missing)}")
+        self.query_one("#compare-plot", OverlayPlot).show(
+            series,
+            title=f"{self.metric}: validation and training"
+            if self.show_train
+            else f"validation {self.metric}",
+            xlabel=X_LABELS[self.x_axis],
+            ylabel=self.metric,
+            log_y=self.log_y,
+            message="no runs to compare" if not self.records else f"no {self.x_axis} data to plot",
+        )
+
+    def _draw_status(self) -> None:
+        smoothing = f"EMA {self.smoothing:.1f}" if self.smoothing_tenths else "off"
+        reference = (
+            f"#{self.reference_index + 1} {self.records[self.reference_index].config.label}"
+            if self.records
+            else "—"
+        )
+        parts = [
+            f"{len(self.records)} runs",
+            f"metric: {self.metric}",
+            f"x: {self.x_axis}",
+            f"y: {'log' if self.log_y else 'linear'}",
+            f"smoothing: {smoothing}",
+            f"reference: {reference}",
+            *self.notes,
+        ]
+        self.query_one("#compare-status", Static).update(Text(" · ".join(parts)))
+
+    def _draw_legend(self, painter: CurvePainter) -> None:
+        legend = Text()
+        for index, label in enumerate(run_labels(self.records)):
+            if index:
+                legend.append("   ")
+            legend.append("■ " if not painter.no_color else "", style=painter.swatch(index))
+            legend.append(f"#{index + 1} {label}", style=painter.swatch(index))
+            if painter.no_color:
+                legend.append(
+                    f" (val {marker_symbol(painter.marker(index, 'val'))},"
+                    f" train {marker_symbol(painter.marker(index, 'train'))})"
+                )
+        if not painter.no_color:
+            legend.append(
+                f"\nvalidation: {marker_symbol(painter.val_marker)}  "
+                f"training: {marker_symbol(painter.train_marker)}",
+                style="dim",
+            )
+        self.query_one("#compare-legend", Static).update(legend)
+
+    def _fill_table(self, painter: CurvePainter) -> None:
+        table = self.query_one("#compare-table", DataTable)
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        metric = self.metric
+        table.add_column("#", key="index")
+        table.add_column("run", key="run")
+        table.add_column("status", key="status")
+        table.add_column("ep", key="epochs")
+        for key, title in (("final", "final val"), ("best", "best val"), ("test", "test")):
+            table.add_column(title, key=key)
+            table.add_column("Δ", key=f"d_{key}")
+        self.query_one("#compare-runs-title", Static).update(
+            Text(f"Validation {metric} (final, best), test {metric}; Δ = run − reference ◆ (r: set)")
+        )
+        self.rows = comparison_rows(self.records, self.reference_index, metric)
+        for index, row in enumerate(self.rows):
+            mark = "◆" if row.is_reference else " "
+            cells: list[object] = [
+                Text(f"{mark}{index + 1}", style=painter.swatch(index)),
+                row.label,
+                row.status,
+                str(row.epochs),
+            ]
+            for key in ("final", "best", "test"):
+                cells.append(Text(format_value(metric, getattr(row.values, key)), justify="right"))
+                delta = "ref" if row.is_reference else format_delta(metric, getattr(row.deltas, key))
+                cells.append(Text(delta, justify="right"))
+            table.add_row(*cells, key=row.run_id)
+        if self.rows:
+            table.move_cursor(row=min(cursor, len(self.rows) - 1))
+
+    def _fill_settings(self) -> None:
+        table = self.query_one("#compare-settings", DataTable)
+        table.clear(columns=True)
+        self.settings = config_diff(self.records, self.show_all_settings) if self.records else []
+        shown = "all settings (≠ marks a difference)" if self.show_all_settings else "settings that differ"
+        self.query_one("#compare-settings-title", Static).update(Text(f"{shown.capitalize()} (a: toggle)"))
+        table.add_column("setting", key="setting")
+        for index in range(len(self.records)):
+            table.add_column(f"#{index + 1}", key=f"run{index}")
+        if not self.settings:
+            table.add_row("(all settings equal)", *[""] * len(self.records), key="(none)")
+            return
+        for setting in self.settings:
+            name = Text(f"≠ {setting.name}" if self.show_all_settings and setting.differs else setting.name)
+            if setting.differs:
+                name.stylize("bold")
+            table.add_row(name, *setting.values, key=setting.name)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+    def action_toggle_metric(self) -> None:
+        self.metric = METRICS[(METRICS.index(self.metric) + 1) % len(METRICS)]
+        self.redraw()
+
+    def action_toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self.redraw()
+
+    def action_cycle_x_axis(self) -> None:
+        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)]
+        self.redraw()
+
+    def action_toggle_smoothing(self) -> None:
+        if self.smoothing_tenths:
+            self._last_smoothing_tenths = self.smoothing_tenths
+            self.smoothing_tenths = 0
+        else:
+            self.smoothing_tenths = self._last_smoothing_tenths
+        self.redraw()
+
+    def action_smoothing_up(self) -> None:
+        self.smoothing_tenths = min(self.smoothing_tenths + 1, MAX_SMOOTHING_TENTHS)
+        self.redraw()
+
+    def action_smoothing_down(self) -> None:
+        if self.smoothing_tenths:
+            self.smoothing_tenths -= 1
+            if self.smoothing_tenths:
+                self._last_smoothing_tenths = self.smoothing_tenths
+        self.redraw()
+
+    def action_toggle_train(self) -> None:
+        self.show_train = not self.show_train
+        self.redraw()
+
+    def action_set_reference(self) -> None:
+        table = self.query_one("#compare-table", DataTable)
+        if self.records and 0 <= table.cursor_row < len(self.records):
+            self.reference_index = table.cursor_row
+            self.redraw()
+
+    def action_toggle_all_settings(self) -> None:
+        self.show_all_settings = not self.show_all_settings
+        self._fill_settings()

@@ -1,0 +1,441 @@
+"""BatchNorm diagnostics (issue 7): how one hidden layer's inputs to the non-linearity evolve
+during training, for one run or for the two arms of a BN / no-BN pair side by side — the
+terminal counterpart of the BatchNorm paper's Figure 1: (a) accuracy over training, (b, c) the
+15th, 50th and 85th percentiles of one unit's pre-activation over training steps.
+
+The numbers are the engine's `Diagnostics` events (bntui.engine.diagnostics lists the keys),
+stored in RunRecord.diagnostics.points. The app calls `update_records` when the store has
+new data; the screen redraws at most 4 times a second."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Select, Static
+
+from bntui.store.schema import RunRecord
+from bntui.tui.widgets.band_plot import BandPlot, BandSeries
+from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, RedrawThrottle, painter_for
+
+NO_DIAGNOSTICS = "no diagnostics recorded: run with --diagnostics-every N"
+
+
+@dataclass(frozen=True)
+class Statistic:
+    key: str
+    title: str  # shown in the Select and as the plot title
+    fields: tuple[str, ...]  # per-layer keys of a Diagnostics event
+    band: bool  # fields are (low, mid, high) of a band; otherwise separate lines
+    needs_bn: bool = False  # only BatchNorm layers have it
+
+
+STATISTICS: tuple[Statistic, ...] = (
+    Statistic("unit", "one unit's pre-activation: 15/50/85th percentiles",
+              ("unit_p15", "unit_p50", "unit_p85"), band=True),
+    Statistic("all", "all units' pre-activations: 15/50/85th percentiles",
+              ("preact_p15", "preact_p50", "preact_p85"), band=True),
+    Statistic("meanstd", "pre-activation mean ± std (all units)",
+              ("preact_mean", "preact_std"), band=True),
+    Statistic("grad", "gradient norm of the layer's weights", ("grad_norm",), band=False),
+    Statistic("update", "update ratio ‖ΔW‖ / ‖W‖ of the last step", ("update_ratio",), band=False),
+    Statistic("affine", "BatchNorm γ and β (means over units)",
+              ("gamma_mean", "beta_mean"), band=False, needs_bn=True),
+    Statistic("gap", "batch vs running statistics: mean |Δmean| and |Δvar|",
+              ("running_mean_gap", "running_var_gap"), band=False, needs_bn=True),
+)  # fmt: skip
+STATISTIC_BY_KEY = {statistic.key: statistic for statistic in STATISTICS}
+_LINE_LABELS = {
+    "grad_norm": "‖∇W‖",
+    "update_ratio": "‖ΔW‖/‖W‖",
+    "gamma_mean": "γ",
+    "beta_mean": "β",
+    "running_mean_gap": "|Δmean|",
+    "running_var_gap": "|Δvar|",
+}
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def diagnostics_points(record: RunRecord) -> list[dict]:
+    return list(record.diagnostics.points) if record.diagnostics else []
+
+
+def _layer_name(row: object) -> str | None:
+    if not isinstance(row, dict):
+        return None
+    name = row.get("layer", row.get("name"))
+    return str(name) if name is not None else None
+
+
+def layer_names(records: Sequence[RunRecord]) -> list[tuple[str, str]]:
+    """(layer, kind) of every layer the records measured, in network order. A run measures
+    the same layers every time, so its first and last points say which (cheap at 4 Hz)."""
+    seen: dict[str, str] = {}
+    for record in records:
+        points = diagnostics_points(record)
+        for point in points[:1] + points[-1:]:
+            for row in point.get("layers", []) or []:
+                if isinstance(row, dict) and (name := _layer_name(row)) and name not in seen:
+                    seen[name] = str(row.get("kind", ""))
+    return list(seen.items())
+
+
+def _number(value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return math.nan  # None (not measured, or not finite) and anything unexpected
+
+
+def layer_series(
+    record: RunRecord, layer: str, fields: Sequence[str]
+) -> tuple[list[float], dict[str, list[float]]]:
+    """(steps, {field: values}) of one layer over the run's diagnostics points. Points where
+    the layer has none of `fields` are left out; a missing single value is NaN (not drawn)."""
+    steps: list[float] = []
+    values: dict[str, list[float]] = {name: [] for name in fields}
+    position = None  # the layer's index in the previous point: usually the same in the next
+    for point in diagnostics_points(record):
+        rows = point.get("layers") or []
+        if position is None or position >= len(rows) or _layer_name(rows[position]) != layer:
+            position = next(
+                (i for i, r in enumerate(rows) if isinstance(r, dict) and _layer_name(r) == layer),
+                None,
+            )
+            if position is None:
+                continue
+        row = rows[position]
+        numbers = [_number(row.get(name)) for name in fields]
+        if all(math.isnan(n) for n in numbers):
+            continue
+        steps.append(_number(point.get("step")))
+        for name, number in zip(fields, numbers):
+            values[name].append(number)
+    return steps, values
+
+
+def statistic_curves(
+    record: RunRecord, layer: str, statistic: Statistic, color, markers: tuple[str, str]
+) -> tuple[list[BandSeries], list[PlotSeries]]:
+    """What to draw for one run: (bands, plain lines). Empty when nothing was recorded."""
+    steps, values = layer_series(record, layer, statistic.fields)
+    if not steps:
+        return [], []
+    mid_marker, edge_marker = markers
+    if statistic.key == "meanstd":
+        mean, std = values["preact_mean"], values["preact_std"]
+        return [
+            BandSeries(steps, mean, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                       color, "mean", "mean ± std", mid_marker, edge_marker)
+        ], []  # fmt: skip
+    if statistic.band:
+        low, mid, high = (values[name] for name in statistic.fields)
+        return [BandSeries(steps, mid, low, high, color, "p50", "p15 / p85", mid_marker, edge_marker)], []
+    lines = [
+        PlotSeries(
+            steps,
+            values[name],
+            color,
+            mid_marker if index == 0 else edge_marker,  # a second line is dotted
+            _LINE_LABELS.get(name, name),
+        )
+        for index, name in enumerate(statistic.fields)
+    ]
+    return [], lines
+
+
+def shared_range(curves: Sequence[PlotSeries]) -> tuple[float, float] | None:
+    """The y limits that fit every finite value of `curves`, with a little headroom."""
+    values = [y for curve in curves for y in curve.ys if math.isfinite(y)]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    pad = 0.05 * (high - low) or 0.5 * abs(high) or 1.0
+    return low - pad, high + pad
+
+
+def ordered_records(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """At most two runs to show. A BN / no-BN pair is shown BN first (left). Given a whole
+    group, its lowest seed with both arms; otherwise the first two runs as given."""
+    records = list(records)
+    if len(records) > 2:
+        by_arm = {(r.config.bn, r.config.seed): r for r in reversed(records)}  # first one wins
+        seeds = sorted({seed for bn, seed in by_arm if (not bn, seed) in by_arm})
+        records = [by_arm[(True, seeds[0])], by_arm[(False, seeds[0])]] if seeds else records[:2]
+    if len(records) == 2 and not records[0].config.bn and records[1].config.bn:
+        return [records[1], records[0]]
+    return records
+
+
+def arm_label(record: RunRecord, paired: bool) -> str:
+    prefix = ("BN" if record.config.bn else "no BN") + " · " if paired else ""
+    return f"{prefix}{record.config.label} ({record.id})"
+
+
+def missing_message(record: RunRecord) -> str:
+    every = record.config.diagnostics_every
+    if record.status == "running" and every > 0:
+        return f"waiting for the first diagnostics (measured every {every} steps)"
+    return NO_DIAGNOSTICS
+
+
+# -- screen -----------------------------------------------------------------------------------
+
+
+class DiagnosticsPanel(Vertical):
+    """One run's plot with its title and, when there is nothing to plot, the reason."""
+
+    def __init__(self, index: int, *, classes: str = "") -> None:
+        super().__init__(id=f"diag-panel-{index}", classes=f"diag-panel {classes}".strip())
+        self.index = index
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="pane-title diag-title")
+        yield Static(classes="diag-message")
+        yield BandPlot(classes="diag-plot")
+
+    @property
+    def plot(self) -> BandPlot:
+        return self.query_one(BandPlot)
+
+    @property
+    def message(self) -> Static:
+        return self.query_one(".diag-message", Static)
+
+    @property
+    def title(self) -> Static:
+        return self.query_one(".diag-title", Static)
+
+
+class DiagnosticsScreen(Screen[None]):
+    """`records`: one run, or the two arms (BN and no BN) of a pair, shown side by side."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("left_square_bracket", "previous_layer", "Prev layer", tooltip="Previous layer"),
+        Binding("right_square_bracket", "next_layer", "Next layer", tooltip="Next layer"),
+        Binding("s", "next_statistic", "Statistic", tooltip="Next statistic"),
+        Binding("g", "toggle_log", "Log y", tooltip="Logarithmic y axis (gradient norm, update ratio)"),
+    ]
+
+    def __init__(self, records: Sequence[RunRecord]) -> None:
+        super().__init__()
+        self.records: list[RunRecord] = ordered_records(records)
+        self.dropped = max(len(records) - len(self.records), 0)
+        self.layer_choices: list[tuple[str, str]] = layer_names(self.records)
+        self.layer_name: str | None = self.layer_choices[0][0] if self.layer_choices else None
+        self.statistic: Statistic = STATISTICS[0]
+        self.log_y = False
+        self.redraw_count = 0
+        self._throttle = RedrawThrottle(self, self.redraw)
+        self._ready = False
+
+    @property
+    def throttle(self) -> RedrawThrottle:
+        return self._throttle
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="diag-status")
+        with Horizontal(id="diag-controls"):
+            yield Select(
+                self._layer_options(),
+                value=self.layer_name if self.layer_name is not None else Select.NULL,
+                allow_blank=self.layer_name is None,
+                prompt="no layers measured",
+                id="diag-layer",
+            )
+            yield Select(
+                [(statistic.title, statistic.key) for statistic in STATISTICS],
+                value=self.statistic.key,
+                allow_blank=False,
+                id="diag-statistic",
+            )
+        with Horizontal(id="diag-panels"):
+            for index in range(max(len(self.records), 1)):
+                yield DiagnosticsPanel(index, classes="-second" if index else "")
+        yield OverlayPlot(id="diag-accuracy")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw())
+        self._ready = True
+        self.redraw()
+
+    def update_records(self, records: Sequence[RunRecord]) -> None:
+        """The same runs with newer data (the app polls the store). Redraws at most 4 Hz."""
+        self.records = ordered_records(records)
+        self.dropped = max(len(records) - len(self.records), 0)
+        self._throttle.request()
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _layer_options(self) -> list[tuple[str, str]]:
+        return [(f"{name} ({kind})" if kind else name, name) for name, kind in self.layer_choices]
+
+    def _sync_layers(self) -> None:
+        layers = layer_names(self.records)
+        if layers == self.layer_choices:
+            return
+        self.layer_choices = layers
+        names = [name for name, _ in layers]
+        if self.layer_name not in names:
+            self.layer_name = names[0] if names else None
+        select = self.query_one("#diag-layer", Select)
+        with select.prevent(Select.Changed):
+            select.set_options(self._layer_options())
+            if self.layer_name is not None:
+                select.value = self.layer_name
+
+    def redraw(self) -> None:
+        if not self._ready:
+            return
+        self.redraw_count += 1
+        self._sync_layers()
+        painter = painter_for(self.app)
+        paired = len(self.records) == 2
+        panels = list(self.query(DiagnosticsPanel))
+        contents = [
+            self._panel_content(self.records[index] if index < len(self.records) else None, index, painter)
+            for index in range(len(panels))
+        ]
+        # Side by side, the arms share the y axis so their spreads can be compared by eye.
+        y_range = shared_range(
+            [
+                curve
+                for content in contents
+                if not isinstance(content, str)
+                for curve in [*(c for band in content[0] for c in band.curves()), *content[1]]
+            ]
+        )
+        for index, (panel, content) in enumerate(zip(panels, contents)):
+            record = self.records[index] if index < len(self.records) else None
+            title = Text(arm_label(record, paired), style=painter.swatch(index)) if record else Text("no run")
+            panel.title.update(title)
+            if isinstance(content, str):
+                self._show_message(panel, content)
+                continue
+            panel.message.display = False
+            panel.plot.display = True
+            bands, lines = content
+            panel.plot.show_bands(
+                bands,
+                extra=lines,
+                title=f"{self.layer_name}: {self.statistic.title}",
+                xlabel="step",
+                log_y=self.log_y,
+                y_range=y_range,
+            )
+        self._draw_accuracy(painter)
+        self._draw_status()
+
+    def _panel_content(
+        self, record: RunRecord | None, index: int, painter: CurvePainter
+    ) -> tuple[list[BandSeries], list[PlotSeries]] | str:
+        """(bands, lines) to draw for one run, or the reason there are none."""
+        if record is None:
+            return "no run to show"
+        if not diagnostics_points(record):
+            return missing_message(record)
+        if self.layer_name is None:
+            return "no layer measured"
+        bands, lines = statistic_curves(
+            record, self.layer_name, self.statistic, painter.color(index), painter.band_markers(index)
+        )
+        if not bands and not lines:
+            if self.statistic.needs_bn and not record.config.bn:
+                return "not measured: this run has no BatchNorm"
+            return f"{self.statistic.title}: not recorded for layer {self.layer_name}"
+        return bands, lines
+
+    def _draw_status(self) -> None:
+        parts = [
+            f"BatchNorm diagnostics · layer {self.layer_name or '—'}",
+            self.statistic.title,
+            "y: log" if self.log_y else "y: linear",
+            "measured on a fixed validation probe batch",
+        ]
+        if self.dropped:
+            parts.append(f"{self.dropped} more runs of the group not shown (one pair at a time)")
+        self.query_one("#diag-status", Static).update(Text(" · ".join(parts)))
+
+    @staticmethod
+    def _show_message(panel: DiagnosticsPanel, message: str) -> None:
+        panel.message.update(Text(message))
+        panel.message.display = True
+        panel.plot.display = False
+        panel.plot.show_bands([], message=message)
+
+    def _draw_accuracy(self, painter: CurvePainter) -> None:
+        """Figure 1(a): validation accuracy over training, every run in its colour."""
+        by_step = all(record.history.step for record in self.records) and bool(self.records)
+        series = []
+        tests = []
+        for index, record in enumerate(self.records):
+            history = record.history
+            xs = history.step if by_step else history.epoch
+            if history.val_accuracy:
+                series.append(
+                    PlotSeries(
+                        [float(x) for x in xs],
+                        list(history.val_accuracy),
+                        painter.color(index),
+                        painter.marker(index, "val"),
+                        ("BN" if record.config.bn else "no BN") if len(self.records) == 2 else None,
+                    )
+                )
+            if record.final is not None:
+                arm = "BN" if record.config.bn else "no BN"
+                tests.append(f"{arm} {100 * record.final.test_accuracy:.2f}%")
+        title = "validation accuracy"
+        if tests:
+            title += " (test accuracy: " + ", ".join(tests) + ")"
+        self.query_one("#diag-accuracy", OverlayPlot).show(
+            series,
+            title=title,
+            xlabel="step" if by_step else "epoch",
+            ylabel="accuracy",
+            message="no epochs finished yet",
+        )
+
+    # -- controls -----------------------------------------------------------------------------
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL:
+            return
+        if event.select.id == "diag-layer" and event.value != self.layer_name:
+            self.layer_name = str(event.value)
+            self.redraw()
+        elif event.select.id == "diag-statistic" and event.value != self.statistic.key:
+            self.statistic = STATISTIC_BY_KEY[str(event.value)]
+            self.redraw()
+
+    def _step_layer(self, step: int) -> None:
+        names = [name for name, _ in self.layer_choices]
+        if not names:
+            return
+        index = names.index(self.layer_name) if self.layer_name in names else 0
+        self.query_one("#diag-layer", Select).value = names[(index + step) % len(names)]
+
+    def action_previous_layer(self) -> None:
+        self._step_layer(-1)
+
+    def action_next_layer(self) -> None:
+        self._step_layer(1)
+
+    def action_next_statistic(self) -> None:
+        index = STATISTICS.index(self.statistic)
+        self.query_one("#diag-statistic", Select).value = STATISTICS[(index + 1) % len(STATISTICS)].key
+
+    def action_toggle_log(self) -> None:
+        self.log_y = not self.log_y
+        self.redraw()
+
+    def action_close(self) -> None:
+        self.dismiss()

@@ -1,0 +1,124 @@
+"""Ask where to export runs, and write them there (the `bntui export` format).
+
+Enter writes through the store (export_document + write_export, atomically) and dismisses
+with the path written; Escape dismisses with None. A problem (a folder that does not exist,
+no permission, a run that cannot be read) is shown in the dialog, which stays open so the
+path can be corrected. The caller shows the notification with the path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from bntui.store import StoreError, export_document, load_run, write_export
+
+
+def default_export_path(folder: Path | None = None, now: datetime | None = None) -> Path:
+    """<folder or cwd>/bntui-export-YYYYmmdd-HHMMSS.json"""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return (folder or Path.cwd()) / f"bntui-export-{stamp}.json"
+
+
+def check_target(path: Path) -> str | None:
+    """Why `path` cannot be written, found before trying (clearer than the OS error), or None."""
+    if path.is_dir():
+        return f"{path} is a folder: give a file name, e.g. {path / 'runs.json'}"
+    parent = path.parent
+    if not parent.exists():
+        return f"folder {parent} does not exist"
+    if not parent.is_dir():
+        return f"{parent} is not a folder"
+    return None
+
+
+class ExportDialog(ModalScreen[Path | None]):
+    """Export `run_ids` (from `runs_dir`) to a JSON file; dismisses with the Path written."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self,
+        run_ids: Sequence[str],
+        default_path: Path | None = None,
+        *,
+        runs_dir: Path,
+    ) -> None:
+        super().__init__()
+        self.run_ids = list(run_ids)
+        self.default_path = default_path or default_export_path()
+        self.runs_dir = Path(runs_dir)
+        self.error: str | None = None
+        self.left_out: list[str] = []  # ids whose record could not be read (not exported)
+        self._confirm_replace: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        count = len(self.run_ids)
+        with Vertical(id="export-box"):
+            yield Static(
+                Text(f"Export {count} run{'s' if count != 1 else ''} to a JSON file"),
+                id="export-title",
+            )
+            yield Input(str(self.default_path), id="export-path", select_on_focus=False)
+            yield Static(id="export-error")
+            yield Static(
+                "Enter: write · Escape: cancel · the file can be read back with `bntui import`",
+                id="export-hint",
+            )
+
+    def on_mount(self) -> None:
+        path_input = self.query_one("#export-path", Input)
+        path_input.focus()
+        path_input.cursor_position = len(path_input.value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._confirm_replace = None  # a new path needs its own confirmation
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.export(event.value)
+
+    def export(self, text: str) -> Path | None:
+        """Write the runs to `text` (a path); dismiss with it, or show why not and return None."""
+        text = text.strip()
+        if not text:
+            return self._show("give a file path to write to")
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        problem = check_target(path)
+        if problem:
+            return self._show(problem)
+        if path.exists() and self._confirm_replace != path:
+            self._confirm_replace = path
+            return self._show(f"{path} exists: press Enter again to replace it", warning=True)
+        try:
+            runs = [load_run(self.runs_dir, run_id) for run_id in self.run_ids]
+            document = export_document(runs)
+            self.left_out = [run.id for run in runs if run.record is None]
+            if not document.runs:
+                return self._show("none of these runs can be read: nothing to export")
+            write_export(document, path)
+        except StoreError as exc:  # write errors name the file; unreadable runs name the run
+            return self._show(str(exc))
+        except OSError as exc:  # anything the store did not translate
+            return self._show(f"cannot write {path}: {exc.strerror or exc}")
+        self.dismiss(path)
+        return path
+
+    def _show(self, message: str, *, warning: bool = False) -> None:
+        self.error = message
+        box = self.query_one("#export-error", Static)
+        box.set_class(warning, "-warning")
+        box.update(Text(message))
+        return None
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,221 @@
+"""The store's CLI commands, called as the CLI calls them: settings + console -> exit status."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from bntui.commands.store_commands import (
+    cmd_compare,
+    cmd_export,
+    cmd_import,
+    cmd_rm,
+    cmd_runs,
+    cmd_schema,
+    cmd_show,
+)
+from bntui.settings import AppSettings
+from bntui.store import list_runs
+from bntui.store.schema import ExportDocument, json_schema
+
+from test_store_support import dead_pid, make_run, set_owner
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNTUI_CONFIG_FILE", str(tmp_path / "no-config.toml"))
+    return AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def console():
+    return Console(file=io.StringIO(), width=250, color_system=None)
+
+
+def output(console: Console) -> str:
+    return console.file.getvalue()
+
+
+def test_runs_json_has_the_documented_fields(settings, console):
+    finished = make_run(settings.runs_dir, epochs=3, group="g-7", seed=3, bn=False)
+    crashed = make_run(settings.runs_dir, epochs=2, status=None)
+    crashed.close()
+    set_owner(crashed.path, pid=dead_pid())
+
+    assert cmd_runs(settings, console, as_json=True) == 0
+    rows = {row["id"]: row for row in json.loads(output(console))["runs"]}
+    row = rows[finished.run_id]
+    assert set(row) == {"id", "status", "epochs_done", "dataset", "arch", "bn", "seed",
+                        "best_val_loss", "test_accuracy", "duration_seconds", "group", "damaged"}
+    run = {r.id: r for r in list_runs(settings.runs_dir)}[finished.run_id]
+    assert row == {
+        "id": finished.run_id, "status": "finished", "epochs_done": 3, "dataset": "mnist-mini",
+        "arch": "mlp", "bn": False, "seed": 3, "best_val_loss": min(run.record.history.val_loss),
+        "test_accuracy": run.record.final.test_accuracy, "duration_seconds": run.record.timings.total_seconds,
+        "group": "g-7", "damaged": None,
+    }
+    assert rows[crashed.run_id]["status"] == "crashed"
+    assert rows[crashed.run_id]["epochs_done"] == 2
+
+
+def test_runs_table_shows_damaged_reason(settings, console):
+    make_run(settings.runs_dir, epochs=1)
+    broken = make_run(settings.runs_dir, epochs=1)
+    (broken.path / "config.json").write_text("garbage")
+    assert cmd_runs(settings, console) == 0
+    text = output(console)
+    assert broken.run_id in text
+    assert "config.json is not valid JSON" in text
+    assert "finished" in text
+
+
+def test_runs_on_an_empty_store(settings, console):
+    assert cmd_runs(settings, console) == 0
+    assert "no runs" in output(console)
+    console.file.truncate(0)
+    console.file.seek(0)
+    assert cmd_runs(settings, console, as_json=True) == 0
+    assert json.loads(output(console)) == {"runs": []}
+
+
+def test_unreadable_runs_dir_is_one_line_error(settings, console, capsys):
+    settings.runs_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.runs_dir.write_text("a file, not a folder")
+    assert cmd_runs(settings, console) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bntui: error:") and "not a directory" in err and "\n" not in err
+
+
+def test_show_prints_config_epochs_and_final(settings, console):
+    writer = make_run(settings.runs_dir, epochs=3, lr=0.0123)
+    assert cmd_show(settings, console, writer.run_id[:-2]) == 0
+    text = output(console)
+    assert "0.0123" in text and "Epochs" in text and "Final metrics" in text
+    assert "87.00%" in text  # test accuracy of the helper's RunFinished
+
+
+def test_show_unknown_and_ambiguous_runs(settings, console, capsys):
+    make_run(settings.runs_dir, epochs=1, seed=1)
+    make_run(settings.runs_dir, epochs=1, seed=2)
+    assert cmd_show(settings, console, "nope") == 1
+    assert "no run 'nope'" in capsys.readouterr().err
+    assert cmd_show(settings, console, "2") == 1
+    assert "matches 2 runs" in capsys.readouterr().err
+
+
+def test_compare_shows_deltas_and_only_differing_config(settings, console):
+    a = make_run(settings.runs_dir, epochs=2, seed=1, lr=0.001)
+    b = make_run(settings.runs_dir, epochs=2, seed=1, lr=0.01, bn=False)
+    assert cmd_compare(settings, console, [a.run_id, b.run_id]) == 0
+    text = output(console)
+    assert "lr" in text and "0.01" in text and "bn" in text
+    assert "hidden_sizes" not in text and "optimizer" not in text
+    assert "(+0 pt)" not in text and "(+0.00 pt)" in text  # same final test accuracy: delta shown
+    console.file.truncate(0)
+    console.file.seek(0)
+    assert cmd_compare(settings, console, [a.run_id, b.run_id], show_all=True) == 0
+    assert "hidden_sizes" in output(console) and "optimizer" in output(console)
+
+
+def test_compare_a_run_without_record_is_an_error(settings, console, capsys):
+    a = make_run(settings.runs_dir, epochs=1)
+    b = make_run(settings.runs_dir, epochs=1)
+    (b.path / "config.json").unlink()
+    assert cmd_compare(settings, console, [a.run_id, b.run_id]) == 1
+    assert "config.json missing" in capsys.readouterr().err
+
+
+def test_export_to_stdout_prints_only_the_document(settings, console, capsys):
+    make_run(settings.runs_dir, epochs=1)
+    broken = make_run(settings.runs_dir, epochs=1)
+    (broken.path / "config.json").write_text("{")
+    assert cmd_export(settings, console, [], "-") == 0
+    captured = capsys.readouterr()
+    doc = ExportDocument.model_validate_json(captured.out)
+    assert len(doc.runs) == 1
+    assert output(console) == ""
+    assert f"skipped run {broken.run_id}" in captured.err
+
+
+def test_export_named_runs_to_a_file_then_import(settings, console, tmp_path):
+    a = make_run(settings.runs_dir, epochs=1, seed=1)
+    make_run(settings.runs_dir, epochs=1, seed=2)
+    target = tmp_path / "out.json"
+    assert cmd_export(settings, console, [a.run_id], str(target)) == 0
+    assert "exported 1 run(s)" in output(console)
+    assert [run.id for run in ExportDocument.model_validate_json(target.read_text()).runs] == [a.run_id]
+
+    assert cmd_import(settings, console, target) == 0
+    assert f"as {a.run_id}-import2" in output(console)
+    assert len(list_runs(settings.runs_dir)) == 3
+
+
+def test_export_into_a_missing_folder_is_one_line_error(settings, console, capsys, tmp_path):
+    make_run(settings.runs_dir, epochs=1)
+    assert cmd_export(settings, console, [], str(tmp_path / "no" / "such" / "dir.json")) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bntui: error: cannot write") and "\n" not in err
+
+
+def test_import_reports_rejections(settings, console, tmp_path, capsys):
+    doc = {"schema_version": 2, "runs": [
+        {"id": "../escape", "status": "finished", "config": {}},
+        {"id": "fine", "status": "finished", "config": {}},
+    ]}
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(doc))
+    assert cmd_import(settings, console, path) == 1
+    text = output(console)
+    assert "imported fine" in text
+    assert "rejected ../escape: id: run id must be" in text
+    assert "1 imported, 1 rejected" in text
+
+
+def test_import_of_a_bad_file_is_one_line_error(settings, console, tmp_path, capsys):
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps({"schema_version": 42, "runs": []}))
+    assert cmd_import(settings, console, path) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"bntui: error: {path}: schema_version 42 is not supported (this bntui reads 1, 2)"
+
+
+def test_rm_asks_and_respects_no(settings, console):
+    writer = make_run(settings.runs_dir, epochs=1)
+    questions = []
+    assert cmd_rm(settings, console, [writer.run_id], confirm=lambda q: questions.append(q) or False) == 1
+    assert writer.path.exists() and writer.run_id in questions[0]
+    assert cmd_rm(settings, console, [writer.run_id], confirm=lambda q: True) == 0
+    assert not writer.path.exists()
+    assert [p.name for p in settings.runs_dir.iterdir()] == []  # no trash left behind
+
+
+def test_rm_yes_does_not_ask(settings, console):
+    writer = make_run(settings.runs_dir, epochs=1)
+
+    def never(question: str) -> bool:
+        raise AssertionError("asked")
+
+    assert cmd_rm(settings, console, [writer.run_id], yes=True, confirm=never) == 0
+    assert list_runs(settings.runs_dir) == []
+
+
+def test_rm_refuses_a_running_run(settings, console, capsys):
+    live = make_run(settings.runs_dir, epochs=1, status=None)
+    done = make_run(settings.runs_dir, epochs=1)
+    assert cmd_rm(settings, console, [live.run_id, done.run_id], yes=True) == 1
+    assert f"run {live.run_id} is running" in capsys.readouterr().err
+    assert live.path.exists() and not done.path.exists()
+
+
+def test_rm_unknown_run_removes_nothing(settings, console):
+    writer = make_run(settings.runs_dir, epochs=1)
+    assert cmd_rm(settings, console, [writer.run_id, "nope"], yes=True) == 1
+    assert writer.path.exists()
+
+
+def test_schema_prints_the_json_schema(console):
+    assert cmd_schema(console) == 0
+    assert json.loads(output(console)) == json_schema()

@@ -1,0 +1,149 @@
+"""End-to-end tests of the TUI with real trainer processes training tiny runs on mnist-mini."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.notifications import Notification, Notify
+from textual.pilot import Pilot
+from textual.widgets import Input, Select
+
+from bntui.settings import AppSettings
+from bntui.store import list_runs
+from bntui.tui.app import BntuiApp
+from bntui.tui.devices import DeviceChoice
+from bntui.tui.widgets.metric_plot import MetricPlot
+
+pytestmark = pytest.mark.slow
+
+CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
+
+
+def make_app(tmp_path: Path, **kwargs) -> BntuiApp:
+    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2, **kwargs)
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+async def type_into(pilot: Pilot, name: str, text: str) -> None:
+    field = pilot.app.screen.query_one(f"#field-{name}", Input)
+    field.focus()
+    field.value = ""
+    await pilot.press(*text)
+
+
+async def choose(pilot: Pilot, name: str, value: str) -> None:
+    """Pick an option of a Select with the keyboard, as a user would."""
+    select = pilot.app.screen.query_one(f"#field-{name}", Select)
+    select.focus()
+    values = [option_value for _, option_value in select._options]
+    steps = values.index(value) - values.index(select.value)
+    await pilot.press("enter", *(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
+    await pilot.pause()
+    assert select.value == value
+
+
+def collect_notifications(into: list[Notification]):
+    def hook(message) -> None:
+        if isinstance(message, Notify):
+            into.append(message.notification)
+
+    return hook
+
+
+async def tiny_run_settings(pilot: Pilot, epochs: int = 2) -> None:
+    await type_into(pilot, "epochs", str(epochs))
+    await type_into(pilot, "hidden_sizes", "16")
+    await type_into(pilot, "batch_size", "256")
+
+
+async def test_train_a_tiny_run_from_the_panes(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        info = app.screen.query_one("#dataset-info")
+        await choose(pilot, "dataset", "fashion-mnist")
+        assert "missing" in str(info.render())  # nothing in the empty data dir
+        await choose(pilot, "dataset", "mnist-mini")
+        assert "present" in str(info.render())
+        await choose(pilot, "bn", "on")
+        await tiny_run_settings(pilot, epochs=2)
+
+        await pilot.press("ctrl+r")
+        assert [view.status for view in app.views.values()] in (["starting"], ["queued"])
+        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainer to exit")
+        await pilot.pause(0.5)  # one more redraw tick
+
+        (view,) = app.views.values()
+        assert view.status == "finished"
+        loss_plot = app.screen.query_one("#loss-plot", MetricPlot)
+        epoch_curves = [c for c in loss_plot.curves if not c.scatter]
+        assert [c.label for c in epoch_curves] == ["train", "val"]
+        assert all(c.xs == [1.0, 2.0] for c in epoch_curves)
+
+        table = app.screen.query_one("#runs")
+        row = [str(cell) for cell in table.get_row(view.key)]
+        assert "finished" in row and "2/2" in row and view.run_id in row
+
+        stored = list_runs(tmp_path / "runs")
+        assert [(run.id, run.status) for run in stored] == [(view.run_id, "finished")]
+        assert stored[0].record.config.bn is True
+        assert stored[0].record.config.hidden_sizes == [16]
+        assert len(stored[0].record.history) == 2
+
+
+async def test_cancel_drops_a_queued_run_and_stores_a_running_one_as_cancelled(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await choose(pilot, "bn", "both")  # two runs: the second waits for the first (one CPU)
+        await tiny_run_settings(pilot, epochs=500)
+        await pilot.press("ctrl+r")
+        first, second = app.views.values()
+        assert second.status == "queued" and len(app.trainers) == 1
+
+        table = app.screen.query_one("#runs")
+        table.focus()
+        table.select_key(second.key)
+        await pilot.press("x")  # the run list's own key for stopping
+        assert second.key not in app.views and not app.queue.waiting
+
+        await wait_for(pilot, lambda: first.epochs_done >= 1, "a first epoch")
+        table.select_key(first.key)
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: not app.trainers, "the trainer to stop", timeout=30)
+        assert first.status == "cancelled"
+
+        await wait_for(pilot, lambda: len(list_runs(tmp_path / "runs")) == 1, "the store")
+        (stored,) = list_runs(tmp_path / "runs")
+        assert stored.status == "cancelled"
+        assert stored.id == first.run_id
+        assert len(stored.record.history) >= 1  # the completed epochs are kept
+
+
+async def test_missing_dataset_is_reported_and_the_app_carries_on(tmp_path: Path) -> None:
+    notes: list[Notification] = []
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
+        await choose(pilot, "dataset", "mnist")  # the data dir is empty
+        await choose(pilot, "bn", "on")
+        await tiny_run_settings(pilot)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainer to exit")
+
+        (view,) = app.views.values()
+        assert view.status == "failed"
+        errors = [note for note in notes if note.severity == "error"]
+        assert errors and "mnist" in errors[0].message.lower()
+        (stored,) = list_runs(tmp_path / "runs")
+        assert stored.status == "failed"
+        assert app.is_running
+        await choose(pilot, "dataset", "mnist-mini")  # still usable

@@ -1,0 +1,166 @@
+"""The BatchNorm diagnostics screen over the fixture runs (tests/fixtures/compare_runs): the
+seed-0 BN / no-BN pair carries diagnostics for layers fc1 and fc2; fx-lr-nodiag has none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.widgets import Select, Static
+
+from bntui.store import list_runs
+from bntui.store.schema import DiagnosticsRecord, RunRecord
+from bntui.tui.screens.diagnostics import NO_DIAGNOSTICS, DiagnosticsPanel, DiagnosticsScreen
+from bntui.tui.widgets.overlay_plot import OverlayPlot
+
+FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "compare_runs"
+CSS = Path(__file__).parents[1] / "bntui" / "tui" / "screens_compare.tcss"
+SIZE = (150, 50)
+
+
+def fixture_records(*ids: str) -> list[RunRecord]:
+    runs = {run.id: run for run in list_runs(FIXTURE_RUNS)}
+    return [runs[run_id].record for run_id in ids]
+
+
+def recorded(record: RunRecord, layer: str, key: str) -> list[float]:
+    """What the fixture holds for `key` of `layer`, point by point."""
+    return [
+        next(row[key] for row in point["layers"] if row["layer"] == layer)
+        for point in record.diagnostics.points
+    ]
+
+
+class ScreenApp(App):
+    CSS_PATH = str(CSS)
+
+    def __init__(self, screen: DiagnosticsScreen) -> None:
+        super().__init__()
+        self.diagnostics = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.diagnostics)
+
+
+def panel(screen: DiagnosticsScreen, index: int) -> DiagnosticsPanel:
+    return screen.query_one(f"#diag-panel-{index}", DiagnosticsPanel)
+
+
+def band_of(screen: DiagnosticsScreen, index: int):
+    (band,) = panel(screen, index).plot.bands
+    return band
+
+
+async def test_unit_percentile_bands_are_the_recorded_values():
+    (record,) = fixture_records("fx-bn-s0")
+    screen = DiagnosticsScreen([record])
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        band = band_of(screen, 0)
+        assert band.xs == [point["step"] for point in record.diagnostics.points]
+        assert band.low == recorded(record, "fc1", "unit_p15")
+        assert band.mid == recorded(record, "fc1", "unit_p50")
+        assert band.high == recorded(record, "fc1", "unit_p85")
+        assert panel(screen, 0).plot.drawn  # it was drawn, not only computed
+
+        await pilot.press("right_square_bracket")  # next layer
+        assert screen.layer_name == "fc2"
+        assert band_of(screen, 0).mid == recorded(record, "fc2", "unit_p50")
+
+        await pilot.press("s")  # next statistic: percentiles over all units
+        assert screen.query_one("#diag-statistic", Select).value == "all"
+        band = band_of(screen, 0)
+        assert (band.low, band.mid, band.high) == tuple(
+            recorded(record, "fc2", key) for key in ("preact_p15", "preact_p50", "preact_p85")
+        )
+
+        accuracy = screen.query_one("#diag-accuracy", OverlayPlot)
+        (curve,) = accuracy.series
+        assert curve.ys == record.history.val_accuracy
+        assert curve.xs == [float(step) for step in record.history.step]
+
+
+async def test_a_pair_is_shown_side_by_side_bn_first_on_one_y_scale():
+    nobn, bn = fixture_records("fx-nobn-s0", "fx-bn-s0")
+    screen = DiagnosticsScreen([nobn, bn])
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert band_of(screen, 0).mid == recorded(bn, "fc1", "unit_p50")
+        assert band_of(screen, 1).mid == recorded(nobn, "fc1", "unit_p50")
+        left, right = panel(screen, 0).plot, panel(screen, 1).plot
+        assert left.y_range is not None and left.y_range == right.y_range
+        everything = [y for plot in (left, right) for series in plot.series for y in series.ys]
+        assert left.y_range[0] <= min(everything) and max(everything) <= left.y_range[1]
+        assert "BN" in str(panel(screen, 0).title.content)
+
+        # BatchNorm's gamma/beta exist only in the BN arm
+        screen.query_one("#diag-statistic", Select).value = "affine"
+        await pilot.pause()
+        gammas = {series.label: series.ys for series in panel(screen, 0).plot.series}
+        assert gammas["γ"] == recorded(bn, "fc1", "gamma_mean")
+        assert panel(screen, 1).message.display
+        assert "no BatchNorm" in str(panel(screen, 1).message.content)
+
+
+async def test_a_run_without_diagnostics_says_how_to_get_them():
+    (record,) = fixture_records("fx-lr-nodiag")
+    screen = DiagnosticsScreen([record])
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        message = panel(screen, 0).message
+        assert message.display
+        assert str(message.content) == NO_DIAGNOSTICS
+        assert not panel(screen, 0).plot.display
+        assert screen.query_one("#diag-accuracy", OverlayPlot).series  # accuracy still shown
+
+
+async def test_update_records_redraws_with_new_points_at_most_4_times_a_second():
+    (full,) = fixture_records("fx-bn-s0")
+    points = full.diagnostics.points
+
+    def first(count: int) -> RunRecord:
+        return full.model_copy(update={"diagnostics": DiagnosticsRecord(points=points[:count])})
+
+    screen = DiagnosticsScreen([first(2)])
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert len(band_of(screen, 0).xs) == 2
+        before = screen.redraw_count
+        screen.update_records([first(4)])  # redrawn at once
+        screen.update_records([first(6)])  # these two fold into one later redraw
+        screen.update_records([full])
+        assert screen.redraw_count == before + 1
+        assert len(band_of(screen, 0).xs) == 4
+        assert screen.throttle.pending
+        for _ in range(50):
+            if not screen.throttle.pending:
+                break
+            await pilot.pause(0.05)
+        assert screen.redraw_count == before + 2
+        assert band_of(screen, 0).mid == recorded(full, "fc1", "unit_p50")
+
+
+async def test_diagnostics_that_appear_later_fill_the_layer_choice():
+    (full,) = fixture_records("fx-bn-s0")
+    empty = full.model_copy(update={"diagnostics": None, "status": "running"})
+    screen = DiagnosticsScreen([empty])
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "waiting" in str(panel(screen, 0).message.content)
+        screen.update_records([full])
+        for _ in range(50):
+            if not screen.throttle.pending:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
+        assert screen.query_one("#diag-layer", Select).value == "fc1"
+        assert band_of(screen, 0).mid == recorded(full, "fc1", "unit_p50")
+        assert isinstance(panel(screen, 0).title, Static)
+
+
+def test_a_whole_group_shows_its_lowest_complete_seed_pair():
+    from bntui.tui.screens.diagnostics import ordered_records
+
+    runs = [run.record for run in list_runs(FIXTURE_RUNS) if run.group == "fx-group"]
+    shown = ordered_records(list(reversed(runs)))
+    assert [(r.config.bn, r.config.seed) for r in shown] == [(True, 0), (False, 0)]
