@@ -39,7 +39,7 @@ def run_and_store(
     try:
         writer = RunWriter(runs_dir, config, group=group)
     except (StoreWriteError, OSError) as exc:
-        message = f"run store {runs_dir}: cannot create the run folder ({exc})"
+        message = str(exc) if isinstance(exc, StoreWriteError) else f"run store {runs_dir}: {exc}"
         return StoredOutcome(config, None, RunResult(status="failed", message=message), False, message)
 
     on_created(writer.run_id, writer.path)

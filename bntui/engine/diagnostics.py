@@ -51,7 +51,6 @@ class DiagnosticsRecorder:
         self.probe = val_x.index_select(0, chosen.sort().values.to(val_x.device))
         self.model = model
         self.layers = model.hidden_layers
-        self._quantiles = torch.tensor(PERCENTILES, device=val_x.device)
         self._before: list[torch.Tensor] | None = None
 
     def snapshot(self) -> None:
@@ -83,70 +82,79 @@ class DiagnosticsRecorder:
 
     def measure(self, step: int, epoch: int) -> Diagnostics:
         preacts, norm_inputs = self.probe_forward()
-        keys: list[tuple[int, str]] = []
-        values: list[torch.Tensor] = []
-
-        def put(index: int, key: str, value: torch.Tensor) -> None:
-            keys.append((index, key))
-            values.append(value.reshape(-1).to(torch.float32))
-
+        rows: list[dict] = []
+        pending: list[tuple[dict, tuple[str, ...], torch.Tensor]] = []  # (row, keys, values)
         with torch.inference_mode():
             for index, layer in enumerate(self.layers):
-                pre = preacts[layer.name]
-                everything = pre.reshape(-1)
-                unit = pre[:, PROBE_UNIT].reshape(-1)
-                put(index, "preact_mean", everything.mean())
-                put(index, "preact_std", everything.std())
-                put(index, "preact_p", torch.quantile(everything, self._quantiles))
-                put(index, "unit_p", torch.quantile(unit, self._quantiles))
-                weight = layer.weight.weight
-                if weight.grad is not None:
-                    put(index, "grad_norm", weight.grad.norm())
-                if self._before is not None:
-                    before = self._before[index]
-                    put(index, "update_ratio", (weight - before).norm() / before.norm())
-                norm = layer.norm
-                if norm is not None:
-                    if norm.weight is not None:
-                        put(index, "gamma_mean", norm.weight.mean())
-                        put(index, "beta_mean", norm.bias.mean())
-                    inputs = norm_inputs[layer.name]
-                    dims = [d for d in range(inputs.ndim) if d != 1]
-                    batch_mean = inputs.mean(dim=dims)
-                    batch_var = inputs.var(dim=dims)
-                    put(index, "running_mean_gap", (batch_mean - norm.running_mean).abs().mean())
-                    put(index, "running_var_gap", (batch_var - norm.running_var).abs().mean())
+                row = _empty_row(layer)
+                rows.append(row)
+                measured = self._measure_layer(index, layer, preacts, norm_inputs)
+                pending.extend((row, keys, values) for keys, values in measured)
             # One device-to-host copy for every number of this measurement.
-            numbers = torch.cat(values).tolist() if values else []
+            flat = torch.cat([values.reshape(-1).float() for _, _, values in pending])
+            numbers = iter(flat.tolist())
+        for row, keys, _ in pending:
+            for key in keys:
+                row[key] = _finite_or_none(next(numbers))
         self._before = None
-        return Diagnostics(step=step, epoch=epoch, layers=self._rows(keys, values, numbers))
+        return Diagnostics(step=step, epoch=epoch, layers=rows)
 
-    def _rows(self, keys, values, numbers) -> list[dict]:
-        rows = [
-            {
-                "layer": layer.name,
-                "kind": "conv" if isinstance(layer.weight, nn.Conv2d) else "linear",
-                "unit": PROBE_UNIT,
-                "grad_norm": None,
-                "update_ratio": None,
-                "gamma_mean": None,
-                "beta_mean": None,
-                "running_mean_gap": None,
-                "running_var_gap": None,
-            }
-            for layer in self.layers
+    def _measure_layer(self, index, layer, preacts, norm_inputs):
+        """[(keys, tensor holding one value per key)] for one layer, still on the device."""
+        pre = preacts[layer.name]
+        everything = pre.reshape(-1)
+        std, mean = torch.std_mean(everything)
+        measured = [
+            (("preact_mean", "preact_std"), torch.stack([mean, std])),
+            (PERCENTILE_KEYS, percentiles(everything)),
+            (UNIT_PERCENTILE_KEYS, percentiles(pre[:, PROBE_UNIT].reshape(-1))),
         ]
-        position = 0
-        for (index, key), value in zip(keys, values):
-            count = value.numel()
-            chunk = [_finite_or_none(number) for number in numbers[position : position + count]]
-            position += count
-            if count == 1:
-                rows[index][key] = chunk[0]
-            else:
-                for percent, number in zip(PERCENTILES, chunk):
-                    rows[index][f"{key}{round(percent * 100)}"] = number
-        return rows
+        weight = layer.weight.weight
+        if weight.grad is not None:
+            measured.append((("grad_norm",), weight.grad.norm()))
+        if self._before is not None:
+            before = self._before[index]
+            measured.append((("update_ratio",), (weight - before).norm() / before.norm()))
+        norm = layer.norm
+        if norm is not None:
+            if norm.weight is not None:
+                measured.append((("gamma_mean", "beta_mean"), torch.stack([norm.weight.mean(), norm.bias.mean()])))
+            inputs = norm_inputs[layer.name]
+            dims = [d for d in range(inputs.ndim) if d != 1]
+            batch_var, batch_mean = torch.var_mean(inputs, dim=dims)
+            gaps = torch.stack(
+                [
+                    (batch_mean - norm.running_mean).abs().mean(),
+                    (batch_var - norm.running_var).abs().mean(),
+                ]
+            )
+            measured.append((("running_mean_gap", "running_var_gap"), gaps))
+        return measured
+
+
+PERCENTILE_KEYS = tuple(f"preact_p{round(q * 100)}" for q in PERCENTILES)
+UNIT_PERCENTILE_KEYS = tuple(f"unit_p{round(q * 100)}" for q in PERCENTILES)
+
+
+def percentiles(values: torch.Tensor) -> torch.Tensor:
+    """torch.quantile(values, PERCENTILES) (linear interpolation), computed the same way but
+    without its NaN checks, which cost more than the sort on small tensors."""
+    ordered = values.sort().values
+    ranks = torch.tensor(PERCENTILES, dtype=values.dtype, device=values.device) * (len(ordered) - 1)
+    below = ordered[ranks.long()]
+    above = ordered[ranks.ceil().long()]
+    return torch.lerp(below, above, ranks - ranks.long())
+
+
+def _empty_row(layer) -> dict:
+    row = {
+        "layer": layer.name,
+        "kind": "conv" if isinstance(layer.weight, nn.Conv2d) else "linear",
+        "unit": PROBE_UNIT,
+    }
+    for key in ("grad_norm", "update_ratio", "gamma_mean", "beta_mean", "running_mean_gap", "running_var_gap"):
+        row[key] = None
+    return row
 
 
 def _finite_or_none(number: float) -> float | None:
