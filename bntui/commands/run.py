@@ -18,6 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
 from bntui.config import TrainingFields, check_device_available, format_validation_error
@@ -163,43 +164,43 @@ def _train_all(
 
 
 def _print_results(console: Console, outcomes: list[StoredOutcome]) -> None:
-    table = Table(title="Results", title_justify="left")
-    for column in ("run", "status", "train acc", "val acc", "test acc", "train loss", "val loss", "test loss"):
-        table.add_column(column, justify="left" if column in ("run", "status") else "right")
+    table = Table(title="Results (accuracy % and loss: train / val / test)", title_justify="left", box=SIMPLE_HEAD)
+    table.add_column("run", overflow="fold")
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("accuracy %", justify="right", no_wrap=True, min_width=21)
+    table.add_column("loss", justify="right", no_wrap=True, min_width=24)
     for outcome in outcomes:
         final = outcome.result.final
-        cells = [outcome.run_id or "-", outcome.result.status]
-        if final is None:
-            cells += ["-"] * 6
-        else:
-            cells += [f"{final.train_accuracy:.2%}", f"{final.val_accuracy:.2%}", f"{final.test_accuracy:.2%}"]
-            cells += [f"{final.train_loss:.4f}", f"{final.val_loss:.4f}", f"{final.test_loss:.4f}"]
-        table.add_row(*cells)
+        accuracy = loss = "-"
+        if final is not None:
+            accuracy = " / ".join(
+                f"{value * 100:.2f}" for value in (final.train_accuracy, final.val_accuracy, final.test_accuracy)
+            )
+            loss = " / ".join(f"{value:.4f}" for value in (final.train_loss, final.val_loss, final.test_loss))
+        table.add_row(outcome.config.label, outcome.result.status, accuracy, loss)
     console.print(table)
+    console.print("run ids: " + ", ".join(o.run_id or "-" for o in outcomes), highlight=False, soft_wrap=True)
 
     arms: dict[str, list] = {}
-    for outcome, final in ((o, o.result.final) for o in outcomes):
-        if final is not None:
-            arm = "bn" if outcome.config.bn else "no-bn"
-            arms.setdefault(arm, []).append(final)
+    for outcome in outcomes:
+        if outcome.result.final is not None:
+            arms.setdefault("bn" if outcome.config.bn else "no-bn", []).append(outcome.result.final)
     if any(len(finals) > 1 for finals in arms.values()):
-        summary = Table(title="Per arm: mean ± std over seeds", title_justify="left")
-        for column in ("arm", "runs", "train acc", "val acc", "test acc", "test loss"):
-            summary.add_column(column, justify="left" if column == "arm" else "right")
+        summary = Table(title="Per arm: mean ± std over seeds", title_justify="left", box=SIMPLE_HEAD)
+        for column in ("arm", "runs", "train acc %", "val acc %", "test acc %", "test loss"):
+            summary.add_column(column, justify="left" if column == "arm" else "right", no_wrap=True)
         for arm, finals in arms.items():
             summary.add_row(
                 arm,
                 str(len(finals)),
-                *(_mean_std([getattr(f, name) for f in finals], percent=True)
+                *(_mean_std([getattr(f, name) * 100 for f in finals], digits=2)
                   for name in ("train_accuracy", "val_accuracy", "test_accuracy")),
-                _mean_std([f.test_loss for f in finals], percent=False),
+                _mean_std([f.test_loss for f in finals], digits=4),
             )
         console.print(summary)
 
 
-def _mean_std(values: list[float], *, percent: bool) -> str:
+def _mean_std(values: list[float], *, digits: int) -> str:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    if percent:
-        return f"{mean:.2%} ± {std * 100:.2f}"
-    return f"{mean:.4f} ± {std:.4f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"

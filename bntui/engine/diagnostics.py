@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +35,7 @@ from bntui.engine.data import derive_seed
 from bntui.engine.events import Diagnostics
 from bntui.engine.models import Classifier, batch_statistics_mode
 
-PROBE_SIZE = 256
+PROBE_SIZE = 64
 PERCENTILES = (0.15, 0.50, 0.85)
 PROBE_UNIT = 0
 
@@ -82,33 +83,24 @@ class DiagnosticsRecorder:
 
     def measure(self, step: int, epoch: int) -> Diagnostics:
         preacts, norm_inputs = self.probe_forward()
-        rows: list[dict] = []
+        rows = [_empty_row(layer) for layer in self.layers]
         pending: list[tuple[dict, tuple[str, ...], torch.Tensor]] = []  # (row, keys, values)
         with torch.inference_mode():
-            for index, layer in enumerate(self.layers):
-                row = _empty_row(layer)
-                rows.append(row)
-                measured = self._measure_layer(index, layer, preacts, norm_inputs)
-                pending.extend((row, keys, values) for keys, values in measured)
-            # One device-to-host copy for every number of this measurement.
-            flat = torch.cat([values.reshape(-1).float() for _, _, values in pending])
-            numbers = iter(flat.tolist())
+            for index, (layer, row) in enumerate(zip(self.layers, rows)):
+                row.update(preactivation_summary(preacts[layer.name]))
+                pending.extend((row, keys, values) for keys, values in self._layer_tensors(index, layer, norm_inputs))
+            # One device-to-host copy for the remaining numbers of this measurement.
+            numbers = iter(torch.cat([values.reshape(-1).float() for _, _, values in pending]).tolist())
         for row, keys, _ in pending:
             for key in keys:
                 row[key] = _finite_or_none(next(numbers))
         self._before = None
         return Diagnostics(step=step, epoch=epoch, layers=rows)
 
-    def _measure_layer(self, index, layer, preacts, norm_inputs):
-        """[(keys, tensor holding one value per key)] for one layer, still on the device."""
-        pre = preacts[layer.name]
-        everything = pre.reshape(-1)
-        std, mean = torch.std_mean(everything)
-        measured = [
-            (("preact_mean", "preact_std"), torch.stack([mean, std])),
-            (PERCENTILE_KEYS, percentiles(everything)),
-            (UNIT_PERCENTILE_KEYS, percentiles(pre[:, PROBE_UNIT].reshape(-1))),
-        ]
+    def _layer_tensors(self, index, layer, norm_inputs) -> list[tuple[tuple[str, ...], torch.Tensor]]:
+        """[(keys, tensor of one value per key)] for one layer's weights and BatchNorm,
+        left on the device."""
+        measured = []
         weight = layer.weight.weight
         if weight.grad is not None:
             measured.append((("grad_norm",), weight.grad.norm()))
@@ -118,7 +110,8 @@ class DiagnosticsRecorder:
         norm = layer.norm
         if norm is not None:
             if norm.weight is not None:
-                measured.append((("gamma_mean", "beta_mean"), torch.stack([norm.weight.mean(), norm.bias.mean()])))
+                means = torch.stack([norm.weight.mean(), norm.bias.mean()])
+                measured.append((("gamma_mean", "beta_mean"), means))
             inputs = norm_inputs[layer.name]
             dims = [d for d in range(inputs.ndim) if d != 1]
             batch_var, batch_mean = torch.var_mean(inputs, dim=dims)
@@ -132,18 +125,44 @@ class DiagnosticsRecorder:
         return measured
 
 
+def preactivation_summary(pre: torch.Tensor) -> dict[str, float | None]:
+    """Mean, std (population) and percentiles over the batch and all units, and percentiles
+    of unit PROBE_UNIT. Computed on the host with numpy: its partial sort (np.partition) is
+    several times faster than torch's full sort for the few order statistics needed."""
+    values = pre.detach().float().cpu().numpy()
+    everything = values.reshape(-1)
+    mean = float(everything.mean(dtype=np.float64))
+    summary: dict[str, float | None] = {key: None for key in SUMMARY_KEYS}
+    if not math.isfinite(mean):  # a NaN or inf anywhere: the order statistics mean nothing
+        summary["preact_mean"] = None
+        return summary
+    summary["preact_mean"] = mean
+    summary["preact_std"] = float(everything.std(dtype=np.float64))
+    unit = np.ascontiguousarray(values[:, PROBE_UNIT]).reshape(-1)
+    for keys, numbers in ((PERCENTILE_KEYS, percentiles(everything)), (UNIT_PERCENTILE_KEYS, percentiles(unit))):
+        summary.update(zip(keys, numbers))
+    return summary
+
+
 PERCENTILE_KEYS = tuple(f"preact_p{round(q * 100)}" for q in PERCENTILES)
 UNIT_PERCENTILE_KEYS = tuple(f"unit_p{round(q * 100)}" for q in PERCENTILES)
+SUMMARY_KEYS = ("preact_mean", "preact_std", *PERCENTILE_KEYS, *UNIT_PERCENTILE_KEYS)
+TENSOR_KEYS = (
+    "grad_norm", "update_ratio", "gamma_mean", "beta_mean", "running_mean_gap", "running_var_gap",
+)  # fmt: skip
 
 
-def percentiles(values: torch.Tensor) -> torch.Tensor:
-    """torch.quantile(values, PERCENTILES) (linear interpolation), computed the same way but
-    without its NaN checks, which cost more than the sort on small tensors."""
-    ordered = values.sort().values
-    ranks = torch.tensor(PERCENTILES, dtype=values.dtype, device=values.device) * (len(ordered) - 1)
-    below = ordered[ranks.long()]
-    above = ordered[ranks.ceil().long()]
-    return torch.lerp(below, above, ranks - ranks.long())
+def percentiles(values: np.ndarray) -> list[float]:
+    """torch.quantile(values, PERCENTILES) with its default linear interpolation, the same
+    arithmetic (float32 ranks, lerp between the two neighbouring order statistics) on finite
+    float32 values, but selecting the order statistics with a partial sort."""
+    ranks = torch.tensor(PERCENTILES, dtype=torch.float32) * (values.size - 1)
+    below, above = ranks.long(), ranks.ceil().long()
+    wanted = np.unique(np.concatenate([below.numpy(), above.numpy()]))
+    ordered = np.partition(values, wanted)
+    lower = torch.from_numpy(ordered[below.numpy()])
+    upper = torch.from_numpy(ordered[above.numpy()])
+    return torch.lerp(lower, upper, ranks - below).tolist()
 
 
 def _empty_row(layer) -> dict:
@@ -152,7 +171,7 @@ def _empty_row(layer) -> dict:
         "kind": "conv" if isinstance(layer.weight, nn.Conv2d) else "linear",
         "unit": PROBE_UNIT,
     }
-    for key in ("grad_norm", "update_ratio", "gamma_mean", "beta_mean", "running_mean_gap", "running_var_gap"):
+    for key in (*SUMMARY_KEYS, *TENSOR_KEYS):
         row[key] = None
     return row
 

@@ -1,0 +1,138 @@
+"""The TUI refuses bad settings and survives trainers that crash, babble or will not stop.
+
+Trainer misbehaviour is played by tiny stand-in scripts (no torch), so these tests are quick."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.notifications import Notification, Notify
+from textual.pilot import Pilot
+from textual.widgets import Button, Input, Static
+
+from bntui.settings import AppSettings
+from bntui.store import list_runs
+from bntui.tui.app import BntuiApp
+from bntui.tui.devices import DeviceChoice
+from bntui.tui.screens.confirm_quit import ConfirmQuitScreen
+
+CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
+
+# Reads the spec line, says why it cannot train on stderr, exits non-zero.
+CRASHING_TRAINER = (
+    "import sys; sys.stdin.readline(); "
+    "sys.stderr.write('Traceback (most recent call last):\\n  ...\\n"
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\\n'); sys.exit(3)"
+)
+# Writes noise and an event type this app does not know, then a proper failure, exits 0.
+BABBLING_TRAINER = (
+    "import json, sys; sys.stdin.readline(); "
+    "print('warming up [1/3]'); print('[1, 2]'); print(json.dumps({'type': 'from-the-future'})); "
+    "print(json.dumps({'type': 'failed', 'message': 'no [bold]luck[/bold]'}))"
+)
+# Ignores "cancel" and waits forever: only terminating it ends it.
+STUBBORN_TRAINER = "import sys, time; sys.stdin.readline(); print('{}', flush=True); time.sleep(600)"
+
+
+def make_app(tmp_path: Path, trainer: str | None = None) -> BntuiApp:
+    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    kwargs = {"trainer_command": [sys.executable, "-c", trainer]} if trainer else {}
+    return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2, **kwargs)
+
+
+def collect_notifications(into: list[Notification]):
+    def hook(message) -> None:
+        if isinstance(message, Notify):
+            into.append(message.notification)
+
+    return hook
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def set_field(pilot: Pilot, name: str, text: str) -> None:
+    field = pilot.app.screen.query_one(f"#field-{name}", Input)
+    field.focus()
+    field.value = ""
+    await pilot.press(*text)
+    await pilot.pause()
+
+
+async def test_invalid_learning_rate_shows_its_message_and_does_not_start(tmp_path: Path) -> None:
+    notes: list[Notification] = []
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
+        error = app.screen.query_one("#error-lr", Static)
+        start = app.screen.query_one("#start", Button)
+        for text, expected in (("abc", "valid number"), ("-1", "greater than 0")):
+            await set_field(pilot, "lr", text)
+            assert expected in str(error.render())
+            assert start.disabled
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            assert not app.views and not app.trainers
+            assert notes[-1].severity == "error" and f"lr: " in notes[-1].message
+        await set_field(pilot, "lr", "0.01")
+        assert str(error.render()) == "" and not start.disabled
+
+
+async def test_batch_size_one_with_batchnorm_is_refused_next_to_the_field(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await set_field(pilot, "batch_size", "1")
+        assert "at least 2" in str(app.screen.query_one("#error-batch_size", Static).render())
+        await pilot.press("ctrl+r")
+        assert not app.views
+
+
+async def test_a_crashing_trainer_is_reported_stored_as_failed_and_the_app_carries_on(tmp_path: Path) -> None:
+    notes: list[Notification] = []
+    app = make_app(tmp_path, CRASHING_TRAINER)
+    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
+        await pilot.press("ctrl+r")  # default BN "both": two runs, one after the other
+        assert len(app.views) == 2
+        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "both trainers to exit")
+
+        assert [view.status for view in app.views.values()] == ["failed", "failed"]
+        errors = [note for note in notes if note.severity == "error"]
+        assert len(errors) == 2
+        assert all("CUDA out of memory" in note.message for note in errors)
+        stored = list_runs(tmp_path / "runs")
+        assert sorted(run.status for run in stored) == ["failed", "failed"]
+        assert all("CUDA out of memory" in (run.record.message or "") for run in stored)
+        assert app.is_running
+
+
+async def test_unknown_output_from_a_trainer_is_ignored(tmp_path: Path) -> None:
+    notes: list[Notification] = []
+    app = make_app(tmp_path, BABBLING_TRAINER)
+    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainers to exit")
+        assert {view.status for view in app.views.values()} == {"failed"}
+        # The message is shown as text: its brackets are not taken as markup.
+        assert any(note.message.endswith("no [bold]luck[/bold]") for note in notes)
+
+
+async def test_quit_asks_while_a_run_trains_and_leaves_no_trainer_behind(tmp_path: Path) -> None:
+    app = make_app(tmp_path, STUBBORN_TRAINER)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+r")
+        (trainer,) = app.trainers.values()
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmQuitScreen) and trainer.alive
+
+        await pilot.press("ctrl+q", "y")
+        await wait_for(pilot, lambda: not app.is_running, "the app to quit")
+    assert not trainer.alive
