@@ -141,16 +141,16 @@ def _idx_count(path: Path) -> int | None:
     return int.from_bytes(header[4:8], "big") if len(header) == 8 else None
 
 
-def missing_message(name: str, data_dir: Path, reason: str) -> str:
+def missing_message(name: str, data_dir: Path, problem: str) -> str:
     spec = _spec(name)
     folder = Path(data_dir) / spec.folder
     if spec.files == MNIST_FILES:
-        layout = f"{folder}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte"
+        layout = f"{folder}/{', '.join(MNIST_FILES)}"
     else:
         layout = f"{folder}/data_batch_1..5, test_batch, batches.meta"
     return (
-        f"dataset {name} {reason} in data dir {data_dir} (expected torchvision's layout: "
-        f"{layout}); run with --download to fetch it, or use the offline dataset mnist-mini"
+        f"dataset {name} {problem} (data dir {data_dir}; torchvision's layout: {layout}); "
+        f"run with --download to fetch it, or use the offline dataset mnist-mini"
     )
 
 
@@ -164,14 +164,13 @@ def load_raw(name: str, data_dir: Path, download: bool = False):
         return _load_mini()
     spec = _spec(name)
     if not download and not all(path.is_file() for path in expected_files(name, data_dir)):
-        raise DatasetMissing(missing_message(name, data_dir, "is not present"))
+        raise DatasetMissing(missing_message(name, data_dir, "not found"))
     try:
         train_set, test_set = _torchvision_splits(name, data_dir, download)
     except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError variously
-        reason = "could not be downloaded" if download else "could not be read"
-        detail = _one_line(exc)
+        problem = "could not be downloaded" if download else "could not be read"
         raise DatasetMissing(
-            missing_message(name, data_dir, f"{reason} ({detail})")
+            missing_message(name, data_dir, f"{problem}: {_one_line(exc)}")
         ) from exc
     import torch
 

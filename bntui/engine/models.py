@@ -140,22 +140,24 @@ def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
 def batch_statistics_mode(model: nn.Module) -> Iterator[None]:
     """Forward passes inside normalize with the batch's own statistics (BatchNorm's train
     behaviour) but change nothing: dropout is off (so no random numbers are drawn) and the
-    running statistics and num_batches_tracked stay as they are. With track_running_stats
-    off, BatchNorm neither reads nor updates its buffers. The previous modes come back on exit."""
-    norms = batch_norm_layers(model)
-    was_training = [module.training for module in model.modules()]
-    tracked = [norm.track_running_stats for norm in norms]
-    model.eval()
-    for norm in norms:
-        norm.train()
-        norm.track_running_stats = False
+    running statistics and num_batches_tracked stay as they are (with track_running_stats
+    off, BatchNorm neither reads nor updates its buffers). Other layers behave the same in
+    either mode and are left alone; the previous modes come back on exit. Called at every
+    diagnostics probe, so it touches only the layers it must."""
+    switched = [m for m in model.modules() if isinstance(m, (*BATCH_NORM_TYPES, nn.Dropout))]
+    saved = [(m.training, getattr(m, "track_running_stats", None)) for m in switched]
+    for module in switched:
+        if isinstance(module, nn.Dropout):
+            module.training = False
+        else:
+            module.training, module.track_running_stats = True, False
     try:
         yield
     finally:
-        for norm, flag in zip(norms, tracked):
-            norm.track_running_stats = flag
-        for module, mode in zip(model.modules(), was_training):
-            module.training = mode
+        for module, (training, tracked) in zip(switched, saved):
+            module.training = training
+            if tracked is not None:
+                module.track_running_stats = tracked
 
 
 def parameter_count(model: nn.Module) -> int:
