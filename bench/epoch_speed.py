@@ -12,8 +12,9 @@ pipelines.
 (a) lab: torchvision dataset with ToTensor + Normalize transforms, DataLoader(batch_size=64,
     shuffle=True; num_workers=2 for CIFAR-10 as the lab does), Adam 1e-3, NLL loss,
     loss.item() every step.
-(b) engine: bntui.engine.train.train() with the same settings (one epoch, defaults otherwise,
-    diagnostics included), timed by the epoch_seconds it reports.
+(b) engine: bntui.engine.train.train() with the same settings (one epoch, defaults otherwise),
+    timed by the epoch_seconds it reports; once without diagnostics (like for like) and
+    once with them at the default interval.
 
 Both time the training steps of one epoch; a second figure adds each pipeline's end-of-epoch
 evaluation (lab: validation loss; engine: validation loss/accuracy, train accuracy, and the
@@ -118,20 +119,35 @@ def main() -> None:
         write_mnist(data_dir, num_train=int(60000 * args.size), num_test=1000)
         write_cifar(data_dir, per_batch=int(10000 * args.size), num_test=1000)
         for name in args.models.split(","):
-            config = RunConfig(**CASES[name], epochs=1, batch_size=64, lr=1e-3, bn=True)
-            lab, engine = [], []
-            for _ in range(args.reps):
-                lab.append(lab_epoch(config, data_dir))
-                engine.append(engine_epoch(config, data_dir, args.threads))
-                print(f"  {name}: lab {lab[-1][0]:.2f}s  engine {engine[-1][0]:.2f}s", flush=True)
-            for index, label in ((0, "training steps"), (1, "with evaluation")):
-                lab_s = statistics.median(run[index] for run in lab)
-                engine_s = statistics.median(run[index] for run in engine)
-                print(
-                    f"{name} epoch, {label}: lab {lab_s:.2f}s, engine {engine_s:.2f}s "
-                    f"-> engine faster by {lab_s / engine_s:.1f}x"
-                )
+            compare(name, data_dir, args.reps, args.threads)
 
+
+def compare(name: str, data_dir: Path, reps: int, threads: int) -> None:
+    """Alternate lab, engine without diagnostics (like for like: the lab has none) and engine
+    with diagnostics at the default interval; print median times and ratios."""
+    base = RunConfig(**CASES[name], epochs=1, batch_size=64, lr=1e-3, bn=True)
+    plain = base.model_copy(update={"diagnostics_every": 0})
+    runs: dict[str, list[tuple[float, float]]] = {"lab": [], "plain": [], "diagnostics": []}
+    for _ in range(reps):
+        runs["lab"].append(lab_epoch(base, data_dir))
+        runs["plain"].append(engine_epoch(plain, data_dir, threads))
+        runs["diagnostics"].append(engine_epoch(base, data_dir, threads))
+        print(
+            f"  {name}: lab {runs['lab'][-1][0]:.2f}s, engine {runs['plain'][-1][0]:.2f}s, "
+            f"engine with diagnostics {runs['diagnostics'][-1][0]:.2f}s",
+            flush=True,
+        )
+    labels = ("training steps", "with each pipeline's end-of-epoch evaluation")
+    for index, label in enumerate(labels):
+        lab_s, plain_s, diag_s = (
+            statistics.median(run[index] for run in runs[key])
+            for key in ("lab", "plain", "diagnostics")
+        )
+        print(
+            f"{name} epoch, {label}: lab {lab_s:.2f}s; engine {plain_s:.2f}s "
+            f"-> faster by {lab_s / plain_s:.1f}x; with diagnostics every "
+            f"{base.diagnostics_every} steps {diag_s:.2f}s -> {lab_s / diag_s:.1f}x"
+        )
 
 if __name__ == "__main__":
     main()

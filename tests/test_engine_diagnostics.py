@@ -98,7 +98,7 @@ def test_conv_layer_percentiles_cover_every_value_of_the_probe():
     recorder = DiagnosticsRecorder(model, val_x, seed=1)
     row = recorder.measure(step=1, epoch=1).layers[0]
     conv, norm = model.hidden_layers[0].weight, model.hidden_layers[0].norm
-    pre = F.batch_norm(conv(recorder.probe), None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+    pre = F.batch_norm(conv(recorder.probe), None, None, norm.weight, norm.bias, True, 0, norm.eps)
     assert pre.numel() > 100_000  # large enough for the sampled selection path
     expected = torch.quantile(pre.flatten(), Q).tolist()
     got = [row["preact_p15"], row["preact_p50"], row["preact_p85"]]

@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-NUM_CLASSES = 10
-
 # mnist-mini is split into pool and test set by this fixed seed, whatever the run's seed,
 # so every run of every seed is scored on the same 1,000 test images.
 MINI_SPLIT_SEED = 20150211

@@ -12,6 +12,8 @@ Reported numbers:
 - val_*_batch_stats (BatchNorm runs only) evaluate the validation split in batches of the
   training batch size with BatchNorm normalizing by each batch's own statistics, without
   touching the running statistics.
+- epoch_seconds times the epoch's training steps (diagnostics included, evaluation not);
+  elapsed counts from the first step and includes evaluation.
 """
 
 from __future__ import annotations
@@ -226,7 +228,8 @@ class _Run:
             if self.should_stop():
                 raise _Stop(RunCancelled(epochs_done=epoch - 1, step=self.step), "cancelled")
             batch = order[index * batch_size : (index + 1) * batch_size]
-            loss = F.nll_loss(model(data.train_x.index_select(0, batch)), data.train_y[batch])
+            images = data.train_x.index_select(0, batch)
+            loss = F.nll_loss(model(images), data.train_y.index_select(0, batch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             measuring = diagnostics is not None and (self.step + 1) % every == 0
@@ -327,11 +330,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 def evaluate_batch_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int):
     """(mean loss, accuracy) with BatchNorm normalizing each batch by its own statistics,
     running statistics untouched. A last batch of one image joins the one before it."""
-    starts = list(range(0, len(y), batch_size))
-    if len(starts) > 1 and len(y) - starts[-1] == 1:
-        starts.pop()
-    bounds = [(start, stop) for start, stop in zip(starts, [*starts[1:], len(y)])]
     if len(y) < 2:
         return None, None
+    starts = list(range(0, len(y), batch_size))
+    if len(y) - starts[-1] == 1:
+        starts.pop()
+    bounds = list(zip(starts, [*starts[1:], len(y)]))
     with torch.inference_mode(), batch_statistics_mode(model):
         return _mean_loss_and_accuracy(model, x, y, bounds)

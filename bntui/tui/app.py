@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from pathlib import Path
 from collections.abc import Sequence
 from functools import partial
 
@@ -23,7 +24,7 @@ from bntui.settings import AppSettings
 from bntui.themes import install_themes, load_themes, no_color_requested, plot_theme_for
 from bntui.tui.commands import ActionsProvider
 from bntui.tui.curves import curves_for
-from bntui.tui.devices import DeviceChoice, auto_device, detect_devices
+from bntui.tui.devices import DeviceChoice, DeviceDetection, DeviceDetectionError, auto_device
 from bntui.tui.keys import bindings
 from bntui.tui.messages import DevicesFound, SettingsChanged, StoreChanged, TrainerExited, TrainerLine
 from bntui.tui.run_queue import Job, RunQueue
@@ -33,7 +34,7 @@ from bntui.tui.screens.help import HelpScreen
 from bntui.tui.screens.main import MainScreen
 from bntui.tui.store_watch import StoreWatcher
 from bntui.tui.widgets.run_table import RunTable
-from bntui.tui.trainer_client import TRAINER_COMMAND, TrainerProcess
+from bntui.tui.trainer_client import TRAINER_COMMAND, TrainerProcess, trainer_spec
 
 REDRAW_SECONDS = 0.25  # plots, progress line and run list: at most 4 redraws a second
 POLL_SECONDS = 1.0  # run store
@@ -43,7 +44,7 @@ QUIT_GRACE_SECONDS = 3.0
 
 
 class BntuiApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "bntui"
     BINDINGS = bindings("app")
     COMMANDS = App.COMMANDS | {ActionsProvider}
@@ -74,8 +75,9 @@ class BntuiApp(App[int]):
         self._dirty: set[str] = set()  # views whose row must be redrawn
         self._gone: set[str] = set()  # rows to remove
         self._plotted: object = None
-        self._closing = False
+        self._shutting_down = False
         self._stop_polling = threading.Event()
+        self._device_detection = DeviceDetection()
         self.themes_catalog = load_themes()  # never raises: bad files are listed in .problems
 
     # -- start-up ----------------------------------------------------------------------------
@@ -89,9 +91,13 @@ class BntuiApp(App[int]):
                 self.notify(text, title="Theme", severity="warning", timeout=10, markup=False)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.run_worker(self._watch_store, thread=True, exit_on_error=False, group="store", name="run store watcher")
+        self.set_interval(REDRAW_SECONDS, self._redraw)
+
+    def on_ready(self) -> None:
+        # After the first paint: the detection subprocess imports torch, which takes a CPU core
+        # for a second or two; started earlier, it slows the first paint down.
         if self.devices is None:
             self.run_worker(self._find_devices, thread=True, exit_on_error=False, group="devices", name="device detection")
-        self.set_interval(REDRAW_SECONDS, self._redraw)
 
     @property
     def main(self) -> MainScreen:
@@ -117,7 +123,13 @@ class BntuiApp(App[int]):
             self._stop_polling.wait(self.poll_seconds)
 
     def _find_devices(self) -> None:
-        self.post_message(DevicesFound(detect_devices()))
+        try:
+            devices = self._device_detection.run()
+        except DeviceDetectionError:
+            if self._device_detection.cancelled:
+                return  # the app is quitting
+            raise  # reported by on_worker_state_changed
+        self.post_message(DevicesFound(devices))
 
     def _follow_trainer(self, key: str, trainer: TrainerProcess) -> None:
         try:
@@ -264,19 +276,11 @@ class BntuiApp(App[int]):
                         f"({len(self.queue.running)} running, {len(self.queue.waiting)} waiting)")
 
     def _start_ready(self) -> None:
-        if self._closing:
+        if self._shutting_down:
             return
         for job in self.queue.take_ready():
             view = self.views[job.key]
-            spec = {
-                "config": job.config.model_dump(mode="json"),
-                "group": job.group,
-                "runs_dir": str(self.settings.runs_dir),
-                "data_dir": str(self.settings.data_dir),
-                "download": self.settings.download,
-                "threads": self.settings.threads,
-            }
-            trainer = TrainerProcess(spec, self.trainer_command)
+            trainer = TrainerProcess(trainer_spec(job.config, job.group, self.settings), self.trainer_command)
             try:
                 trainer.start()
             except OSError as exc:
@@ -349,7 +353,7 @@ class BntuiApp(App[int]):
     def stop_all_trainers(self) -> None:
         """Blocking: cancel every trainer, then terminate and kill the ones that do not stop.
         Safe to call more than once and from any thread."""
-        self._closing = True
+        self._shutting_down = True
         self.queue.waiting.clear()
         trainers = list(self.trainers.values())
         for trainer in trainers:
@@ -375,6 +379,7 @@ class BntuiApp(App[int]):
 
     async def on_unmount(self) -> None:
         self._stop_polling.set()
+        self._device_detection.cancel()
         await asyncio.to_thread(self.stop_all_trainers)
 
     # -- other actions -----------------------------------------------------------------------
@@ -416,7 +421,7 @@ class BntuiApp(App[int]):
 
     def _ui_ready(self) -> bool:
         """False while the app shuts down (its widgets are being removed)."""
-        return not self._closing and bool(self.screen_stack) and bool(self.main.query(RunTable))
+        return not self._shutting_down and bool(self.screen_stack) and bool(self.main.query(RunTable))
 
     def on_data_table_row_highlighted(self) -> None:
         if self._ui_ready():

@@ -1,7 +1,7 @@
 """Which devices this machine has, found by a short `python -c` subprocess.
 
 The subprocess imports torch so that the UI process never does: the first paint stays fast and
-the app's memory stays small. The app calls `detect_devices` from a thread worker."""
+the app's memory stays small. The app runs a `DeviceDetection` in a thread worker."""
 
 from __future__ import annotations
 
@@ -27,20 +27,45 @@ class DeviceDetectionError(RuntimeError):
     pass
 
 
-def detect_devices(timeout: float = 120.0) -> list[DeviceChoice]:
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", _DETECT], capture_output=True, text=True, timeout=timeout
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DeviceDetectionError(f"device detection failed: {exc}") from None
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise DeviceDetectionError(f"device detection failed: {reason}")
-    try:
-        return [DeviceChoice(str(name), str(text)) for name, text in json.loads(done.stdout)]
-    except (ValueError, TypeError) as exc:
-        raise DeviceDetectionError(f"device detection printed something unexpected: {exc}") from None
+class DeviceDetection:
+    """One run of the detection subprocess; `cancel` (from any thread) ends it early, so
+    quitting right after start-up does not wait for torch to finish importing."""
+
+    def __init__(self, timeout: float = 120.0) -> None:
+        self.timeout = timeout
+        self._process: subprocess.Popen[str] | None = None
+        self._cancelled = False
+
+    def run(self) -> list[DeviceChoice]:
+        if self._cancelled:
+            raise DeviceDetectionError("device detection cancelled")
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _DETECT],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            )
+            stdout, stderr = self._process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise DeviceDetectionError(f"device detection took over {self.timeout:.0f} s") from None
+        except OSError as exc:
+            raise DeviceDetectionError(f"device detection failed: {exc}") from None
+        if self._process.returncode != 0:
+            reason = (stderr.strip().splitlines() or ["no message"])[-1]
+            raise DeviceDetectionError(f"device detection failed: {reason}")
+        try:
+            return [DeviceChoice(str(name), str(text)) for name, text in json.loads(stdout)]
+        except (ValueError, TypeError) as exc:
+            raise DeviceDetectionError(f"device detection printed something unexpected: {exc}") from None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
 
 
 def auto_device(devices: list[DeviceChoice]) -> str:

@@ -20,23 +20,23 @@ class Key:
 
 
 KEYMAP: tuple[Key, ...] = (
-    Key("ctrl+r", "start_runs", "Start", "Start the runs the settings describe (queued after the current one)", priority=True),
-    Key("ctrl+t", "cancel_selected", "Stop", "Stop the run selected in the run list, or drop it from the queue", priority=True),
-    Key("ctrl+g", "toggle_metric", "Loss/Acc", "Switch the plot between loss and accuracy (both show on wide terminals)", priority=True),
+    Key("ctrl+r", "start_runs", "Start", "Start the runs set up on the left (they queue)", priority=True),
+    Key("ctrl+t", "cancel_selected", "Stop", "Stop the selected run, or drop it from the queue", priority=True),
+    Key("ctrl+g", "toggle_metric", "Loss/Acc", "Show loss or accuracy (wide terminals show both)", priority=True),
     Key("ctrl+f", "focus_settings", "Settings", "Move the focus to the settings form", show=False, priority=True),
     Key("ctrl+l", "focus_runs", "Runs", "Move the focus to the run list", show=False, priority=True),
     Key("f1,question_mark", "help", "Help", "Show every key", priority=False),
     Key("ctrl+q", "quit", "Quit", "Quit (asks first while runs are going)", priority=True),
-    Key("space", "toggle_mark", "Mark", "Mark or unmark the selected run (for comparing runs)", scope="runs"),
+    Key("space", "toggle_mark", "Mark", "Mark or unmark the selected run", scope="runs"),
     Key("x,delete", "cancel_selected", "Stop run", "Stop the selected run", scope="runs", show=False),
 )
 
 # Keys Textual provides itself, listed on the help screen for completeness.
 BUILTIN_KEYS: tuple[tuple[str, str], ...] = (
-    ("ctrl+p", "Command palette: every action by name, and the theme"),
+    ("ctrl+p", "Command palette: every action by name; themes"),
     ("tab / shift+tab", "Move between fields and panes"),
     ("up / down", "Move in the run list; open a choice list"),
-    ("enter", "Open a choice list; in the run list, plot the run"),
+    ("enter", "Open a choice list"),
 )
 
 

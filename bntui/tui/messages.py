@@ -42,7 +42,6 @@ class DevicesFound(Message):
     """The devices this machine has (found by a short subprocess, so the UI never imports torch)."""
 
     devices: list[Any]  # bntui.tui.devices.DeviceChoice
-    error: str | None = None
 
 
 @dataclass

@@ -13,9 +13,25 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bntui.config import RunConfig
+    from bntui.settings import AppSettings
 
 TRAINER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "bntui.trainer")
+
+
+def trainer_spec(config: RunConfig, group: str | None, settings: AppSettings) -> dict[str, Any]:
+    """The JSON object a trainer reads on its first stdin line (bntui.trainer.TrainerSpec)."""
+    return {
+        "config": config.model_dump(mode="json"),
+        "group": group,
+        "runs_dir": str(settings.runs_dir),
+        "data_dir": str(settings.data_dir),
+        "download": settings.download,
+        "threads": settings.threads,
+    }
 
 
 class TrainerProcess:

@@ -31,16 +31,15 @@ class MainScreen(Screen):
         with Horizontal(id="body"):
             yield SettingsForm(self.data_dir, self.device, self.devices, id="settings")
             with Vertical(id="workspace"):
-                with Horizontal(id="plots"):
+                with Horizontal(id="plots") as plots:
+                    plots.border_title = "Curves"
                     yield MetricPlot("loss", id="loss-plot")
                     yield MetricPlot("accuracy", id="accuracy-plot")
                 yield ProgressLine(id="progress")
-                yield RunTable(id="runs")
+                runs = RunTable(id="runs")
+                runs.border_title = "Runs"
+                yield runs
         yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#runs").border_title = "Runs"
-        self.query_one("#plots").border_title = "Curves"
 
     @property
     def form(self) -> SettingsForm:

@@ -79,6 +79,7 @@ class Pane(Vertical):
 
 def field_row(label: str, name: str, control: Widget) -> list[Widget]:
     control.id = f"field-{name}"
+    control.add_class("field-control")
     return [
         Horizontal(Label(label, classes="field-label"), control, classes="field-row"),
         Static("", id=f"error-{name}", classes="field-error"),
@@ -99,6 +100,9 @@ class SettingsForm(VerticalScroll):
         self.data_dir = data_dir
         self.initial_device = device
         self.devices = devices
+        self._controls: dict[str, Any] = {}  # field name -> its Input / Select / Checkbox
+        self._error_labels: dict[str, Static] = {}
+        self._validation_pending = False
 
     def compose(self) -> ComposeResult:
         d = TrainingFields()
@@ -139,23 +143,25 @@ class SettingsForm(VerticalScroll):
         )
 
     def on_mount(self) -> None:
+        # Looked up once: validation runs on every keystroke.
+        self._controls = {(w.id or "").removeprefix("field-"): w for w in self.query(".field-control")}
+        self._error_labels = {
+            (w.id or "").removeprefix("error-"): w for w in self.query(".field-error").results(Static)
+        }
         self._update_dataset_info()
         self._update_arch_fields()
         self.validate_now()
 
     # -- reading and validating ------------------------------------------------------------
     def value(self, name: str) -> Any:
-        widget = self.query_one(f"#field-{name}")
-        return widget.value  # type: ignore[attr-defined]
+        return self._controls[name].value
 
     def set_value(self, name: str, value: Any) -> None:
-        widget = self.query_one(f"#field-{name}")
-        widget.value = value  # type: ignore[attr-defined]
+        self._controls[name].value = value
 
     def read(self) -> FormReading:
-        names = [name for name in TrainingFields.model_fields if self.query(f"#field-{name}")]
         data: dict[str, Any] = {}
-        for name in names:
+        for name in (name for name in TrainingFields.model_fields if name in self._controls):
             value = self.value(name)
             if isinstance(value, str):
                 value = value.strip()
@@ -182,14 +188,11 @@ class SettingsForm(VerticalScroll):
         return FormReading(fields, bn, seeds, errors)
 
     def show_errors(self, errors: dict[str, str]) -> None:
-        for message_widget in self.query(".field-error"):
-            name = (message_widget.id or "").removeprefix("error-")
+        for name, label in self._error_labels.items():
             message = errors.get(name, "")
-            message_widget.update(message)
-            message_widget.set_class(bool(message), "-shown")
-            control = self.query(f"#field-{name}")
-            if control:
-                control.first().set_class(bool(message), "-invalid")
+            label.update(message)
+            label.set_class(bool(message), "-shown")
+            self._controls[name].set_class(bool(message), "-invalid")
 
     def validate_now(self) -> FormReading:
         reading = self.read()
@@ -205,7 +208,7 @@ class SettingsForm(VerticalScroll):
 
     def set_devices(self, devices: list[DeviceChoice]) -> None:
         self.devices = devices
-        select: Select[str] = self.query_one("#field-device", Select)
+        select: Select[str] = self._controls["device"]
         current = select.value
         select.set_options(device_options(devices))
         values = [value for _, value in device_options(devices)]
@@ -218,7 +221,7 @@ class SettingsForm(VerticalScroll):
 
     def _update_arch_fields(self) -> None:
         # Hidden sizes only mean something for the MLP.
-        self.query_one("#field-hidden_sizes").disabled = self.value("arch") != "mlp"
+        self._controls["hidden_sizes"].disabled = self.value("arch") != "mlp"
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
@@ -226,9 +229,19 @@ class SettingsForm(VerticalScroll):
             self._update_dataset_info()
         elif event.select.id == "field-arch":
             self._update_arch_fields()
-        self.validate_now()
+        self._schedule_validation()
 
     @on(Input.Changed)
     @on(Checkbox.Changed)
     def _value_changed(self) -> None:
+        self._schedule_validation()
+
+    def _schedule_validation(self) -> None:
+        """Validate once after a burst of changes (mounting fires one per field)."""
+        if self._controls and not self._validation_pending:
+            self._validation_pending = True
+            self.call_after_refresh(self._validate_scheduled)
+
+    def _validate_scheduled(self) -> None:
+        self._validation_pending = False
         self.validate_now()

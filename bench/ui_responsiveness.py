@@ -1,0 +1,144 @@
+"""Does the TUI stay responsive while it trains, and does training in it run at full speed?
+
+Drives the app headless (App.run_test) and measures the event loop's lateness with a 20 ms
+asyncio timer: idle, then while the app trains an MLP on mnist-mini in its trainer process.
+Then trains the same config with the headless `python -m bntui run` and compares the training
+speed (steps / train_seconds, both read from the run store, so start-up is left out of both).
+
+Targets: p99 lateness under 50 ms while training; in-app speed at least 0.9x headless.
+Not a test: run it by hand.
+
+    python bench/ui_responsiveness.py [--epochs 20] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bntui.settings import AppSettings  # noqa: E402
+from bntui.store import list_runs  # noqa: E402
+from bntui.tui.app import BntuiApp  # noqa: E402
+
+PERIOD = 0.020
+
+
+class LatenessProbe:
+    """A 20 ms ticker on the app's event loop; records how late each tick fires."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        target = loop.time() + PERIOD
+        while True:
+            await asyncio.sleep(max(target - loop.time(), 0))
+            now = loop.time()
+            self.samples.append(now - target)
+            target = max(target + PERIOD, now)  # no catch-up bursts after a stall
+
+    def start(self) -> None:
+        self.samples = []
+        self._task = asyncio.ensure_future(self._tick())
+
+    def stop(self) -> list[float]:
+        assert self._task is not None
+        self._task.cancel()
+        return self.samples
+
+
+def summary(samples: list[float]) -> str:
+    ms = sorted(s * 1000 for s in samples)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    return f"p50 {statistics.median(ms):5.1f} ms  p99 {p99:5.1f} ms  max {ms[-1]:6.1f} ms  ({len(ms)} ticks)"
+
+
+def steps_per_second(runs_dir: Path) -> float:
+    (run,) = list_runs(runs_dir)
+    timings = run.record.timings
+    assert run.status == "finished", run.status
+    return timings.steps / timings.train_seconds
+
+
+def run_headless(epochs: int, runs_dir: Path) -> float:
+    command = [
+        sys.executable, "-m", "bntui", "run", "--runs-dir", str(runs_dir), "--dataset", "mnist-mini",
+        "--epochs", str(epochs), "--bn", "on", "--device", "cpu", "--data-dir", str(runs_dir / "data"),
+    ]
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return steps_per_second(runs_dir)
+
+
+async def run_in_app(epochs: int, runs_dir: Path, idle_seconds: float) -> tuple[list[float], list[float], float]:
+    app = BntuiApp(AppSettings(runs_dir=runs_dir, data_dir=runs_dir / "data"))
+    probe = LatenessProbe()
+    async with app.run_test(size=(160, 48)) as pilot:
+        while app.devices is None:  # let device detection (a subprocess importing torch) finish
+            await asyncio.sleep(0.1)
+        probe.start()
+        await asyncio.sleep(idle_seconds)
+        idle = probe.stop()
+
+        form = app.main.form
+        form.set_value("bn", "on")
+        form.set_value("epochs", str(epochs))
+        form.set_value("device", "cpu")
+        await pilot.pause()
+        probe.start()
+        await pilot.press("ctrl+r")
+        while app.trainers or app.queue.waiting or not app.views:
+            await asyncio.sleep(0.1)
+        training = probe.stop()
+        statuses = [view.status for view in app.views.values()]
+        assert statuses == ["finished"], statuses
+    return idle, training, steps_per_second(runs_dir)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--idle-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    idle_all: list[float] = []
+    training_all: list[float] = []
+    in_app: list[float] = []
+    headless: list[float] = []
+    for repeat in range(args.repeats):  # alternate, so drifting machine load hits both alike
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            headless.append(run_headless(args.epochs, Path(folder) / "headless"))
+            print(f"[{repeat + 1}] headless: {headless[-1]:7.0f} steps/s ({time.perf_counter() - started:.1f} s)")
+            started = time.perf_counter()
+            idle, training, speed = asyncio.run(run_in_app(args.epochs, Path(folder) / "app", args.idle_seconds))
+            print(f"[{repeat + 1}] in app:   {speed:7.0f} steps/s ({time.perf_counter() - started:.1f} s)")
+            idle_all += idle
+            training_all += training
+            in_app.append(speed)
+
+    print()
+    print(f"MLP (128,64) on mnist-mini, BN on, batch 64, {args.epochs} epochs, cpu; {args.repeats} repeats")
+    print(f"event-loop lateness idle:            {summary(idle_all)}")
+    print(f"event-loop lateness while training:  {summary(training_all)}")
+    ratio = statistics.median(in_app) / statistics.median(headless)
+    print(f"training speed: in app {statistics.median(in_app):.0f} steps/s, headless "
+          f"{statistics.median(headless):.0f} steps/s, ratio {ratio:.2f} (target >= 0.90)")
+    ms = sorted(training_all)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))] * 1000
+    return 0 if p99 < 50 and ratio >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""The UI process never imports torch: devices are found by a subprocess, training happens in
+trainer processes. Checked in a fresh interpreter, after the app has mounted and painted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+from bntui.settings import AppSettings
+from bntui.tui.app import BntuiApp
+
+async def main(tmp):
+    app = BntuiApp(AppSettings(runs_dir=tmp / "runs", data_dir=tmp / "data"))
+    async with app.run_test() as pilot:
+        await pilot.pause(0.2)
+        after_mount = "torch" in sys.modules
+        for _ in range(600):  # the device list arrives from the detection subprocess
+            if app.devices is not None:
+                break
+            await pilot.pause(0.1)
+        print(json.dumps({"after_mount": after_mount, "after_devices": "torch" in sys.modules,
+                          "devices": [d.name for d in app.devices or []]}))
+
+asyncio.run(main(Path(sys.argv[1])))
+"""
+
+
+def test_the_app_never_imports_torch(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        capture_output=True, text=True, timeout=180, cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"after_mount": False, "after_devices": False, "devices": result["devices"]}
+    assert "cpu" in result["devices"]

@@ -1,0 +1,60 @@
+"""A theme change recolours the plots (textual-plotext alone would keep its cached colours)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+from textual.pilot import Pilot
+
+from bntui.settings import AppSettings
+from bntui.themes import load_themes
+from bntui.tui.app import BntuiApp
+from bntui.tui.devices import DeviceChoice
+from bntui.tui.widgets.metric_plot import MetricPlot
+
+FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
+
+
+def colours(plot: MetricPlot) -> tuple[set, set]:
+    """(foreground colours, background colours) of the plot as it renders now."""
+    rendered = plot.render()
+    assert isinstance(rendered, Text)
+    styles = [span.style for span in rendered.spans if not isinstance(span.style, str)]
+    return (
+        {tuple(s.color.triplet) for s in styles if s.color and s.color.triplet},
+        {tuple(s.bgcolor.triplet) for s in styles if s.bgcolor and s.bgcolor.triplet},
+    )
+
+
+async def wait_for_curves(pilot: Pilot, plot: MetricPlot) -> None:
+    for _ in range(400):
+        if plot.curves:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the fixture runs never reached the plot")
+
+
+async def test_switching_theme_recolours_the_curves_and_the_canvas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BNTUI_THEME_DIR", str(tmp_path / "no-user-themes"))
+    catalog = load_themes()
+    dark, light = catalog.themes["bntui-dark"], catalog.themes["bntui-light"]
+    settings = AppSettings(runs_dir=FIXTURE_RUNS, data_dir=tmp_path, theme="bntui-dark")
+    app = BntuiApp(settings, devices=[DeviceChoice("cpu", "CPU")], poll_seconds=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        plot = app.screen.query_one("#loss-plot", MetricPlot)
+        await wait_for_curves(pilot, plot)
+        foreground, _ = colours(plot)
+        assert set(dark.series_rgb[:2]) <= foreground
+
+        app.theme = "bntui-light"
+        await pilot.pause(0.4)  # the next redraw tick
+        foreground, background = colours(plot)
+        assert set(light.series_rgb[:2]) <= foreground
+        assert not set(dark.series_rgb[:2]) & foreground
+
+        app.theme = "nord"  # a Textual theme: bntui's palette, nord's own canvas
+        await pilot.pause(0.4)
+        _, nord_background = colours(plot)
+        assert nord_background and nord_background != background
