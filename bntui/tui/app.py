@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from pathlib import Path
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 from textual.app import App
 from textual.screen import Screen
@@ -33,8 +34,8 @@ from bntui.tui.screens.confirm_quit import ConfirmQuitScreen
 from bntui.tui.screens.help import HelpScreen
 from bntui.tui.screens.main import MainScreen
 from bntui.tui.store_watch import StoreWatcher
-from bntui.tui.widgets.run_table import RunTable
 from bntui.tui.trainer_client import TRAINER_COMMAND, TrainerProcess, trainer_spec
+from bntui.tui.widgets.run_table import RunTable
 
 REDRAW_SECONDS = 0.25  # plots, progress line and run list: at most 4 redraws a second
 POLL_SECONDS = 1.0  # run store
@@ -90,6 +91,12 @@ class BntuiApp(App[int]):
             if text:
                 self.notify(text, title="Theme", severity="warning", timeout=10, markup=False)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        # Thread workers run on the loop's default executor, min(32, cores + 4) threads by
+        # default: with a run training on each of several GPUs, a trainer's reader must never
+        # wait for a free thread (its pipe would fill up and stall the trainer).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=64, thread_name_prefix="bntui-worker")
+        )
         self.run_worker(self._watch_store, thread=True, exit_on_error=False, group="store", name="run store watcher")
         self.set_interval(REDRAW_SECONDS, self._redraw)
 
@@ -236,7 +243,8 @@ class BntuiApp(App[int]):
         self._start_ready()
 
     def on_settings_changed(self, message: SettingsChanged) -> None:
-        self.main.query_one("#start").disabled = bool(message.errors)
+        if self._ui_ready():
+            self.main.query_one("#start").disabled = bool(message.errors)
 
     # -- launching ---------------------------------------------------------------------------
     def action_start_runs(self) -> None:

@@ -44,5 +44,10 @@ def describe_progress(view: RunView | None, queued_ahead: int = 0) -> str:
 
 
 class ProgressLine(Static):
+    _shown: str | None = None
+
     def show(self, view: RunView | None, queued_ahead: int = 0) -> None:
-        self.update(describe_progress(view, queued_ahead))
+        text = describe_progress(view, queued_ahead)
+        if text != self._shown:  # called 4 times a second: repaint only on change
+            self._shown = text
+            self.update(text)

@@ -59,7 +59,7 @@ class RunTable(DataTable):
         status_style = self.app.theme_variables.get(STATUS_STYLE.get(view.status, "foreground"), "")
         return (
             "●" if view.key in self.marked else " ",
-            Text(view.status, style=status_style),
+            Text.styled(view.status, status_style),  # a span: a theme change counts as a change
             f"{config.dataset}/{config.arch}" if config else "?",
             ("on" if config.bn else "off") if config else "",
             str(config.seed) if config else "",

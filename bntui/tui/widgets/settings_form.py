@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from textual import on
@@ -16,7 +16,19 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from bntui.config import ARCHITECTURES, DATASETS, RunConfig, TrainingFields, field_errors
+from bntui.config import (
+    ARCHITECTURES,
+    DATASETS,
+    DEFAULT_DROPOUT,
+    DEFAULT_EPOCHS,
+    Activation,
+    BnChoice,
+    Optimizer,
+    Placement,
+    RunConfig,
+    TrainingFields,
+    field_errors,
+)
 from bntui.tui.devices import DeviceChoice, device_options
 from bntui.tui.messages import SettingsChanged
 
@@ -35,8 +47,14 @@ class FormReading:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _choices(values: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
-    return [(value, value) for value in values]
+def _arch_defaults(defaults: dict[str, object]) -> str:
+    """Placeholder of a field left empty: e.g. "mlp 10, lenet5 20"."""
+    return ", ".join(f"{arch} {value:g}" for arch, value in defaults.items())  # type: ignore[str-format]
+
+
+def _choices(values: Any) -> list[tuple[str, str]]:
+    """Options from a tuple of values or from a Literal type of bntui.config."""
+    return [(value, value) for value in (values if isinstance(values, tuple) else get_args(values))]
 
 
 def _format_size(size: int | None) -> str:
@@ -52,19 +70,17 @@ def _format_size(size: int | None) -> str:
 def describe_dataset(name: str, data_dir: Path) -> str:
     """One line for the Dataset pane: is it here, how big, what shape (no paths: they vary)."""
     try:
-        from bntui.engine.data import dataset_info
+        from bntui.engine.data import dataset_info  # looks at the disk only, no torch
 
         info = dataset_info(name, data_dir)
-    except Exception as exc:  # a broken data dir must not take the form down
+    except Exception as exc:  # an unreadable data dir must not take the form down
         return f"unknown ({exc})"
-    shape = "x".join(str(n) for n in (getattr(info, "image_shape", None) or ()))
-    parts = ["[b]present[/b]" if info.present else "[b]missing[/b] (see bntui data)"]
-    size = _format_size(getattr(info, "size_bytes", None))
-    if size and info.present:
-        parts.append(size)
-    if shape:
-        parts.append(f"images {shape}")
-    return " · ".join(parts)
+    if not info.present:
+        where = "[b]missing[/b] from the data dir"
+    else:
+        where = "[b]built in[/b]" if info.location == "embedded" else "[b]present[/b]"
+        where += f" · {_format_size(info.size_bytes)}"
+    return f"{where} · images {'x'.join(map(str, info.image_shape))}"
 
 
 class Pane(Vertical):
@@ -116,25 +132,25 @@ class SettingsForm(VerticalScroll):
             "Architecture",
             *field_row("network", "arch", Select(_choices(ARCHITECTURES), value=d.arch, allow_blank=False, compact=True)),
             *field_row("hidden", "hidden_sizes", Input(",".join(map(str, d.hidden_sizes)), compact=True)),
-            *field_row("activation", "activation", Select(_choices(["relu", "sigmoid", "tanh"]), value=d.activation, allow_blank=False, compact=True)),
-            *field_row("dropout", "dropout", Input("", placeholder="default", compact=True)),
+            *field_row("activation", "activation", Select(_choices(Activation), value=d.activation, allow_blank=False, compact=True)),
+            *field_row("dropout", "dropout", Input("", placeholder=_arch_defaults(DEFAULT_DROPOUT), compact=True)),
             id="pane-architecture",
         )
         yield Pane(
             "Normalization",
-            *field_row("BatchNorm", "bn", Select(_choices(["on", "off", "both"]), value="both", allow_blank=False, compact=True)),
+            *field_row("BatchNorm", "bn", Select(_choices(BnChoice), value="both", allow_blank=False, compact=True)),
             *field_row("momentum", "bn_momentum", Input(str(d.bn_momentum), compact=True)),
             *field_row("eps", "bn_eps", Input(str(d.bn_eps), compact=True)),
             *field_row("affine", "bn_affine", Checkbox("learn scale, shift", d.bn_affine, compact=True)),
-            *field_row("placement", "bn_placement", Select(_choices(["before", "after"]), value=d.bn_placement, allow_blank=False, compact=True)),
+            *field_row("placement", "bn_placement", Select(_choices(Placement), value=d.bn_placement, allow_blank=False, compact=True)),
             id="pane-normalization",
         )
         yield Pane(
             "Training",
-            *field_row("epochs", "epochs", Input("", placeholder="default", compact=True)),
+            *field_row("epochs", "epochs", Input("", placeholder=_arch_defaults(DEFAULT_EPOCHS), compact=True)),
             *field_row("lr", "lr", Input(str(d.lr), compact=True)),
             *field_row("batch size", "batch_size", Input(str(d.batch_size), compact=True)),
-            *field_row("optimizer", "optimizer", Select(_choices(["adam", "sgd"]), value=d.optimizer, allow_blank=False, compact=True)),
+            *field_row("optimizer", "optimizer", Select(_choices(Optimizer), value=d.optimizer, allow_blank=False, compact=True)),
             *field_row("seed", "seed", Input(str(d.seed), compact=True)),
             *field_row("seeds", "seeds", Input("1", compact=True)),
             *field_row("device", "device", Select(device_options(self.devices), value=self._device_value(self.devices), allow_blank=False, compact=True)),
