@@ -1,7 +1,8 @@
 """What do BatchNorm diagnostics cost? Training throughput with diagnostics at the default
 interval against diagnostics off, side by side in one process (target: under 5%).
 
-    python bench/diagnostics_overhead.py [--reps 5] [--models mlp,lenet5] [--threads N]
+    python bench/diagnostics_overhead.py [--reps 5] [--models mlp,lenet5] [--interval N]
+                                         [--threads N]
 
 MLP 784-128-64-10 with BatchNorm on mnist-mini (embedded, 10 epochs of 50 steps); LeNet-5
 with BatchNorm on CIFAR-10-format files written to a temp dir (3 epochs of 62 steps).
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--models", default="mlp,lenet5")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--interval", type=int, default=DEFAULT_INTERVAL, help="steps between measurements"
+    )
     args = parser.parse_args()
     accept_cifar_files_without_md5()
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +72,7 @@ def main() -> None:
         for name in args.models.split(","):
             on, off, events = [], [], 0
             for _ in range(args.reps):
-                for interval, rates in ((DEFAULT_INTERVAL, on), (0, off)):
+                for interval, rates in ((args.interval, on), (0, off)):
                     config = RunConfig(**CASES[name], diagnostics_every=interval, bn=True)
                     rate, count = steps_per_second(config, data_dir, args.threads)
                     rates.append(rate)
@@ -77,7 +81,7 @@ def main() -> None:
             median_cost = 1 - statistics.median(on) / statistics.median(off)
             print(
                 f"{name}: {best_off:.0f} steps/s without diagnostics, {best_on:.0f} with them "
-                f"every {DEFAULT_INTERVAL} steps ({events} events): "
+                f"every {args.interval} steps ({events} events): "
                 f"cost {100 * (1 - best_on / best_off):.1f}% of throughput "
                 f"(medians: {100 * median_cost:.1f}%)"
             )

@@ -84,14 +84,26 @@ def run_headless(epochs: int, threads: int, runs_dir: Path) -> float:
     return steps_per_second(runs_dir)
 
 
+async def wait_until(condition, what: str, timeout: float, state=lambda: "") -> None:
+    started = time.monotonic()
+    reported = started
+    while not condition():
+        now = time.monotonic()
+        if now - started > timeout:
+            raise RuntimeError(f"gave up waiting for {what} after {timeout:.0f} s {state()}")
+        if now - reported > 10:
+            print(f"    still waiting for {what} ({now - started:.0f} s) {state()}", flush=True)
+            reported = now
+        await asyncio.sleep(0.1)
+
+
 async def run_in_app(
     epochs: int, threads: int, runs_dir: Path, idle_seconds: float
 ) -> tuple[list[float], list[float], float]:
     app = BntuiApp(AppSettings(runs_dir=runs_dir, data_dir=runs_dir / "data", threads=threads))
     probe = LatenessProbe()
     async with app.run_test(size=(160, 48)) as pilot:
-        while app.devices is None:  # let device detection (a subprocess importing torch) finish
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: app.devices is not None, "device detection", 120)
         probe.start()
         await asyncio.sleep(idle_seconds)
         idle = probe.stop()
@@ -103,8 +115,8 @@ async def run_in_app(
         await pilot.pause()
         probe.start()
         await pilot.press("ctrl+r")
-        while app.trainers or app.queue.waiting or not app.views:
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: app.views and not app.trainers and not app.queue.waiting, "the run", 1800,
+                         lambda: [(v.status, v.epochs_done) for v in app.views.values()])
         training = probe.stop()
         statuses = [view.status for view in app.views.values()]
         assert statuses == ["finished"], statuses

@@ -26,3 +26,16 @@ def cifar_root(_dataset_root, monkeypatch):
     """A data dir holding CIFAR-10 python batches; torchvision's MD5 check is relaxed."""
     accept_cifar_files_without_md5(monkeypatch)
     return _dataset_root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """No test reads or writes the real user's config, themes, runs or data: every BNTUI_*
+    variable points into a fresh temp dir (tests that need other values set their own)."""
+    home = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("BNTUI_CONFIG_FILE", str(home / "config.toml"))
+    monkeypatch.setenv("BNTUI_THEME_DIR", str(home / "themes"))
+    monkeypatch.setenv("BNTUI_RUNS_DIR", str(home / "runs"))
+    monkeypatch.setenv("BNTUI_DATA_DIR", str(home / "datasets"))
+    for name in ("BNTUI_DEVICE", "BNTUI_DOWNLOAD", "BNTUI_THREADS", "BNTUI_THEME", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
