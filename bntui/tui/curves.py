@@ -30,16 +30,17 @@ def curves_for(
         # Short legend: one entry per run (colour tells runs apart) or, for one run, train/val.
         short_train = prefix.strip() if paired else "train"
         short_val = "" if paired else "val"
+        # Copies: the views keep growing while the plots wait for their next paint.
         epochs = [float(e) for e in view.curves.epoch]
         if view.progress_step:
-            loss.append(Curve(view.progress_epochs(), view.progress_loss, f"{prefix}train/step",
+            loss.append(Curve(view.progress_epochs(), list(view.progress_loss), f"{prefix}train/step",
                               train.color, STEP_MARKER, scatter=True))
         for curves, train_values, val_values in (
             (loss, view.curves.train_loss, view.curves.val_loss),
             (accuracy, view.curves.train_accuracy, view.curves.val_accuracy),
         ):
-            curves.append(Curve(epochs, train_values, f"{prefix}train", train.color, train.marker,
+            curves.append(Curve(epochs, list(train_values), f"{prefix}train", train.color, train.marker,
                                 short_label=short_train))
-            curves.append(Curve(epochs, val_values, f"{prefix}val", val.color, val.marker,
+            curves.append(Curve(epochs, list(val_values), f"{prefix}val", val.color, val.marker,
                                 short_label=short_val))
     return loss, accuracy
