@@ -1,23 +1,33 @@
 """What do BatchNorm diagnostics cost? Training throughput with diagnostics at the default
 interval against diagnostics off, side by side in one process (target: under 5%).
 
-    python bench/diagnostics_overhead.py [--reps 5] [--models mlp,lenet5] [--interval N]
+    python bench/diagnostics_overhead.py [--reps 7] [--models mlp,lenet5] [--interval N]
                                          [--threads N]
 
 MLP 784-128-64-10 with BatchNorm on mnist-mini (embedded, 10 epochs of 50 steps); LeNet-5
 with BatchNorm on CIFAR-10-format files written to a temp dir (3 epochs of 62 steps).
 Throughput is steps per second of the training loop (the epoch_seconds the engine reports,
-evaluation excluded; the first epoch, which warms up, left out). Runs alternate on/off; the
-best rate of each is compared (other processes on a shared machine only ever slow a run
-down, so the best is the least disturbed), and the medians are printed too.
+evaluation excluded; the first epoch, which warms up, left out). Runs alternate on/off (the
+order swapped every repetition). Printed per model:
+
+- cost: 1 - best rate with diagnostics / best rate without (other processes on a shared
+  machine only ever slow a run down, so the best is the least disturbed); this is the
+  figure the target is about;
+- median: the median over repetitions of 1 - rate on / rate off of the pair run together;
+- in measure: the share of the diagnostics runs' training time spent inside the recorder
+  (snapshot and measure), timed directly, and the milliseconds per measurement: steadier
+  on a busy machine, but blind to what measuring costs the training steps after it;
+- the load average before and after, to judge how busy the machine was.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +36,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from datafixtures import accept_cifar_files_without_md5, write_cifar  # noqa: E402
 
+import bntui.engine.train as engine_train  # noqa: E402
 from bntui.config import RunConfig, TrainingFields  # noqa: E402
+from bntui.engine.diagnostics import DiagnosticsRecorder  # noqa: E402
 from bntui.engine.events import Diagnostics, EpochEnded, RunStarted  # noqa: E402
 from bntui.engine.train import train  # noqa: E402
 
@@ -37,28 +49,54 @@ CASES = {
 }
 
 
-def steps_per_second(config: RunConfig, data_dir: Path, threads: int) -> tuple[float, int]:
-    """(training steps per second after the first epoch, diagnostics events seen)."""
-    seen = {"seconds": 0.0, "steps": 0, "diagnostics": 0}
+class TimedRecorder(DiagnosticsRecorder):
+    """The engine's recorder, adding up the time spent in it (bench only)."""
+
+    seconds = 0.0
+    measurements = 0
+
+    def snapshot(self) -> None:
+        start = time.perf_counter()
+        super().snapshot()
+        TimedRecorder.seconds += time.perf_counter() - start
+
+    def measure(self, step: int, epoch: int) -> Diagnostics:
+        start = time.perf_counter()
+        event = super().measure(step, epoch)
+        TimedRecorder.seconds += time.perf_counter() - start
+        TimedRecorder.measurements += 1
+        return event
+
+
+def timed_run(config: RunConfig, data_dir: Path, threads: int) -> dict:
+    """Training steps per second after the first epoch, diagnostics events, and the
+    recorder's seconds and measurements over those epochs."""
+    seen = {"seconds": 0.0, "steps": 0, "diagnostics": 0, "in_recorder": 0.0, "measured": 0}
 
     def on_event(event) -> None:
         if isinstance(event, RunStarted):
             seen["steps_per_epoch"] = event.steps_per_epoch
-        elif isinstance(event, EpochEnded) and event.epoch > 1:
-            seen["seconds"] += event.epoch_seconds
-            seen["steps"] += seen["steps_per_epoch"]
+        elif isinstance(event, EpochEnded):
+            if event.epoch > 1:
+                seen["seconds"] += event.epoch_seconds
+                seen["steps"] += seen["steps_per_epoch"]
+                seen["in_recorder"] += TimedRecorder.seconds
+                seen["measured"] += TimedRecorder.measurements
+            TimedRecorder.seconds, TimedRecorder.measurements = 0.0, 0
         elif isinstance(event, Diagnostics):
             seen["diagnostics"] += 1
 
+    TimedRecorder.seconds, TimedRecorder.measurements = 0.0, 0
     result = train(config, on_event, lambda: False, data_dir=data_dir, threads=threads)
     if result.status != "finished":
         raise SystemExit(f"run {result.status}: {result.message}")
-    return seen["steps"] / seen["seconds"], seen["diagnostics"]
+    seen["rate"] = seen["steps"] / seen["seconds"]
+    return seen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--models", default="mlp,lenet5")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
@@ -66,25 +104,41 @@ def main() -> None:
     )
     args = parser.parse_args()
     accept_cifar_files_without_md5()
+    engine_train.DiagnosticsRecorder = TimedRecorder  # time the recorder the engine builds
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         write_cifar(data_dir, per_batch=1000, num_test=500)  # 4,000 training images
         for name in args.models.split(","):
-            on, off, events = [], [], 0
-            for _ in range(args.reps):
-                for interval, rates in ((args.interval, on), (0, off)):
+            on, off, pair_costs = [], [], []
+            events, in_recorder, seconds, measured = 0, 0.0, 0.0, 0
+            for rep in range(args.reps):
+                order = (args.interval, 0) if rep % 2 == 0 else (0, args.interval)
+                rates = {}
+                for interval in order:
                     config = RunConfig(**CASES[name], diagnostics_every=interval, bn=True)
-                    rate, count = steps_per_second(config, data_dir, args.threads)
-                    rates.append(rate)
-                    events = max(events, count)
+                    seen = timed_run(config, data_dir, args.threads)
+                    rates[interval] = seen["rate"]
+                    if interval:
+                        events = max(events, seen["diagnostics"])
+                        in_recorder += seen["in_recorder"]
+                        seconds += seen["seconds"]
+                        measured += seen["measured"]
+                on.append(rates[args.interval])
+                off.append(rates[0])
+                pair_costs.append(1 - rates[args.interval] / rates[0])
             best_on, best_off = max(on), max(off)
-            median_cost = 1 - statistics.median(on) / statistics.median(off)
             print(
                 f"{name}: {best_off:.0f} steps/s without diagnostics, {best_on:.0f} with them "
                 f"every {args.interval} steps ({events} events): "
                 f"cost {100 * (1 - best_on / best_off):.1f}% of throughput "
-                f"(medians: {100 * median_cost:.1f}%)"
+                f"(median of {args.reps} pairs: {100 * statistics.median(pair_costs):.1f}%; "
+                f"in measure: {100 * in_recorder / seconds:.1f}% of training time, "
+                f"{1000 * in_recorder / max(measured, 1):.2f} ms per measurement)",
+                flush=True,
             )
+    load_after = os.getloadavg()[0]
+    print(f"load average: {load_before:.2f} before, {load_after:.2f} after (2 cores)")
 
 
 if __name__ == "__main__":

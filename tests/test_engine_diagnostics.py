@@ -11,12 +11,15 @@ from bntui.config import RunConfig
 from bntui.engine.diagnostics import (
     PERCENTILES,
     DiagnosticsRecorder,
+    max_pool_2x2,
     order_statistics,
     percentiles_numpy,
     percentiles_torch,
+    sample_stride,
+    to_host,
 )
 from bntui.engine.events import Diagnostics, EpochEnded, Progress, RunFinished
-from bntui.engine.models import build_model
+from bntui.engine.models import batch_statistics_mode, build_model
 from bntui.engine.train import train
 
 Q = torch.tensor(PERCENTILES)
@@ -195,8 +198,10 @@ def test_diagnostics_in_a_run_have_every_layer():
         np.round(np.random.default_rng(3).normal(size=40_000)),  # few distinct values
         np.full(30_000, 2.5),
         np.random.default_rng(4).exponential(size=100_000) ** 4,  # heavy tail
-        # The strided sample sees only the zeros: every bracket misses, the fallback answers.
-        np.where(np.arange(70_000) % 17 == 0, 0.0, np.arange(70_000, dtype=float)),
+        # The strided sample sees only the zeros: every interval it suggests is wrong.
+        np.where(np.arange(70_000) % sample_stride(70_000) == 0, 0.0, np.arange(70_000.0)),
+        np.random.default_rng(5).normal(size=5_000),  # selected by np.partition directly
+        np.random.default_rng(6).normal(size=50),  # sorted by Python
     ],
 )
 def test_order_statistics_are_exact(values):
@@ -207,3 +212,77 @@ def test_order_statistics_are_exact(values):
     expected = torch.quantile(torch.from_numpy(values), Q).tolist()
     assert np.allclose(percentiles_numpy(values), expected, rtol=1e-6, atol=1e-6)
     assert np.allclose(percentiles_torch(torch.from_numpy(values)), expected, rtol=1e-6, atol=1e-6)
+
+
+def preactivations_seen_by_hooks(model, x) -> list[torch.Tensor]:
+    """The model's own forward in batch-statistics mode, its activations' inputs caught."""
+    found = []
+    hooks = [
+        layer.activation.register_forward_hook(lambda m, inputs, out: found.append(inputs[0]))
+        for layer in model.hidden_layers
+    ]
+    try:
+        with torch.inference_mode(), batch_statistics_mode(model):
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+@pytest.mark.parametrize(
+    "arch, fields",
+    [("lenet5", {}), ("mlp", dict(bn_placement="after")), ("mlp", dict(bn=False))],
+)
+def test_the_probe_forward_sees_exactly_what_the_model_computes(arch, fields):
+    model, _, val_x = trained_model(arch, **fields)
+    recorder = DiagnosticsRecorder(model, val_x, seed=2)
+    preacts, norm_stats, _ = recorder.probe_forward()
+    expected = preactivations_seen_by_hooks(model, recorder.probe)
+    assert len(preacts) == len(expected) == len(model.hidden_layers)
+    for got, want in zip(preacts, expected):
+        assert torch.equal(got, want)
+    for layer, stats in zip(model.hidden_layers, norm_stats):
+        assert (stats is None) == (layer.norm is None)
+
+
+def test_batch_norm_statistics_of_the_probe_are_those_of_its_input():
+    model, _, val_x = trained_model("lenet5")
+    recorder = DiagnosticsRecorder(model, val_x, seed=2)
+    _, norm_stats, _ = recorder.probe_forward()
+    conv, norm = model.hidden_layers[0].weight, model.hidden_layers[0].norm
+    inputs = conv(recorder.probe).detach()
+    mean, invstd, count = norm_stats[0]
+    assert count == inputs.numel() // inputs.shape[1]
+    torch.testing.assert_close(mean, inputs.mean(dim=(0, 2, 3)))
+    variance = inputs.var(dim=(0, 2, 3), correction=0)
+    torch.testing.assert_close(invstd, 1 / torch.sqrt(variance + norm.eps))
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 7, 9), (1, 1, 2, 2), (5, 6, 10, 10)])
+def test_max_pool_2x2_gives_the_values_of_max_pool2d(shape):
+    x = torch.randn(*shape)
+    x[..., 1, :] = x[..., 0, :]  # ties
+    x[0, 0, 0, 0] = float("nan")
+    x[-1, -1, -1, -2] = float("-inf")
+    torch.testing.assert_close(max_pool_2x2(x), F.max_pool2d(x, 2), rtol=0, atol=0, equal_nan=True)
+
+
+def test_summaries_on_the_device_agree_with_those_on_the_host():
+    model, optimizer, val_x = trained_model("lenet5", dropout=0.0)
+    on_host = DiagnosticsRecorder(model, val_x, seed=0)
+    on_device = DiagnosticsRecorder(model, val_x, seed=0)
+    on_device.summarize_on_host = False  # the GPU's code path, run on the CPU
+    for host_row, device_row in zip(on_host.measure(1, 1).layers, on_device.measure(1, 1).layers):
+        assert host_row.keys() == device_row.keys()
+        for key, value in host_row.items():
+            if isinstance(value, float):
+                assert device_row[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+            else:
+                assert device_row[key] == value, key
+
+
+def test_one_copy_to_the_host_gives_the_same_numbers():
+    tensors = [torch.randn(3), torch.tensor(2.5), torch.nn.Parameter(torch.randn(2, 2))]
+    assert to_host(tensors, one_copy=True) == to_host(tensors, one_copy=False)
+    assert [len(values) for values in to_host(tensors)] == [3, 1, 4]

@@ -48,9 +48,11 @@ async def choose(pilot: Pilot, name: str, value: str) -> None:
     select.focus()
     values = [option_value for _, option_value in select._options]
     steps = values.index(value) - values.index(select.value)
-    await pilot.press("enter", *(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: select.expanded, "the option list to open", timeout=10)
     await pilot.pause()
-    assert select.value == value
+    await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
+    await wait_for(pilot, lambda: select.value == value, f"{name} to become {value}", timeout=10)
 
 
 def collect_notifications(into: list[Notification]):

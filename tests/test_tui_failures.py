@@ -81,7 +81,7 @@ async def test_invalid_learning_rate_shows_its_message_and_does_not_start(tmp_pa
             await pilot.press("ctrl+r")
             await pilot.pause()
             assert not app.views and not app.trainers
-            assert notes[-1].severity == "error" and f"lr: " in notes[-1].message
+            assert notes[-1].severity == "error" and "lr: " in notes[-1].message
         await set_field(pilot, "lr", "0.01")
         assert str(error.render()) == "" and not start.disabled
 
@@ -116,8 +116,11 @@ async def test_a_crashing_trainer_is_reported_stored_as_failed_and_the_app_carri
 async def test_unknown_output_from_a_trainer_is_ignored(tmp_path: Path) -> None:
     notes: list[Notification] = []
     app = make_app(tmp_path, BABBLING_TRAINER)
-    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
-        await pilot.press("ctrl+r")
+    async with app.run_test(size=(100, 50), message_hook=collect_notifications(notes)) as pilot:
+        start = app.screen.query_one("#start", Button)
+        start.scroll_visible(animate=False)
+        await pilot.pause()
+        assert await pilot.click(start)  # the Start button does what ctrl+r does
         await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainers to exit")
         assert {view.status for view in app.views.values()} == {"failed"}
         # The message is shown as text: its brackets are not taken as markup.

@@ -35,7 +35,8 @@ async def runs_loaded(pilot: Pilot) -> None:
     screen = pilot.app.screen
     for _ in range(400):
         tables = screen.query(RunTable)
-        if tables and tables.first().row_count == 2 and screen.query_one("#loss-plot", MetricPlot).curves:
+        plots = list(screen.query(MetricPlot))
+        if tables and tables.first().row_count == 2 and all(p.curves and p.up_to_date for p in plots):
             break
         await pilot.pause(0.05)
     await pilot.pause()
@@ -51,8 +52,8 @@ def test_main_screen_160x48(app: BntuiApp, snap_compare) -> None:
 
 def test_accuracy_plot_at_80x24(app: BntuiApp, snap_compare) -> None:
     async def show_accuracy(pilot: Pilot) -> None:
-        await runs_loaded(pilot)
         await pilot.press("ctrl+g")
+        await runs_loaded(pilot)  # the accuracy plot is drawn once it is shown
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=show_accuracy)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rich.text import Text
 from textual.pilot import Pilot
 
 from bntui.settings import AppSettings
@@ -18,22 +17,21 @@ FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
 
 
 def colours(plot: MetricPlot) -> tuple[set, set]:
-    """(foreground colours, background colours) of the plot as it renders now."""
-    rendered = plot.render()
-    assert isinstance(rendered, Text)
-    styles = [span.style for span in rendered.spans if not isinstance(span.style, str)]
+    """(foreground colours, background colours) of the plot as it is on screen now."""
+    styles = [segment.style for strip in plot.strips for segment in strip if segment.style]
     return (
         {tuple(s.color.triplet) for s in styles if s.color and s.color.triplet},
         {tuple(s.bgcolor.triplet) for s in styles if s.bgcolor and s.bgcolor.triplet},
     )
 
 
-async def wait_for_curves(pilot: Pilot, plot: MetricPlot) -> None:
+async def wait_for_plot(pilot: Pilot, plot: MetricPlot, series: list) -> None:
+    """Until the plot shows these colours (it is drawn by a thread worker)."""
     for _ in range(400):
-        if plot.curves:
+        if set(series) <= colours(plot)[0]:
             return
         await pilot.pause(0.05)
-    raise AssertionError("the fixture runs never reached the plot")
+    raise AssertionError(f"the plot never showed {series}")
 
 
 async def test_switching_theme_recolours_the_curves_and_the_canvas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,17 +42,16 @@ async def test_switching_theme_recolours_the_curves_and_the_canvas(tmp_path: Pat
     app = BntuiApp(settings, devices=[DeviceChoice("cpu", "CPU")], poll_seconds=0.1)
     async with app.run_test(size=(120, 40)) as pilot:
         plot = app.screen.query_one("#loss-plot", MetricPlot)
-        await wait_for_curves(pilot, plot)
-        foreground, _ = colours(plot)
-        assert set(dark.series_rgb[:2]) <= foreground
+        await wait_for_plot(pilot, plot, dark.series_rgb[:2])
+        _, dark_background = colours(plot)
 
         app.theme = "bntui-light"
-        await pilot.pause(0.4)  # the next redraw tick
-        foreground, background = colours(plot)
-        assert set(light.series_rgb[:2]) <= foreground
+        await wait_for_plot(pilot, plot, light.series_rgb[:2])
+        foreground, light_background = colours(plot)
         assert not set(dark.series_rgb[:2]) & foreground
+        assert light_background != dark_background
 
-        app.theme = "nord"  # a Textual theme: bntui's palette, nord's own canvas
-        await pilot.pause(0.4)
+        app.theme = "nord"  # a Textual theme: bntui's palette (dark), nord's own canvas
+        await wait_for_plot(pilot, plot, dark.series_rgb[:2])
         _, nord_background = colours(plot)
-        assert nord_background and nord_background != background
+        assert nord_background not in (dark_background, light_background)

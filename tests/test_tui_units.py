@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bntui.config import RunConfig
-from bntui.settings import AppSettings
 from bntui.engine.events import EpochEnded, Progress, RunFinished, RunStarted
+from bntui.settings import AppSettings
 from bntui.store import load_run
 from bntui.themes import load_themes
 from bntui.tui.app import BntuiApp
@@ -22,6 +22,7 @@ from bntui.tui.run_queue import Job, RunQueue
 from bntui.tui.run_view import RunView
 from bntui.tui.store_watch import StoreWatcher
 from bntui.tui.trainer_client import TrainerProcess, trainer_spec
+from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
 from bntui.tui.widgets.progress_line import describe_progress
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -186,3 +187,27 @@ def test_the_spec_the_app_sends_is_what_the_trainer_reads(tmp_path: Path) -> Non
     settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", threads=1)
     spec = TrainerSpec.model_validate_json(json.dumps(trainer_spec(config, "g1", settings)))
     assert (spec.config, spec.group, spec.runs_dir, spec.threads) == (config, "g1", tmp_path / "runs", 1)
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+
+def test_curves_are_copies_that_later_events_leave_alone() -> None:
+    # The plot is drawn in a thread after the view has moved on: lengths must still agree.
+    view = RunView("job-1", RunConfig(epochs=3), "starting", live=True)
+    view.apply(started())
+    view.apply(epoch(1, 10))
+    loss, accuracy = curves_for([view], load_themes().themes["bntui-dark"])
+    view.apply(epoch(2, 20))
+    assert all(len(c.xs) == len(c.ys) == 1 for c in loss + accuracy)
+
+
+def test_a_plot_is_drawn_as_lines_of_its_width_in_the_given_colours() -> None:
+    red, canvas = (255, 0, 0), (10, 20, 30)
+    curve = Curve([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], "train", red, "braille")
+    strips = draw(PlotRequest("loss", "a run", (curve,), 40, 12, (200, 200, 200), canvas))
+    assert len(strips) == 12 and all(strip.cell_length == 40 for strip in strips)
+    styles = [segment.style for strip in strips for segment in strip if segment.style]
+    assert red in {tuple(style.color.triplet) for style in styles if style.color}
+    assert {tuple(style.bgcolor.triplet) for style in styles if style.bgcolor} == {canvas}
+    assert "loss - a run" in "".join(segment.text for segment in strips[0])

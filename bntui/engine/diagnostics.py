@@ -36,7 +36,9 @@ sort beat torch's reductions and sort several times at these sizes.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -56,9 +58,11 @@ SUMMARY_KEYS = ("preact_mean", "preact_std", *PERCENTILE_KEYS, *UNIT_PERCENTILE_
 TENSOR_KEYS = (
     "grad_norm", "update_ratio", "gamma_mean", "beta_mean", "running_mean_gap", "running_var_gap",
 )  # fmt: skip
+NUMBER_KEYS = (*SUMMARY_KEYS, *TENSOR_KEYS)
 
-# What the probe forward does at a module: run it, read its input as a hidden layer's
-# pre-activation and then run it, or normalize with the batch's own statistics.
+# What the probe forward does at a step of its path: run the module, read its input as a
+# hidden layer's pre-activation (and run it, unless nothing after it is needed), or normalize
+# with the batch's own statistics.
 RUN, PREACTIVATION, NORMALIZE = "run", "preactivation", "normalize"
 
 
@@ -78,123 +82,144 @@ class DiagnosticsRecorder:
         self.layers = model.hidden_layers
         self._weights = [layer.weight.weight for layer in self.layers]
         self._path = probe_path(model)
-        self._before: list[torch.Tensor] | None = None
+        # The BatchNorm layers whose figures are reported (those with running statistics).
+        self._norms = [
+            (index, layer.norm)
+            for index, layer in enumerate(self.layers)
+            if layer.norm is not None and layer.norm.running_mean is not None
+        ]
+        self._templates = [_empty_row(layer) for layer in self.layers]
+        self._before: tuple[list[Tensor], list[Tensor]] | None = None
+        # Pre-activation summaries in numpy on the CPU; on a GPU on the device, where
+        # sorting is cheap and copies are not (tests switch this to check that path).
+        self.summarize_on_host = self.probe.device.type == "cpu"
 
     def snapshot(self) -> None:
+        """Copy the hidden layers' weights (and take their norms while the copies are in
+        the cache), for the update ratio of the coming optimizer step."""
         with torch.no_grad():
-            self._before = [weight.detach().clone() for weight in self._weights]
+            before = [weight.detach().clone() for weight in self._weights]
+            self._before = (before, list(torch._foreach_norm(before)))
 
-    def probe_forward(self) -> tuple[list[Tensor], list[tuple[Tensor, Tensor, int] | None]]:
-        """Per hidden layer: its pre-activation on the probe batch, and its BatchNorm's
-        (batch mean, 1 / sqrt(biased batch var + eps), values per channel) or None."""
-        preacts: list = [None] * len(self.layers)
-        norm_stats: list = [None] * len(self.layers)
+    def probe_forward(self, summarize: Callable[[Tensor], object] | None = None):
+        """Per hidden layer: its pre-activation on the probe batch; its BatchNorm's (batch
+        mean, 1 / sqrt(biased batch var + eps), values per channel) or None; and
+        `summarize(pre-activation)` or None. Summarizing as soon as a pre-activation exists
+        finds it in the cache (reading it back after the whole forward is much slower)."""
+        layers = len(self.layers)
+        preacts: list = [None] * layers
+        norm_stats: list = [None] * layers
+        summaries: list = [None] * layers
         x = self.probe
         with torch.inference_mode():
-            for module, role, index in self._path:
-                if role == PREACTIVATION:
-                    preacts[index] = x
-                    x = module(x)
-                elif role == NORMALIZE:
+            for run, role, index in self._path:
+                if role == NORMALIZE:
                     count = x.numel() // x.shape[1]
                     x, mean, invstd = torch.native_batch_norm(
-                        x, module.weight, module.bias, None, None, True, 0.0, module.eps
+                        x, run.weight, run.bias, None, None, True, 0.0, run.eps
                     )
                     if index is not None:
                         norm_stats[index] = (mean, invstd, count)
-                else:
-                    x = module(x)
-        return preacts, norm_stats
+                    continue
+                if role == PREACTIVATION:
+                    preacts[index] = x
+                    if summarize is not None:
+                        summaries[index] = summarize(x)
+                if run is not None:
+                    x = run(x)
+        return preacts, norm_stats, summaries
 
     def measure(self, step: int, epoch: int) -> Diagnostics:
-        preacts, norm_stats = self.probe_forward()
-        on_cpu = self.probe.device.type == "cpu"
+        on_host = self.summarize_on_host
+        with torch.inference_mode():  # first, while the optimizer step left them in the cache
+            with_grad, norms = self._weight_norms()
+        summarize = (lambda pre: numpy_summary(pre.numpy())) if on_host else None
+        preacts, norm_stats, summaries = self.probe_forward(summarize)
         with torch.inference_mode():
-            small, read = self._weight_and_norm_tensors(norm_stats)
-            if not on_cpu:  # summaries on the device, sent along with everything else
+            small = [norms] if norms is not None else []
+            for index, norm in self._norms:
+                mean, invstd, _ = norm_stats[index]
+                small += [mean, invstd, norm.running_mean, norm.running_var]
+                if norm.weight is not None:
+                    small += [norm.weight, norm.bias]
+            if not on_host:  # summaries on the device, sent along with everything else
                 small += [device_summary(pre) for pre in preacts]
-            host = to_host(small)
-        if on_cpu:
-            summaries = [numpy_summary(pre.numpy()) for pre in preacts]
-        else:
-            summaries = [_summary_numbers(values) for values in host[len(host) - len(preacts) :]]
-        rows = []
-        for index, layer in enumerate(self.layers):
-            row = _empty_row(layer)
-            found = zip(SUMMARY_KEYS, summaries[index] or ())
-            for key, value in (*found, *read(host, index).items()):
-                row[key] = _finite_or_none(value)
-            rows.append(row)
+            host = iter(to_host(small))  # read back in the order written above
+        rows = [dict(template) for template in self._templates]
+        if norms is not None:
+            self._read_weight_norms(rows, with_grad, next(host))
+        for index, norm in self._norms:
+            parts = [next(host) for _ in range(6 if norm.weight is not None else 4)]
+            rows[index].update(batch_norm_figures(parts, norm_stats[index][2], norm.eps))
+        for row, numbers in zip(rows, summaries):
+            if not on_host:
+                numbers = _summary_numbers(next(host))
+            if numbers is not None:
+                row.update(zip(SUMMARY_KEYS, numbers))
+            for key in NUMBER_KEYS:
+                value = row[key]
+                if value is not None and not math.isfinite(value):
+                    row[key] = None
         self._before = None
         return Diagnostics(step=step, epoch=epoch, layers=rows)
 
-    def _weight_and_norm_tensors(self, norm_stats):
-        """([small tensors to read on the host], read(host arrays, layer index) -> {key:
-        float}) for the gradient norms, update ratios and BatchNorm figures."""
-        weights, before = self._weights, self._before
-        with_grad = [i for i, weight in enumerate(weights) if weight.grad is not None]
-        to_norm = [weights[i].grad for i in with_grad]
-        if before is not None:
-            to_norm += [*before, *torch._foreach_sub(weights, before)]
-        small = [torch.stack(torch._foreach_norm(to_norm))] if to_norm else []
-        grad_at = {layer: place for place, layer in enumerate(with_grad)}
-        norm_at: dict[int, tuple[int, int]] = {}  # layer -> (first of its tensors, count)
-        for index, layer in enumerate(self.layers):
-            norm = layer.norm
-            if norm_stats[index] is None or norm.running_mean is None:
-                continue
-            mean, invstd, count = norm_stats[index]
-            parts = [mean, invstd, norm.running_mean, norm.running_var]
-            if norm.weight is not None:
-                parts += [norm.weight, norm.bias]
-            norm_at[index] = (len(small), count)
-            small += parts
-        layers = len(weights)
+    def _weight_norms(self) -> tuple[list[int], Tensor | None]:
+        """(layers whose weight has a gradient, one tensor of norms: those gradients', then
+        with a snapshot each layer's ||W_before - W_after||, then ||W_before||)."""
+        weights = self._weights
+        with_grad = [index for index, weight in enumerate(weights) if weight.grad is not None]
+        tensors = [weights[index].grad for index in with_grad]
+        before_norms = []
+        if self._before is not None:
+            before, before_norms = self._before
+            torch._foreach_sub_(before, weights)  # the copies become the steps taken
+            tensors += before
+        norms = [*torch._foreach_norm(tensors), *before_norms] if tensors else []
+        return with_grad, torch.stack(norms) if norms else None
 
-        def read(host: list[np.ndarray], index: int) -> dict[str, float]:
-            found = {}
-            if to_norm:
-                norms = host[0]
-                if index in grad_at:
-                    found["grad_norm"] = float(norms[grad_at[index]])
-                if before is not None:
-                    start = len(with_grad)
-                    was, moved = float(norms[start + index]), float(norms[start + layers + index])
-                    found["update_ratio"] = moved / was if was > 0 else math.nan
-            if index in norm_at:
-                first, count = norm_at[index]
-                found.update(batch_norm_figures(host[first : first + 6], count, self.layers[index]))
-            return found
-
-        return small, read
+    def _read_weight_norms(self, rows: list[dict], with_grad: list[int], norms: list[float]):
+        for place, index in enumerate(with_grad):
+            rows[index]["grad_norm"] = norms[place]
+        if self._before is not None:
+            layers, start = len(rows), len(with_grad)
+            for index, row in enumerate(rows):
+                moved, was = norms[start + index], norms[start + layers + index]
+                row["update_ratio"] = moved / was if was > 0 else math.nan
 
 
-def batch_norm_figures(parts: list[np.ndarray], count: int, layer) -> dict[str, float]:
+def batch_norm_figures(parts: list[list[float]], count: int, eps: float) -> dict[str, float]:
     """Gamma and beta means and the gaps between the probe's batch statistics and the
-    running ones, from (batch mean, invstd, running mean, running var[, gamma, beta])."""
-    mean, invstd, running_mean, running_var = (p.astype(np.float64) for p in parts[:4])
-    biased_var = 1.0 / np.square(invstd) - layer.norm.eps
-    unbiased_var = biased_var * (count / max(count - 1, 1))
+    running ones, from (batch mean, invstd, running mean, running var[, gamma, beta]).
+    The unbiased batch variance comes back from BatchNorm's 1 / sqrt(var + eps). Plain
+    Python on a few dozen floats: cheaper than the first call of each numpy function after
+    a training step has pushed numpy's code out of the CPU caches."""
+    mean, invstd, running_mean, running_var = parts[:4]
+    correction = count / max(count - 1, 1)
+    channels = len(mean)
+    var_gap = sum(
+        abs(((1.0 / (i * i) if i else math.inf) - eps) * correction - running)
+        for i, running in zip(invstd, running_var)
+    )
     found = {
-        "running_mean_gap": float(np.abs(mean - running_mean).mean()),
-        "running_var_gap": float(np.abs(unbiased_var - running_var).mean()),
+        "running_mean_gap": sum(abs(m - r) for m, r in zip(mean, running_mean)) / channels,
+        "running_var_gap": var_gap / channels,
     }
     if len(parts) == 6:
-        found["gamma_mean"] = float(parts[4].mean(dtype=np.float64))
-        found["beta_mean"] = float(parts[5].mean(dtype=np.float64))
+        found["gamma_mean"] = sum(parts[4]) / channels
+        found["beta_mean"] = sum(parts[5]) / channels
     return found
 
 
-def probe_path(model: Classifier) -> list[tuple[nn.Module, str, int | None]]:
-    """(module, role, hidden layer index) for each module the probe forward runs, in order,
-    up to the last one belonging to a hidden layer (the output layer is not needed). Dropout
-    is left out (it is off while probing, as in models.batch_statistics_mode)."""
+def probe_path(model: Classifier) -> list[tuple[Callable | None, str, int | None]]:
+    """(what to run, role, hidden layer index) for each step of the probe forward, in
+    order, up to the last one a hidden layer needs (the output layer is not needed).
+    Dropout is left out (it is off while probing, as in models.batch_statistics_mode)."""
     roles: dict[int, tuple[str, int]] = {}
     for index, layer in enumerate(model.hidden_layers):
         roles[id(layer.activation)] = (PREACTIVATION, index)
         if layer.norm is not None:
             roles[id(layer.norm)] = (NORMALIZE, index)
-    path: list[tuple[nn.Module, str, int | None]] = []
+    path: list[tuple[Callable | None, str, int | None]] = []
     needed = 0
     for module in model.layers:
         if isinstance(module, nn.Dropout):
@@ -202,21 +227,56 @@ def probe_path(model: Classifier) -> list[tuple[nn.Module, str, int | None]]:
         role, index = roles.get(id(module), (RUN, None))
         if isinstance(module, BATCH_NORM_TYPES):
             role = NORMALIZE
-        path.append((module, role, index))
+        path.append((fast_equivalent(module), role, index))
         if index is not None:
             needed = len(path)
-    return path[:needed]
+    path = path[:needed]
+    if path and path[-1][1] == PREACTIVATION:  # its output feeds nothing that is measured
+        path[-1] = (None, PREACTIVATION, path[-1][2])
+    return path
 
 
-def to_host(tensors: list[Tensor]) -> list[np.ndarray]:
-    """The tensors as numpy arrays, with one device-to-host copy off the CPU."""
+def fast_equivalent(module: nn.Module) -> Callable:
+    """The module, or a faster function giving the same values without autograd."""
+    if (
+        type(module) is nn.MaxPool2d
+        and _pair(module.kernel_size) == (2, 2)
+        and _pair(module.stride) == (2, 2)
+        and _pair(module.padding) == (0, 0)
+        and _pair(module.dilation) == (1, 1)
+        and not module.ceil_mode
+        and not module.return_indices
+    ):
+        return max_pool_2x2
+    return module
+
+
+def max_pool_2x2(x: Tensor) -> Tensor:
+    """max_pool2d(x, 2) as two elementwise maxima of strided views: the same values (NaN
+    propagates in both) about ten times faster on the CPU for the probe's shapes. Only for
+    the probe: its backward would split ties' gradients, unlike max_pool2d's."""
+    height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    rows = torch.maximum(x[..., 0:height:2, :width], x[..., 1:height:2, :width])
+    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def to_host(tensors: list[Tensor], one_copy: bool | None = None) -> list[list[float]]:
+    """The tensors' values as lists of floats: off the CPU (or with `one_copy`) in one
+    device-to-host copy, on the CPU each through numpy (whose tolist beats torch's)."""
     if not tensors:
         return []
-    if all(t.device.type == "cpu" for t in tensors):
-        return [t.detach().numpy() for t in tensors]
-    flat = torch.cat([t.detach().reshape(-1).float() for t in tensors]).cpu().numpy()
-    sizes = np.cumsum([t.numel() for t in tensors])[:-1]
-    return np.split(flat, sizes)
+    if one_copy is None:
+        one_copy = any(t.device.type != "cpu" for t in tensors)
+    if not one_copy:
+        return [t.detach().numpy().reshape(-1).tolist() for t in tensors]
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors]).cpu()
+    values = flat.numpy().tolist()
+    ends = list(itertools.accumulate(t.numel() for t in tensors))
+    return [values[end - t.numel() : end] for t, end in zip(tensors, ends)]
 
 
 def numpy_summary(values: np.ndarray) -> list[float] | None:
@@ -235,7 +295,8 @@ def numpy_summary(values: np.ndarray) -> list[float] | None:
         if not math.isfinite(mean):
             return None
         var = float(flat.var(dtype=np.float64))
-    unit = np.ascontiguousarray(values[:, PROBE_UNIT]).reshape(-1)
+    unit = values[:, PROBE_UNIT]
+    unit = unit.reshape(-1) if unit.size <= PYTHON_SORT else np.ascontiguousarray(unit).reshape(-1)
     return [mean, math.sqrt(var), *percentiles_numpy(flat), *percentiles_numpy(unit)]
 
 
@@ -248,8 +309,7 @@ def device_summary(pre: Tensor) -> Tensor:
     return torch.cat([mean.reshape(1), std.reshape(1), percentiles_torch(flat), percentiles_torch(unit)])
 
 
-def _summary_numbers(values: np.ndarray) -> list[float] | None:
-    numbers = values.astype(np.float64).tolist()
+def _summary_numbers(numbers: list[float]) -> list[float] | None:
     return numbers if math.isfinite(numbers[0]) else None
 
 
@@ -268,63 +328,105 @@ def _ranks(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return below, above, (ranks - below).astype(np.float64), wanted
 
 
+@functools.lru_cache(maxsize=64)
+def _interpolation(count: int) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+    """(the ranks to select, per percentile (place of the rank below among them, place of
+    the rank above, weight))."""
+    below, above, weight, wanted = _ranks(count)
+    place = {rank: i for i, rank in enumerate(wanted.tolist())}
+    steps = [(place[b], place[a], w) for b, a, w in zip(below.tolist(), above.tolist(), weight)]
+    return wanted, steps
+
+
 def percentiles_numpy(values: np.ndarray) -> list[float]:
     """torch.quantile(values, PERCENTILES) for finite values (same ranks and interpolation,
     to float rounding), selecting only the order statistics needed."""
-    below, above, weight, wanted = _ranks(values.size)
-    found = dict(zip(wanted.tolist(), order_statistics(values, wanted)))
-    lower = np.array([found[k] for k in below.tolist()], dtype=np.float64)
-    upper = np.array([found[k] for k in above.tolist()], dtype=np.float64)
-    return (lower + weight * (upper - lower)).tolist()
+    wanted, steps = _interpolation(values.size)
+    found = order_statistics(values, wanted)
+    return [found[b] + w * (found[a] - found[b]) for b, a, w in steps]
 
 
-SELECT_SAMPLE = 4096  # above 2x this many values, narrow the search with a sample first
+PYTHON_SORT = 64  # up to this many values, Python's sort (its code is always in the cache)
+DIRECT_SELECT = 8192  # up to this many values, np.partition selects directly
 
 
 def order_statistics(values: np.ndarray, ranks: np.ndarray) -> list[float]:
     """The values of 0-based `ranks` in sorted order, exactly, without sorting everything.
 
-    np.partition is a scalar loop (several ns per value and rank); comparisons are
-    vectorized. So for large arrays: take an evenly strided sample, find in it a bracket
-    around each rank's expected place, count the values below the bracket, and partition
-    only the values inside. If a rank falls outside its bracket (an unlucky sample), fall
-    back to partitioning everything, so the answer is always exact."""
-    count = values.size
-    if count <= 2 * SELECT_SAMPLE:
-        ordered = np.partition(values, ranks)
-        return [float(ordered[k]) for k in ranks]
-    sample = values[:: count // SELECT_SAMPLE]
-    size = len(sample)
-    margin = 3.0 * math.sqrt(size * 0.25) + 2  # three standard deviations of a sample rank
-    groups = _adjacent_groups(ranks.tolist())
-    brackets = []
-    for group in groups:
-        low_at = int(group[0] / (count - 1) * (size - 1) - margin)
-        high_at = int(math.ceil(group[-1] / (count - 1) * (size - 1) + margin))
-        brackets.append((low_at, high_at))
-    inside_sample = sorted({at for bracket in brackets for at in bracket if 0 <= at < size})
-    chosen = np.partition(sample, inside_sample) if inside_sample else sample
-    result = []
-    for group, (low_at, high_at) in zip(groups, brackets):
-        below = values < chosen[low_at] if low_at >= 0 else None
-        upto = values <= chosen[high_at] if high_at < size else None
-        if below is None:
-            under = 0
-            mask = upto
-        else:
-            under = int(np.count_nonzero(below))
-            mask = ~below if upto is None else below ^ upto  # below implies upto
-        inside = values if mask is None else np.compress(mask, values)
-        if not (under <= group[0] and group[-1] < under + inside.size):
-            ordered = np.partition(values, ranks)
-            return [float(ordered[k]) for k in ranks]
-        ordered = np.partition(inside, [rank - under for rank in group])
-        result.extend(float(ordered[rank - under]) for rank in group)
-    return result
+    np.partition is a branchy scalar loop (several ns per value and rank, more with cold
+    caches); a comparison and a count are vectorized passes. So for large arrays: sort an
+    evenly strided sample, then for each group of adjacent ranks narrow a value interval
+    known to hold them with a few comparison-and-count passes, and partition only the few
+    hundred values inside it."""
+    if values.size <= PYTHON_SORT:
+        ordered = sorted(values.tolist())
+        return [ordered[rank] for rank in ranks.tolist()]
+    if values.size <= DIRECT_SELECT:
+        return np.partition(values, ranks)[ranks].tolist()
+    sample = np.sort(values[:: sample_stride(values.size)])
+    small_enough = max(values.size // 128, 256)  # below this, a pass costs more than it saves
+    found: list[float] = []
+    for group in _adjacent_groups(ranks.tolist()):
+        found += _select_group(values, group, sample, small_enough)
+    return found
+
+
+def sample_stride(count: int) -> int:
+    """Every how many values the sample takes one: about count / 32 values (256 to 4,096).
+    Odd, so that in a layer whose width is a power of two it walks through all units
+    instead of coming back to the same few."""
+    size = min(max(count // 32, 256), 4096)
+    return (count // size) | 1
+
+
+def _select_group(values: np.ndarray, group: list[int], sample: np.ndarray, small_enough: int):
+    """The order statistics of the adjacent ranks `group` (first to last).
+
+    Keeps a half-open interval [low, high) of values that holds them, low and high being
+    sample points (or -inf, +inf), with under = #(values < low) <= first and
+    upto = #(values < high) > last. It starts two standard deviations of a sample rank
+    around where the sample puts the ranks (dropping a side the sample got wrong) and is
+    halved at the middle sample point while it holds more than `small_enough` values."""
+    count, size = values.size, sample.size
+    first, last = group[0], group[-1]
+    share = first / (count - 1)
+    margin = 2.0 * math.sqrt(size * max(share * (1 - share), 0.01)) + 2
+    low_at = int(share * (size - 1) - margin)
+    high_at = int(math.ceil(last / (count - 1) * (size - 1) + margin)) + 1
+    below_low = below_high = None  # values < low, values < high; None for -inf, +inf
+    under, upto = 0, count
+    if low_at >= 0:
+        below_low = values < sample[low_at]
+        under = int(np.count_nonzero(below_low))
+    if below_low is None or under > first:
+        low_at, below_low, under = -1, None, 0
+    if high_at < size:
+        below_high = values < sample[high_at]
+        upto = int(np.count_nonzero(below_high))
+    if below_high is None or upto <= last:
+        high_at, below_high, upto = size, None, count
+    while upto - under > small_enough and high_at - low_at > 1:
+        middle_at = (low_at + high_at) // 2
+        below_middle = values < sample[middle_at]
+        middle = int(np.count_nonzero(below_middle))
+        if middle <= first:  # fewer than first + 1 values lie below: the group is above
+            low_at, below_low, under = middle_at, below_middle, middle
+        elif middle > last:
+            high_at, below_high, upto = middle_at, below_middle, middle
+        else:  # the middle splits the group
+            break
+    if below_low is None:
+        inside = values if below_high is None else np.compress(below_high, values)
+    elif below_high is None:
+        inside = np.compress(~below_low, values)
+    else:
+        inside = np.compress(below_high ^ below_low, values)  # below_low implies below_high
+    ordered = np.partition(inside, [rank - under for rank in group])
+    return [float(ordered[rank - under]) for rank in group]
 
 
 def _adjacent_groups(ranks: list[int]) -> list[list[int]]:
-    """[3, 4, 9, 10] -> [[3, 4], [9, 10]]: neighbouring ranks share one bracket."""
+    """[3, 4, 9, 10] -> [[3, 4], [9, 10]]: neighbouring ranks share one interval."""
     groups: list[list[int]] = []
     for rank in ranks:
         if groups and rank - groups[-1][-1] <= 1:
@@ -353,7 +455,3 @@ def _empty_row(layer) -> dict:
     for key in (*SUMMARY_KEYS, *TENSOR_KEYS):
         row[key] = None
     return row
-
-
-def _finite_or_none(number: float) -> float | None:
-    return number if math.isfinite(number) else None

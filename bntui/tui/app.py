@@ -15,8 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+from textual import on
 from textual.app import App
 from textual.screen import Screen
+from textual.widgets import Button
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from bntui.config import format_validation_error
@@ -241,6 +243,10 @@ class BntuiApp(App[int]):
                 self.watcher.forget(view.run_id)  # the store holds the final word now
             self._touch(key)
         self._start_ready()
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start_runs()
 
     def on_settings_changed(self, message: SettingsChanged) -> None:
         if self._ui_ready():
@@ -498,7 +504,7 @@ def run_app(settings: AppSettings) -> int:
     """Run the TUI until the user quits; returns the exit status. No trainer outlives it."""
     app = BntuiApp(settings, save_theme=True)
     try:
-        result = app.run()
+        app.run()
     finally:
         app.stop_all_trainers()
-    return result if isinstance(result, int) else 0
+    return app.return_code or 0  # 1 when the app stopped on an unexpected error

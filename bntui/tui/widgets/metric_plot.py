@@ -1,16 +1,28 @@
 """A line plot of one metric (loss or accuracy) against epochs, in the app's theme colours.
 
-Drawn from scratch at each render with explicit colours: textual-plotext caches its "auto"
-theme by name, so a theme that changes (or is re-registered) would otherwise keep old colours.
-The app decides when to refresh (at most ~4 times a second), never once per event."""
+Drawn with textual-plotext's `Plot` (a plotext figure), but not with its `PlotextPlot` widget:
+building a figure and turning its ANSI text into Rich text takes 50-100 ms for a mid-sized plot,
+and PlotextPlot does both on the event loop at every paint, which stalls the UI while a run
+trains. Here a thread worker builds the figure and converts it straight into Strips with a
+small SGR parser; the widget only hands out cached lines (Textual's line API). The colours are
+passed explicitly at every build (textual-plotext caches its "auto" theme by name, so a theme
+that changes would otherwise keep its old colours)."""
 
 from __future__ import annotations
 
+import re
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
-from rich.text import Text
-from textual.app import RenderResult
-from textual_plotext import PlotextPlot
+from rich.color import Color as RichColor
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.worker import Worker, WorkerState
+
+RGB = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -18,58 +30,204 @@ class Curve:
     xs: list[float]
     ys: list[float]
     label: str
-    color: tuple[int, int, int] | None  # None: the terminal's default (NO_COLOR)
+    color: RGB | None  # None: the terminal's default (NO_COLOR)
     marker: str  # a plotext marker: "braille", "dot", "hd", or one character
     scatter: bool = False  # points only, no connecting line
     short_label: str = ""  # the legend entry when there is no room for every label ("": none)
 
 
-def _downsample(xs: list[float], ys: list[float], width: int) -> tuple[list[float], list[float]]:
+@dataclass(frozen=True)
+class PlotRequest:
+    """Everything one build needs; built on the event loop, drawn in a thread."""
+
+    metric: str
+    caption: str
+    curves: tuple[Curve, ...]
+    width: int
+    height: int
+    foreground: RGB
+    background: RGB
+
+
+# plotext keeps some module-level state: one figure is built at a time.
+_BUILD_LOCK = threading.Lock()
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+
+
+def _title(metric: str, caption: str, width: int) -> str:
+    """plotext drops a title wider than the plot: keep what fits (the y label names the metric)."""
+    for title in (f"{metric} - {caption}" if caption else metric, caption):
+        if len(title) <= width - 2:
+            return title
+    return ""
+
+
+def build_figure(request: PlotRequest) -> str:
+    """The plot as plotext's ANSI text."""
     from bntui.series import downsample
+    from textual_plotext import Plot
 
-    return downsample(xs, ys, width)
+    width, height = request.width, request.height
+    plt = Plot()
+    plt.plotsize(width, height)
+    plt._set_size(width, height)  # textual-plotext's own workaround for resizing, see its render()
+    plt.canvas_color(request.background)
+    plt.axes_color(request.background)
+    plt.ticks_color(request.foreground)
+    plt.title(_title(request.metric, request.caption, width))
+    plt.xlabel("epoch")
+    plt.ylabel(request.metric)
+    shown = [curve for curve in request.curves if curve.xs]
+    # The legend sits inside the plot: with little height, fall back to the short labels.
+    full_legend = height - 6 >= 2 * len(shown)
+    for curve in shown:
+        xs, ys = downsample(curve.xs, curve.ys, max(width - 10, 10))
+        draw = plt.scatter if curve.scatter else plt.plot
+        label = curve.label if full_legend else curve.short_label
+        draw(xs, ys, label=label or None, color=curve.color, marker=curve.marker)
+    if not shown:
+        plt.xlim(0, 1)
+        plt.ylim(0, 1)
+        plt.xticks([])
+        plt.yticks([])
+    return plt.build()
 
 
-class MetricPlot(PlotextPlot):
+@lru_cache(maxsize=1024)
+def _style(foreground: RGB | None, background: RGB | None, bold: bool) -> Style:
+    return Style(
+        color=RichColor.from_rgb(*foreground) if foreground else None,
+        bgcolor=RichColor.from_rgb(*background) if background else None,
+        bold=bold or None,
+    )
+
+
+def _apply_sgr(params: str, state: list) -> None:
+    """Update [foreground, background, bold] from one SGR escape's parameters."""
+    codes = [int(code) if code else 0 for code in params.split(";")]
+    index = 0
+    while index < len(codes):
+        code = codes[index]
+        if code == 0:
+            state[:] = [None, None, False]
+        elif code == 1:
+            state[2] = True
+        elif code in (38, 48) and index + 1 < len(codes):
+            slot = 0 if code == 38 else 1
+            if codes[index + 1] == 2 and index + 4 < len(codes):
+                state[slot] = (codes[index + 2], codes[index + 3], codes[index + 4])
+                index += 4
+            elif codes[index + 1] == 5 and index + 2 < len(codes):
+                triplet = RichColor.from_ansi(codes[index + 2]).get_truecolor()
+                state[slot] = (triplet.red, triplet.green, triplet.blue)
+                index += 2
+        elif code in (39, 49):
+            state[0 if code == 39 else 1] = None
+        index += 1
+
+
+def ansi_to_strips(ansi: str, width: int, background: RGB) -> list[Strip]:
+    """plotext's output (truecolor SGR codes only) as one Strip per line, `width` cells each."""
+    blank = _style(None, background, False)
+    strips = []
+    for line in ansi.split("\n"):
+        state: list = [None, None, False]
+        segments = []
+        position = 0
+        for match in _SGR.finditer(line):
+            if match.start() > position:
+                segments.append(Segment(line[position:match.start()], _style(*state)))
+            _apply_sgr(match.group(1), state)
+            position = match.end()
+        if position < len(line):
+            segments.append(Segment(line[position:], _style(*state)))
+        strips.append(Strip(segments).adjust_cell_length(width, blank))
+    return strips
+
+
+def draw(request: PlotRequest) -> list[Strip]:
+    with _BUILD_LOCK:
+        ansi = build_figure(request)
+    return ansi_to_strips(ansi, request.width, request.background)[: request.height]
+
+
+class MetricPlot(Widget):
+    DEFAULT_CSS = """
+    MetricPlot {
+        width: 1fr;
+        height: 1fr;
+    }
+    """
+
     def __init__(self, metric: str, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.metric = metric
         self.caption = ""
         self.curves: list[Curve] = []
+        self._strips: list[Strip] = []
+        self._drawn: PlotRequest | None = None
+        self._drawing = False
 
     def show_curves(self, curves: list[Curve], caption: str = "") -> None:
         self.curves = curves
         self.caption = caption
-        self.refresh()
+        self._draw_latest()
 
-    def render(self) -> RenderResult:
-        width, height = self.size.width, self.size.height
-        if width < 10 or height < 5:
-            return Text("")
+    def on_resize(self) -> None:
+        self._draw_latest()
+
+    def _request(self) -> PlotRequest:
         _, _, background, foreground = self.colors
-        plt = self.plt
-        plt.clear_figure()
-        plt.plotsize(width, height)
-        plt._set_size(width, height)  # textual-plotext's own workaround for resizing, see its render()
-        plt.canvas_color(background.rgb)
-        plt.axes_color(background.rgb)
-        plt.ticks_color(foreground.rgb)
-        plt.title(f"{self.metric} - {self.caption}" if self.caption else self.metric)
-        plt.xlabel("epoch")
-        plt.ylabel(self.metric)
-        drawn = False
-        # The legend sits inside the plot: with little height, fall back to the short labels.
-        shown = [curve for curve in self.curves if curve.xs]
-        full_legend = height - 6 >= 2 * len(shown)
-        for curve in shown:
-            xs, ys = _downsample(curve.xs, curve.ys, max(width - 10, 10))
-            draw = plt.scatter if curve.scatter else plt.plot
-            label = curve.label if full_legend else curve.short_label
-            draw(xs, ys, label=label or None, color=curve.color, marker=curve.marker)
-            drawn = True
-        if not drawn:
-            plt.xlim(0, 1)
-            plt.ylim(0, 1)
-            plt.xticks([])
-            plt.yticks([])
-        return Text.from_ansi(plt.build())
+        return PlotRequest(
+            self.metric, self.caption, tuple(self.curves), self.size.width, self.size.height,
+            foreground.rgb, background.rgb,
+        )
+
+    def _draw_latest(self) -> None:
+        """Start a build of what should be on screen now, unless one is running: when it ends,
+        it starts the next with whatever is latest then (newer data wins, none piles up)."""
+        if self._drawing or not self.is_mounted:
+            return
+        request = self._request()
+        if request == self._drawn or request.width < 10 or request.height < 5:
+            return
+        self._drawing = True
+        self.run_worker(lambda: (request, draw(request)), thread=True, exit_on_error=False,
+                        group="plot", name=f"{self.metric} plot")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Worker messages do not bubble: this plot's builds report here, and only here."""
+        worker = event.worker
+        if event.state == WorkerState.SUCCESS:
+            self._drawing = False
+            self._drawn, self._strips = worker.result
+            self.refresh()
+            self._draw_latest()
+        elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
+            self._drawing = False
+            if event.state == WorkerState.ERROR:
+                self.notify(f"{self.metric} plot: {worker.error}", title="Plot failed",
+                            severity="error", markup=False)
+
+    @property
+    def up_to_date(self) -> bool:
+        """The plot on screen shows the latest curves at the current size."""
+        request = self._request()
+        too_small = request.width < 10 or request.height < 5
+        return not self._drawing and (too_small or request == self._drawn)
+
+    @property
+    def strips(self) -> list[Strip]:
+        """The lines on screen (the last finished build)."""
+        return self._strips
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y < len(self._strips) and self._strips[y].cell_length == width:
+            return self._strips[y]
+        _, _, background, _ = self.colors
+        blank = Style(bgcolor=background.rich_color)
+        if y >= len(self._strips):
+            return Strip.blank(width, blank)
+        # Just resized: show the last drawing cut or padded until the new one is ready.
+        return self._strips[y].crop_extend(0, width, blank)

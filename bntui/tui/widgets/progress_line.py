@@ -50,4 +50,6 @@ class ProgressLine(Static):
         text = describe_progress(view, queued_ahead)
         if text != self._shown:  # called 4 times a second: repaint only on change
             self._shown = text
-            self.update(text)
+            # One row of fixed size: no layout pass (a layout of the whole screen costs far
+            # more than this repaint, and this runs several times a second while training).
+            self.update(text, layout=False)

@@ -118,6 +118,7 @@ class SettingsForm(VerticalScroll):
         self.devices = devices
         self._controls: dict[str, Any] = {}  # field name -> its Input / Select / Checkbox
         self._error_labels: dict[str, Static] = {}
+        self._shown_errors: dict[str, str] = {}
         self._validation_pending = False
 
     def compose(self) -> ComposeResult:
@@ -206,6 +207,9 @@ class SettingsForm(VerticalScroll):
     def show_errors(self, errors: dict[str, str]) -> None:
         for name, label in self._error_labels.items():
             message = errors.get(name, "")
+            if message == self._shown_errors.get(name, ""):
+                continue  # unchanged: updating would cost a layout pass per keystroke
+            self._shown_errors[name] = message
             label.update(message)
             label.set_class(bool(message), "-shown")
             self._controls[name].set_class(bool(message), "-invalid")
