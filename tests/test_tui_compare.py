@@ -22,7 +22,7 @@ from bntui.tui.widgets.band_plot import BandPlot
 from bntui.tui.widgets.overlay_plot import OverlayPlot
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "compare_runs"
-CSS = Path(__file__).parents[1] / "bntui" / "tui" / "screens_compare.tcss"
+CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 SIZE = (150, 45)
 
 

@@ -14,7 +14,7 @@ from bntui.tui.screens.diagnostics import NO_DIAGNOSTICS, DiagnosticsPanel, Diag
 from bntui.tui.widgets.overlay_plot import OverlayPlot
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "compare_runs"
-CSS = Path(__file__).parents[1] / "bntui" / "tui" / "screens_compare.tcss"
+CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 SIZE = (150, 50)
 
 

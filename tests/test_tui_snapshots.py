@@ -60,3 +60,13 @@ def test_accuracy_plot_at_80x24(app: BntuiApp, snap_compare) -> None:
 
 def test_help_screen(app: BntuiApp, snap_compare) -> None:
     assert snap_compare(app, terminal_size=(100, 30), press=["f1"], run_before=runs_loaded)
+
+
+@pytest.mark.parametrize("theme", ["bntui-light", "okabe-ito"])
+def test_main_screen_in_other_themes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snap_compare, theme: str) -> None:
+    monkeypatch.setenv("BNTUI_THEME_DIR", str(tmp_path / "no-user-themes"))
+    monkeypatch.setenv("BNTUI_CONFIG_FILE", str(tmp_path / "no-config.toml"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    settings = AppSettings(runs_dir=FIXTURE_RUNS, data_dir=tmp_path / "data", theme=theme)
+    themed = BntuiApp(settings, devices=DEVICES, poll_seconds=0.1)
+    assert snap_compare(themed, terminal_size=(120, 36), run_before=runs_loaded)

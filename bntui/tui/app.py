@@ -25,6 +25,7 @@ from bntui.config import format_validation_error
 from bntui.engine.events import RunDiverged, RunFailed, RunFinished, event_from_dict
 from bntui.settings import AppSettings
 from bntui.themes import install_themes, load_themes, no_color_requested, plot_theme_for
+from bntui.tui import analysis
 from bntui.tui.commands import ActionsProvider
 from bntui.tui.curves import curves_for
 from bntui.tui.devices import DeviceChoice, DeviceDetection, DeviceDetectionError, auto_device
@@ -187,6 +188,8 @@ class BntuiApp(App[int]):
             if view is not None and not view.live:
                 del self.views[key]
                 self._drop_row(key)
+        if message.changed:
+            analysis.refresh_open_screen(self)
 
     def on_trainer_line(self, message: TrainerLine) -> None:
         view = self.views.get(message.job_key)
@@ -401,10 +404,12 @@ class BntuiApp(App[int]):
         self.main.toggle_metric()
 
     def action_focus_settings(self) -> None:
-        self.main.form.query_one("#field-dataset").focus()
+        if self.screen is self.main:
+            self.main.form.query_one("#field-dataset").focus()
 
     def action_focus_runs(self) -> None:
-        self.main.runs.focus()
+        if self.screen is self.main:
+            self.main.runs.focus()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -412,6 +417,29 @@ class BntuiApp(App[int]):
 
     def action_toggle_mark(self) -> None:
         self.main.runs.toggle_mark()
+
+    def action_mark_group(self) -> None:
+        analysis.mark_group(self)
+
+    def action_compare(self) -> None:
+        analysis.open_compare(self)
+
+    def action_group_view(self) -> None:
+        analysis.open_group(self)
+
+    def action_diagnostics(self) -> None:
+        analysis.open_diagnostics(self)
+
+    def action_export(self) -> None:
+        analysis.open_export(self)
+
+    def action_cycle_theme(self) -> None:
+        names = list(self.themes_catalog.themes)
+        if not names:
+            return
+        position = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(position + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2, markup=False)
 
     def _theme_changed(self, theme: object) -> None:
         self._plotted = None

@@ -27,7 +27,13 @@ KEYMAP: tuple[Key, ...] = (
     Key("ctrl+l", "focus_runs", "Runs", "Move the focus to the run list", show=False, priority=True),
     Key("f1,question_mark", "help", "Help", "Show every key", priority=False),
     Key("ctrl+q", "quit", "Quit", "Quit (asks first while runs are going)", priority=True),
+    Key("f2", "cycle_theme", "Theme", "Switch to the next bntui theme (saved for next time)"),
     Key("space", "toggle_mark", "Mark", "Mark or unmark the selected run", scope="runs"),
+    Key("G", "mark_group", "Mark group", "Mark (or unmark) every run of the selected run's group", scope="runs"),
+    Key("c", "compare", "Compare", "Compare the marked runs (or the selected run and its BN twin)", scope="runs"),
+    Key("g", "group_view", "Group", "Paired BN ablation of the selected run's group: bands and result card", scope="runs"),
+    Key("d", "diagnostics", "Inside BN", "BatchNorm diagnostics of the selected run (and its twin)", scope="runs"),
+    Key("e", "export", "Export", "Export the marked runs (or the selected group) to JSON", scope="runs"),
     Key("x,delete", "cancel_selected", "Stop run", "Stop the selected run", scope="runs", show=False),
 )
 

@@ -108,10 +108,18 @@ class RunTable(DataTable):
 
     def toggle_mark(self) -> None:
         key = self.selected_key
-        if key is None:
-            return
-        self.marked ^= {key}
-        self.update_cell(key, "mark", "●" if key in self.marked else " ")
-        cells = list(self._drawn[key])
-        cells[0] = "●" if key in self.marked else " "
-        self._drawn[key] = tuple(cells)
+        if key is not None:
+            self.set_marks([key], on=key not in self.marked)
+
+    def set_marks(self, keys: list[str], *, on: bool) -> None:
+        for key in keys:
+            if key not in self._drawn:
+                continue
+            if on:
+                self.marked.add(key)
+            else:
+                self.marked.discard(key)
+            self.update_cell(key, "mark", "●" if on else " ")
+            cells = list(self._drawn[key])
+            cells[0] = "●" if on else " "
+            self._drawn[key] = tuple(cells)

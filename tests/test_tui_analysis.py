@@ -1,0 +1,123 @@
+"""The run list opens the analysis screens by keyboard: mark, compare, group, diagnostics,
+export, and F2 cycles the theme (saved for next start)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bntui.settings import AppSettings
+from bntui.store import import_runs
+from bntui.tui.app import BntuiApp
+from bntui.tui.devices import DeviceChoice
+from bntui.tui.screens.compare import CompareScreen
+from bntui.tui.screens.diagnostics import DiagnosticsScreen
+from bntui.tui.screens.export_dialog import ExportDialog
+from bntui.tui.screens.group import GroupScreen
+from bntui.tui.widgets.run_table import RunTable
+
+FIXTURE = Path(__file__).parent / "fixtures" / "compare_runs"
+DEVICES = [DeviceChoice("cpu", "x86_64")]
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> BntuiApp:
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(FIXTURE, runs_dir, ignore=shutil.ignore_patterns("*.py"))
+    settings = AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data", theme="bntui-dark")
+    return BntuiApp(settings, devices=DEVICES, poll_seconds=0.1, save_theme=True)
+
+
+async def loaded(pilot, rows: int = 7) -> RunTable:
+    table = pilot.app.main.runs
+    for _ in range(200):
+        if table.row_count == rows:
+            break
+        await pilot.pause(0.05)
+    assert table.row_count == rows
+    table.focus()
+    await pilot.pause()
+    return table
+
+
+def select(table: RunTable, run_id: str) -> None:
+    table.select_key(run_id)
+
+
+async def test_mark_two_runs_and_compare_them(app):
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        select(table, "fx-bn-s0")
+        await pilot.press("space")
+        select(table, "fx-lr-nodiag")
+        await pilot.press("space")
+        assert table.marked == {"fx-bn-s0", "fx-lr-nodiag"}
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        assert [record.id for record in screen.records] == ["fx-bn-s0", "fx-lr-nodiag"]
+        await pilot.press("escape")
+        assert app.screen is app.main
+
+
+async def test_group_key_marks_the_group_and_opens_its_card(app):
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        select(table, "fx-nobn-s1")
+        await pilot.press("G")
+        assert table.marked == {f"fx-{arm}-s{seed}" for arm in ("bn", "nobn") for seed in range(3)}
+        await pilot.press("g")
+        await pilot.pause()
+        assert isinstance(app.screen, GroupScreen)
+        assert len(app.screen.records) == 6
+        await pilot.press("escape")
+        await pilot.press("G")
+        assert table.marked == set()
+
+
+async def test_diagnostics_opens_for_the_selected_run_and_its_twin(app):
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        select(table, "fx-bn-s0")
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, DiagnosticsScreen)
+        assert sorted(record.id for record in app.screen.records) == ["fx-bn-s0", "fx-nobn-s0"]
+
+
+async def test_export_marked_runs_writes_a_file_that_imports_back(app, tmp_path):
+    target = tmp_path / "exported.json"
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        for run_id in ("fx-bn-s2", "fx-nobn-s2"):
+            select(table, run_id)
+            await pilot.press("space")
+        await pilot.press("e")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ExportDialog)
+        from textual.widgets import Input
+
+        field = dialog.query_one(Input)
+        field.value = str(target)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is app.main
+    report = import_runs(tmp_path / "fresh", target)
+    assert sorted(source for source, _ in report.imported) == ["fx-bn-s2", "fx-nobn-s2"]
+    assert not report.rejected
+
+
+async def test_f2_cycles_bntui_themes_and_saves_the_choice(app):
+    from bntui.settings import AppSettings as Fresh
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        names = list(app.themes_catalog.themes)
+        await pilot.press("f2")
+        await pilot.pause()
+        assert app.theme == names[(names.index("bntui-dark") + 1) % len(names)]
+    assert Fresh().theme == app.theme
