@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import operator
 from collections.abc import Callable
 
 import numpy as np
@@ -201,12 +202,12 @@ def batch_norm_figures(parts: list[list[float]], count: int, eps: float) -> dict
         for i, running in zip(invstd, running_var)
     )
     found = {
-        "running_mean_gap": sum(abs(m - r) for m, r in zip(mean, running_mean)) / channels,
+        "running_mean_gap": sum(map(abs, map(operator.sub, mean, running_mean))) / channels,
         "running_var_gap": var_gap / channels,
     }
     if len(parts) == 6:
-        found["gamma_mean"] = sum(parts[4]) / channels
-        found["beta_mean"] = sum(parts[5]) / channels
+        found["gamma_mean"] = math.fsum(parts[4]) / channels
+        found["beta_mean"] = math.fsum(parts[5]) / channels
     return found
 
 
@@ -264,19 +265,15 @@ def _pair(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def to_host(tensors: list[Tensor], one_copy: bool | None = None) -> list[list[float]]:
-    """The tensors' values as lists of floats: off the CPU (or with `one_copy`) in one
-    device-to-host copy, on the CPU each through numpy (whose tolist beats torch's)."""
+def to_host(tensors: list[Tensor]) -> list[list[float]]:
+    """The values of 1-D tensors as lists of floats, with one concatenation and one copy to
+    the host (converting each tensor costs several times more, even on the CPU)."""
     if not tensors:
         return []
-    if one_copy is None:
-        one_copy = any(t.device.type != "cpu" for t in tensors)
-    if not one_copy:
-        return [t.detach().numpy().reshape(-1).tolist() for t in tensors]
-    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors]).cpu()
-    values = flat.numpy().tolist()
-    ends = list(itertools.accumulate(t.numel() for t in tensors))
-    return [values[end - t.numel() : end] for t, end in zip(tensors, ends)]
+    with torch.inference_mode():
+        values = torch.cat(tensors).float().cpu().numpy().tolist()
+    ends = list(itertools.accumulate(len(t) for t in tensors))
+    return [values[end - len(t) : end] for t, end in zip(tensors, ends)]
 
 
 def numpy_summary(values: np.ndarray) -> list[float] | None:
