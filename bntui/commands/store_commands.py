@@ -135,9 +135,10 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> 
         show_edge=False,
         padding=0,  # the box's blank separators leave one space between columns
     )
-    # Every column but the id keeps its width; the id folds on narrow terminals (a unique
-    # prefix of it is enough for `bntui show`).
-    table.add_column("id", overflow="fold", min_width=8)
+    # Every column but the id keeps its width; the id stays on one line where the terminal
+    # has the room and folds on narrow ones (a unique prefix of it is enough for `bntui show`).
+    id_fits = console.width >= 120
+    table.add_column("id", no_wrap=id_fits, overflow="ellipsis" if id_fits else "fold", min_width=8)
     for name, width in _RUNS_COLUMNS:
         numeric = name in ("seed", "epochs", "best val loss", "test acc", "time")
         table.add_column(name, justify="right" if numeric else "left", min_width=width)
