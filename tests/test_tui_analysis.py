@@ -121,3 +121,16 @@ async def test_f2_cycles_bntui_themes_and_saves_the_choice(app):
         await pilot.pause()
         assert app.theme == names[(names.index("bntui-dark") + 1) % len(names)]
     assert Fresh().theme == app.theme
+
+
+async def test_f3_loads_the_paper_figure_1_preset(app):
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("f3")
+        await pilot.pause()
+        reading = app.main.form.read()
+        assert not reading.errors
+        fields = reading.fields
+        assert (fields.dataset, fields.hidden_sizes, fields.activation) == ("mnist-mini", [100, 100, 100], "sigmoid")
+        assert (fields.batch_size, fields.optimizer, fields.sgd_momentum, fields.diagnostics_every) == (60, "sgd", 0.0, 10)
+        assert (reading.bn, reading.seeds) == ("both", 1)

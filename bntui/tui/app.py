@@ -433,6 +433,16 @@ class BntuiApp(App[int]):
     def action_export(self) -> None:
         analysis.open_export(self)
 
+    def action_preset_paper_fig1(self) -> None:
+        from bntui.engine.data import dataset_info
+        from bntui.presets import PRESETS, preset_values
+
+        present = dataset_info(PRESETS["paper-fig1"]["dataset"], self.settings.data_dir).present
+        values = preset_values("paper-fig1", present)
+        self.main.form.apply_values(values)
+        where = "" if present else " (MNIST is not in the data dir: using mnist-mini)"
+        self.notify(f"paper-fig1 preset loaded{where}; diagnostics every 10 steps; ^r starts", markup=False)
+
     def action_cycle_theme(self) -> None:
         names = list(self.themes_catalog.themes)
         if not names:

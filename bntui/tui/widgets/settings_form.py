@@ -113,6 +113,7 @@ class SettingsForm(VerticalScroll):
     ) -> None:
         """`devices` None: not known yet (the app calls `set_devices` once detected)."""
         super().__init__(id=id)
+        self._preset_extras: dict[str, Any] = {}  # preset settings without a field of their own
         self.data_dir = data_dir
         self.initial_device = device
         self.devices = devices
@@ -176,8 +177,25 @@ class SettingsForm(VerticalScroll):
     def set_value(self, name: str, value: Any) -> None:
         self._controls[name].value = value
 
+    def apply_values(self, values: dict[str, Any]) -> None:
+        """Fill the form from setting values (a preset); settings the form has no field for
+        are kept aside and go into the launch as they are (e.g. the preset's SGD momentum).
+        Inputs take text, choice lists take the value itself."""
+        self._preset_extras = {
+            name: value for name, value in values.items()
+            if name not in self._controls and name in TrainingFields.model_fields
+        }
+        for name, value in values.items():
+            control = self._controls.get(name)
+            if control is None:
+                continue
+            if isinstance(control, Input):
+                value = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            control.value = value
+        self.validate_now()
+
     def read(self) -> FormReading:
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = dict(self._preset_extras)
         for name in (name for name in TrainingFields.model_fields if name in self._controls):
             value = self.value(name)
             if isinstance(value, str):
