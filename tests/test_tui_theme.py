@@ -25,13 +25,15 @@ def colours(plot: MetricPlot) -> tuple[set, set]:
     )
 
 
-async def wait_for_plot(pilot: Pilot, plot: MetricPlot, series: list) -> None:
-    """Until the plot shows these colours (it is drawn by a thread worker)."""
+async def wait_for_plot(pilot: Pilot, plot: MetricPlot, series: list, gone: list = ()) -> None:
+    """Until the plot shows these colours and none of `gone` (it is drawn by a thread worker,
+    so a frame drawn just before the switch may still be on screen for a moment)."""
     for _ in range(400):
-        if set(series) <= colours(plot)[0]:
+        foreground = colours(plot)[0]
+        if set(series) <= foreground and not set(gone) & foreground:
             return
         await pilot.pause(0.05)
-    raise AssertionError(f"the plot never showed {series}")
+    raise AssertionError(f"the plot never showed {series} without {list(gone)}")
 
 
 async def test_switching_theme_recolours_the_curves_and_the_canvas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +48,7 @@ async def test_switching_theme_recolours_the_curves_and_the_canvas(tmp_path: Pat
         _, dark_background = colours(plot)
 
         app.theme = "bntui-light"
-        await wait_for_plot(pilot, plot, light.series_rgb[:2])
+        await wait_for_plot(pilot, plot, light.series_rgb[:2], gone=dark.series_rgb[:2])
         foreground, light_background = colours(plot)
         assert not set(dark.series_rgb[:2]) & foreground
         assert light_background != dark_background
