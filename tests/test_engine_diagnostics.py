@@ -13,6 +13,8 @@ from bntui.engine.diagnostics import (
     DiagnosticsRecorder,
     max_pool_2x2,
     order_statistics,
+    probe_path,
+    relu_max_pool_2x2,
     percentiles_numpy,
     percentiles_torch,
     sample_stride,
@@ -266,13 +268,29 @@ def test_max_pool_2x2_gives_the_values_of_max_pool2d(shape):
     x[0, 0, 0, 0] = float("nan")
     x[-1, -1, -1, -2] = float("-inf")
     torch.testing.assert_close(max_pool_2x2(x), F.max_pool2d(x, 2), rtol=0, atol=0, equal_nan=True)
+    pooled = F.max_pool2d(torch.relu(x), 2)
+    torch.testing.assert_close(relu_max_pool_2x2(x), pooled, rtol=0, atol=0, equal_nan=True)
 
 
-def test_summaries_on_the_device_agree_with_those_on_the_host():
+def test_the_probe_path_of_lenet5_stops_after_its_last_hidden_layer():
+    model = build_model(RunConfig(arch="lenet5", bn=True, dropout=0.5), (3, 32, 32))
+    steps = [(getattr(run, "__name__", type(run).__name__), role) for run, role, _ in probe_path(model)]
+    assert steps[:4] == [
+        ("Conv2d", "run"), ("BatchNorm2d", "normalize"),
+        ("NoneType", "preactivation"), ("relu_max_pool_2x2", "run"),
+    ]  # fmt: skip
+    assert steps[-2:] == [("BatchNorm1d", "normalize"), ("NoneType", "preactivation")]
+    assert not any(name == "Dropout" for name, _ in steps)
+
+
+def test_the_device_path_agrees_with_the_host_path():
     model, optimizer, val_x = trained_model("lenet5", dropout=0.0)
     on_host = DiagnosticsRecorder(model, val_x, seed=0)
     on_device = DiagnosticsRecorder(model, val_x, seed=0)
-    on_device.summarize_on_host = False  # the GPU's code path, run on the CPU
+    on_device.on_host = False  # the GPU's code path, run on the CPU
+    on_host.snapshot()
+    on_device.snapshot()
+    optimizer.step()
     for host_row, device_row in zip(on_host.measure(1, 1).layers, on_device.measure(1, 1).layers):
         assert host_row.keys() == device_row.keys()
         for key, value in host_row.items():

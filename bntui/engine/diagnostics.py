@@ -90,17 +90,22 @@ class DiagnosticsRecorder:
             if layer.norm is not None and layer.norm.running_mean is not None
         ]
         self._templates = [_empty_row(layer) for layer in self.layers]
-        self._before: tuple[list[Tensor], list[Tensor]] | None = None
-        # Pre-activation summaries in numpy on the CPU; on a GPU on the device, where
-        # sorting is cheap and copies are not (tests switch this to check that path).
-        self.summarize_on_host = self.probe.device.type == "cpu"
+        self._before: tuple[list, list] | None = None  # (weight copies, their norms)
+        # The arithmetic runs on the host, in numpy and plain Python, when the model is on
+        # the CPU; on an accelerator it stays on the device until one copy at the end.
+        # (Tests switch this off to run the accelerator's path on the CPU.)
+        self.on_host = self.probe.device.type == "cpu"
 
     def snapshot(self) -> None:
-        """Copy the hidden layers' weights (and take their norms while the copies are in
-        the cache), for the update ratio of the coming optimizer step."""
+        """Copy the hidden layers' weights for the update ratio of the coming optimizer
+        step, and take the copies' norms while they are in the cache."""
         with torch.no_grad():
-            before = [weight.detach().clone() for weight in self._weights]
-            self._before = (before, list(torch._foreach_norm(before)))
+            if self.on_host:
+                before = [_flat_numpy(weight).copy() for weight in self._weights]
+                self._before = (before, [_norm(copy) for copy in before])
+            else:
+                before = [weight.detach().clone() for weight in self._weights]
+                self._before = (before, list(torch._foreach_norm(before)))
 
     def probe_forward(self, summarize: Callable[[Tensor], object] | None = None):
         """Per hidden layer: its pre-activation on the probe batch; its BatchNorm's (batch
@@ -131,13 +136,12 @@ class DiagnosticsRecorder:
         return preacts, norm_stats, summaries
 
     def measure(self, step: int, epoch: int) -> Diagnostics:
-        on_host = self.summarize_on_host
+        on_host = self.on_host
         with torch.inference_mode():  # first, while the optimizer step left them in the cache
             with_grad, norms = self._weight_norms()
-        summarize = (lambda pre: numpy_summary(pre.numpy())) if on_host else None
-        preacts, norm_stats, summaries = self.probe_forward(summarize)
+        preacts, norm_stats, summaries = self.probe_forward(host_summary if on_host else None)
         with torch.inference_mode():
-            small = [norms] if norms is not None else []
+            small = [norms] if isinstance(norms, Tensor) else []
             for index, norm in self._norms:
                 mean, invstd, _ = norm_stats[index]
                 small += [mean, invstd, norm.running_mean, norm.running_var]
@@ -148,7 +152,7 @@ class DiagnosticsRecorder:
             host = iter(to_host(small))  # read back in the order written above
         rows = [dict(template) for template in self._templates]
         if norms is not None:
-            self._read_weight_norms(rows, with_grad, next(host))
+            self._read_weight_norms(rows, with_grad, norms if on_host else next(host))
         for index, norm in self._norms:
             parts = [next(host) for _ in range(6 if norm.weight is not None else 4)]
             rows[index].update(batch_norm_figures(parts, norm_stats[index][2], norm.eps))
@@ -164,18 +168,23 @@ class DiagnosticsRecorder:
         self._before = None
         return Diagnostics(step=step, epoch=epoch, layers=rows)
 
-    def _weight_norms(self) -> tuple[list[int], Tensor | None]:
-        """(layers whose weight has a gradient, one tensor of norms: those gradients', then
-        with a snapshot each layer's ||W_before - W_after||, then ||W_before||)."""
+    def _weight_norms(self) -> tuple[list[int], list[float] | Tensor | None]:
+        """(the layers whose weight has a gradient; the norms of those gradients, then with a
+        snapshot each layer's ||W_before - W_after|| and then its ||W_before||, as floats on
+        the host or one tensor on the device; None when there is nothing to measure)."""
         weights = self._weights
         with_grad = [index for index, weight in enumerate(weights) if weight.grad is not None]
-        tensors = [weights[index].grad for index in with_grad]
-        before_norms = []
-        if self._before is not None:
-            before, before_norms = self._before
-            torch._foreach_sub_(before, weights)  # the copies become the steps taken
-            tensors += before
-        norms = [*torch._foreach_norm(tensors), *before_norms] if tensors else []
+        grads = [weights[index].grad for index in with_grad]
+        before, before_norms = self._before or ([], [])
+        if self.on_host:
+            norms = [_norm(_flat_numpy(grad)) for grad in grads]
+            for copy, weight in zip(before, weights):
+                np.subtract(copy, _flat_numpy(weight), out=copy)  # the copy becomes the step
+                norms.append(_norm(copy))
+            norms += before_norms
+            return with_grad, norms or None
+        torch._foreach_sub_(before, weights)
+        norms = [*torch._foreach_norm(grads + before), *before_norms] if grads + before else []
         return with_grad, torch.stack(norms) if norms else None
 
     def _read_weight_norms(self, rows: list[dict], with_grad: list[int], norms: list[float]):
@@ -186,6 +195,20 @@ class DiagnosticsRecorder:
             for index, row in enumerate(rows):
                 moved, was = norms[start + index], norms[start + layers + index]
                 row["update_ratio"] = moved / was if was > 0 else math.nan
+
+
+def _flat_numpy(tensor: Tensor) -> np.ndarray:
+    return tensor.detach().numpy().reshape(-1)
+
+
+def _norm(values: np.ndarray) -> float:
+    """L2 norm by a BLAS dot product (the same code as the summaries' means, so already in
+    the CPU's caches when it runs)."""
+    return math.sqrt(float(np.dot(values, values)))
+
+
+def host_summary(pre: Tensor) -> list[float] | None:
+    return numpy_summary(pre.numpy())
 
 
 def batch_norm_figures(parts: list[list[float]], count: int, eps: float) -> dict[str, float]:
@@ -234,6 +257,11 @@ def probe_path(model: Classifier) -> list[tuple[Callable | None, str, int | None
     path = path[:needed]
     if path and path[-1][1] == PREACTIVATION:  # its output feeds nothing that is measured
         path[-1] = (None, PREACTIVATION, path[-1][2])
+    for at in range(len(path) - 1):
+        (run, role, index), (after, _, _) = path[at], path[at + 1]
+        if type(run) is nn.ReLU and role == PREACTIVATION and after is max_pool_2x2:
+            # max then ReLU equals ReLU then max, on a quarter of the values
+            path[at], path[at + 1] = (None, role, index), (relu_max_pool_2x2, RUN, None)
     return path
 
 
@@ -259,6 +287,11 @@ def max_pool_2x2(x: Tensor) -> Tensor:
     height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     rows = torch.maximum(x[..., 0:height:2, :width], x[..., 1:height:2, :width])
     return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def relu_max_pool_2x2(x: Tensor) -> Tensor:
+    """relu(x) then max_pool2d(..., 2), as the pool then relu in place."""
+    return max_pool_2x2(x).relu_()
 
 
 def _pair(value) -> tuple:
