@@ -1,6 +1,6 @@
 """The trainer process: `python -m bntui.trainer` trains one run for the TUI.
 
-Protocol (also in DEVNOTES_CONTRACT.md): stdin carries one JSON line, a `TrainerSpec`; after it,
+Protocol (also in docs/interfaces.md): stdin carries one JSON line, a `TrainerSpec`; after it,
 the line `cancel` — or the end of stdin, which also means the UI went away — asks the run to
 stop. stdout carries JSON lines: `{"type": "created", "run_id", "path"}` and then every event
 with its `run_id`. The run store gets everything too, so nothing depends on the pipe surviving.

@@ -1,7 +1,7 @@
 """One trainer child process: `python -m bntui.trainer`, spec in on stdin, events out on stdout.
 
 Plain Python (no Textual): the app drives it from a thread worker, the benchmarks and tests can
-drive it directly. See DEVNOTES_CONTRACT.md for the protocol."""
+drive it directly. See docs/interfaces.md for the protocol."""
 
 from __future__ import annotations
 
