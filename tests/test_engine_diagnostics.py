@@ -274,7 +274,8 @@ def test_max_pool_2x2_gives_the_values_of_max_pool2d(shape):
 
 def test_the_probe_path_of_lenet5_stops_after_its_last_hidden_layer():
     model = build_model(RunConfig(arch="lenet5", bn=True, dropout=0.5), (3, 32, 32))
-    steps = [(getattr(run, "__name__", type(run).__name__), role) for run, role, _ in probe_path(model)]
+    path = probe_path(model)
+    steps = [(getattr(run, "__name__", type(run).__name__), role) for run, role, _ in path]
     assert steps[:4] == [
         ("Conv2d", "run"), ("BatchNorm2d", "normalize"),
         ("NoneType", "preactivation"), ("relu_max_pool_2x2", "run"),
@@ -300,7 +301,8 @@ def test_the_device_path_agrees_with_the_host_path():
                 assert device_row[key] == value, key
 
 
-def test_to_host_gives_each_tensors_values():
+@pytest.mark.parametrize("one_copy", [True, False])
+def test_to_host_gives_each_tensors_values(one_copy):
     tensors = [torch.randn(3), torch.tensor([2.5]), torch.nn.Parameter(torch.randn(4))]
-    assert to_host(tensors) == [t.tolist() for t in tensors]
-    assert to_host([]) == []
+    assert to_host(tensors, one_copy) == [t.tolist() for t in tensors]
+    assert to_host([], one_copy) == []

@@ -22,15 +22,20 @@ Each `Diagnostics` event holds one dict per hidden layer, in network order:
 
 Values are plain floats; a non-finite value is recorded as None (it would not be valid JSON).
 
-Cost (it must stay a few percent of training at the default interval): a measurement is
-about half a training step's work, so every part is kept to the few operations it needs.
-The probe forward walks the model's layers itself instead of hooking them, stops after the
-last hidden layer, and takes BatchNorm's batch mean and variance from the BatchNorm kernel
-(torch.native_batch_norm returns them) instead of recomputing them. The weight figures are
-a single torch._foreach_norm over gradients, snapshots and differences. Everything small
-crosses to the host at once and the arithmetic on a few dozen numbers is done there. On
-the CPU the pre-activation summaries run in numpy, whose BLAS dot products and partial
-sort beat torch's reductions and sort several times at these sizes.
+Cost: at the default interval measuring must stay within a few percent of training. A
+measurement has about as many operations as a training step (a forward pass of the probe,
+statistics, some norms), and right after a step the code and data of each one it calls
+first have left the CPU's caches, so the number of operations counts more than their size.
+Hence the probe forward walks the model's layers itself (no hooks, no mode switching),
+skips what measures nothing (dropout, the output layer), computes leading reshapes once,
+replaces MaxPool2d(2) by two elementwise maxima (ReLU then pool by pool then ReLU, on a
+quarter of the values) and takes BatchNorm's batch statistics from the BatchNorm kernel
+(torch.native_batch_norm returns them) instead of recomputing them. On the CPU each
+pre-activation is summarized in numpy while it is still in the cache: BLAS dot products
+for the mean and std, and an exact selection of the percentiles that partitions only a
+few hundred values (see order_statistics); the weight norms are BLAS dot products too,
+and the few hundred BatchNorm numbers are read as Python floats. On an accelerator the
+statistics are computed on the device and cross to the host in one copy.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ NUMBER_KEYS = (*SUMMARY_KEYS, *TENSOR_KEYS)
 # hidden layer's pre-activation (and run it, unless nothing after it is needed), or normalize
 # with the batch's own statistics.
 RUN, PREACTIVATION, NORMALIZE = "run", "preactivation", "normalize"
+RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)  # no weights, no randomness
 
 
 class DiagnosticsRecorder:
@@ -83,6 +89,12 @@ class DiagnosticsRecorder:
         self.layers = model.hidden_layers
         self._weights = [layer.weight.weight for layer in self.layers]
         self._path = probe_path(model)
+        # Leading reshapes (the MLP's Flatten) give the same result every time: done once.
+        self._probe_input = self.probe
+        while self._path and self._path[0][1] == RUN and type(self._path[0][0]) in RESHAPES:
+            with torch.no_grad():
+                self._probe_input = self._path[0][0](self._probe_input)
+            self._path = self._path[1:]
         # The BatchNorm layers whose figures are reported (those with running statistics).
         self._norms = [
             (index, layer.norm)
@@ -100,11 +112,10 @@ class DiagnosticsRecorder:
         """Copy the hidden layers' weights for the update ratio of the coming optimizer
         step, and take the copies' norms while they are in the cache."""
         with torch.no_grad():
+            before = [weight.detach().clone() for weight in self._weights]
             if self.on_host:
-                before = [_flat_numpy(weight).copy() for weight in self._weights]
-                self._before = (before, [_norm(copy) for copy in before])
+                self._before = (before, [_norm(_flat_numpy(copy)) for copy in before])
             else:
-                before = [weight.detach().clone() for weight in self._weights]
                 self._before = (before, list(torch._foreach_norm(before)))
 
     def probe_forward(self, summarize: Callable[[Tensor], object] | None = None):
@@ -116,7 +127,7 @@ class DiagnosticsRecorder:
         preacts: list = [None] * layers
         norm_stats: list = [None] * layers
         summaries: list = [None] * layers
-        x = self.probe
+        x = self._probe_input
         with torch.inference_mode():
             for run, role, index in self._path:
                 if role == NORMALIZE:
@@ -179,11 +190,13 @@ class DiagnosticsRecorder:
         if self.on_host:
             norms = [_norm(_flat_numpy(grad)) for grad in grads]
             for copy, weight in zip(before, weights):
-                np.subtract(copy, _flat_numpy(weight), out=copy)  # the copy becomes the step
-                norms.append(_norm(copy))
+                moved = _flat_numpy(copy)
+                np.subtract(moved, _flat_numpy(weight), out=moved)  # the copy becomes the step
+                norms.append(_norm(moved))
             norms += before_norms
             return with_grad, norms or None
-        torch._foreach_sub_(before, weights)
+        if before:
+            torch._foreach_sub_(before, weights)  # the copies become the steps taken
         norms = [*torch._foreach_norm(grads + before), *before_norms] if grads + before else []
         return with_grad, torch.stack(norms) if norms else None
 
@@ -208,6 +221,7 @@ def _norm(values: np.ndarray) -> float:
 
 
 def host_summary(pre: Tensor) -> list[float] | None:
+    """numpy_summary of a pre-activation on the CPU (a view of its memory, no copy)."""
     return numpy_summary(pre.numpy())
 
 
@@ -220,13 +234,10 @@ def batch_norm_figures(parts: list[list[float]], count: int, eps: float) -> dict
     mean, invstd, running_mean, running_var = parts[:4]
     correction = count / max(count - 1, 1)
     channels = len(mean)
-    var_gap = sum(
-        abs(((1.0 / (i * i) if i else math.inf) - eps) * correction - running)
-        for i, running in zip(invstd, running_var)
-    )
+    variances = [(1.0 / (i * i) - eps) * correction if i else math.inf for i in invstd]
     found = {
         "running_mean_gap": sum(map(abs, map(operator.sub, mean, running_mean))) / channels,
-        "running_var_gap": var_gap / channels,
+        "running_var_gap": sum(map(abs, map(operator.sub, variances, running_var))) / channels,
     }
     if len(parts) == 6:
         found["gamma_mean"] = math.fsum(parts[4]) / channels
@@ -298,11 +309,16 @@ def _pair(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def to_host(tensors: list[Tensor]) -> list[list[float]]:
-    """The values of 1-D tensors as lists of floats, with one concatenation and one copy to
-    the host (converting each tensor costs several times more, even on the CPU)."""
+def to_host(tensors: list[Tensor], one_copy: bool | None = None) -> list[list[float]]:
+    """The values of 1-D tensors as lists of floats. Off the CPU (or with `one_copy`) in one
+    concatenation and one device-to-host copy; on the CPU each through numpy, which is
+    cheaper there than concatenating first (and numpy's tolist beats torch's)."""
     if not tensors:
         return []
+    if one_copy is None:
+        one_copy = any(t.device.type != "cpu" for t in tensors)
+    if not one_copy:
+        return [t.detach().numpy().tolist() for t in tensors]
     with torch.inference_mode():
         values = torch.cat(tensors).float().cpu().numpy().tolist()
     ends = list(itertools.accumulate(len(t) for t in tensors))
@@ -316,7 +332,8 @@ def numpy_summary(values: np.ndarray) -> list[float] | None:
     flat = values.reshape(-1)
     count = flat.size
     # BLAS dot products: several times faster than numpy's own sum at these sizes, and
-    # accurate enough (float32 accumulators spread over many lanes).
+    # accurate enough (float32 accumulators spread over many lanes; two passes for the
+    # variance, so a large mean does not cancel it away).
     mean = float(np.dot(flat, _ones(count))) / count
     centred = flat - np.float32(mean)
     var = float(np.dot(centred, centred)) / count
@@ -325,8 +342,7 @@ def numpy_summary(values: np.ndarray) -> list[float] | None:
         if not math.isfinite(mean):
             return None
         var = float(flat.var(dtype=np.float64))
-    unit = values[:, PROBE_UNIT]
-    unit = unit.reshape(-1) if unit.size <= PYTHON_SORT else np.ascontiguousarray(unit).reshape(-1)
+    unit = np.ascontiguousarray(values[:, PROBE_UNIT]).reshape(-1)
     return [mean, math.sqrt(var), *percentiles_numpy(flat), *percentiles_numpy(unit)]
 
 
@@ -336,7 +352,8 @@ def device_summary(pre: Tensor) -> Tensor:
     flat = pre.reshape(-1)
     std, mean = torch.std_mean(flat, correction=0)
     unit = pre[:, PROBE_UNIT].reshape(-1)
-    return torch.cat([mean.reshape(1), std.reshape(1), percentiles_torch(flat), percentiles_torch(unit)])
+    parts = [mean.reshape(1), std.reshape(1), percentiles_torch(flat), percentiles_torch(unit)]
+    return torch.cat(parts)
 
 
 def _summary_numbers(numbers: list[float]) -> list[float] | None:
