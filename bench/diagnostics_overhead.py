@@ -13,6 +13,8 @@ order swapped every repetition). Printed per model:
 - cost: 1 - best rate with diagnostics / best rate without (other processes on a shared
   machine only ever slow a run down, so the best is the least disturbed); this is the
   figure the target is about;
+- best epochs: the same with the best single epochs (bursts of load spoil whole runs more
+  often than whole epochs);
 - median: the median over repetitions of 1 - rate on / rate off of the pair run together;
 - in measure: the share of the diagnostics runs' training time spent inside the recorder
   (snapshot and measure), timed directly, and the milliseconds per measurement: steadier
@@ -72,6 +74,7 @@ def timed_run(config: RunConfig, data_dir: Path, threads: int) -> dict:
     """Training steps per second after the first epoch, diagnostics events, and the
     recorder's seconds and measurements over those epochs."""
     seen = {"seconds": 0.0, "steps": 0, "diagnostics": 0, "in_recorder": 0.0, "measured": 0}
+    seen["epoch_rates"] = []
 
     def on_event(event) -> None:
         if isinstance(event, RunStarted):
@@ -80,6 +83,7 @@ def timed_run(config: RunConfig, data_dir: Path, threads: int) -> dict:
             if event.epoch > 1:
                 seen["seconds"] += event.epoch_seconds
                 seen["steps"] += seen["steps_per_epoch"]
+                seen["epoch_rates"].append(seen["steps_per_epoch"] / event.epoch_seconds)
                 seen["in_recorder"] += TimedRecorder.seconds
                 seen["measured"] += TimedRecorder.measurements
             TimedRecorder.seconds, TimedRecorder.measurements = 0.0, 0
@@ -110,7 +114,7 @@ def main() -> None:
         data_dir = Path(tmp)
         write_cifar(data_dir, per_batch=1000, num_test=500)  # 4,000 training images
         for name in args.models.split(","):
-            on, off, pair_costs = [], [], []
+            on, off, pair_costs, epochs_on, epochs_off = [], [], [], [], []
             events, in_recorder, seconds, measured = 0, 0.0, 0.0, 0
             for rep in range(args.reps):
                 order = (args.interval, 0) if rep % 2 == 0 else (0, args.interval)
@@ -119,6 +123,7 @@ def main() -> None:
                     config = RunConfig(**CASES[name], diagnostics_every=interval, bn=True)
                     seen = timed_run(config, data_dir, args.threads)
                     rates[interval] = seen["rate"]
+                    (epochs_on if interval else epochs_off).extend(seen["epoch_rates"])
                     if interval:
                         events = max(events, seen["diagnostics"])
                         in_recorder += seen["in_recorder"]
@@ -132,7 +137,8 @@ def main() -> None:
                 f"{name}: {best_off:.0f} steps/s without diagnostics, {best_on:.0f} with them "
                 f"every {args.interval} steps ({events} events): "
                 f"cost {100 * (1 - best_on / best_off):.1f}% of throughput "
-                f"(median of {args.reps} pairs: {100 * statistics.median(pair_costs):.1f}%; "
+                f"(best epochs: {100 * (1 - max(epochs_on) / max(epochs_off)):.1f}%; "
+                f"median of {args.reps} pairs: {100 * statistics.median(pair_costs):.1f}%; "
                 f"in measure: {100 * in_recorder / seconds:.1f}% of training time, "
                 f"{1000 * in_recorder / max(measured, 1):.2f} ms per measurement)",
                 flush=True,
