@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import statistics
 import threading
 from typing import TYPE_CHECKING
 
@@ -201,6 +200,7 @@ def _print_results(console: Console, outcomes: list[StoredOutcome]) -> None:
 
 
 def _mean_std(values: list[float], *, digits: int) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    from bntui.stats import mean_std
+
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f} ± {std or 0.0:.{digits}f}"
