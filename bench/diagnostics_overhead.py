@@ -1,11 +1,14 @@
 """What do BatchNorm diagnostics cost? Training throughput with diagnostics at the default
 interval against diagnostics off, side by side in one process (target: under 5%).
 
-    python bench/diagnostics_overhead.py [--reps 7] [--models mlp,lenet5] [--interval N]
-                                         [--threads N]
+    python bench/diagnostics_overhead.py [--reps 21] [--models mlp,lenet5,paper-fig1]
+                                         [--interval N] [--threads N]
 
 MLP 784-128-64-10 with BatchNorm on mnist-mini (embedded, 10 epochs of 50 steps); LeNet-5
-with BatchNorm on CIFAR-10-format files written to a temp dir (3 epochs of 62 steps).
+with BatchNorm on CIFAR-10-format files written to a temp dir (3 epochs of 62 steps); the
+paper-fig1 preset's MLP (3 x 100 sigmoid units, batch 60, SGD) at the preset's interval (10)
+on mnist-mini. Runs last about a second, so many repetitions are cheap and needed: a shared
+2-core machine moves single figures by several percent.
 Throughput is steps per second of the training loop (the epoch_seconds the engine reports,
 evaluation excluded; the first epoch, which warms up, left out). Runs alternate on/off (the
 order swapped every repetition). Printed per model:
@@ -17,7 +20,7 @@ order swapped every repetition). Printed per model:
   often than whole epochs);
 - median: the median over repetitions of 1 - rate on / rate off of the pair run together;
 - in measure: the share of the diagnostics runs' training time spent inside the recorder
-  (snapshot and measure), timed directly, and the milliseconds per measurement: steadier
+  (snapshot, capture and flush), timed directly, and the milliseconds per measurement: steadier
   on a busy machine, but blind to what measuring costs the training steps after it;
 - the load average before and after, to judge how busy the machine was.
 """
@@ -43,11 +46,20 @@ from bntui.config import RunConfig, TrainingFields  # noqa: E402
 from bntui.engine.diagnostics import DiagnosticsRecorder  # noqa: E402
 from bntui.engine.events import Diagnostics, EpochEnded, RunStarted  # noqa: E402
 from bntui.engine.train import train  # noqa: E402
+from bntui.presets import PRESETS  # noqa: E402
 
 DEFAULT_INTERVAL = TrainingFields.model_fields["diagnostics_every"].default
+FIG1 = {
+    key: value
+    for key, value in PRESETS["paper-fig1"].items()
+    if key in TrainingFields.model_fields and key not in ("bn", "diagnostics_every")
+}
+INTERVALS = {"paper-fig1": PRESETS["paper-fig1"]["diagnostics_every"]}  # others: the default
 CASES = {
     "mlp": dict(dataset="mnist-mini", arch="mlp", hidden_sizes=[128, 64], epochs=10),
     "lenet5": dict(dataset="cifar10", arch="lenet5", epochs=3),
+    # The preset's model and its own interval (10), on the embedded digits.
+    "paper-fig1": {**FIG1, "dataset": "mnist-mini", "epochs": 10},
 }
 
 
@@ -62,12 +74,17 @@ class TimedRecorder(DiagnosticsRecorder):
         super().snapshot()
         TimedRecorder.seconds += time.perf_counter() - start
 
-    def measure(self, step: int, epoch: int) -> Diagnostics:
+    def capture(self, step: int, epoch: int) -> None:
         start = time.perf_counter()
-        event = super().measure(step, epoch)
+        super().capture(step, epoch)
         TimedRecorder.seconds += time.perf_counter() - start
         TimedRecorder.measurements += 1
-        return event
+
+    def flush(self) -> list[Diagnostics]:
+        start = time.perf_counter()
+        events = super().flush()
+        TimedRecorder.seconds += time.perf_counter() - start
+        return events
 
 
 def timed_run(config: RunConfig, data_dir: Path, threads: int) -> dict:
@@ -100,11 +117,14 @@ def timed_run(config: RunConfig, data_dir: Path, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--models", default="mlp,lenet5")
+    parser.add_argument("--reps", type=int, default=21)
+    parser.add_argument("--models", default="mlp,lenet5,paper-fig1")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
-        "--interval", type=int, default=DEFAULT_INTERVAL, help="steps between measurements"
+        "--interval",
+        type=int,
+        default=None,
+        help=f"steps between measurements (default {DEFAULT_INTERVAL}; paper-fig1: its preset's)",
     )
     args = parser.parse_args()
     accept_cifar_files_without_md5()
@@ -116,8 +136,9 @@ def main() -> None:
         for name in args.models.split(","):
             on, off, pair_costs, epochs_on, epochs_off = [], [], [], [], []
             events, in_recorder, seconds, measured = 0, 0.0, 0.0, 0
+            every = args.interval or INTERVALS.get(name, DEFAULT_INTERVAL)
             for rep in range(args.reps):
-                order = (args.interval, 0) if rep % 2 == 0 else (0, args.interval)
+                order = (every, 0) if rep % 2 == 0 else (0, every)
                 rates = {}
                 for interval in order:
                     config = RunConfig(**CASES[name], diagnostics_every=interval, bn=True)
@@ -129,13 +150,13 @@ def main() -> None:
                         in_recorder += seen["in_recorder"]
                         seconds += seen["seconds"]
                         measured += seen["measured"]
-                on.append(rates[args.interval])
+                on.append(rates[every])
                 off.append(rates[0])
-                pair_costs.append(1 - rates[args.interval] / rates[0])
+                pair_costs.append(1 - rates[every] / rates[0])
             best_on, best_off = max(on), max(off)
             print(
                 f"{name}: {best_off:.0f} steps/s without diagnostics, {best_on:.0f} with them "
-                f"every {args.interval} steps ({events} events): "
+                f"every {every} steps ({events} events): "
                 f"cost {100 * (1 - best_on / best_off):.1f}% of throughput "
                 f"(best epochs: {100 * (1 - max(epochs_on) / max(epochs_off)):.1f}%; "
                 f"median of {args.reps} pairs: {100 * statistics.median(pair_costs):.1f}%; "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,6 @@ from bntui.engine.diagnostics import (
     percentiles_numpy,
     percentiles_torch,
     sample_stride,
-    to_host,
 )
 from bntui.engine.events import Diagnostics, EpochEnded, Progress, RunFinished
 from bntui.engine.models import batch_statistics_mode, build_model
@@ -239,7 +240,7 @@ def preactivations_seen_by_hooks(model, x) -> list[torch.Tensor]:
 def test_the_probe_forward_sees_exactly_what_the_model_computes(arch, fields):
     model, _, val_x = trained_model(arch, **fields)
     recorder = DiagnosticsRecorder(model, val_x, seed=2)
-    preacts, norm_stats, _ = recorder.probe_forward()
+    preacts, norm_stats = recorder.probe_forward()
     expected = preactivations_seen_by_hooks(model, recorder.probe)
     assert len(preacts) == len(expected) == len(model.hidden_layers)
     for got, want in zip(preacts, expected):
@@ -251,7 +252,7 @@ def test_the_probe_forward_sees_exactly_what_the_model_computes(arch, fields):
 def test_batch_norm_statistics_of_the_probe_are_those_of_its_input():
     model, _, val_x = trained_model("lenet5")
     recorder = DiagnosticsRecorder(model, val_x, seed=2)
-    _, norm_stats, _ = recorder.probe_forward()
+    _, norm_stats = recorder.probe_forward()
     conv, norm = model.hidden_layers[0].weight, model.hidden_layers[0].norm
     inputs = conv(recorder.probe).detach()
     mean, invstd, count = norm_stats[0]
@@ -275,9 +276,14 @@ def test_max_pool_2x2_gives_the_values_of_max_pool2d(shape):
 def test_the_probe_path_of_lenet5_stops_after_its_last_hidden_layer():
     model = build_model(RunConfig(arch="lenet5", bn=True, dropout=0.5), (3, 32, 32))
     path = probe_path(model)
-    steps = [(getattr(run, "__name__", type(run).__name__), role) for run, role, _ in path]
+    def name(run) -> str:
+        if isinstance(run, functools.partial):  # a layer's functional form, bound to it
+            return f"{run.func.__name__}({type(run.args[0]).__name__})"
+        return getattr(run, "__name__", type(run).__name__)
+
+    steps = [(name(run), role) for run, role, _ in path]
     assert steps[:4] == [
-        ("Conv2d", "run"), ("BatchNorm2d", "normalize"),
+        ("_conv(Conv2d)", "run"), ("BatchNorm2d", "normalize"),
         ("NoneType", "preactivation"), ("relu_max_pool_2x2", "run"),
     ]  # fmt: skip
     assert steps[-2:] == [("BatchNorm1d", "normalize"), ("NoneType", "preactivation")]
@@ -301,8 +307,76 @@ def test_the_device_path_agrees_with_the_host_path():
                 assert device_row[key] == value, key
 
 
-@pytest.mark.parametrize("one_copy", [True, False])
-def test_to_host_gives_each_tensors_values(one_copy):
-    tensors = [torch.randn(3), torch.tensor([2.5]), torch.nn.Parameter(torch.randn(4))]
-    assert to_host(tensors, one_copy) == [t.tolist() for t in tensors]
-    assert to_host([], one_copy) == []
+def test_captures_summarized_together_equal_measurements_taken_one_by_one():
+    model, optimizer, val_x = trained_model("lenet5", dropout=0.0)
+    x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    together = DiagnosticsRecorder(model, val_x, seed=0)
+    one_by_one = DiagnosticsRecorder(model, val_x, seed=0)
+    expected = []
+    for step in range(1, 4):
+        optimizer.zero_grad(set_to_none=True)
+        F.nll_loss(model(x), y).backward()
+        together.snapshot()
+        one_by_one.snapshot()
+        optimizer.step()
+        together.capture(step, epoch=1)
+        expected.append(one_by_one.measure(step, epoch=1))
+    events = together.flush()
+    assert [e.step for e in events] == [1, 2, 3]
+    for event, alone in zip(events, expected):
+        assert event.epoch == alone.epoch
+        for row, alone_row in zip(event.layers, alone.layers, strict=True):
+            assert row.keys() == alone_row.keys()
+            for key, value in alone_row.items():  # BLAS may sum rows in another order
+                expected = pytest.approx(value, rel=1e-5, abs=1e-6) if value else value
+                assert row[key] == expected, key
+    assert together.flush() == []  # nothing waits any more
+    assert len({e.layers[0]["preact_p50"] for e in events}) == 3  # each its own weights
+
+
+def test_a_flush_is_due_after_enough_captures_or_time(monkeypatch):
+    import bntui.engine.diagnostics as diagnostics
+
+    model, _, val_x = trained_model()
+    recorder = DiagnosticsRecorder(model, val_x, seed=0)
+    assert not recorder.due()
+    now = [100.0]
+    monkeypatch.setattr(diagnostics.time, "perf_counter", lambda: now[0])
+    recorder.capture(0, 1)
+    assert recorder.due()  # the first one at once: the plots start without waiting
+    assert len(recorder.flush()) == 1 and not recorder.due()
+    for step in range(1, diagnostics.FLUSH_EVERY):  # captures in quick succession wait...
+        now[0] += 0.001
+        recorder.capture(step, 1)
+        assert not recorder.due()
+    now[0] += 0.001
+    recorder.capture(99, 1)
+    assert recorder.due()  # ...for FLUSH_EVERY of them
+    assert len(recorder.flush()) == diagnostics.FLUSH_EVERY
+    recorder.capture(100, 1)
+    assert not recorder.due()
+    now[0] += diagnostics.FLUSH_SECONDS  # or until the oldest has waited long enough
+    assert recorder.due()
+    recorder.flush()
+    now[0] += diagnostics.FLUSH_SECONDS  # captures far apart are not held back
+    recorder.capture(101, 1)
+    assert recorder.due()
+
+
+def test_a_cancelled_run_keeps_the_diagnostics_measured_before_it_stopped():
+    config = RunConfig(
+        dataset="mnist-mini", hidden_sizes=[16], epochs=1, diagnostics_every=2, progress_every=5
+    )
+    seen: list = []
+    steps = []
+
+    def on_event(event) -> None:
+        seen.append(event)
+        if isinstance(event, Progress):
+            steps.append(event.step)
+
+    result = train(config, on_event, lambda: len(steps) >= 2, data_dir="unused")
+    assert result.status == "cancelled"
+    measured = [e.step for e in seen if isinstance(e, Diagnostics)]
+    last_step = seen[-1].step
+    assert measured == list(range(2, last_step + 1, 2)) and measured

@@ -22,29 +22,35 @@ Each `Diagnostics` event holds one dict per hidden layer, in network order:
 
 Values are plain floats; a non-finite value is recorded as None (it would not be valid JSON).
 
-Cost: at the default interval measuring must stay within a few percent of training. A
-measurement has about as many operations as a training step (a forward pass of the probe,
-statistics, some norms), and right after a step the code and data of each one it calls
-first have left the CPU's caches, so the number of operations counts more than their size.
-Hence the probe forward walks the model's layers itself (no hooks, no mode switching),
-skips what measures nothing (dropout, the output layer), computes leading reshapes once,
-replaces MaxPool2d(2) by two elementwise maxima (ReLU then pool by pool then ReLU, on a
-quarter of the values) and takes BatchNorm's batch statistics from the BatchNorm kernel
-(torch.native_batch_norm returns them) instead of recomputing them. On the CPU each
-pre-activation is summarized in numpy while it is still in the cache: BLAS dot products
-for the mean and std, and an exact selection of the percentiles that partitions only a
-few hundred values (see order_statistics); the weight norms are BLAS dot products too,
-and the few hundred BatchNorm numbers are read as Python floats. On an accelerator the
-statistics are computed on the device and cross to the host in one copy.
+Cost. At the default interval measuring must cost under 5% of training. For the small MLP
+on a CPU a training step takes about a millisecond, and right after one the caches hold the
+optimizer's data, not the measurement's code and data. So a measurement is split in two:
+
+- `capture` (at the measured step) does only what must happen then, in a few tensor
+  operations: the gradient and update norms (the weights were copied into buffers kept for
+  that by `snapshot`, one copy), the probe forward, and one concatenation of the BatchNorm
+  numbers that training will overwrite. The pre-activations are kept as they are.
+- `flush` summarizes the captures waiting (up to FLUSH_EVERY, or those older than
+  FLUSH_SECONDS, so live plots stay live) all at once, with warm caches and one operation per
+  layer over all of them where it can: means and deviations by BLAS, exact percentiles by
+  (SIMD) sorting or, for large conv layers, the selection in order_statistics. On an
+  accelerator the summaries are computed there and everything crosses to the host in one
+  copy per flush (one synchronization per flush, none per step).
+
+The probe forward walks the model's layers itself (no hooks, no mode switching), skips what
+measures nothing (dropout, the output layer), computes leading reshapes once, replaces
+MaxPool2d(2) by two elementwise maxima (ReLU then pool by pool then ReLU, on a quarter of
+the values) and takes BatchNorm's batch statistics from the BatchNorm kernel
+(torch.native_batch_norm returns them) instead of recomputing them.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-import operator
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -57,6 +63,13 @@ from bntui.engine.models import BATCH_NORM_TYPES, Classifier
 PROBE_SIZE = 32
 PERCENTILES = (0.15, 0.50, 0.85)
 PROBE_UNIT = 0
+FLUSH_EVERY = 10  # captures summarized together
+FLUSH_SECONDS = 0.25  # ... or fewer, once the oldest waiting has waited this long (or at
+# once when captures are this far apart: then waiting saves nothing and delays the plots)
+# On the CPU a pre-activation with more values than this (a conv layer's) is summarized at
+# once, while the probe forward has it in the cache: reading it back later costs more than
+# summarizing it together with others saves.
+SUMMARIZE_AT_ONCE = 16384
 
 PERCENTILE_KEYS = tuple(f"preact_p{round(q * 100)}" for q in PERCENTILES)
 UNIT_PERCENTILE_KEYS = tuple(f"unit_p{round(q * 100)}" for q in PERCENTILES)
@@ -65,6 +78,7 @@ TENSOR_KEYS = (
     "grad_norm", "update_ratio", "gamma_mean", "beta_mean", "running_mean_gap", "running_var_gap",
 )  # fmt: skip
 NUMBER_KEYS = (*SUMMARY_KEYS, *TENSOR_KEYS)
+_COLUMN = {key: at for at, key in enumerate(NUMBER_KEYS)}
 
 # What the probe forward does at a step of its path: run the module, read its input as a
 # hidden layer's pre-activation (and run it, unless nothing after it is needed), or normalize
@@ -73,9 +87,40 @@ RUN, PREACTIVATION, NORMALIZE = "run", "preactivation", "normalize"
 RESHAPES = (nn.Flatten, nn.Unflatten, nn.Identity)  # no weights, no randomness
 
 
+@dataclass
+class _Capture:
+    """What one measurement keeps until it is summarized."""
+
+    step: int
+    epoch: int
+    # Per hidden layer: gradient norms, then ||W_before||, then ||W_after - W_before||
+    # (NaN where there is no gradient, or no snapshot before the step).
+    weight_norms: Tensor
+    # Per hidden layer: its pre-activation on the probe batch, or (on the CPU, for a large
+    # one) its summary row already computed while it was in the cache.
+    preacts: list[Tensor | np.ndarray]
+    # Per BatchNorm layer with running statistics, its channels' (batch mean, 1 / sqrt(biased
+    # batch var + eps), running mean, running var[, gamma, beta]), all concatenated.
+    batch_norm: Tensor | None
+
+
+@dataclass(frozen=True)
+class _NormLayout:
+    """Where one BatchNorm layer's numbers sit in _Capture.batch_norm."""
+
+    layer: int  # hidden layer index
+    start: int
+    channels: int
+    parts: int  # 4, or 6 with gamma and beta
+    eps: float
+    values_per_channel: int  # of the probe batch at this layer (for the unbiased variance)
+
+
 class DiagnosticsRecorder:
-    """Call `snapshot()` just before the optimizer step you want to measure, then
-    `measure(step, epoch)` just after it."""
+    """Call `snapshot()` just before the optimizer step you want to measure and `capture(step,
+    epoch)` just after it; `flush()` returns the Diagnostics events of the captures so far
+    (call it when `due()`, at the end of an epoch and before the run ends). `measure` does
+    capture and flush at once, for a one-off measurement."""
 
     def __init__(
         self, model: Classifier, val_x: torch.Tensor, seed: int, probe_size: int = PROBE_SIZE
@@ -101,32 +146,139 @@ class DiagnosticsRecorder:
             for index, layer in enumerate(self.layers)
             if layer.norm is not None and layer.norm.running_mean is not None
         ]
+        _, norm_stats = self.probe_forward()  # once, for the shapes at each BatchNorm
+        self._norm_layout: list[_NormLayout] = []
+        start = 0
+        for index, norm in self._norms:
+            parts, channels = (6 if norm.weight is not None else 4), norm.num_features
+            count = norm_stats[index][2]
+            self._norm_layout.append(_NormLayout(index, start, channels, parts, norm.eps, count))
+            start += parts * channels
         self._templates = [_empty_row(layer) for layer in self.layers]
-        self._before: tuple[list, list] | None = None  # (weight copies, their norms)
-        # The arithmetic runs on the host, in numpy and plain Python, when the model is on
-        # the CPU; on an accelerator it stays on the device until one copy at the end.
+        # The weights before the measured step, copied by `snapshot` into buffers kept for it
+        # (allocating them at every snapshot would cost page faults each time).
+        self._before = [
+            torch.empty_like(weight, memory_format=torch.contiguous_format)
+            for weight in self._weights
+        ]
+        self._snapshot_taken = False
+        with torch.no_grad():
+            self._nan = torch.full((), math.nan, device=self.probe.device)
+        self._pending: list[_Capture] = []
+        self._oldest = 0.0  # when the oldest capture waiting was taken
+        self._last = -math.inf  # when the last capture was taken
+        self._gap = math.inf  # the time between the last two captures
+        # Summaries are computed on the host, in numpy, when the model is on the CPU; on an
+        # accelerator they are computed there and cross to the host in one copy per flush.
         # (Tests switch this off to run the accelerator's path on the CPU.)
         self.on_host = self.probe.device.type == "cpu"
 
     def snapshot(self) -> None:
-        """Copy the hidden layers' weights for the update ratio of the coming optimizer
-        step, and take the copies' norms while they are in the cache."""
+        """Copy the hidden layers' weights, for the update ratio of the coming step."""
         with torch.no_grad():
-            before = [weight.detach().clone() for weight in self._weights]
+            torch._foreach_copy_(self._before, self._weights)
+        self._snapshot_taken = True
+
+    def capture(self, step: int, epoch: int) -> None:
+        """Measure the model as it is now; summarized at the next `flush`."""
+        # The probe forward first: the step left the weights in the cache.
+        preacts, norm_stats = self.probe_forward(self._summarize_large if self.on_host else None)
+        with torch.inference_mode():
+            weight_norms = self._weight_norms()
+        batch_norm = None
+        if self._norms:
+            with torch.inference_mode():
+                parts: list[Tensor] = []
+                for index, norm in self._norms:
+                    mean, invstd, _ = norm_stats[index]
+                    parts += [mean, invstd, norm.running_mean, norm.running_var]
+                    if norm.weight is not None:
+                        parts += [norm.weight, norm.bias]
+                batch_norm = torch.cat(parts)  # a copy: training changes these in place
+        now = time.perf_counter()
+        self._gap, self._last = now - self._last, now
+        if not self._pending:
+            self._oldest = now
+        self._pending.append(_Capture(step, epoch, weight_norms, preacts, batch_norm))
+
+    @staticmethod
+    def _summarize_large(pre: Tensor) -> np.ndarray | None:
+        if pre.numel() <= SUMMARIZE_AT_ONCE:
+            return None
+        return host_summaries(pre.numpy()[None])[0]
+
+    def due(self) -> bool:
+        """Whether the captures waiting should be summarized now."""
+        if not self._pending:
+            return False
+        waited = time.perf_counter() - self._oldest
+        return len(self._pending) >= FLUSH_EVERY or max(waited, self._gap) >= FLUSH_SECONDS
+
+    def flush(self) -> list[Diagnostics]:
+        """The Diagnostics events of the captures waiting, oldest first."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return []
+        with torch.inference_mode():
             if self.on_host:
-                self._before = (before, [_norm(_flat_numpy(copy)) for copy in before])
+                summaries = [
+                    _stacked_host_summaries([c.preacts[i] for c in pending])
+                    for i in range(len(self.layers))
+                ]
+                weight_norms = np.stack([c.weight_norms.numpy() for c in pending])
+                batch_norm = (
+                    np.stack([c.batch_norm.numpy() for c in pending]) if self._norms else None
+                )
             else:
-                self._before = (before, list(torch._foreach_norm(before)))
+                summaries, weight_norms, batch_norm = self._device_summaries(pending)
+        # Per layer, one (captures, NUMBER_KEYS) table of float64; NaN becomes None below.
+        captures, layers = len(pending), len(self.layers)
+        weight_norms = weight_norms.astype(np.float64)
+        tables = []
+        for index in range(layers):
+            table = np.full((captures, len(NUMBER_KEYS)), math.nan)
+            summary = summaries[index]
+            finite = np.isfinite(summary[:, 0])  # a non-finite mean: no summary at all
+            table[finite, : len(SUMMARY_KEYS)] = summary[finite]
+            before, moved = weight_norms[:, layers + index], weight_norms[:, 2 * layers + index]
+            table[:, _COLUMN["grad_norm"]] = weight_norms[:, index]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                table[:, _COLUMN["update_ratio"]] = np.where(before > 0, moved / before, math.nan)
+            tables.append(table)
+        for layout in self._norm_layout:
+            block = batch_norm[:, layout.start : layout.start + layout.parts * layout.channels]
+            count = layout.values_per_channel
+            found = batch_norm_figures(
+                block.reshape(captures, layout.parts, layout.channels), count, layout.eps
+            )
+            for key, values in found.items():
+                tables[layout.layer][:, _COLUMN[key]] = values
+        numbers = np.stack(tables, axis=1).tolist()  # [capture][layer][key]
+        return [
+            Diagnostics(
+                step=capture.step,
+                epoch=capture.epoch,
+                layers=[
+                    {**template, **_finite_or_none(values)}
+                    for template, values in zip(self._templates, numbers[at])
+                ],
+            )
+            for at, capture in enumerate(pending)
+        ]
+
+    def measure(self, step: int, epoch: int) -> Diagnostics:
+        """Capture and summarize now (with any captures still waiting): the latest event."""
+        self.capture(step, epoch)
+        return self.flush()[-1]
 
     def probe_forward(self, summarize: Callable[[Tensor], object] | None = None):
-        """Per hidden layer: its pre-activation on the probe batch; its BatchNorm's (batch
-        mean, 1 / sqrt(biased batch var + eps), values per channel) or None; and
-        `summarize(pre-activation)` or None. Summarizing as soon as a pre-activation exists
-        finds it in the cache (reading it back after the whole forward is much slower)."""
+        """Per hidden layer: its pre-activation on the probe batch (or `summarize(it)` where
+        that is not None, computed as soon as it exists, while it is in the cache), and its
+        BatchNorm's (batch mean, 1 / sqrt(biased batch var + eps), values per channel) or
+        None."""
         layers = len(self.layers)
         preacts: list = [None] * layers
         norm_stats: list = [None] * layers
-        summaries: list = [None] * layers
         x = self._probe_input
         with torch.inference_mode():
             for run, role, index in self._path:
@@ -139,109 +291,67 @@ class DiagnosticsRecorder:
                         norm_stats[index] = (mean, invstd, count)
                     continue
                 if role == PREACTIVATION:
-                    preacts[index] = x
-                    if summarize is not None:
-                        summaries[index] = summarize(x)
+                    summary = None if summarize is None else summarize(x)
+                    preacts[index] = x if summary is None else summary
                 if run is not None:
                     x = run(x)
-        return preacts, norm_stats, summaries
+        return preacts, norm_stats
 
-    def measure(self, step: int, epoch: int) -> Diagnostics:
-        on_host = self.on_host
-        with torch.inference_mode():  # first, while the optimizer step left them in the cache
-            with_grad, norms = self._weight_norms()
-        preacts, norm_stats, summaries = self.probe_forward(host_summary if on_host else None)
-        with torch.inference_mode():
-            small = [norms] if isinstance(norms, Tensor) else []
-            for index, norm in self._norms:
-                mean, invstd, _ = norm_stats[index]
-                small += [mean, invstd, norm.running_mean, norm.running_var]
-                if norm.weight is not None:
-                    small += [norm.weight, norm.bias]
-            if not on_host:  # summaries on the device, sent along with everything else
-                small += [device_summary(pre) for pre in preacts]
-            host = iter(to_host(small))  # read back in the order written above
-        rows = [dict(template) for template in self._templates]
-        if norms is not None:
-            self._read_weight_norms(rows, with_grad, norms if on_host else next(host))
-        for index, norm in self._norms:
-            parts = [next(host) for _ in range(6 if norm.weight is not None else 4)]
-            rows[index].update(batch_norm_figures(parts, norm_stats[index][2], norm.eps))
-        for row, numbers in zip(rows, summaries):
-            if not on_host:
-                numbers = _summary_numbers(next(host))
-            if numbers is not None:
-                row.update(zip(SUMMARY_KEYS, numbers))
-            for key in NUMBER_KEYS:
-                value = row[key]
-                if value is not None and not math.isfinite(value):
-                    row[key] = None
-        self._before = None
-        return Diagnostics(step=step, epoch=epoch, layers=rows)
-
-    def _weight_norms(self) -> tuple[list[int], list[float] | Tensor | None]:
-        """(the layers whose weight has a gradient; the norms of those gradients, then with a
-        snapshot each layer's ||W_before - W_after|| and then its ||W_before||, as floats on
-        the host or one tensor on the device; None when there is nothing to measure)."""
+    def _weight_norms(self) -> Tensor:
+        """One tensor: per layer the gradient norm, then ||W_before||, then ||W_after -
+        W_before|| (NaN where not measurable), in three foreach operations."""
         weights = self._weights
-        with_grad = [index for index, weight in enumerate(weights) if weight.grad is not None]
-        grads = [weights[index].grad for index in with_grad]
-        before, before_norms = self._before or ([], [])
-        if self.on_host:
-            norms = [_norm(_flat_numpy(grad)) for grad in grads]
-            for copy, weight in zip(before, weights):
-                moved = _flat_numpy(copy)
-                np.subtract(moved, _flat_numpy(weight), out=moved)  # the copy becomes the step
-                norms.append(_norm(moved))
-            norms += before_norms
-            return with_grad, norms or None
-        if before:
-            torch._foreach_sub_(before, weights)  # the copies become the steps taken
-        norms = [*torch._foreach_norm(grads + before), *before_norms] if grads + before else []
-        return with_grad, torch.stack(norms) if norms else None
+        grads = [weight.grad for weight in weights]
+        with_grad = [grad for grad in grads if grad is not None]
+        norms = iter(torch._foreach_norm(with_grad) if with_grad else [])
+        found = [self._nan if grad is None else next(norms) for grad in grads]
+        if self._snapshot_taken:
+            found += torch._foreach_norm(self._before)
+            torch._foreach_sub_(self._before, weights)  # the copies become the steps taken
+            found += torch._foreach_norm(self._before)
+            self._snapshot_taken = False
+        else:
+            found += [self._nan] * (2 * len(weights))
+        return torch.stack(found)
 
-    def _read_weight_norms(self, rows: list[dict], with_grad: list[int], norms: list[float]):
-        for place, index in enumerate(with_grad):
-            rows[index]["grad_norm"] = norms[place]
-        if self._before is not None:
-            layers, start = len(rows), len(with_grad)
-            for index, row in enumerate(rows):
-                moved, was = norms[start + index], norms[start + layers + index]
-                row["update_ratio"] = moved / was if was > 0 else math.nan
-
-
-def _flat_numpy(tensor: Tensor) -> np.ndarray:
-    return tensor.detach().numpy().reshape(-1)
-
-
-def _norm(values: np.ndarray) -> float:
-    """L2 norm by a BLAS dot product (the same code as the summaries' means, so already in
-    the CPU's caches when it runs)."""
-    return math.sqrt(float(np.dot(values, values)))
+    def _device_summaries(self, pending: list[_Capture]):
+        """The flush's numbers computed on the device and copied to the host at once."""
+        layers = len(self.layers)
+        parts = [
+            device_summaries(torch.stack([c.preacts[i] for c in pending])) for i in range(layers)
+        ]
+        parts.append(torch.stack([c.weight_norms for c in pending]))
+        if self._norms:
+            parts.append(torch.stack([c.batch_norm for c in pending]))
+        widths = [part.shape[1] for part in parts]
+        host = torch.cat([part.float() for part in parts], dim=1).cpu().numpy()
+        split = np.split(host, np.cumsum(widths)[:-1], axis=1)
+        batch_norm = split[layers + 1] if self._norms else None
+        return split[:layers], split[layers], batch_norm
 
 
-def host_summary(pre: Tensor) -> list[float] | None:
-    """numpy_summary of a pre-activation on the CPU (a view of its memory, no copy)."""
-    return numpy_summary(pre.numpy())
+def _finite_or_none(values: list[float]) -> dict[str, float | None]:
+    """NUMBER_KEYS to values, None for a non-finite one (it would not be valid JSON)."""
+    return {key: v if math.isfinite(v) else None for key, v in zip(NUMBER_KEYS, values)}
 
 
-def batch_norm_figures(parts: list[list[float]], count: int, eps: float) -> dict[str, float]:
-    """Gamma and beta means and the gaps between the probe's batch statistics and the
-    running ones, from (batch mean, invstd, running mean, running var[, gamma, beta]).
-    The unbiased batch variance comes back from BatchNorm's 1 / sqrt(var + eps). Plain
-    Python on a few dozen floats: cheaper than the first call of each numpy function after
-    a training step has pushed numpy's code out of the CPU caches."""
-    mean, invstd, running_mean, running_var = parts[:4]
+def batch_norm_figures(block: np.ndarray, count: int, eps: float) -> dict[str, np.ndarray]:
+    """Per capture (rows of `block`, shaped (captures, 4 or 6, channels) as (batch mean,
+    invstd, running mean, running var[, gamma, beta])): gamma and beta means and the gaps
+    between the probe's batch statistics and the running ones. The unbiased batch variance
+    comes back from BatchNorm's 1 / sqrt(var + eps)."""
+    block = block.astype(np.float64)
+    mean, invstd, running_mean, running_var = block[:, 0], block[:, 1], block[:, 2], block[:, 3]
     correction = count / max(count - 1, 1)
-    channels = len(mean)
-    variances = [(1.0 / (i * i) - eps) * correction if i else math.inf for i in invstd]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variances = (1.0 / (invstd * invstd) - eps) * correction
     found = {
-        "running_mean_gap": sum(map(abs, map(operator.sub, mean, running_mean))) / channels,
-        "running_var_gap": sum(map(abs, map(operator.sub, variances, running_var))) / channels,
+        "running_mean_gap": np.abs(mean - running_mean).mean(axis=1),
+        "running_var_gap": np.abs(variances - running_var).mean(axis=1),
     }
-    if len(parts) == 6:
-        found["gamma_mean"] = math.fsum(parts[4]) / channels
-        found["beta_mean"] = math.fsum(parts[5]) / channels
+    if block.shape[1] == 6:
+        found["gamma_mean"] = block[:, 4].mean(axis=1)
+        found["beta_mean"] = block[:, 5].mean(axis=1)
     return found
 
 
@@ -270,14 +380,23 @@ def probe_path(model: Classifier) -> list[tuple[Callable | None, str, int | None
         path[-1] = (None, PREACTIVATION, path[-1][2])
     for at in range(len(path) - 1):
         (run, role, index), (after, _, _) = path[at], path[at + 1]
-        if type(run) is nn.ReLU and role == PREACTIVATION and after is max_pool_2x2:
+        if run is torch.relu and role == PREACTIVATION and after is max_pool_2x2:
             # max then ReLU equals ReLU then max, on a quarter of the values
             path[at], path[at + 1] = (None, role, index), (relu_max_pool_2x2, RUN, None)
     return path
 
 
 def fast_equivalent(module: nn.Module) -> Callable:
-    """The module, or a faster function giving the same values without autograd."""
+    """The module, or a faster function giving the same values without autograd (calling
+    the functional form directly skips nn.Module's call machinery, which matters at the
+    probe's sizes)."""
+    kind = type(module)
+    if kind is nn.Linear:
+        return functools.partial(_linear, module)
+    if kind is nn.Conv2d:
+        return functools.partial(_conv, module)
+    if kind in _ELEMENTWISE and not getattr(module, "inplace", False):
+        return _ELEMENTWISE[kind]
     if (
         type(module) is nn.MaxPool2d
         and _pair(module.kernel_size) == (2, 2)
@@ -289,6 +408,19 @@ def fast_equivalent(module: nn.Module) -> Callable:
     ):
         return max_pool_2x2
     return module
+
+
+_ELEMENTWISE: dict[type, Callable] = {
+    nn.ReLU: torch.relu, nn.Sigmoid: torch.sigmoid, nn.Tanh: torch.tanh,
+}  # fmt: skip
+
+
+def _linear(module: nn.Linear, x: Tensor) -> Tensor:
+    return torch.nn.functional.linear(x, module.weight, module.bias)
+
+
+def _conv(module: nn.Conv2d, x: Tensor) -> Tensor:
+    return module._conv_forward(x, module.weight, module.bias)
 
 
 def max_pool_2x2(x: Tensor) -> Tensor:
@@ -309,55 +441,54 @@ def _pair(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def to_host(tensors: list[Tensor], one_copy: bool | None = None) -> list[list[float]]:
-    """The values of 1-D tensors as lists of floats. Off the CPU (or with `one_copy`) in one
-    concatenation and one device-to-host copy; on the CPU each through numpy, which is
-    cheaper there than concatenating first (and numpy's tolist beats torch's)."""
-    if not tensors:
-        return []
-    if one_copy is None:
-        one_copy = any(t.device.type != "cpu" for t in tensors)
-    if not one_copy:
-        return [t.detach().numpy().tolist() for t in tensors]
-    with torch.inference_mode():
-        values = torch.cat(tensors).float().cpu().numpy().tolist()
-    ends = list(itertools.accumulate(len(t) for t in tensors))
-    return [values[end - len(t) : end] for t, end in zip(tensors, ends)]
+def _stacked_host_summaries(preacts: list[Tensor | np.ndarray]) -> np.ndarray:
+    """host_summaries of one layer's pre-activations from several captures (or their
+    summary rows, where capture already computed them)."""
+    if isinstance(preacts[0], np.ndarray):
+        return np.stack(preacts)
+    return host_summaries(np.stack([pre.numpy() for pre in preacts]))
 
 
-def numpy_summary(values: np.ndarray) -> list[float] | None:
-    """[mean, std (population), percentiles over all values, percentiles of unit
-    PROBE_UNIT (for a conv layer: channel PROBE_UNIT over batch and positions)], or None
-    when the values are not all finite."""
-    flat = values.reshape(-1)
-    count = flat.size
-    # BLAS dot products: several times faster than numpy's own sum at these sizes, and
+def host_summaries(blocks: np.ndarray) -> np.ndarray:
+    """Per capture (the first axis of `blocks`: captures, probe batch, units[, positions]):
+    [mean, std (population), percentiles over all values, percentiles of unit PROBE_UNIT
+    (for a conv layer: channel PROBE_UNIT over batch and positions)], NaN where the values
+    are not all finite."""
+    captures = blocks.shape[0]
+    flat = blocks.reshape(captures, -1)
+    count = flat.shape[1]
+    # BLAS products: several times faster than numpy's own sums at these sizes, and
     # accurate enough (float32 accumulators spread over many lanes; two passes for the
     # variance, so a large mean does not cancel it away).
-    mean = float(np.dot(flat, _ones(count))) / count
-    centred = flat - np.float32(mean)
-    var = float(np.dot(centred, centred)) / count
-    if not (math.isfinite(mean) and math.isfinite(var)):  # overflow, or inf/nan values
-        mean = float(flat.mean(dtype=np.float64))
-        if not math.isfinite(mean):
-            return None
-        var = float(flat.var(dtype=np.float64))
-    unit = np.ascontiguousarray(values[:, PROBE_UNIT]).reshape(-1)
-    return [mean, math.sqrt(var), *percentiles_numpy(flat), *percentiles_numpy(unit)]
+    ones = _ones(count)
+    means = (flat @ ones) / np.float32(count)
+    centred = flat - means[:, None]
+    variances = (np.square(centred, out=centred) @ ones) / count
+    units = blocks[:, :, PROBE_UNIT].reshape(captures, -1)
+    found = np.full((captures, len(SUMMARY_KEYS)), math.nan)
+    for at in range(captures):
+        mean, var = float(means[at]), float(variances[at])
+        if not (math.isfinite(mean) and math.isfinite(var)):  # overflow, or inf/nan values
+            mean = float(flat[at].mean(dtype=np.float64))
+            if not math.isfinite(mean):
+                continue
+            var = float(flat[at].var(dtype=np.float64))
+        found[at] = [
+            mean, math.sqrt(var), *percentiles_numpy(flat[at]), *percentiles_numpy(units[at])
+        ]  # fmt: skip
+    return found
 
 
-def device_summary(pre: Tensor) -> Tensor:
-    """The same numbers as numpy_summary, as one tensor on the pre-activation's device
-    (where sorting is cheap and copies are not)."""
-    flat = pre.reshape(-1)
-    std, mean = torch.std_mean(flat, correction=0)
-    unit = pre[:, PROBE_UNIT].reshape(-1)
-    parts = [mean.reshape(1), std.reshape(1), percentiles_torch(flat), percentiles_torch(unit)]
-    return torch.cat(parts)
-
-
-def _summary_numbers(numbers: list[float]) -> list[float] | None:
-    return numbers if math.isfinite(numbers[0]) else None
+def device_summaries(blocks: Tensor) -> Tensor:
+    """The same numbers as host_summaries, computed on the blocks' device (where sorting is
+    cheap and copies are not). Rows with values that are not all finite start with a
+    non-finite mean and are dropped by the caller."""
+    captures = blocks.shape[0]
+    flat = blocks.reshape(captures, -1)
+    std, mean = torch.std_mean(flat, dim=1, correction=0)
+    units = blocks[:, :, PROBE_UNIT].reshape(captures, -1)
+    columns = [mean[:, None], std[:, None], percentiles_torch(flat), percentiles_torch(units)]
+    return torch.cat(columns, dim=1)
 
 
 @functools.lru_cache(maxsize=16)
@@ -393,23 +524,24 @@ def percentiles_numpy(values: np.ndarray) -> list[float]:
     return [found[b] + w * (found[a] - found[b]) for b, a, w in steps]
 
 
-PYTHON_SORT = 64  # up to this many values, Python's sort (its code is always in the cache)
-DIRECT_SELECT = 8192  # up to this many values, np.partition selects directly
+PYTHON_SORT = 64  # up to this many values, Python's sort
+SORT_ALL = 6144  # up to this many values, numpy's (SIMD) sort beats selecting
 
 
 def order_statistics(values: np.ndarray, ranks: np.ndarray) -> list[float]:
     """The values of 0-based `ranks` in sorted order, exactly, without sorting everything.
 
-    np.partition is a branchy scalar loop (several ns per value and rank, more with cold
-    caches); a comparison and a count are vectorized passes. So for large arrays: sort an
-    evenly strided sample, then for each group of adjacent ranks narrow a value interval
-    known to hold them with a few comparison-and-count passes, and partition only the few
-    hundred values inside it."""
+    np.partition is a branchy scalar loop (several ns per value and rank on data it has not
+    seen before); numpy's sort is vectorized and beats it up to a few thousand values; a
+    comparison and a count are vectorized passes. So for large arrays: sort an evenly
+    strided sample, then for each group of adjacent ranks narrow a value interval known to
+    hold them with a few comparison-and-count passes, and partition only the few hundred
+    values inside it."""
     if values.size <= PYTHON_SORT:
         ordered = sorted(values.tolist())
         return [ordered[rank] for rank in ranks.tolist()]
-    if values.size <= DIRECT_SELECT:
-        return np.partition(values, ranks)[ranks].tolist()
+    if values.size <= SORT_ALL:
+        return np.sort(values)[ranks].tolist()
     sample = np.sort(values[:: sample_stride(values.size)])
     small_enough = max(values.size // 128, 256)  # below this, a pass costs more than it saves
     found: list[float] = []
@@ -484,12 +616,12 @@ def _adjacent_groups(ranks: list[int]) -> list[list[int]]:
 
 
 def percentiles_torch(values: torch.Tensor) -> torch.Tensor:
-    """The same on the device (finite values)."""
-    below, above, weight, _ = _ranks(values.numel())
-    ordered = values.sort().values
+    """The same on the device (finite values), along the last dimension."""
+    below, above, weight, _ = _ranks(values.shape[-1])
+    ordered = values.sort(dim=-1).values
     device = values.device
-    lower = ordered[torch.from_numpy(below).to(device)]
-    upper = ordered[torch.from_numpy(above).to(device)]
+    lower = ordered[..., torch.from_numpy(below).to(device)]
+    upper = ordered[..., torch.from_numpy(above).to(device)]
     return torch.lerp(lower, upper, torch.from_numpy(weight).to(device, values.dtype))
 
 

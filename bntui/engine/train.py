@@ -18,6 +18,7 @@ Reported numbers:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -199,8 +200,16 @@ class _Run:
         self.point = (0.0, 0, self.loop_start)  # (loss total, step, time) at the last progress
         self.total_at_epoch_start = 0.0
         last_epoch = None
-        for epoch in range(1, config.epochs + 1):
-            last_epoch = self.run_epoch(epoch, prepared, diagnostics)
+        try:
+            for epoch in range(1, config.epochs + 1):
+                last_epoch = self.run_epoch(epoch, prepared, diagnostics)
+        except _Stop:  # cancelled or diverged: what was measured so far is kept
+            self.emit_diagnostics(diagnostics)
+            raise
+        except Exception:
+            with contextlib.suppress(Exception):  # failed: keep what was measured if we can
+                self.emit_diagnostics(diagnostics)
+            raise
         train_seconds = time.perf_counter() - self.loop_start
         test_loss, test_accuracy = evaluate(model, data.test_x, data.test_y)
         self.emit(
@@ -239,13 +248,21 @@ class _Run:
             self.loss_total.add_(loss.detach())
             self.step += 1
             if measuring:
-                self.emit(diagnostics.measure(self.step, epoch))
+                diagnostics.capture(self.step, epoch)
+                if diagnostics.due():
+                    self.emit_diagnostics(diagnostics)
             if self.step % progress_every == 0:
                 self.progress(epoch)
+        self.emit_diagnostics(diagnostics)  # inside the epoch's time: measuring is training's cost
         total = self.read_total(epoch)
         train_loss = (total - self.total_at_epoch_start) / prepared.steps_per_epoch
         self.total_at_epoch_start = total
         return self.end_epoch(epoch, train_loss, time.perf_counter() - epoch_start, prepared)
+
+    def emit_diagnostics(self, diagnostics) -> None:
+        if diagnostics is not None:
+            for event in diagnostics.flush():
+                self.emit(event)
 
     def read_total(self, epoch: int) -> float:
         """The summed train loss so far (a device sync); stops the run if it is not finite."""
