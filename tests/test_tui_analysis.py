@@ -134,3 +134,4 @@ async def test_f3_loads_the_paper_figure_1_preset(app):
         assert (fields.dataset, fields.hidden_sizes, fields.activation) == ("mnist-mini", [100, 100, 100], "sigmoid")
         assert (fields.batch_size, fields.optimizer, fields.sgd_momentum, fields.diagnostics_every) == (60, "sgd", 0.0, 10)
         assert (reading.bn, reading.seeds) == ("both", 1)
+        assert app.main.form.value("diagnostics_every") == "10"  # shown in its field

@@ -58,20 +58,20 @@ async def test_unit_percentile_bands_are_the_recorded_values():
         await pilot.pause()
         band = band_of(screen, 0)
         assert band.xs == [point["step"] for point in record.diagnostics.points]
-        assert band.low == recorded(record, "fc1", "unit_p15")
-        assert band.mid == recorded(record, "fc1", "unit_p50")
-        assert band.high == recorded(record, "fc1", "unit_p85")
+        assert band.low == recorded(record, "fc2", "unit_p15")
+        assert band.mid == recorded(record, "fc2", "unit_p50")
+        assert band.high == recorded(record, "fc2", "unit_p85")
         assert panel(screen, 0).plot.drawn  # it was drawn, not only computed
 
-        await pilot.press("right_square_bracket")  # next layer
-        assert screen.layer_name == "fc2"
-        assert band_of(screen, 0).mid == recorded(record, "fc2", "unit_p50")
+        await pilot.press("left_square_bracket")  # previous layer
+        assert screen.layer_name == "fc1"
+        assert band_of(screen, 0).mid == recorded(record, "fc1", "unit_p50")
 
         await pilot.press("s")  # next statistic: percentiles over all units
         assert screen.query_one("#diag-statistic", Select).value == "all"
         band = band_of(screen, 0)
         assert (band.low, band.mid, band.high) == tuple(
-            recorded(record, "fc2", key) for key in ("preact_p15", "preact_p50", "preact_p85")
+            recorded(record, "fc1", key) for key in ("preact_p15", "preact_p50", "preact_p85")
         )
 
         accuracy = screen.query_one("#diag-accuracy", OverlayPlot)
@@ -85,8 +85,8 @@ async def test_a_pair_is_shown_side_by_side_bn_first_on_one_y_scale():
     screen = DiagnosticsScreen([nobn, bn])
     async with ScreenApp(screen).run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert band_of(screen, 0).mid == recorded(bn, "fc1", "unit_p50")
-        assert band_of(screen, 1).mid == recorded(nobn, "fc1", "unit_p50")
+        assert band_of(screen, 0).mid == recorded(bn, "fc2", "unit_p50")
+        assert band_of(screen, 1).mid == recorded(nobn, "fc2", "unit_p50")
         left, right = panel(screen, 0).plot, panel(screen, 1).plot
         assert left.y_range is not None and left.y_range == right.y_range
         everything = [y for plot in (left, right) for series in plot.series for y in series.ys]
@@ -97,7 +97,7 @@ async def test_a_pair_is_shown_side_by_side_bn_first_on_one_y_scale():
         screen.query_one("#diag-statistic", Select).value = "affine"
         await pilot.pause()
         gammas = {series.label: series.ys for series in panel(screen, 0).plot.series}
-        assert gammas["γ"] == recorded(bn, "fc1", "gamma_mean")
+        assert gammas["γ"] == recorded(bn, "fc2", "gamma_mean")
         assert panel(screen, 1).message.display
         assert "no BatchNorm" in str(panel(screen, 1).message.content)
 
@@ -137,7 +137,7 @@ async def test_update_records_redraws_with_new_points_at_most_4_times_a_second()
                 break
             await pilot.pause(0.05)
         assert screen.redraw_count == before + 2
-        assert band_of(screen, 0).mid == recorded(full, "fc1", "unit_p50")
+        assert band_of(screen, 0).mid == recorded(full, "fc2", "unit_p50")
 
 
 async def test_diagnostics_that_appear_later_fill_the_layer_choice():
@@ -153,8 +153,8 @@ async def test_diagnostics_that_appear_later_fill_the_layer_choice():
                 break
             await pilot.pause(0.05)
         await pilot.pause()
-        assert screen.query_one("#diag-layer", Select).value == "fc1"
-        assert band_of(screen, 0).mid == recorded(full, "fc1", "unit_p50")
+        assert screen.query_one("#diag-layer", Select).value == "fc2"
+        assert band_of(screen, 0).mid == recorded(full, "fc2", "unit_p50")
         assert isinstance(panel(screen, 0).title, Static)
 
 

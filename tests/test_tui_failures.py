@@ -95,6 +95,21 @@ async def test_batch_size_one_with_batchnorm_is_refused_next_to_the_field(tmp_pa
         assert not app.views
 
 
+async def test_a_negative_diagnostics_interval_is_refused_next_to_the_field(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        field = app.screen.query_one("#field-diagnostics_every", Input)
+        assert field.value == "25"  # the model's default, shown
+        await set_field(pilot, "diagnostics_every", "-5")
+        error = app.screen.query_one("#error-diagnostics_every", Static)
+        assert "greater than or equal to 0" in str(error.render())
+        await pilot.press("ctrl+r")
+        assert not app.views
+        await set_field(pilot, "diagnostics_every", "0")  # 0 turns them off: allowed
+        assert str(error.render()) == ""
+        assert app.main.form.read().fields.diagnostics_every == 0
+
+
 async def test_a_crashing_trainer_is_reported_stored_as_failed_and_the_app_carries_on(tmp_path: Path) -> None:
     notes: list[Notification] = []
     app = make_app(tmp_path, CRASHING_TRAINER)

@@ -230,7 +230,8 @@ class DiagnosticsScreen(Screen[None]):
         self.records: list[RunRecord] = ordered_records(records)
         self.dropped = max(len(records) - len(self.records), 0)
         self.layer_choices: list[tuple[str, str]] = layer_names(self.records)
-        self.layer_name: str | None = self.layer_choices[0][0] if self.layer_choices else None
+        # The last hidden layer first: the paper's Figure 1 follows a unit of that layer.
+        self.layer_name: str | None = self.layer_choices[-1][0] if self.layer_choices else None
         self.statistic: Statistic = STATISTICS[0]
         self.log_y = False
         self.redraw_count = 0
@@ -286,7 +287,7 @@ class DiagnosticsScreen(Screen[None]):
         self.layer_choices = layers
         names = [name for name, _ in layers]
         if self.layer_name not in names:
-            self.layer_name = names[0] if names else None
+            self.layer_name = names[-1] if names else None
         select = self.query_one("#diag-layer", Select)
         with select.prevent(Select.Changed):
             select.set_options(self._layer_options())

@@ -102,6 +102,9 @@ def field_row(label: str, name: str, control: Widget) -> list[Widget]:
     ]
 
 
+DIAGNOSTICS_TIP = "BatchNorm diagnostics (d on a run) every N training steps; 0 turns them off"
+
+
 class SettingsForm(VerticalScroll):
     def __init__(
         self,
@@ -145,6 +148,7 @@ class SettingsForm(VerticalScroll):
             *field_row("eps", "bn_eps", Input(str(d.bn_eps), compact=True)),
             *field_row("affine", "bn_affine", Checkbox("learn scale, shift", d.bn_affine, compact=True)),
             *field_row("placement", "bn_placement", Select(_choices(Placement), value=d.bn_placement, allow_blank=False, compact=True)),
+            *field_row("diag every", "diagnostics_every", Input(str(d.diagnostics_every), compact=True, tooltip=DIAGNOSTICS_TIP)),
             id="pane-normalization",
         )
         yield Pane(
