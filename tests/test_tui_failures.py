@@ -60,6 +60,11 @@ async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str, timeo
         await pilot.pause(0.05)
 
 
+async def shows(pilot: Pilot, label: Static, text: str) -> None:
+    """Validation runs after the next refresh: wait for it rather than assume it ran."""
+    await wait_for(pilot, lambda: text in str(label.render()), f"{text!r} next to the field")
+
+
 async def set_field(pilot: Pilot, name: str, text: str) -> None:
     field = pilot.app.screen.query_one(f"#field-{name}", Input)
     field.focus()
@@ -76,21 +81,22 @@ async def test_invalid_learning_rate_shows_its_message_and_does_not_start(tmp_pa
         start = app.screen.query_one("#start", Button)
         for text, expected in (("abc", "valid number"), ("-1", "greater than 0")):
             await set_field(pilot, "lr", text)
-            assert expected in str(error.render())
+            await shows(pilot, error, expected)
             assert start.disabled
             await pilot.press("ctrl+r")
             await pilot.pause()
             assert not app.views and not app.trainers
             assert notes[-1].severity == "error" and "lr: " in notes[-1].message
         await set_field(pilot, "lr", "0.01")
-        assert str(error.render()) == "" and not start.disabled
+        await wait_for(pilot, lambda: str(error.render()) == "", "the lr error to clear")
+        assert not start.disabled
 
 
 async def test_batch_size_one_with_batchnorm_is_refused_next_to_the_field(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await set_field(pilot, "batch_size", "1")
-        assert "at least 2" in str(app.screen.query_one("#error-batch_size", Static).render())
+        await shows(pilot, app.screen.query_one("#error-batch_size", Static), "at least 2")
         await pilot.press("ctrl+r")
         assert not app.views
 
@@ -102,11 +108,11 @@ async def test_a_negative_diagnostics_interval_is_refused_next_to_the_field(tmp_
         assert field.value == "25"  # the model's default, shown
         await set_field(pilot, "diagnostics_every", "-5")
         error = app.screen.query_one("#error-diagnostics_every", Static)
-        assert "greater than or equal to 0" in str(error.render())
+        await shows(pilot, error, "greater than or equal to 0")
         await pilot.press("ctrl+r")
         assert not app.views
         await set_field(pilot, "diagnostics_every", "0")  # 0 turns them off: allowed
-        assert str(error.render()) == ""
+        await wait_for(pilot, lambda: str(error.render()) == "", "the error to clear")
         assert app.main.form.read().fields.diagnostics_every == 0
 
 
