@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import functools
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,19 @@ from bntui.store import list_runs
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.widgets.metric_plot import MetricPlot
+from tuihelpers import wait_for as wait_briefly
 
 pytestmark = pytest.mark.slow
 
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
+# Real trainers on a busy 2-core machine: waits are generous.
+wait_for = functools.partial(wait_briefly, timeout=120, step=0.1)
 
 
 def make_app(tmp_path: Path, **kwargs) -> BntuiApp:
     settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
     return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2, **kwargs)
 
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.1)
 
 
 async def type_into(pilot: Pilot, name: str, text: str) -> None:

@@ -20,15 +20,11 @@ from bntui.tui.screens.export_dialog import ExportDialog, default_export_path
 from bntui.tui.screens.group import GroupScreen
 from bntui.tui.widgets.band_plot import BandPlot
 from bntui.tui.widgets.overlay_plot import OverlayPlot
+from tuihelpers import COMPARE_RUNS as FIXTURE_RUNS
+from tuihelpers import fixture_records
 
-FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "compare_runs"
 CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 SIZE = (150, 45)
-
-
-def fixture_records(*ids: str) -> list[RunRecord]:
-    runs = {run.id: run for run in list_runs(FIXTURE_RUNS)}
-    return [runs[run_id].record for run_id in ids]
 
 
 def group_records() -> list[RunRecord]:

@@ -12,15 +12,11 @@ from bntui.store import list_runs
 from bntui.store.schema import DiagnosticsRecord, RunRecord
 from bntui.tui.screens.diagnostics import NO_DIAGNOSTICS, DiagnosticsPanel, DiagnosticsScreen
 from bntui.tui.widgets.overlay_plot import OverlayPlot
+from tuihelpers import COMPARE_RUNS as FIXTURE_RUNS
+from tuihelpers import fixture_records
 
-FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "compare_runs"
 CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 SIZE = (150, 50)
-
-
-def fixture_records(*ids: str) -> list[RunRecord]:
-    runs = {run.id: run for run in list_runs(FIXTURE_RUNS)}
-    return [runs[run_id].record for run_id in ids]
 
 
 def recorded(record: RunRecord, layer: str, key: str) -> list[float]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from textual.notifications import Notification, Notify
@@ -19,6 +18,7 @@ from bntui.store import list_runs
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.screens.confirm_quit import ConfirmQuitScreen
+from tuihelpers import wait_for
 
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
 
@@ -51,13 +51,6 @@ def collect_notifications(into: list[Notification]):
 
     return hook
 
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def shows(pilot: Pilot, label: Static, text: str) -> None:

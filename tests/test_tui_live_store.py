@@ -4,10 +4,8 @@ every action can be found and run from the command palette."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from textual.pilot import Pilot
 
 from bntui.config import RunConfig
 from bntui.engine.events import EpochEnded, RunFinished, RunStarted
@@ -16,19 +14,13 @@ from bntui.store import RunWriter
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.keys import KEYMAP
+from tuihelpers import wait_for
 
 
 def make_app(tmp_path: Path) -> BntuiApp:
     settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
     return BntuiApp(settings, devices=[DeviceChoice("cpu", "CPU")], poll_seconds=0.05)
 
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def row(app: BntuiApp, key: str) -> list[str]:

@@ -154,7 +154,7 @@ class DiagnosticsRecorder:
             count = norm_stats[index][2]
             self._norm_layout.append(_NormLayout(index, start, channels, parts, norm.eps, count))
             start += parts * channels
-        self._templates = [_empty_row(layer) for layer in self.layers]
+        self._templates = [_layer_identity(layer) for layer in self.layers]
         # The weights before the measured step, copied by `snapshot` into buffers kept for it
         # (allocating them at every snapshot would cost page faults each time).
         self._before = [
@@ -625,12 +625,10 @@ def percentiles_torch(values: torch.Tensor) -> torch.Tensor:
     return torch.lerp(lower, upper, torch.from_numpy(weight).to(device, values.dtype))
 
 
-def _empty_row(layer) -> dict:
-    row = {
+def _layer_identity(layer) -> dict:
+    """The keys of a layer's row that are not measured (flush adds NUMBER_KEYS after them)."""
+    return {
         "layer": layer.name,
         "kind": "conv" if isinstance(layer.weight, nn.Conv2d) else "linear",
         "unit": PROBE_UNIT,
     }
-    for key in (*SUMMARY_KEYS, *TENSOR_KEYS):
-        row[key] = None
-    return row

@@ -203,11 +203,8 @@ class _Run:
         try:
             for epoch in range(1, config.epochs + 1):
                 last_epoch = self.run_epoch(epoch, prepared, diagnostics)
-        except _Stop:  # cancelled or diverged: what was measured so far is kept
-            self.emit_diagnostics(diagnostics)
-            raise
-        except Exception:
-            with contextlib.suppress(Exception):  # failed: keep what was measured if we can
+        except Exception:  # cancelled, diverged or failed: keep what was measured if we can
+            with contextlib.suppress(Exception):
                 self.emit_diagnostics(diagnostics)
             raise
         train_seconds = time.perf_counter() - self.loop_start

@@ -14,17 +14,16 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from bntui.config import RunConfig
 from bntui.series import ema
 from bntui.store.schema import RunRecord
+from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.tui.widgets.overlay_plot import (
     CurvePainter,
     OverlayPlot,
     PlotSeries,
-    RedrawThrottle,
     marker_symbol,
     painter_for,
 )
@@ -156,19 +155,22 @@ def comparison_rows(
 
 
 def format_value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "—"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4f}" if metric == "loss" else f"{100 * value:.2f}%"
+    return _format_number(metric, value, sign="", percent_unit="%")
 
 
 def format_delta(metric: str, value: float | None) -> str:
+    return _format_number(metric, value, sign="+", percent_unit=" pts")
+
+
+def _format_number(metric: str, value: float | None, sign: str, percent_unit: str) -> str:
+    """A loss to 4 decimals; an accuracy in percent (points for a difference)."""
     if value is None:
         return "—"
     if not math.isfinite(value):
         return str(value)
-    return f"{value:+.4f}" if metric == "loss" else f"{100 * value:+.2f} pts"
+    if metric == "loss":
+        return f"{value:{sign}.4f}"
+    return f"{100 * value:{sign}.2f}{percent_unit}"
 
 
 def _setting_text(value: object) -> str:
@@ -202,7 +204,7 @@ def config_diff(records: Sequence[RunRecord], show_all: bool = False) -> list[Se
 # -- screen -----------------------------------------------------------------------------------
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(LiveRecordsScreen):
     """Overlay of the given runs' curves, a metrics table and the settings diff.
 
     `reference`: the id of the run the deltas are measured against (default: the first)."""
@@ -235,8 +237,6 @@ class CompareScreen(Screen[None]):
         self.rows: list[ComparisonRow] = []
         self.settings: list[SettingRow] = []
         self.notes: list[str] = []
-        self._throttle = RedrawThrottle(self, self.redraw)
-        self._ready = False
 
     @property
     def smoothing(self) -> float:
@@ -256,9 +256,6 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw())
-        self._ready = True
-        self.redraw()
         self.query_one("#compare-table", DataTable).focus()
 
     def update_records(self, records: Sequence[RunRecord]) -> None:
@@ -268,13 +265,11 @@ class CompareScreen(Screen[None]):
         self.records = unique_runs(records)
         ids = [record.id for record in self.records]
         self.reference_index = ids.index(reference_id) if reference_id in ids else 0
-        self._throttle.request()
+        self.throttle.request()
 
     # -- drawing ------------------------------------------------------------------------------
 
-    def redraw(self) -> None:
-        if not self._ready:
-            return  # on_mount draws the first time
+    def draw(self) -> None:
         painter = painter_for(self.app)
         self._draw_plot(painter)
         self._draw_status()

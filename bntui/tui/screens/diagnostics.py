@@ -17,12 +17,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Select, Static
 
 from bntui.store.schema import RunRecord
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
-from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, RedrawThrottle, painter_for
+from bntui.tui.screens.live import LiveRecordsScreen
+from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, painter_for
 
 NO_DIAGNOSTICS = "no diagnostics recorded: run with --diagnostics-every N"
 
@@ -214,7 +214,7 @@ class DiagnosticsPanel(Vertical):
         return self.query_one(".diag-title", Static)
 
 
-class DiagnosticsScreen(Screen[None]):
+class DiagnosticsScreen(LiveRecordsScreen):
     """`records`: one run, or the two arms (BN and no BN) of a pair, shown side by side."""
 
     BINDINGS = [
@@ -235,12 +235,6 @@ class DiagnosticsScreen(Screen[None]):
         self.statistic: Statistic = STATISTICS[0]
         self.log_y = False
         self.redraw_count = 0
-        self._throttle = RedrawThrottle(self, self.redraw)
-        self._ready = False
-
-    @property
-    def throttle(self) -> RedrawThrottle:
-        return self._throttle
 
     def compose(self) -> ComposeResult:
         yield Static(id="diag-status")
@@ -264,16 +258,11 @@ class DiagnosticsScreen(Screen[None]):
         yield OverlayPlot(id="diag-accuracy")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw())
-        self._ready = True
-        self.redraw()
-
     def update_records(self, records: Sequence[RunRecord]) -> None:
         """The same runs with newer data (the app polls the store). Redraws at most 4 Hz."""
         self.records = ordered_records(records)
         self.dropped = max(len(records) - len(self.records), 0)
-        self._throttle.request()
+        self.throttle.request()
 
     # -- drawing ------------------------------------------------------------------------------
 
@@ -294,9 +283,7 @@ class DiagnosticsScreen(Screen[None]):
             if self.layer_name is not None:
                 select.value = self.layer_name
 
-    def redraw(self) -> None:
-        if not self._ready:
-            return
+    def draw(self) -> None:
         self.redraw_count += 1
         self._sync_layers()
         painter = painter_for(self.app)

@@ -10,14 +10,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from bntui.commands.card import group_card_text
 from bntui.stats import ArmSummary, Band, GroupSummary, summarize_group
 from bntui.store.schema import RunRecord
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
-from bntui.tui.widgets.overlay_plot import CurvePainter, RedrawThrottle, painter_for
+from bntui.tui.screens.live import LiveRecordsScreen
+from bntui.tui.widgets.overlay_plot import CurvePainter, painter_for
 
 VIEWS = ("both", "loss", "accuracy")
 
@@ -44,7 +44,7 @@ def arm_band(arm: ArmSummary, band: Band, words: str, painter: CurvePainter, ind
     )
 
 
-class GroupScreen(Screen[None]):
+class GroupScreen(LiveRecordsScreen):
     """`records`: the runs of one group (both arms, every seed)."""
 
     BINDINGS = [
@@ -59,8 +59,6 @@ class GroupScreen(Screen[None]):
         self.problem: str | None = None
         self.card_text = ""
         self.view = "both"
-        self._throttle = RedrawThrottle(self, self.redraw)
-        self._ready = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="group-status")
@@ -72,15 +70,10 @@ class GroupScreen(Screen[None]):
                 yield Static(id="group-card")
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw())
-        self._ready = True
-        self.redraw()
-
     def update_records(self, records: Sequence[RunRecord]) -> None:
         """The group's runs again, as the store now has them. Redraws at most 4 times a second."""
         self.records = list(records)
-        self._throttle.request()
+        self.throttle.request()
 
     def _summarize(self) -> None:
         self.summary, self.problem = None, None
@@ -92,9 +85,7 @@ class GroupScreen(Screen[None]):
         except ValueError as exc:  # runs of several groups: say so instead of mixing them
             self.problem = str(exc)
 
-    def redraw(self) -> None:
-        if not self._ready:
-            return
+    def draw(self) -> None:
         self._summarize()
         painter = painter_for(self.app)
         loss_plot = self.query_one("#group-loss", BandPlot)

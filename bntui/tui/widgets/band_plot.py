@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bntui.tui.widgets.overlay_plot import OverlayPlot, PlotSeries
 
@@ -41,25 +42,9 @@ class BandPlot(OverlayPlot):
         self.bands: list[BandSeries] = []
 
     def show_bands(
-        self,
-        bands: Sequence[BandSeries],
-        *,
-        extra: Sequence[PlotSeries] = (),
-        title: str = "",
-        xlabel: str = "",
-        ylabel: str = "",
-        log_y: bool = False,
-        y_range: tuple[float, float] | None = None,
-        message: str = "nothing to plot yet",
+        self, bands: Sequence[BandSeries], *, extra: Sequence[PlotSeries] = (), **options: Any
     ) -> None:
+        """The bands' curves, then `extra` curves; `options` are those of OverlayPlot.show."""
         self.bands = list(bands)
         curves = [curve for band in self.bands for curve in band.curves()]
-        self.show(
-            [*curves, *extra],
-            title=title,
-            xlabel=xlabel,
-            ylabel=ylabel,
-            log_y=log_y,
-            y_range=y_range,
-            message=message,
-        )
+        self.show([*curves, *extra], **options)
