@@ -17,7 +17,9 @@ from bntui.settings import AppSettings
 from bntui.store import list_runs
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
+from bntui.tui.lifecycle import being_removed
 from bntui.tui.screens.confirm_quit import ConfirmQuitScreen
+from bntui.tui.widgets.progress_line import ProgressLine
 from tuihelpers import wait_for
 
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
@@ -50,7 +52,6 @@ def collect_notifications(into: list[Notification]):
             into.append(message.notification)
 
     return hook
-
 
 
 async def shows(pilot: Pilot, label: Static, text: str) -> None:
@@ -160,3 +161,32 @@ async def test_quit_asks_while_a_run_trains_and_leaves_no_trainer_behind(tmp_pat
         pressing.cancel()
         assert not app.is_running
     assert not trainer.alive
+
+
+async def test_a_redraw_tick_while_the_app_shuts_down_is_skipped(tmp_path: Path) -> None:
+    """At exit Textual removes the widgets one await at a time and the redraw timer keeps
+    ticking in between; a tick that found the progress line gone once crashed the exit."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: bool(app.main.query(ProgressLine)), "the main screen")
+        close_all = app._close_all
+
+        async def close_with_ticks_in_between() -> None:
+            await app.main.query_one(ProgressLine).remove()
+            app._redraw()
+            app.on_data_table_row_highlighted()
+            await close_all()
+
+        app._close_all = close_with_ticks_in_between  # leaving the block shuts the app down
+
+
+async def test_a_screen_being_removed_counts_as_removed(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        progress = app.main.query_one(ProgressLine)
+        assert not being_removed(progress) and not being_removed(app.main)
+        removal = progress.remove()
+        assert being_removed(progress)  # at once, before the removal has finished
+        await removal
+        assert being_removed(progress) and not being_removed(app.main)

@@ -30,6 +30,7 @@ from bntui.tui.commands import ActionsProvider
 from bntui.tui.curves import curves_for
 from bntui.tui.devices import DeviceChoice, DeviceDetection, DeviceDetectionError, auto_device
 from bntui.tui.keys import bindings
+from bntui.tui.lifecycle import being_removed
 from bntui.tui.messages import DevicesFound, SettingsChanged, StoreChanged, TrainerExited, TrainerLine
 from bntui.tui.run_queue import Job, RunQueue
 from bntui.tui.run_view import RunView
@@ -472,8 +473,11 @@ class BntuiApp(App[int]):
         self._plotted = None
 
     def _ui_ready(self) -> bool:
-        """False while the app shuts down (its widgets are being removed)."""
-        return not self._shutting_down and bool(self.screen_stack) and bool(self.main.query(RunTable))
+        """False before the main screen is up and while the app shuts down (its widgets are
+        being removed)."""
+        if self._shutting_down or not self.screen_stack or being_removed(self.main):
+            return False
+        return bool(self.main.query(RunTable))
 
     def on_data_table_row_highlighted(self) -> None:
         if self._ui_ready():

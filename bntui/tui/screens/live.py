@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.screen import Screen
 
+from bntui.tui.lifecycle import being_removed
 from bntui.tui.widgets.overlay_plot import RedrawThrottle
 
 
@@ -23,7 +24,7 @@ class LiveRecordsScreen(Screen[None]):
         self.redraw()
 
     def redraw(self) -> None:
-        if self._mounted:  # before that, on_mount draws the first time
+        if self._mounted and not being_removed(self):  # before mount, on_mount draws the first time
             self.draw()
 
     def draw(self) -> None:
