@@ -1,5 +1,6 @@
 """The UI process never imports torch: devices are found by a subprocess, training happens in
-trainer processes. Checked in a fresh interpreter, after the app has mounted and painted."""
+trainer processes. Checked in a fresh interpreter, after the app has mounted and painted. The
+devices found then show in the device choice."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from textual.widgets import Select
+
+from bntui.settings import AppSettings
+from bntui.tui.app import BntuiApp
+from bntui.tui.devices import DeviceChoice, DeviceDetection
+from tuihelpers import wait_for
 
 SCRIPT = """
 import asyncio, json, sys
@@ -39,3 +48,17 @@ def test_the_app_never_imports_torch(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"after_mount": False, "after_devices": False, "devices": result["devices"]}
     assert "cpu" in result["devices"]
+
+
+async def test_the_device_choice_shows_what_detection_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    found = [DeviceChoice("cpu", "x86_64"), DeviceChoice("cuda:0", "NVIDIA H100")]
+    monkeypatch.setattr(DeviceDetection, "run", lambda self: found)
+    app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: app.devices == found, "the detected devices")
+        select = app.main.query_one("#field-device", Select)
+        label = select.query_one("SelectCurrent #label")
+        # The value stays "auto"; its label must still change from "detecting...".
+        await wait_for(pilot, lambda: "auto (cuda:0)" in str(label.render()), "the label naming the GPU")
+        assert select.value == "auto"
+        assert [value for _, value in select._options] == ["auto", "cpu", "cuda:0"]

@@ -255,6 +255,9 @@ class SettingsForm(VerticalScroll):
         select.set_options(device_options(devices))
         values = [value for _, value in device_options(devices)]
         select.value = current if current != "auto" and current in values else self._device_value(devices)
+        # Select only redraws its label when the value changes; "auto" stays "auto" while its
+        # label changes from "detecting..." to the device found, so redraw it regardless.
+        select.mutate_reactive(Select.value)
 
     def _update_dataset_info(self) -> None:
         self.query_one("#dataset-info", Static).update(
