@@ -184,9 +184,11 @@ async def test_a_screen_being_removed_counts_as_removed(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
-        progress = app.main.query_one(ProgressLine)
-        assert not being_removed(progress) and not being_removed(app.main)
-        removal = progress.remove()
-        assert being_removed(progress)  # at once, before the removal has finished
+        label = Static("a widget of this test's own: the app's timers never look for it")
+        assert being_removed(label)  # not mounted yet
+        await app.main.mount(label)
+        assert not being_removed(label) and not being_removed(app.main)
+        removal = label.remove()
+        assert being_removed(label)  # at once, before the removal has finished
         await removal
-        assert being_removed(progress) and not being_removed(app.main)
+        assert being_removed(label) and not being_removed(app.main)
