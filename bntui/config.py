@@ -27,11 +27,14 @@ DEFAULT_DROPOUT = {"mlp": 0.0, "lenet5": 0.3}
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
+MAX_SEED = 2**31 - 1  # torch.manual_seed takes more, but numpy and CUDA generators do not
+
 
 class TrainingFields(BaseModel):
     """Fields shared by one run's config and the `bntui run` command that launches runs."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No inf or nan: a run is stored as JSON, where they cannot round-trip in a config.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     dataset: Dataset = Field("mnist-mini", description="dataset to train on")
     arch: Architecture = Field("mlp", description="network architecture")
@@ -52,7 +55,7 @@ class TrainingFields(BaseModel):
         None, ge=1, le=10000, description="epochs; unset: 10 for mlp, 20 for lenet5"
     )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set held out")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="random seed")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     progress_every: int = Field(50, ge=1, description="steps between progress events")
     # 25, not 10 (the paper-fig1 preset's interval): on a CPU one measurement of the small MLP
@@ -125,6 +128,14 @@ class RunConfig(TrainingFields):
     def label(self) -> str:
         """Short human label: dataset/arch/BN/seed."""
         return f"{self.dataset}/{self.arch}/{'bn' if self.bn else 'no-bn'}/s{self.seed}"
+
+
+def seed_range_problem(seed: int, seeds: int) -> str | None:
+    """Why `seeds` runs starting at `seed` cannot all have valid seeds, or None if they can."""
+    if seed + seeds - 1 <= MAX_SEED:
+        return None
+    return (f"{seeds} seeds from seed {seed} go past the largest seed, {MAX_SEED}: "
+            f"start at seed {MAX_SEED - seeds + 1} or lower")
 
 
 def _parse_on_off(value: str) -> Any:

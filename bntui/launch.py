@@ -6,7 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from bntui.config import BnChoice, RunConfig, TrainingFields
+from bntui.config import BnChoice, RunConfig, TrainingFields, seed_range_problem
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ def plan_runs(fields: TrainingFields, bn: BnChoice, seeds: int = 1) -> LaunchPla
     gets a BN run then a no-BN run: same seed, so same initial shared weights and batch order."""
     if seeds < 1:
         raise ValueError("seeds: must be at least 1")
+    if problem := seed_range_problem(fields.seed, seeds):
+        raise ValueError(f"seeds: {problem}")
     arms = (True, False) if bn == "both" else (bn == "on",)
     base = fields.model_dump(exclude={"seed"})
     configs = [

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
-from bntui.config import RunConfig, TrainingFields, check_device_available, field_errors, format_validation_error
+from bntui.config import (
+    MAX_SEED,
+    RunConfig,
+    TrainingFields,
+    check_device_available,
+    field_errors,
+    format_validation_error,
+)
 from bntui.launch import plan_runs
 
 
@@ -43,6 +50,11 @@ def test_lab_defaults_depend_on_the_architecture():
         ({"hidden_sizes": "12,x"}, "hidden_sizes", "comma-separated positive integers"),
         ({"hidden_sizes": []}, "hidden_sizes", "positive integers"),
         ({"colour": "red"}, "colour", "unknown setting"),
+        # inf passed every bound and a run was stored with null in its config (JSON has no inf).
+        ({"bn_eps": float("inf")}, "bn_eps", "finite number"),
+        ({"lr": "inf"}, "lr", "finite number"),
+        ({"bn_momentum": float("nan")}, "bn_momentum", "finite number"),
+        ({"sgd_momentum": "-inf"}, "sgd_momentum", "finite number"),
     ],
 )
 def test_invalid_values_name_the_field_and_what_is_allowed(values, field, allowed):
@@ -107,3 +119,20 @@ def test_plan_pairs_bn_arms_per_seed_in_one_group():
     assert plan.group is not None
     single = plan_runs(TrainingFields(), "off", seeds=1)
     assert single.group is None and [c.bn for c in single.configs] == [False]
+
+
+def test_every_float_setting_refuses_inf():
+    floats = [name for name, field in RunConfig.model_fields.items() if field.annotation in (float, float | None)]
+    assert {"lr", "bn_eps", "bn_momentum", "dropout", "sgd_momentum", "val_fraction"} <= set(floats)
+    for name in floats:
+        assert message_for(**{name: float("inf")}).startswith(f"{name}: must be a finite number")
+
+
+def test_a_plan_whose_seeds_would_pass_the_largest_seed_is_refused():
+    assert [c.seed for c in plan_runs(TrainingFields(seed=MAX_SEED - 1), "on", seeds=2).configs] == [
+        MAX_SEED - 1, MAX_SEED
+    ]
+    with pytest.raises(ValueError) as caught:
+        plan_runs(TrainingFields(seed=MAX_SEED), "both", seeds=2)
+    assert str(caught.value).startswith("seeds: 2 seeds from seed 2147483647 go past the largest seed")
+    assert f"start at seed {MAX_SEED - 1} or lower" in str(caught.value)

@@ -95,6 +95,34 @@ async def test_batch_size_one_with_batchnorm_is_refused_next_to_the_field(tmp_pa
         assert not app.views
 
 
+async def test_seeds_that_would_pass_the_largest_seed_are_refused_next_to_the_seeds_field(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await set_field(pilot, "seed", "2147483647")
+        await set_field(pilot, "seeds", "2")
+        error = app.screen.query_one("#error-seeds", Static)
+        await shows(pilot, error, "start at seed 2147483646 or lower")
+        assert str(app.screen.query_one("#error-seed", Static).render()) == ""  # the seed is fine
+        await pilot.press("ctrl+r")
+        assert not app.views
+        await set_field(pilot, "seeds", "1")
+        await wait_for(pilot, lambda: str(error.render()) == "", "the error to clear")
+
+
+async def test_a_field_that_does_not_apply_cannot_block_a_start(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await set_field(pilot, "hidden_sizes", "abc")
+        error = app.screen.query_one("#error-hidden_sizes", Static)
+        await shows(pilot, error, "comma-separated positive integers")
+        app.main.form.set_value("arch", "lenet5")  # hidden sizes are for the MLP only
+        await wait_for(pilot, lambda: str(error.render()) == "", "the hidden sizes error to clear")
+        reading = app.main.form.read()
+        assert not reading.errors and reading.fields.arch == "lenet5"
+        start = app.screen.query_one("#start", Button)
+        await wait_for(pilot, lambda: not start.disabled, "the start button to be enabled")
+
+
 async def test_a_negative_diagnostics_interval_is_refused_next_to_the_field(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -28,6 +28,7 @@ from bntui.config import (
     RunConfig,
     TrainingFields,
     field_errors,
+    seed_range_problem,
 )
 from bntui.tui.devices import DeviceChoice, device_options
 from bntui.tui.messages import SettingsChanged
@@ -201,6 +202,8 @@ class SettingsForm(VerticalScroll):
     def read(self) -> FormReading:
         data: dict[str, Any] = dict(self._preset_extras)
         for name in (name for name in TrainingFields.model_fields if name in self._controls):
+            if self._controls[name].disabled:
+                continue  # e.g. hidden sizes with LeNet-5: they do not apply, so they cannot block a start
             value = self.value(name)
             if isinstance(value, str):
                 value = value.strip()
@@ -224,6 +227,9 @@ class SettingsForm(VerticalScroll):
         except ValidationError as exc:
             errors.update(field_errors(exc))
             fields = None
+        if fields is not None and "seeds" not in errors:
+            if problem := seed_range_problem(fields.seed, seeds):
+                errors["seeds"] = problem
         return FormReading(fields, bn, seeds, errors)
 
     def show_errors(self, errors: dict[str, str]) -> None:
