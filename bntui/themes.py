@@ -411,10 +411,28 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def textual_theme_dark(name: str) -> bool | None:
+    """Whether Textual's own theme `name` is dark; None when Textual has no theme of that name.
+    The app offers these too (the command palette lists them), so a saved one must work."""
+    from textual.theme import BUILTIN_THEMES
+
+    theme = BUILTIN_THEMES.get(name)
+    return None if theme is None else theme.dark
+
+
+def _file_failed(catalog: ThemeCatalog, name: str) -> bool:
+    return any(problem.path.stem == name for problem in catalog.problems)
+
+
 def resolve_theme(catalog: ThemeCatalog, wanted: str | None) -> tuple[ThemeFile, str | None]:
-    """The theme called `wanted`, or the default with a note saying why it was not used."""
+    """The theme called `wanted`, or the default with a note saying why it was not used. For
+    one of Textual's own themes: the theme its plots borrow, and a note saying so."""
     if wanted and wanted in catalog.themes:
         return catalog.themes[wanted], None
+    dark = textual_theme_dark(wanted) if wanted else None
+    if wanted and dark is not None and not _file_failed(catalog, wanted):
+        stand_in = plot_theme_for(catalog, wanted, dark=dark)
+        return stand_in, f"theme {wanted!r} is one of Textual's own; its plots use {stand_in.name}'s colours"
     fallback = catalog.themes.get(DEFAULT_THEME) or next(iter(catalog.themes.values()), None)
     if fallback is None:
         fallback = _EMERGENCY_THEME
@@ -494,6 +512,10 @@ def install_themes(app: App[Any], catalog: ThemeCatalog, wanted: str | None) -> 
     """Register all themes and switch the app to `wanted` (or the default). Returns the note
     to show the user when the configured theme could not be used, else None."""
     register_all(app, catalog)
+    textual_own = wanted not in catalog.themes and wanted in app.available_themes
+    if wanted and textual_own and not _file_failed(catalog, wanted):
+        app.theme = wanted  # one of Textual's own, e.g. picked in the command palette and saved
+        return None
     chosen, note = resolve_theme(catalog, wanted)
     if chosen.name not in catalog.themes:  # the emergency stand-in
         app.register_theme(to_textual_theme(chosen))

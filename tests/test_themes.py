@@ -337,6 +337,27 @@ async def test_register_all_makes_themes_selectable(tmp_path):
         assert app.current_theme.primary == "#336699"
         note = install_themes(app, catalog, "gone")
         assert note is not None and app.theme == DEFAULT_THEME
+        # Textual's own themes are offered by the command palette, and saved when picked.
+        assert install_themes(app, catalog, "nord") is None
+        assert app.theme == "nord"
+
+
+async def test_a_textual_theme_whose_user_file_failed_falls_back_with_the_files_reason(tmp_path):
+    user = tmp_path / "user"
+    write(user, "nord.toml", "name = 'nord'\nprimary = 'not a colour'\n")
+    catalog = load_themes(user)
+    app: App[None] = App()
+    async with app.run_test():
+        note = install_themes(app, catalog, "nord")
+        assert note is not None and "could not be loaded" in note
+        assert app.theme == DEFAULT_THEME
+
+
+def test_resolve_names_the_plot_colours_a_textual_theme_borrows(tmp_path):
+    catalog = load_themes(tmp_path / "none")
+    light, note = resolve_theme(catalog, "textual-light")
+    assert light.name == "bntui-light" and note is not None and "Textual's own" in note
+    assert resolve_theme(catalog, "nord")[0].name == DEFAULT_THEME
 
 
 def test_curve_styles_with_colour(tmp_path):
