@@ -175,8 +175,9 @@ async def test_quit_asks_while_a_run_trains_and_leaves_no_trainer_behind(tmp_pat
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("ctrl+r")
         (trainer,) = app.trainers.values()
-        await pilot.press("ctrl+q")
+        await pilot.press("ctrl+q", "ctrl+q")  # pressed twice: still one question
         assert isinstance(app.screen, ConfirmQuitScreen)
+        assert sum(isinstance(screen, ConfirmQuitScreen) for screen in app.screen_stack) == 1
         await pilot.press("n")
         assert not isinstance(app.screen, ConfirmQuitScreen) and trainer.alive
 
@@ -220,3 +221,14 @@ async def test_a_screen_being_removed_counts_as_removed(tmp_path: Path) -> None:
         assert being_removed(label)  # at once, before the removal has finished
         await removal
         assert being_removed(label) and not being_removed(app.main)
+
+
+async def test_group_keys_on_an_empty_run_list_say_that_no_run_is_selected(tmp_path: Path) -> None:
+    notes: list[Notification] = []
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
+        app.main.runs.focus()
+        for key in ("g", "G"):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: bool(notes), f"a message for {key}")
+            assert notes.pop().message == "No run is selected: start runs with ^r first."

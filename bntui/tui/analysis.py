@@ -51,10 +51,18 @@ def group_run_ids(app: BntuiApp) -> tuple[str | None, list[str]]:
     return selected.group, [v.run_id for v in app.views.values() if v.group == selected.group and v.run_id]
 
 
+def _say_why_no_group(app: BntuiApp) -> None:
+    if _selected_view(app) is None:
+        app.notify("No run is selected: start runs with ^r first.", severity="warning")
+    else:
+        app.notify("The selected run belongs to no group: start runs with BatchNorm 'both' "
+                   "or seeds above 1 to get one.", severity="warning")
+
+
 def mark_group(app: BntuiApp) -> None:
     group, ids = group_run_ids(app)
     if group is None:
-        app.notify("The selected run belongs to no group (a --bn both or multi-seed launch).", severity="warning")
+        _say_why_no_group(app)
         return
     table = app.main.runs
     keys = [key for key, view in app.views.items() if view.group == group]
@@ -84,7 +92,7 @@ def open_group(app: BntuiApp) -> None:
 
     group, ids = group_run_ids(app)
     if group is None:
-        app.notify("The selected run belongs to no group: launch with BN both or several seeds.", severity="warning")
+        _say_why_no_group(app)
         return
     records = _records_for(app, ids)
     if records:

@@ -380,6 +380,8 @@ class BntuiApp(App[int]):
             trainer.stop(QUIT_GRACE_SECONDS)
 
     async def action_quit(self) -> None:
+        if isinstance(self.screen, ConfirmQuitScreen):
+            return  # already asking: a second ^q must not stack a second question
         running, queued = len(self.trainers), len(self.queue.waiting)
         if running or queued:
             self.push_screen(ConfirmQuitScreen(running, queued), self._quit_answered)
