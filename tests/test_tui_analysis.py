@@ -78,6 +78,33 @@ async def test_group_key_marks_the_group_and_opens_its_card(app):
         assert table.marked == set()
 
 
+def footer_descriptions(screen) -> list[str]:
+    """What the footer lists: the shown bindings of the screen's active binding chain."""
+    return [active.binding.description for active in screen.active_bindings.values() if active.binding.show]
+
+
+async def test_loss_acc_is_one_working_key_on_the_main_and_group_screens(app):
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        app.main.query_one("#field-epochs").focus()  # a text field: ^g must still work
+        await pilot.press("ctrl+g")
+        assert app.main.has_class("show-accuracy")
+        assert footer_descriptions(app.main).count("Loss/Acc") == 1
+
+        table.focus()
+        select(table, "fx-bn-s0")
+        await pilot.press("g")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, GroupScreen)
+        assert footer_descriptions(screen).count("Loss/Acc") == 1
+        await pilot.press("ctrl+g")  # the main screen's key does the same here
+        assert screen.view == "loss"
+        await pilot.press("m")
+        assert screen.view == "accuracy"
+        assert app.main.has_class("show-accuracy")  # the main screen was left alone
+
+
 async def test_diagnostics_opens_for_the_selected_run_and_its_twin(app):
     async with app.run_test(size=(140, 44)) as pilot:
         table = await loaded(pilot)

@@ -100,6 +100,21 @@ async def test_smoothing_keys_apply_a_debiased_ema_and_stop_at_0_9():
         assert tuple(bn.history.val_loss) in curves_ys(plot)
 
 
+async def test_hiding_the_training_curves_drops_them_from_the_legend():
+    bn, nobn = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    app = ScreenApp(lambda: CompareScreen([bn, nobn]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        legend = app.screen.query_one("#compare-legend", Static)
+        assert "training:" in str(legend.content)
+        await pilot.press("t")
+        plot = app.screen.query_one("#compare-plot", OverlayPlot)
+        assert curves_ys(plot) == {tuple(r.history.val_loss) for r in (bn, nobn)}
+        assert "validation:" in str(legend.content) and "training" not in str(legend.content)
+        await pilot.press("t")
+        assert "training:" in str(legend.content)
+
+
 async def test_x_axis_cycles_through_step_and_wall_time():
     (bn,) = fixture_records("fx-bn-s0")
     app = ScreenApp(lambda: CompareScreen([bn]))

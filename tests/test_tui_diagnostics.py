@@ -106,6 +106,8 @@ async def test_a_run_without_diagnostics_says_how_to_get_them():
         message = panel(screen, 0).message
         assert message.display
         assert str(message.content) == NO_DIAGNOSTICS
+        # runs come from the app and from the command line: both ways are named
+        assert "'diag every'" in NO_DIAGNOSTICS and "--diagnostics-every" in NO_DIAGNOSTICS
         assert not panel(screen, 0).plot.display
         assert screen.query_one("#diag-accuracy", OverlayPlot).series  # accuracy still shown
 

@@ -14,7 +14,7 @@ class Key:
     action: str  # an action of BntuiApp (without the `action_` prefix)
     description: str  # footer label
     help: str  # one line for the help screen and the command palette
-    scope: str = "app"  # "app": everywhere; "runs": when the run list has focus
+    scope: str = "app"  # "app": everywhere; "main": on the main screen; "runs": when the run list has focus
     show: bool = True  # shown in the footer
     priority: bool = False  # works even while a text field has focus
 
@@ -22,7 +22,9 @@ class Key:
 KEYMAP: tuple[Key, ...] = (
     Key("ctrl+r", "start_runs", "Start", "Start the runs set up on the left (they queue)", priority=True),
     Key("ctrl+t", "cancel_selected", "Stop", "Stop the selected run, or drop it from the queue", priority=True),
-    Key("ctrl+g", "toggle_metric", "Loss/Acc", "Show loss or accuracy (wide terminals show both)", priority=True),
+    # On the main screen only: its plots are what it switches (other screens have their own key).
+    Key("ctrl+g", "toggle_metric", "Loss/Acc", "Show loss or accuracy (wide terminals show both)", scope="main",
+        priority=True),
     Key("ctrl+f", "focus_settings", "Settings", "Move the focus to the settings form", show=False, priority=True),
     Key("ctrl+l", "focus_runs", "Runs", "Move the focus to the run list", show=False, priority=True),
     Key("f1,question_mark", "help", "Help", "Show every key", priority=False),

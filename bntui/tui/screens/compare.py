@@ -212,6 +212,8 @@ class CompareScreen(LiveRecordsScreen):
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("m", "toggle_metric", "Loss/Acc", tooltip="Plot and tabulate loss or accuracy"),
+        # The main screen's key for the same thing; one footer entry is enough.
+        Binding("ctrl+g", "toggle_metric", "Loss/Acc", show=False, tooltip="Plot and tabulate loss or accuracy"),
         Binding("l", "toggle_log", "Log y", tooltip="Logarithmic y axis on or off"),
         Binding("x", "cycle_x_axis", "X axis", tooltip="x axis: epoch, optimizer step, wall time"),
         Binding("s", "toggle_smoothing", "Smooth", tooltip="EMA smoothing (debiased) on or off"),
@@ -249,7 +251,8 @@ class CompareScreen(LiveRecordsScreen):
         with Horizontal(id="compare-bottom"):
             with Vertical(id="compare-runs-pane"):
                 yield Static(id="compare-runs-title", classes="pane-title")
-                yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+                # The # column (the run's colour) stays put when the table scrolls sideways.
+                yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
             with Vertical(id="compare-settings-pane"):
                 yield Static(id="compare-settings-title", classes="pane-title")
                 yield DataTable(id="compare-settings", cursor_type="row")
@@ -336,16 +339,11 @@ class CompareScreen(LiveRecordsScreen):
             legend.append("■ " if not painter.no_color else "", style=painter.swatch(index))
             legend.append(f"#{index + 1} {label}", style=painter.swatch(index))
             if painter.no_color:
-                legend.append(
-                    f" (val {marker_symbol(painter.marker(index, 'val'))},"
-                    f" train {marker_symbol(painter.marker(index, 'train'))})"
-                )
+                train = f", train {marker_symbol(painter.marker(index, 'train'))}" if self.show_train else ""
+                legend.append(f" (val {marker_symbol(painter.marker(index, 'val'))}{train})")
         if not painter.no_color:
-            legend.append(
-                f"\nvalidation: {marker_symbol(painter.val_marker)}  "
-                f"training: {marker_symbol(painter.train_marker)}",
-                style="dim",
-            )
+            train = f"  training: {marker_symbol(painter.train_marker)}" if self.show_train else ""
+            legend.append(f"\nvalidation: {marker_symbol(painter.val_marker)}{train}", style="dim")
         self.query_one("#compare-legend", Static).update(legend)
 
     def _fill_table(self, painter: CurvePainter) -> None:
@@ -353,29 +351,27 @@ class CompareScreen(LiveRecordsScreen):
         cursor = table.cursor_row
         table.clear(columns=True)
         metric = self.metric
+        # The numbers first, the run's name last: a narrow table shows what it compares and
+        # scrolls sideways (left / right) to the rest; the legend above names every #.
         table.add_column("#", key="index")
-        table.add_column("run", key="run")
-        table.add_column("status", key="status")
-        table.add_column("ep", key="epochs")
         for key, title in (("final", "final val"), ("best", "best val"), ("test", "test")):
             table.add_column(title, key=key)
             table.add_column("Δ", key=f"d_{key}")
+        table.add_column("ep", key="epochs")
+        table.add_column("status", key="status")
+        table.add_column("run", key="run")
         self.query_one("#compare-runs-title", Static).update(
-            Text(f"Validation {metric} (final, best), test {metric}; Δ = run − reference ◆ (r: set)")
+            Text(f"{metric.capitalize()}: Δ = run − reference ◆ (r: set)")
         )
         self.rows = comparison_rows(self.records, self.reference_index, metric)
         for index, row in enumerate(self.rows):
             mark = "◆" if row.is_reference else " "
-            cells: list[object] = [
-                Text(f"{mark}{index + 1}", style=painter.swatch(index)),
-                row.label,
-                row.status,
-                str(row.epochs),
-            ]
+            cells: list[object] = [Text(f"{mark}{index + 1}", style=painter.swatch(index))]
             for key in ("final", "best", "test"):
                 cells.append(Text(format_value(metric, getattr(row.values, key)), justify="right"))
                 delta = "ref" if row.is_reference else format_delta(metric, getattr(row.deltas, key))
                 cells.append(Text(delta, justify="right"))
+            cells += [str(row.epochs), row.status, row.label]
             table.add_row(*cells, key=row.run_id)
         if self.rows:
             table.move_cursor(row=min(cursor, len(self.rows) - 1))

@@ -24,7 +24,11 @@ from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, painter_for
 
-NO_DIAGNOSTICS = "no diagnostics recorded: run with --diagnostics-every N"
+# Runs come from the app and from `bntui run`: name the setting in both.
+NO_DIAGNOSTICS = (
+    "no diagnostics recorded: set 'diag every' in the Normalization pane, "
+    "or --diagnostics-every N on the command line"
+)
 
 
 @dataclass(frozen=True)

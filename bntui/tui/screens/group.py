@@ -50,6 +50,8 @@ class GroupScreen(LiveRecordsScreen):
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("m", "cycle_view", "Loss/Acc", tooltip="Show both plots, only loss, or only accuracy"),
+        # The main screen's key for the same thing; one footer entry is enough.
+        Binding("ctrl+g", "cycle_view", "Loss/Acc", show=False, tooltip="Show both plots, only loss, or only accuracy"),
     ]
 
     def __init__(self, records: Sequence[RunRecord]) -> None:

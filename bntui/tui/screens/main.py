@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from bntui.tui.devices import DeviceChoice
+from bntui.tui.keys import bindings
 from bntui.tui.widgets.metric_plot import MetricPlot
 from bntui.tui.widgets.progress_line import ProgressLine
 from bntui.tui.widgets.run_table import RunTable
@@ -17,6 +18,7 @@ from bntui.tui.widgets.settings_form import SettingsForm
 
 
 class MainScreen(Screen):
+    BINDINGS = bindings("main")
     # Wide terminals show the loss and accuracy plots side by side, narrow ones one at a time.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]

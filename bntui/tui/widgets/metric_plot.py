@@ -10,6 +10,7 @@ that changes would otherwise keep its old colours)."""
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from functools import lru_cache
 from rich.color import Color as RichColor
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
@@ -54,38 +56,97 @@ _BUILD_LOCK = threading.Lock()
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 
 
-def _title(metric: str, caption: str, width: int) -> str:
-    """plotext drops a title wider than the plot: keep what fits (the y label names the metric)."""
+# -- shared with OverlayPlot: titles and y ticks ------------------------------------------------
+# Both plots draw their title themselves, as their first line: plotext centres a title on the
+# canvas and silently drops one that does not fit there, so a long title used to vanish.
+
+MAX_Y_TICKS = 7  # plotext's default number of y ticks
+
+
+def fit_title(title: str, width: int) -> str:
+    """`title` cut to `width` cells, with an ellipsis when something was cut."""
+    text = Text(title)
+    text.truncate(max(width, 0), overflow="ellipsis")
+    return text.plain
+
+
+def title_text(title: str, width: int) -> Text:
+    """The title line: fitted to the plot (a cell of margin each side) and centred."""
+    text = Text(fit_title(title, width - 2))
+    text.align("center", width)
+    return text
+
+
+def canvas_rows(height: int, *, axis_labels: bool) -> int:
+    """Rows of plotext's canvas (where the data goes) in a figure of `height` lines without a
+    title: the frame takes 2, the x tick labels 1 and the axis labels, when set, 1."""
+    return height - 3 - int(axis_labels)
+
+
+def even_yticks(low: float, high: float, rows: int) -> list[float]:
+    """Y ticks on every `gap`-th canvas row from the bottom, at the values of those rows.
+
+    plotext spreads its 7 ticks evenly between the limits and rounds each to a row: on a short
+    plot the rows they land on are unevenly spaced, and two ticks on one row overwrite each
+    other (labels 1.87, 1.72, 1.43, 1.28). A tick placed on a row's own value lands exactly
+    there, so rows and values both step evenly."""
+    if rows < 2 or not low < high:
+        return []  # a single row or a flat line: plotext's own ticks are fine
+    fewest = math.ceil((rows - 1) / (MAX_Y_TICKS - 1))
+    # A gap that divides the rows puts a tick on the top row too (the highest value).
+    gap = next((g for g in range(fewest, 2 * fewest + 1) if (rows - 1) % g == 0), fewest)
+    return [low + (high - low) * row / (rows - 1) for row in range(0, rows, gap)]
+
+
+def set_even_yticks(plt, ys: list[float], rows: int, limits: tuple[float, float] | None = None) -> None:
+    """Fix plotext's y limits (`limits`, else those of `ys`) and put its ticks on even rows."""
+    finite = [y for y in ys if math.isfinite(y)]
+    if limits is None and not finite:
+        return
+    low, high = limits if limits is not None else (min(finite), max(finite))
+    ticks = even_yticks(low, high, rows)
+    if ticks:
+        plt.ylim(low, high)
+        plt.yticks(ticks)
+
+
+def plot_title(metric: str, caption: str, width: int) -> str:
+    """The longest title that fits (the y label names the metric, so it goes first), else the
+    caption cut short."""
+    room = width - 2
     for title in (f"{metric} - {caption}" if caption else metric, caption):
-        if len(title) <= width - 2:
+        if len(title) <= room:
             return title
-    return ""
+    return fit_title(caption, room)
 
 
 def build_figure(request: PlotRequest) -> str:
-    """The plot as plotext's ANSI text."""
+    """The plot below its title line, as plotext's ANSI text (`height` - 1 lines)."""
     from bntui.series import downsample
     from textual_plotext import Plot
 
-    width, height = request.width, request.height
+    width, height = request.width, request.height - 1
     plt = Plot()
     plt.plotsize(width, height)
     plt._set_size(width, height)  # textual-plotext's own workaround for resizing, see its render()
     plt.canvas_color(request.background)
     plt.axes_color(request.background)
     plt.ticks_color(request.foreground)
-    plt.title(_title(request.metric, request.caption, width))
     plt.xlabel("epoch")
     plt.ylabel(request.metric)
     shown = [curve for curve in request.curves if curve.xs]
     # The legend sits inside the plot: with little height, fall back to the short labels.
-    full_legend = height - 6 >= 2 * len(shown)
+    full_legend = height - 5 >= 2 * len(shown)
+    drawn: list[float] = []
     for curve in shown:
         xs, ys = downsample(curve.xs, curve.ys, max(width - 10, 10))
         draw = plt.scatter if curve.scatter else plt.plot
         label = curve.label if full_legend else curve.short_label
         draw(xs, ys, label=label or None, color=curve.color, marker=curve.marker)
-    if not shown:
+        drawn.extend(ys)
+    if shown:
+        set_even_yticks(plt, drawn, canvas_rows(height, axis_labels=True))
+    else:
         plt.xlim(0, 1)
         plt.ylim(0, 1)
         plt.xticks([])
@@ -148,7 +209,10 @@ def ansi_to_strips(ansi: str, width: int, background: RGB) -> list[Strip]:
 def draw(request: PlotRequest) -> list[Strip]:
     with _BUILD_LOCK:
         ansi = build_figure(request)
-    return ansi_to_strips(ansi, request.width, request.background)[: request.height]
+    title = title_text(plot_title(request.metric, request.caption, request.width), request.width)
+    title_strip = Strip([Segment(title.plain, _style(request.foreground, request.background, False))])
+    plot = ansi_to_strips(ansi, request.width, request.background)
+    return [title_strip, *plot][: request.height]
 
 
 class MetricPlot(Widget):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import App, RenderResult
 from textual.message_pump import MessagePump
@@ -31,6 +32,7 @@ from bntui.themes import (
     no_color_requested,
     plot_theme_for,
 )
+from bntui.tui.widgets.metric_plot import canvas_rows, set_even_yticks, title_text
 
 # Columns the y tick labels and the frame take from the plot's width.
 _AXIS_COLUMNS = 10
@@ -93,15 +95,15 @@ class OverlayPlot(PlotextPlot):
             # A blank plot with an explanation beats empty axes.
             return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
         _, _, background, foreground = self.colors
+        # The title is our own first line (see metric_plot.title_text); plotext draws the rest.
+        figure_height = height - 1 if self.title else height
         plt = self.plt
         plt.clear_figure()
-        plt.plotsize(width, height)
-        plt._set_size(width, height)  # textual-plotext's own resizing workaround, see its render()
+        plt.plotsize(width, figure_height)
+        plt._set_size(width, figure_height)  # textual-plotext's own resizing workaround, see its render()
         plt.canvas_color(background.rgb)
         plt.axes_color(background.rgb)
         plt.ticks_color(foreground.rgb)
-        if self.title:
-            plt.title(self.title)
         if self.xlabel:
             plt.xlabel(self.xlabel)
         if self.ylabel:
@@ -120,12 +122,19 @@ class OverlayPlot(PlotextPlot):
             drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label))
         if self.log_y and drawn:
             plt.yscale("log")
-        if self.y_range is not None and not self.log_y and self.y_range[0] < self.y_range[1]:
-            plt.ylim(*self.y_range)
+        elif drawn:
+            fixed = self.y_range if self.y_range is not None and self.y_range[0] < self.y_range[1] else None
+            rows = canvas_rows(figure_height, axis_labels=bool(self.xlabel or self.ylabel))
+            set_even_yticks(plt, [y for curve in drawn for y in curve.ys], rows, fixed)
         self.drawn = drawn
         if not drawn:
             return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
-        return Text.from_ansi(plt.build())
+        figure = Text.from_ansi(plt.build())
+        if not self.title:
+            return figure
+        title = title_text(self.title, width)
+        title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
+        return Text("\n").join([title, figure])
 
 
 # -- colours ---------------------------------------------------------------------------------

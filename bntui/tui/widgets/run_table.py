@@ -81,7 +81,9 @@ class RunTable(DataTable):
             return
         for (column, _), old, new in zip(COLUMNS, previous, cells):
             if old != new:
-                self.update_cell(view.key, column, new)
+                # A row is added while queued ("(queued)", "0/30"): its column widths must
+                # follow what the cells hold later (a run id, "cancelled", "56/500").
+                self.update_cell(view.key, column, new, update_width=True)
 
     def remove(self, key: str) -> None:
         self._drawn.pop(key, None)

@@ -1,0 +1,148 @@
+"""Layout at the sizes people use: what is on screen, read back as text, at 80x24 and wider."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+
+from bntui.config import RunConfig
+from bntui.tui.keys import BUILTIN_KEYS
+from bntui.tui.run_view import RunView
+from bntui.tui.screens.compare import CompareScreen, format_delta, format_value
+from bntui.tui.screens.help import HelpScreen
+from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
+from bntui.tui.widgets.run_table import RunTable
+from tuihelpers import fixture_records
+
+CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
+
+
+def screen_text(app: App) -> list[str]:
+    """The screen as it would be painted, one string per terminal line."""
+    update = app.screen._compositor.render_full_update(simplify=True)
+    return ["".join(segment.text for strip in line for segment in strip) for line in update.strips]
+
+
+class ScreenApp(App):
+    CSS_PATH = str(CSS)
+
+    def __init__(self, screen_factory) -> None:
+        super().__init__()
+        self.screen_factory = screen_factory
+
+    def on_mount(self) -> None:
+        self.push_screen(self.screen_factory())
+
+
+# -- run list -----------------------------------------------------------------------------------
+
+
+class RunTableApp(App):
+    def compose(self) -> ComposeResult:
+        yield RunTable(id="runs")
+
+
+async def test_run_list_columns_widen_as_a_run_moves_on() -> None:
+    app = RunTableApp()
+    async with app.run_test(size=(200, 10)) as pilot:
+        table = app.query_one(RunTable)
+        view = RunView("job-1", RunConfig(arch="lenet5", epochs=500), "queued")
+        table.upsert(view)  # added while queued: "(queued)", "0/500"
+        await pilot.pause()
+        run_id = "20261126-101112-mnist-mini-lenet5-nobn-s0-8f3a"
+        view.run_id, view.status = run_id, "cancelled"
+        view.curves.epoch = list(range(1, 57))
+        table.upsert(view)
+        await pilot.pause()
+        row = next(line for line in screen_text(app) if "cancel" in line)
+        assert re.search(rf"\bcancelled\b.*\b56/500\b.*{run_id}", row), row
+
+
+# -- compare view -------------------------------------------------------------------------------
+
+
+async def test_compare_view_fits_80x24_with_its_numbers_visible() -> None:
+    bn, nobn = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    app = ScreenApp(lambda: CompareScreen([bn, nobn]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        lines = screen_text(app)
+        assert lines[0].strip().startswith("2 runs · metric: loss")  # the status line
+        assert "loss: validation and training" in lines[1]  # the plot's title
+        text = "\n".join(lines)
+        rows = app.screen.rows
+        for number in (
+            format_value("loss", rows[1].values.final),
+            format_delta("loss", rows[1].deltas.final),
+            format_value("loss", rows[1].values.best),
+        ):
+            assert number in text
+        assert "Close" in lines[-1]  # the footer is still the last line
+
+        # the rest of the table is a scroll away; the # column stays
+        await pilot.press("right", "right", "right", "right", "right", "right", "right", "right")
+        await pilot.pause()
+        text = "\n".join(screen_text(app))
+        assert format_value("loss", rows[1].values.test) in text
+        assert "◆1" in text
+
+
+# -- help ---------------------------------------------------------------------------------------
+
+
+async def test_help_wraps_its_lines_and_keeps_the_close_hint_at_80x24() -> None:
+    app = ScreenApp(HelpScreen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = " ".join(screen_text(app))
+        words = " ".join(text.replace("█", " ").split())
+        assert "Start the runs set up on the left (they queue)" in words  # wrapped, not cut
+        assert "escape closes this help" in text
+        await pilot.press(*["down"] * 20)
+        await pilot.pause()
+        text = " ".join(screen_text(app))
+        assert BUILTIN_KEYS[-1][1] in text  # the last key, scrolled to
+        assert "escape closes this help" in text
+
+
+# -- plots --------------------------------------------------------------------------------------
+
+CAPTION = "mnist-mini/mlp seed 0: BN vs no BN"
+
+
+def plot_lines(metric: str, width: int, height: int) -> list[str]:
+    xs = [float(epoch) for epoch in range(1, 11)]
+    bn = Curve(xs, [0.80 + 0.015 * i for i in range(10)], "BN val", (255, 0, 0), "braille")
+    no_bn = Curve(xs, [0.60 + 0.03 * i for i in range(10)], "no BN val", (0, 255, 0), "dot")
+    request = PlotRequest(metric, CAPTION, (bn, no_bn), width, height, (200, 200, 200), (0, 0, 0))
+    return [strip.text for strip in draw(request)]
+
+
+@pytest.mark.parametrize("width", [47, 60])
+def test_a_long_plot_title_is_kept(width: int) -> None:
+    # 47: the accuracy plot of a BN / no-BN pair at 140 columns, where plotext dropped it
+    title = plot_lines("accuracy", width, 14)[0].strip()
+    assert title in (f"accuracy - {CAPTION}", CAPTION)
+
+
+def test_a_plot_title_too_long_for_the_plot_is_cut_with_an_ellipsis() -> None:
+    title = plot_lines("accuracy", 24, 14)[0].strip()
+    assert title.endswith("…") and CAPTION.startswith(title[:-1]) and len(title) >= 10
+
+
+@pytest.mark.parametrize("height", range(8, 31))
+def test_y_tick_labels_are_evenly_spaced(height: int) -> None:
+    ticks = []  # (row, value) of every labelled row
+    for row, line in enumerate(plot_lines("accuracy", 42, height)):
+        match = re.match(r"\s*(-?\d+\.\d+)┤", line)
+        if match:
+            ticks.append((row, float(match.group(1))))
+    assert len(ticks) >= 3
+    row_gaps = {b[0] - a[0] for a, b in zip(ticks, ticks[1:])}
+    value_gaps = [a[1] - b[1] for a, b in zip(ticks, ticks[1:])]
+    assert len(row_gaps) == 1, ticks
+    precision = 10 ** -len(str(ticks[0][1]).split(".")[1])  # the labels are rounded
+    assert max(value_gaps) - min(value_gaps) <= 2 * precision + 1e-9, ticks
