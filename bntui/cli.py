@@ -7,7 +7,9 @@ module must stay light: `bntui --help` never imports torch."""
 from __future__ import annotations
 
 import os
+import re
 import sys
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,14 @@ from bntui.presets import PresetName
 from bntui.settings import AppSettings, ConfigFileError, load_settings
 
 
+RUNS_DIR_HELP = "run store folder (default: BNTUI_RUNS_DIR, config file, or the user data dir)"
+DATA_DIR_HELP = "dataset folder (default: BNTUI_DATA_DIR, config file, or the user data dir)"
+
+
 class StoreOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    runs_dir: Path | None = Field(
-        None, description="run store folder (default: config file, BNTUI_RUNS_DIR, user data dir)"
-    )
+    runs_dir: Path | None = Field(None, description=RUNS_DIR_HELP)
 
     def app_settings(self, **extra: Any) -> AppSettings:
         return load_settings(runs_dir=self.runs_dir, **extra)
@@ -42,10 +46,18 @@ class RunCommand(TrainingFields, StoreOptions):
 
     bn: BnChoice = Field("on", description="BatchNorm: on, off, or both (paired runs per seed)")
     seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
-    device: str | None = Field(None, description="auto, cpu, cuda, cuda:N or mps (default: settings)")
-    data_dir: Path | None = Field(None, description="dataset folder (default: settings)")
-    download: bool | None = Field(None, description="allow downloading datasets")
-    threads: int | None = Field(None, ge=0, description="CPU threads for torch (0: torch default)")
+    device: str | None = Field(
+        None, description="auto, cpu, cuda, cuda:N or mps (default: BNTUI_DEVICE, config file, or auto)"
+    )
+    data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
+    download: bool | None = Field(
+        None, description="allow downloading datasets (default: BNTUI_DOWNLOAD, config file, or no)"
+    )
+    threads: int | None = Field(
+        None,
+        ge=0,
+        description="CPU threads for torch, 0: torch's default (default: BNTUI_THREADS, config file, or 0)",
+    )
     json_file: Path | None = Field(
         None,
         validation_alias=AliasChoices("json", "json_file"),
@@ -112,7 +124,7 @@ class CompareCommand(StoreOptions):
 class ExportCommand(StoreOptions):
     """Export runs to one versioned JSON document (all runs when none are named)."""
 
-    runs: CliPositionalArg[list[str]] = Field(default_factory=list, description="run ids")
+    runs: CliPositionalArg[list[str]] = Field(default_factory=list, description="run ids (none: every run)")
     output: str = Field(
         "-",
         validation_alias=AliasChoices("o", "output"),
@@ -166,10 +178,16 @@ class ThemesCommand(BaseModel):
         return cmd_themes(load_settings(), _console())
 
 
+# Options of `bntui` itself that its commands take too: `bntui --runs-dir X runs` is
+# `bntui runs --runs-dir X` (see Bntui.cli_cmd).
+GLOBAL_OPTIONS = ("runs_dir", "data_dir")
+
+
 class Bntui(StoreOptions):
     """Run and compare batch-normalization experiments. Without a command, opens the TUI."""
 
-    data_dir: Path | None = Field(None, description="dataset folder (default: settings)")
+    runs_dir: Path | None = Field(None, description="for the TUI or the command after it: " + RUNS_DIR_HELP)
+    data_dir: Path | None = Field(None, description="for the TUI or the command after it: " + DATA_DIR_HELP)
     run: CliSubCommand[RunCommand] = Field(description=RunCommand.__doc__)
     runs: CliSubCommand[RunsCommand] = Field(description=RunsCommand.__doc__)
     show: CliSubCommand[ShowCommand] = Field(description=ShowCommand.__doc__)
@@ -183,10 +201,22 @@ class Bntui(StoreOptions):
     def cli_cmd(self) -> int:
         command = get_subcommand(self, is_required=False)
         if command is not None:
-            return command.cli_cmd()
+            return self.pass_global_options(command).cli_cmd()
         from bntui.tui.app import run_app
 
         return run_app(self.app_settings(data_dir=self.data_dir))
+
+    def pass_global_options(self, command: BaseModel) -> BaseModel:
+        """The command with the global options it also takes (argparse gives them to `bntui`
+        only); the command's own flag, nearer to it on the command line, wins."""
+        inherited = {
+            name: getattr(self, name)
+            for name in GLOBAL_OPTIONS
+            if name in type(command).model_fields
+            and getattr(command, name) is None
+            and getattr(self, name) is not None
+        }
+        return command.model_copy(update=inherited) if inherited else command
 
 
 _CONSOLE = None
@@ -205,6 +235,21 @@ def _error(message: str) -> None:
     print(f"bntui: error: {message}", file=sys.stderr)
 
 
+# pydantic-settings appends "(default: X)" to every option's help. For an option whose None
+# means "unset" (its description says what that does) or whose default comes from a factory,
+# that text says nothing, so it is dropped; a list default is shown as it is typed.
+_EMPTY_DEFAULT = re.compile(r" ?\(default(: None| factory: [^)]*)\)$")
+_LIST_DEFAULT = re.compile(r"\(default: \[([^]]*)\]\)$")
+
+
+def _add_argument(parser: ArgumentParser, *args: Any, **kwargs: Any) -> Any:
+    help_text = kwargs.get("help")
+    if isinstance(help_text, str):
+        help_text = _EMPTY_DEFAULT.sub("", help_text)
+        kwargs["help"] = _LIST_DEFAULT.sub(lambda m: f"(default: {m[1].replace(', ', ',')})", help_text)
+    return parser.add_argument(*args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     source = CliSettingsSource(
@@ -216,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         cli_hide_none_type=True,
         cli_avoid_json=True,
         cli_enforce_required=False,
+        add_argument_method=_add_argument,
     )
     try:
         app = CliApp.run(Bntui, cli_args=args, cli_settings_source=source, cli_cmd_method_name="noop")

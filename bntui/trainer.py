@@ -4,6 +4,8 @@ Protocol (also in docs/interfaces.md): stdin carries one JSON line, a `TrainerSp
 the line `cancel` — or the end of stdin, which also means the UI went away — asks the run to
 stop. stdout carries JSON lines: `{"type": "created", "run_id", "path"}` and then every event
 with its `run_id`. The run store gets everything too, so nothing depends on the pipe surviving.
+When the spec is invalid or the run store cannot take the run, the only line is
+`{"type": "rejected", "message"}` (also on stderr), nothing is stored and the exit status is 2.
 """
 
 from __future__ import annotations
@@ -37,13 +39,26 @@ def _watch_stdin(stop: threading.Event) -> None:
     stop.set()  # "cancel", or end of input: the UI is gone, so nobody is watching this run
 
 
+def _reject(message: str) -> int:
+    """Nothing was stored: say why on stdout (the TUI shows it) and on stderr, in one line."""
+    print(json.dumps({"type": "rejected", "message": message}), flush=True)
+    print(f"bntui trainer: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
 def main() -> int:
     stop = threading.Event()
     try:
         spec = TrainerSpec.model_validate_json(sys.stdin.readline())
     except ValidationError as exc:
-        print(json.dumps({"type": "rejected", "message": format_validation_error(exc)}), flush=True)
-        return 2
+        return _reject(format_validation_error(exc))
+
+    from bntui.store import StoreError, ensure_runs_dir
+
+    try:  # a runs dir that cannot hold the run: say so before loading torch and the data
+        ensure_runs_dir(spec.runs_dir)
+    except StoreError as exc:
+        return _reject(str(exc))
 
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -71,6 +86,8 @@ def main() -> int:
         ),
         on_event=lambda run_id, event: emit({**event.to_dict(), "run_id": run_id}),
     )
+    if outcome.run_id is None:  # the store refused to create the run: nothing ran
+        return _reject(outcome.store_error or "the run store could not create the run")
     return 0 if outcome.stored else 1
 
 

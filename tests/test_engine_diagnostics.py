@@ -380,3 +380,30 @@ def test_a_cancelled_run_keeps_the_diagnostics_measured_before_it_stopped():
     measured = [e.step for e in seen if isinstance(e, Diagnostics)]
     last_step = seen[-1].step
     assert measured == list(range(2, last_step + 1, 2)) and measured
+
+
+@pytest.mark.parametrize("on_host", [True, False], ids=["host", "device"])
+@pytest.mark.parametrize("bn", [True, False], ids=["bn", "no-bn"])
+def test_a_diverged_model_is_measured_without_numpy_warnings(on_host, bn):
+    # A run that blows up (`bntui run --lr 1e9`) must not print numpy's RuntimeWarnings on the
+    # terminal: the non-finite numbers are recorded as None and the run says it diverged.
+    import warnings
+
+    model, optimizer, val_x = trained_model("mlp", bn=bn)
+    with torch.no_grad():
+        for layer in model.hidden_layers:
+            layer.weight.weight.mul_(1e30)  # pre-activations overflow to inf, inf - inf is nan
+            if bn:
+                layer.norm.running_var.fill_(float("inf"))
+                layer.norm.running_mean.fill_(float("inf"))
+    recorder = DiagnosticsRecorder(model, val_x, seed=0)
+    recorder.on_host = on_host
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        recorder.snapshot()
+        optimizer.step()
+        rows = recorder.measure(step=1, epoch=1).layers
+    if bn:
+        assert rows[0]["running_var_gap"] is None and rows[0]["running_mean_gap"] is None
+    else:
+        assert rows[-1]["preact_mean"] is None and rows[-1]["preact_p50"] is None

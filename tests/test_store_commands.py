@@ -86,7 +86,7 @@ def test_unreadable_runs_dir_is_one_line_error(settings, console, capsys):
     settings.runs_dir.write_text("a file, not a folder")
     assert cmd_runs(settings, console) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("bntui: error:") and "not a directory" in err and "\n" not in err
+    assert err == f"bntui: error: runs dir {settings.runs_dir} is a file, not a folder"
 
 
 def test_show_prints_config_epochs_and_final(settings, console):
@@ -219,3 +219,33 @@ def test_rm_unknown_run_removes_nothing(settings, console):
 def test_schema_prints_the_json_schema(console):
     assert cmd_schema(console) == 0
     assert json.loads(output(console)) == json_schema()
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_runs_keeps_each_id_whole_on_one_line_on_narrow_terminals(settings, width):
+    # Ids are what the user copies into `bntui show`: never wrapped, folded or cut.
+    ids = [
+        make_run(settings.runs_dir, epochs=1, dataset="fashion-mnist", arch="lenet5", bn=False, seed=123).run_id,
+        make_run(settings.runs_dir, epochs=1, seed=0).run_id,
+    ]
+    narrow = Console(file=io.StringIO(), width=width, color_system=None)
+    assert cmd_runs(settings, narrow) == 0
+    lines = output(narrow).splitlines()
+    for run_id in ids:
+        assert sum(run_id in line for line in lines) == 1, output(narrow)
+    if width >= 80:  # the other columns shrink instead, and all of them fit
+        assert all(len(line) <= width for line in lines), output(narrow)
+        assert "finished" in output(narrow) or "finish" in output(narrow)
+
+
+def test_import_into_a_runs_dir_that_is_a_file_is_one_line_error(settings, console, tmp_path, capsys):
+    doc = {"schema_version": 2, "runs": [
+        {"id": "one", "status": "finished", "config": {}},
+        {"id": "two", "status": "finished", "config": {}},
+    ]}
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(doc))
+    settings.runs_dir.write_text("x")
+    assert cmd_import(settings, console, path) == 1
+    assert capsys.readouterr().err.strip() == f"bntui: error: runs dir {settings.runs_dir} is a file, not a folder"
+    assert output(console) == ""

@@ -272,8 +272,9 @@ def test_missing_runs_dir_is_an_empty_store(tmp_path):
 def test_runs_dir_that_is_a_file_is_a_clear_error(tmp_path):
     path = tmp_path / "file"
     path.write_text("x")
-    with pytest.raises(StoreError, match="not a directory"):
+    with pytest.raises(StoreError) as caught:
         list_runs(path)
+    assert str(caught.value) == f"runs dir {path} is a file, not a folder"
 
 
 # -- lookups, groups, cache ------------------------------------------------------------------------

@@ -275,8 +275,18 @@ def test_atomic_write_keeps_the_old_file_when_it_fails(tmp_path, monkeypatch):
 def test_runs_dir_that_is_a_file(tmp_path):
     blocker = tmp_path / "runs"
     blocker.write_text("not a folder")
-    with pytest.raises(StoreWriteError, match=str(blocker)):
+    with pytest.raises(StoreWriteError) as caught:
         RunWriter(blocker, RunConfig())
+    assert str(caught.value) == f"runs dir {blocker} is a file, not a folder"
+    assert blocker.read_text() == "not a folder"
+
+
+def test_runs_dir_under_a_file_names_the_file(tmp_path):
+    blocker = tmp_path / "data"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreWriteError) as caught:
+        RunWriter(blocker / "bntui" / "runs", RunConfig())
+    assert str(caught.value) == f"runs dir {blocker / 'bntui' / 'runs'}: {blocker} is a file, not a folder"
 
 
 def test_model_weights_round_trip_weights_only(tmp_path):

@@ -232,3 +232,16 @@ async def test_group_keys_on_an_empty_run_list_say_that_no_run_is_selected(tmp_p
             await pilot.press(key)
             await wait_for(pilot, lambda: bool(notes), f"a message for {key}")
             assert notes.pop().message == "No run is selected: start runs with ^r first."
+
+
+async def test_a_runs_dir_that_is_a_file_refuses_the_start_in_one_message(tmp_path: Path) -> None:
+    (tmp_path / "runs").write_text("not a folder")
+    notes: list[Notification] = []
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        refusals = [note for note in notes if note.title == "Cannot start"]
+        assert [note.message for note in refusals] == [f"runs dir {tmp_path / 'runs'} is a file, not a folder"]
+        assert not app.views and not app.trainers
+    assert (tmp_path / "runs").read_text() == "not a folder"

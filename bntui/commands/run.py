@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ from rich.table import Table
 from bntui.config import TrainingFields, check_device_available, format_validation_error
 from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
+from bntui.store import StoreError, ensure_runs_dir
 
 if TYPE_CHECKING:
     from bntui.cli import RunCommand
@@ -59,14 +62,34 @@ def build_plan(command: RunCommand, settings: AppSettings) -> tuple[LaunchPlan, 
     return plan_runs(TrainingFields(**values), bn, seeds), note
 
 
+def output_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be written as a file ('-' is stdout), or None. Checked before
+    training, so that a typo does not cost the training run's results."""
+    if str(path) == "-":
+        return None
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    folder = path.parent
+    if not folder.exists():
+        return f"folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"cannot write {path}: permission denied"
+    return None
+
+
 def cmd_run(command: RunCommand, settings: AppSettings, console: Console) -> int:
     try:
         plan, note = build_plan(command, settings)
+        if command.json_file is not None and (problem := output_file_problem(command.json_file)):
+            raise ValueError(f"--json: {problem}")
         check_device_available(plan.configs[0].device)
+        ensure_runs_dir(settings.runs_dir)  # the first run would create it: fail now, not then
     except ValidationError as exc:
         print(f"bntui: error: {format_validation_error(exc)}", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except (ValueError, StoreError) as exc:
         print(f"bntui: error: {exc}", file=sys.stderr)
         return 2
     if note:
@@ -163,22 +186,40 @@ def _train_all(
 
 
 def _print_results(console: Console, outcomes: list[StoredOutcome]) -> None:
-    table = Table(title="Results (accuracy % and loss: train / val / test)", title_justify="left", box=SIMPLE_HEAD)
-    table.add_column("run", overflow="fold")
-    table.add_column("status", no_wrap=True, min_width=9)
-    table.add_column("accuracy %", justify="right", no_wrap=True, min_width=21)
-    table.add_column("loss", justify="right", no_wrap=True, min_width=24)
+    title = "Results (accuracy % and loss: train / val / test)"
+    headers = ("run", "status", "accuracy %", "loss")
+    rows, test_rows = [], []
     for outcome in outcomes:
+        # A run the store could not take has no id: its label (dataset/arch/bn/seed) stands in.
+        name, status = outcome.run_id or outcome.config.label, outcome.result.status
         final = outcome.result.final
-        accuracy = loss = "-"
+        accuracy = loss = ["-"]
         if final is not None:
-            accuracy = " / ".join(
-                f"{value * 100:.2f}" for value in (final.train_accuracy, final.val_accuracy, final.test_accuracy)
-            )
-            loss = " / ".join(f"{value:.4f}" for value in (final.train_loss, final.val_loss, final.test_loss))
-        table.add_row(outcome.config.label, outcome.result.status, accuracy, loss)
-    console.print(table)
-    console.print("run ids: " + ", ".join(o.run_id or "-" for o in outcomes), highlight=False, soft_wrap=True)
+            accuracy = [f"{v * 100:.2f}" for v in (final.train_accuracy, final.val_accuracy, final.test_accuracy)]
+            loss = [f"{v:.4f}" for v in (final.train_loss, final.val_loss, final.test_loss)]
+        rows.append((name, status, " / ".join(accuracy), " / ".join(loss)))
+        test_rows.append((name, status, accuracy[-1], loss[-1]))
+    # The run id is what the user copies into `bntui show`: never wrapped, folded or cut. Where
+    # train / val / test do not fit beside it, the table keeps the test numbers only.
+    natural = sum(max(map(len, column)) for column in zip(headers, *rows)) + len(headers) - 1
+    if natural > console.width:
+        title = "Results on the test set (train and val: bntui show RUN)"
+        headers, rows = ("run", "status", "test acc %", "test loss"), test_rows
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=SIMPLE_HEAD,
+        show_edge=False,
+        padding=0,  # the box's blank separators leave one space between columns
+    )
+    widest = [max(map(len, column)) for column in zip(headers, *rows)]
+    table.add_column(headers[0], no_wrap=True, min_width=widest[0])
+    table.add_column(headers[1], no_wrap=True, min_width=widest[1])
+    for header in headers[2:]:  # on a terminal too narrow even for these, they shrink
+        table.add_column(header, justify="right", overflow="ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table, crop=False)  # a terminal narrower than an id: wrap it, never cut it
 
     arms: dict[str, list] = {}
     for outcome in outcomes:

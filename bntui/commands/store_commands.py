@@ -18,7 +18,6 @@ from rich.table import Table
 
 from bntui.settings import AppSettings
 from bntui.store import (
-    ImportFileError,
     StoredRun,
     StoreError,
     export_document,
@@ -41,6 +40,8 @@ _RUNS_COLUMNS = (  # (header, minimum width)
     ("test acc", 6),
     ("time", 6),
 )
+
+_SAID_BY_THE_ID = ("dataset", "arch", "BN", "seed")  # e.g. 20261126-153012-mnist-mini-mlp-bn-s0-a1b2
 
 _STATUS_STYLE = {
     "running": "green",
@@ -135,34 +136,50 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> 
         show_edge=False,
         padding=0,  # the box's blank separators leave one space between columns
     )
-    # Every column but the id keeps its width; the id stays on one line where the terminal
-    # has the room and folds on narrow ones (a unique prefix of it is enough for `bntui show`).
-    id_fits = console.width >= 120
-    table.add_column("id", no_wrap=id_fits, overflow="ellipsis" if id_fits else "fold", min_width=8)
-    for name, width in _RUNS_COLUMNS:
-        numeric = name in ("seed", "epochs", "best val loss", "test acc", "time")
-        table.add_column(name, justify="right" if numeric else "left", min_width=width)
+    # The id is what the user copies into `bntui show`: it is never wrapped, folded or cut.
+    # The other columns give way: first those the id already says (dataset, arch, BN, seed),
+    # then the rest but the (short) status shrink, longer values ending in "…".
+    id_width = max(len(run.id) for run in runs)
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    columns = list(_RUNS_COLUMNS)
     if any(run.damaged for run in runs):
-        table.add_column("damaged", style="red", overflow="fold", min_width=12)
+        columns.append(("damaged", 12))
+    if id_width + _table_width(columns) > console.width:
+        columns = [column for column in columns if column[0] not in _SAID_BY_THE_ID]
+    roomy = id_width + _table_width(columns) <= console.width
+    for name, width in columns:
+        numeric = name in ("seed", "epochs", "best val loss", "test acc", "time")
+        table.add_column(
+            name,
+            justify="right" if numeric else "left",
+            style="red" if name == "damaged" else None,
+            overflow="fold" if name == "damaged" else "ellipsis",
+            no_wrap=name == "status",
+            min_width=width if roomy else None,
+        )
+    names = [name for name, _ in columns]
     for run in runs:
         info = run.overview()
-        cells = [
-            escape(run.id),
-            info["dataset"] or "?",
-            info["arch"] or "?",
-            "?" if info["bn"] is None else ("on" if info["bn"] else "off"),
-            "?" if info["seed"] is None else str(info["seed"]),
-            _status_text(run),
-            _epochs_text(run),
-            format_loss(info["best_val_loss"]),
-            format_accuracy(info["test_accuracy"]),
-            format_duration(info["duration_seconds"]),
-        ]
-        if len(table.columns) > len(cells):
-            cells.append(escape(run.damaged or ""))
-        table.add_row(*cells)
-    console.print(table)
+        cells = {
+            "dataset": info["dataset"] or "?",
+            "arch": info["arch"] or "?",
+            "BN": "?" if info["bn"] is None else ("on" if info["bn"] else "off"),
+            "seed": "?" if info["seed"] is None else str(info["seed"]),
+            "status": _status_text(run),
+            "epochs": _epochs_text(run),
+            "best val loss": format_loss(info["best_val_loss"]),
+            "test acc": format_accuracy(info["test_accuracy"]),
+            "time": format_duration(info["duration_seconds"]),
+            "damaged": escape(run.damaged or ""),
+        }
+        table.add_row(escape(run.id), *(cells[name] for name in names))
+    console.print(table, crop=False)  # a terminal narrower than an id: wrap it, never cut it
     return 0
+
+
+def _table_width(columns: Sequence[tuple[str, int]]) -> int:
+    """Room the columns need at their minimum widths, with the space before each."""
+    return sum(width + 1 for _, width in columns)
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -396,7 +413,7 @@ def cmd_export(settings: AppSettings, console: Console, runs: Sequence[str], out
 def cmd_import(settings: AppSettings, console: Console, path: str | Path) -> int:
     try:
         report = import_runs(settings.runs_dir, path)
-    except ImportFileError as exc:
+    except StoreError as exc:  # the file (ImportFileError) or the runs dir cannot be used
         _error(str(exc))
         return 1
     for source, new_id in report.imported:

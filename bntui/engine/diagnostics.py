@@ -343,15 +343,17 @@ def batch_norm_figures(block: np.ndarray, count: int, eps: float) -> dict[str, n
     block = block.astype(np.float64)
     mean, invstd, running_mean, running_var = block[:, 0], block[:, 1], block[:, 2], block[:, 3]
     correction = count / max(count - 1, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A diverging run has inf/nan statistics: let them through as NaN (recorded as None, and
+    # the run says it diverged) without numpy printing RuntimeWarnings on the user's terminal.
+    with np.errstate(all="ignore"):
         variances = (1.0 / (invstd * invstd) - eps) * correction
-    found = {
-        "running_mean_gap": np.abs(mean - running_mean).mean(axis=1),
-        "running_var_gap": np.abs(variances - running_var).mean(axis=1),
-    }
-    if block.shape[1] == 6:
-        found["gamma_mean"] = block[:, 4].mean(axis=1)
-        found["beta_mean"] = block[:, 5].mean(axis=1)
+        found = {
+            "running_mean_gap": np.abs(mean - running_mean).mean(axis=1),
+            "running_var_gap": np.abs(variances - running_var).mean(axis=1),
+        }
+        if block.shape[1] == 6:
+            found["gamma_mean"] = block[:, 4].mean(axis=1)
+            found["beta_mean"] = block[:, 5].mean(axis=1)
     return found
 
 
@@ -457,25 +459,28 @@ def host_summaries(blocks: np.ndarray) -> np.ndarray:
     captures = blocks.shape[0]
     flat = blocks.reshape(captures, -1)
     count = flat.shape[1]
-    # BLAS products: several times faster than numpy's own sums at these sizes, and
-    # accurate enough (float32 accumulators spread over many lanes; two passes for the
-    # variance, so a large mean does not cancel it away).
-    ones = _ones(count)
-    means = (flat @ ones) / np.float32(count)
-    centred = flat - means[:, None]
-    variances = (np.square(centred, out=centred) @ ones) / count
-    units = blocks[:, :, PROBE_UNIT].reshape(captures, -1)
-    found = np.full((captures, len(SUMMARY_KEYS)), math.nan)
-    for at in range(captures):
-        mean, var = float(means[at]), float(variances[at])
-        if not (math.isfinite(mean) and math.isfinite(var)):  # overflow, or inf/nan values
-            mean = float(flat[at].mean(dtype=np.float64))
-            if not math.isfinite(mean):
-                continue
-            var = float(flat[at].var(dtype=np.float64))
-        found[at] = [
-            mean, math.sqrt(var), *percentiles_numpy(flat[at]), *percentiles_numpy(units[at])
-        ]  # fmt: skip
+    # Values of a diverging run overflow (inf - inf, inf squared): those rows end as NaN and are
+    # dropped, so numpy's RuntimeWarnings would only be noise on the user's terminal.
+    with np.errstate(all="ignore"):
+        # BLAS products: several times faster than numpy's own sums at these sizes, and
+        # accurate enough (float32 accumulators spread over many lanes; two passes for the
+        # variance, so a large mean does not cancel it away).
+        ones = _ones(count)
+        means = (flat @ ones) / np.float32(count)
+        centred = flat - means[:, None]
+        variances = (np.square(centred, out=centred) @ ones) / count
+        units = blocks[:, :, PROBE_UNIT].reshape(captures, -1)
+        found = np.full((captures, len(SUMMARY_KEYS)), math.nan)
+        for at in range(captures):
+            mean, var = float(means[at]), float(variances[at])
+            if not (math.isfinite(mean) and math.isfinite(var)):  # overflow, or inf/nan values
+                mean = float(flat[at].mean(dtype=np.float64))
+                if not math.isfinite(mean):
+                    continue
+                var = float(flat[at].var(dtype=np.float64))
+            found[at] = [
+                mean, math.sqrt(var), *percentiles_numpy(flat[at]), *percentiles_numpy(units[at])
+            ]  # fmt: skip
     return found
 
 

@@ -23,7 +23,7 @@ from bntui.store.reader import (
     load_run,
     runs_in_group,
 )
-from bntui.store.writer import RunWriter, remove_run
+from bntui.store.writer import RunWriter, ensure_runs_dir, remove_run
 
 __all__ = [
     "AmbiguousRun",
@@ -35,6 +35,7 @@ __all__ = [
     "StoreError",
     "StoreWriteError",
     "StoredRun",
+    "ensure_runs_dir",
     "export_document",
     "export_text",
     "import_runs",

@@ -18,7 +18,7 @@ from bntui.config import format_validation_error
 from bntui.store.layout import StoreError, atomic_write_bytes
 from bntui.store.reader import StoredRun
 from bntui.store.schema import SUPPORTED_SCHEMA_VERSIONS, ExportDocument, RunRecord
-from bntui.store.writer import write_record
+from bntui.store.writer import ensure_runs_dir, write_record
 
 _MAX_ID = 128
 
@@ -102,9 +102,11 @@ def import_id(base: str, attempt: int) -> str:
 
 def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None = None) -> ImportReport:
     """Import every valid run of an export file. Raises ImportFileError (nothing written) when
-    the file as a whole is unusable; each bad run is reported in ImportReport.rejected."""
+    the file as a whole is unusable, StoreWriteError when the runs dir is; each bad run is
+    reported in ImportReport.rejected."""
     runs_dir = Path(runs_dir)
     items = read_export(path, stdin=stdin)
+    ensure_runs_dir(runs_dir)  # one error for the whole import, not one per run
     report = ImportReport()
     for index, item in enumerate(items):
         source = f"#{index + 1}"

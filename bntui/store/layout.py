@@ -95,6 +95,16 @@ def describe_os_error(error: OSError) -> str:
     return error.strerror or str(error)
 
 
+def not_a_folder(runs_dir: Path) -> str:
+    """The message for a runs dir that is a file or lies under one: it names the file, not
+    the errno ("File exists", "Not a directory") that mkdir or scandir report for it."""
+    for path in (runs_dir, *runs_dir.parents):
+        if path.exists() and not path.is_dir():
+            where = "" if path == runs_dir else f": {path}"
+            return f"runs dir {runs_dir}{where} is a file, not a folder"
+    return f"runs dir {runs_dir} is not a folder"
+
+
 def write_error(path: Path, error: OSError) -> StoreWriteError:
     return StoreWriteError(f"cannot write {path}: {describe_os_error(error)}")
 

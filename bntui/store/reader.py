@@ -31,6 +31,7 @@ from bntui.store.layout import (
     ConfigFile,
     StoreError,
     SummaryFile,
+    not_a_folder,
 )
 from bntui.store.owner import owner_alive
 from bntui.store.schema import (
@@ -545,7 +546,7 @@ class RunStoreReader:
         except FileNotFoundError:
             return []
         except NotADirectoryError:
-            raise StoreError(f"runs dir {self.runs_dir} is not a directory") from None
+            raise StoreError(not_a_folder(self.runs_dir)) from None
         except OSError as exc:
             raise StoreError(f"cannot read runs dir {self.runs_dir}: {exc.strerror or exc}") from None
 

@@ -43,6 +43,7 @@ from bntui.store.layout import (
     SummaryFile,
     atomic_write_model,
     fsync_dir,
+    not_a_folder,
     write_all,
     write_error,
 )
@@ -84,12 +85,16 @@ def reserve_folder(runs_dir: Path, candidates: Callable[[int], str]) -> tuple[st
 
 
 def ensure_runs_dir(runs_dir: Path) -> None:
+    """Create the runs dir if needed. Raises StoreWriteError (one line) when it cannot be: the
+    CLI and the trainer call this before training, so a bad runs dir fails at once."""
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # runs_dir, or a folder above it, is a file
+        raise StoreWriteError(not_a_folder(runs_dir)) from None
     except OSError as exc:
         raise write_error(runs_dir, exc) from None
     if not runs_dir.is_dir():
-        raise StoreWriteError(f"cannot write {runs_dir}: not a directory")
+        raise StoreWriteError(not_a_folder(runs_dir))
 
 
 def _distribution_version(name: str) -> str:

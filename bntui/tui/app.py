@@ -259,6 +259,7 @@ class BntuiApp(App[int]):
     # -- launching ---------------------------------------------------------------------------
     def action_start_runs(self) -> None:
         from bntui.launch import plan_runs
+        from bntui.store import StoreError, ensure_runs_dir
         from pydantic import ValidationError
 
         form = self.main.form
@@ -273,6 +274,11 @@ class BntuiApp(App[int]):
             self.notify(format_validation_error(exc), title="Cannot start", severity="error", markup=False)
             return
         except ValueError as exc:
+            self.notify(str(exc), title="Cannot start", severity="error", markup=False)
+            return
+        try:  # e.g. the runs dir is a file: say so once, rather than once per refused trainer
+            ensure_runs_dir(self.settings.runs_dir)
+        except StoreError as exc:
             self.notify(str(exc), title="Cannot start", severity="error", markup=False)
             return
         keys = []
