@@ -9,13 +9,16 @@ import pytest
 from textual.app import App, ComposeResult
 
 from bntui.config import RunConfig
+from bntui.settings import AppSettings
+from bntui.tui.app import BntuiApp
+from bntui.tui.devices import DeviceChoice
 from bntui.tui.keys import BUILTIN_KEYS
 from bntui.tui.run_view import RunView
 from bntui.tui.screens.compare import CompareScreen, format_delta, format_value
 from bntui.tui.screens.help import HelpScreen
 from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
 from bntui.tui.widgets.run_table import RunTable
-from tuihelpers import fixture_records
+from tuihelpers import fixture_records, wait_for
 
 CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 
@@ -146,3 +149,19 @@ def test_y_tick_labels_are_evenly_spaced(height: int) -> None:
     assert len(row_gaps) == 1, ticks
     precision = 10 ** -len(str(ticks[0][1]).split(".")[1])  # the labels are rounded
     assert max(value_gaps) - min(value_gaps) <= 2 * precision + 1e-9, ticks
+
+
+async def test_the_loss_acc_key_is_offered_only_where_one_plot_shows_at_a_time(tmp_path: Path) -> None:
+    app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
+                   devices=[DeviceChoice("cpu", "test CPU")])
+
+    def footer_labels() -> list[str]:
+        return [str(key.description) for key in app.screen.query("FooterKey")]
+
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: "Start" in footer_labels(), "the footer")
+        assert "Loss/Acc" not in footer_labels()  # wide: both plots are shown
+        await pilot.resize_terminal(100, 30)
+        await wait_for(pilot, lambda: "Loss/Acc" in footer_labels(), "^g in the footer")
+        await pilot.press("ctrl+g")
+        assert app.main.has_class("show-accuracy")

@@ -408,6 +408,11 @@ class BntuiApp(App[int]):
         self._device_detection.cancel()
         await asyncio.to_thread(self.stop_all_trainers)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_metric" and self.screen_stack and self.main.shows_both_plots:
+            return False  # both plots are on screen: nothing to switch, so not in the footer
+        return True
+
     # -- other actions -----------------------------------------------------------------------
     def action_toggle_metric(self) -> None:
         self.main.toggle_metric()

@@ -59,5 +59,14 @@ class MainScreen(Screen):
     def plots(self) -> list[MetricPlot]:
         return list(self.query(MetricPlot))
 
+    @property
+    def shows_both_plots(self) -> bool:
+        return self.has_class("-wide")
+
     def toggle_metric(self) -> None:
         self.toggle_class("show-accuracy")
+
+    def on_resize(self) -> None:
+        # Runs after Textual set the breakpoint classes: crossing the wide breakpoint shows or
+        # hides ^g in the footer (BntuiApp.check_action).
+        self.refresh_bindings()
