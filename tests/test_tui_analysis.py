@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from textual.notifications import Notification, Notify
 
+from bntui.config import RunConfig
 from bntui.settings import AppSettings
 from bntui.store import import_runs
 from bntui.tui.app import BntuiApp
@@ -16,7 +18,9 @@ from bntui.tui.screens.compare import CompareScreen
 from bntui.tui.screens.diagnostics import DiagnosticsScreen
 from bntui.tui.screens.export_dialog import ExportDialog
 from bntui.tui.screens.group import GroupScreen
+from bntui.tui.run_view import RunView
 from bntui.tui.widgets.run_table import RunTable
+from tuihelpers import wait_for
 
 FIXTURE = Path(__file__).parent / "fixtures" / "compare_runs"
 DEVICES = [DeviceChoice("cpu", "x86_64")]
@@ -40,6 +44,14 @@ async def loaded(pilot, rows: int = 7) -> RunTable:
     table.focus()
     await pilot.pause()
     return table
+
+
+def collect_notifications(into: list[Notification]):
+    def hook(message) -> None:
+        if isinstance(message, Notify):
+            into.append(message.notification)
+
+    return hook
 
 
 def select(table: RunTable, run_id: str) -> None:
@@ -84,7 +96,7 @@ def footer_descriptions(screen) -> list[str]:
 
 
 async def test_loss_acc_is_one_working_key_on_the_main_and_group_screens(app):
-    async with app.run_test(size=(140, 44)) as pilot:
+    async with app.run_test(size=(120, 44)) as pilot:  # below 130 columns: one plot at a time
         table = await loaded(pilot)
         app.main.query_one("#field-epochs").focus()  # a text field: ^g must still work
         await pilot.press("ctrl+g")
@@ -113,6 +125,81 @@ async def test_diagnostics_opens_for_the_selected_run_and_its_twin(app):
         await pilot.pause()
         assert isinstance(app.screen, DiagnosticsScreen)
         assert sorted(record.id for record in app.screen.records) == ["fx-bn-s0", "fx-nobn-s0"]
+
+
+async def test_diagnostics_follow_the_selected_run_even_when_others_are_marked(app):
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        for run_id in ("fx-bn-s0", "fx-nobn-s0"):
+            select(table, run_id)
+            await pilot.press("space")
+        select(table, "fx-nobn-s2")
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, DiagnosticsScreen)
+        assert sorted(record.id for record in app.screen.records) == ["fx-bn-s2", "fx-nobn-s2"]
+
+
+async def test_a_run_still_queued_when_compare_opened_joins_it_once_it_starts(tmp_path):
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(FIXTURE, runs_dir, ignore=shutil.ignore_patterns("*.py", "fx-nobn-s1"))
+    settings = AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data")
+    app = BntuiApp(settings, devices=DEVICES, poll_seconds=0.1)
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot, rows=6)
+        # What the app holds for a run of its own launch that has not started: no run id yet.
+        bn_s1 = app.views["fx-bn-s1"]
+        queued = RunView(key="job-1", config=bn_s1.config.model_copy(update={"bn": False}),
+                         status="queued", group=bn_s1.group, live=True)
+        app.views["job-1"] = queued
+        app._touch("job-1")
+        await wait_for(pilot, lambda: table.row_count == 7, "the queued row")
+        select(table, "fx-bn-s1")
+        await pilot.press("c")  # the selected run and its twin, which has not started
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        assert [record.id for record in screen.records] == ["fx-bn-s1"]
+
+        # It starts: the trainer names its run, and the run appears in the store.
+        queued.run_id = "fx-nobn-s1"
+        app.keys_by_run_id["fx-nobn-s1"] = "job-1"
+        shutil.copytree(FIXTURE / "fx-nobn-s1", runs_dir / "fx-nobn-s1")
+        await wait_for(pilot, lambda: len(screen.records) == 2, "the started twin on the compare screen")
+        assert sorted(record.id for record in screen.records) == ["fx-bn-s1", "fx-nobn-s1"]
+
+
+async def test_a_run_removed_from_the_store_leaves_the_open_compare_screen(app):
+    notes: list[Notification] = []
+    async with app.run_test(size=(140, 44), message_hook=collect_notifications(notes)) as pilot:
+        table = await loaded(pilot)
+        select(table, "fx-bn-s0")
+        await pilot.press("c")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, CompareScreen) and len(screen.records) == 2
+        shutil.rmtree(app.settings.runs_dir / "fx-nobn-s0")  # `bntui rm` in another shell
+        await wait_for(pilot, lambda: [r.id for r in screen.records] == ["fx-bn-s0"], "the removed run to go")
+        assert any(note.message == "removed from the run store: fx-nobn-s0" for note in notes)
+
+        shutil.rmtree(app.settings.runs_dir / "fx-bn-s0")  # the last one shown: back to the list
+        await wait_for(pilot, lambda: app.screen is app.main, "the compare screen to close")
+
+
+async def test_compare_on_a_run_that_has_not_started_says_so(tmp_path):
+    notes: list[Notification] = []
+    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    app = BntuiApp(settings, devices=DEVICES, poll_seconds=0.1)
+    async with app.run_test(size=(140, 44), message_hook=collect_notifications(notes)) as pilot:
+        app.views["job-1"] = RunView(key="job-1", config=RunConfig(), status="queued", live=True)
+        app._touch("job-1")
+        await wait_for(pilot, lambda: app.main.runs.row_count == 1, "the queued row")
+        app.main.runs.focus()
+        for key in ("c", "d"):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: bool(notes), f"a message for {key}")
+            assert notes.pop().message == "Not started yet: open this again once the run is training."
+            assert app.screen is app.main
 
 
 async def test_export_marked_runs_writes_a_file_that_imports_back(app, tmp_path):

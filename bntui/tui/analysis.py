@@ -6,6 +6,7 @@ keeps an open screen fed with fresh records as the store changes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,16 +33,29 @@ def _selected_view(app: BntuiApp) -> RunView | None:
     return app.views.get(key) if key else None
 
 
-def chosen_run_ids(app: BntuiApp) -> list[str]:
+def _selected_and_twin(app: BntuiApp) -> list[str]:
+    """View keys of the selected run and its BN twin (a queued run has no run id yet)."""
+    selected = _selected_view(app)
+    if selected is None:
+        return []
+    twins = [view.key for view in app.views.values() if view.twin_of(selected)]
+    return [selected.key, *twins[:1]]
+
+
+def chosen_keys(app: BntuiApp) -> list[str]:
     """The marked runs in list order; without marks, the selected run and its BN twin."""
     table = app.main.runs
     if table.marked:
-        return [view.run_id for key, view in app.views.items() if key in table.marked and view.run_id]
-    selected = _selected_view(app)
-    if selected is None or selected.run_id is None:
-        return []
-    twins = [v.run_id for v in app.views.values() if v.twin_of(selected) and v.run_id]
-    return [selected.run_id, *twins[:1]]
+        return [key for key in app.views if key in table.marked]
+    return _selected_and_twin(app)
+
+
+def _run_ids(app: BntuiApp, keys: list[str]) -> list[str]:
+    return [view.run_id for key in keys if (view := app.views.get(key)) is not None and view.run_id]
+
+
+def chosen_run_ids(app: BntuiApp) -> list[str]:
+    return _run_ids(app, chosen_keys(app))
 
 
 def group_run_ids(app: BntuiApp) -> tuple[str | None, list[str]]:
@@ -77,14 +91,25 @@ def _records_for(app: BntuiApp, ids: list[str]) -> list[RunRecord]:
     return [records[run_id] for run_id in ids if run_id in records]
 
 
+def _open_tracking(app: BntuiApp, keys: list[str], screen_for, nothing_chosen: str) -> None:
+    """Open the screen on the runs of `keys` that have records. Runs still queued join it
+    when they start (refresh_open_screen), so a screen opened on a launch shows all of it."""
+    records = _records_for(app, _run_ids(app, keys))
+    if not records:
+        if keys:
+            app.notify("Not started yet: open this again once the run is training.", severity="warning")
+        else:
+            app.notify(nothing_chosen, severity="warning")
+        return
+    screen = screen_for(records)
+    app.analysis_keys[screen] = keys
+    app.push_screen(screen)
+
+
 def open_compare(app: BntuiApp) -> None:
     from bntui.tui.screens.compare import CompareScreen
 
-    records = _records_for(app, chosen_run_ids(app))
-    if len(records) < 1:
-        app.notify("Mark runs with space (or select a run) to compare them.", severity="warning")
-        return
-    app.push_screen(CompareScreen(records))
+    _open_tracking(app, chosen_keys(app), CompareScreen, "Mark runs with space (or select a run) to compare them.")
 
 
 def open_group(app: BntuiApp) -> None:
@@ -100,13 +125,10 @@ def open_group(app: BntuiApp) -> None:
 
 
 def open_diagnostics(app: BntuiApp) -> None:
+    """The selected run and its twin, marks or not: the screen shows one BN / no-BN pair."""
     from bntui.tui.screens.diagnostics import DiagnosticsScreen
 
-    records = _records_for(app, chosen_run_ids(app)[:2])
-    if not records:
-        app.notify("Select a run first.", severity="warning")
-        return
-    app.push_screen(DiagnosticsScreen(records))
+    _open_tracking(app, _selected_and_twin(app), DiagnosticsScreen, "Select a run first.")
 
 
 def open_export(app: BntuiApp) -> None:
@@ -124,8 +146,9 @@ def open_export(app: BntuiApp) -> None:
     app.push_screen(ExportDialog(ids, default_export_path(), runs_dir=app.settings.runs_dir), exported)
 
 
-def refresh_open_screen(app: BntuiApp) -> None:
-    """Feed an open analysis screen the latest records of its runs (new seeds of a group too)."""
+def refresh_open_screen(app: BntuiApp, removed: Sequence[str] = ()) -> None:
+    """Feed an open analysis screen the latest records of its runs: the runs it was opened on
+    that have started since, new seeds of a group, and none of the runs removed from the store."""
     from bntui.tui.screens.compare import CompareScreen
     from bntui.tui.screens.diagnostics import DiagnosticsScreen
     from bntui.tui.screens.group import GroupScreen
@@ -134,10 +157,16 @@ def refresh_open_screen(app: BntuiApp) -> None:
     if not isinstance(screen, (CompareScreen, DiagnosticsScreen, GroupScreen)):
         return
     shown = [record.id for record in screen.records]
+    shown += [run_id for run_id in _run_ids(app, app.analysis_keys.get(screen, [])) if run_id not in shown]
     records = _records_by_id(app)
     if isinstance(screen, GroupScreen) and screen.records:
         group = screen.records[0].group
         shown = [run_id for run_id, record in records.items() if record.group == group]
-    fresh = [records[run_id] for run_id in shown if run_id in records]
+    gone = [run_id for run_id in shown if run_id in removed]
+    if gone:
+        app.notify(f"removed from the run store: {', '.join(gone)}", severity="warning", markup=False)
+    fresh = [records[run_id] for run_id in shown if run_id in records and run_id not in removed]
     if fresh:
         screen.update_records(fresh)
+    elif gone:
+        screen.dismiss()  # every run it showed is gone: back to the run list

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -73,6 +74,9 @@ class BntuiApp(App[int]):
         self.poll_seconds = poll_seconds
         self.views: dict[str, RunView] = {}  # by RunView.key (the job key for this session's runs)
         self.keys_by_run_id: dict[str, str] = {}
+        # The run list keys an open analysis screen was opened on: runs still queued then join
+        # it once they start (analysis.refresh_open_screen).
+        self.analysis_keys: weakref.WeakKeyDictionary[Screen, list[str]] = weakref.WeakKeyDictionary()
         self.queue = RunQueue()
         self.trainers: dict[str, TrainerProcess] = {}
         self.watcher = StoreWatcher(settings.runs_dir)
@@ -189,8 +193,8 @@ class BntuiApp(App[int]):
             if view is not None and not view.live:
                 del self.views[key]
                 self._drop_row(key)
-        if message.changed:
-            analysis.refresh_open_screen(self)
+        if message.changed or message.removed:
+            analysis.refresh_open_screen(self, message.removed)
 
     def on_trainer_line(self, message: TrainerLine) -> None:
         view = self.views.get(message.job_key)
