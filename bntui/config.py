@@ -173,7 +173,7 @@ def format_validation_error(error: ValidationError, skip_prefixes: tuple[str, ..
         while parts and parts[0] in skip_prefixes:
             parts.pop(0)
         location = ".".join(parts)
-        message = _plain_message(item)
+        message = plain_message(item)
         if location and not message.startswith(f"{location}:"):
             lines.append(f"{location}: {message}")
         else:
@@ -181,7 +181,7 @@ def format_validation_error(error: ValidationError, skip_prefixes: tuple[str, ..
     return "; ".join(lines) if lines else str(error)
 
 
-def _plain_message(item: Any) -> str:
+def plain_message(item: Any) -> str:
     if item["type"] == "extra_forbidden":
         return "unknown setting"
     message = str(item["msg"]).removeprefix("Value error, ")
@@ -192,7 +192,7 @@ def field_errors(error: ValidationError) -> dict[str, str]:
     """Map each failing field to its message (the TUI shows it next to the field)."""
     result: dict[str, str] = {}
     for item in error.errors():
-        message = _plain_message(item)
+        message = plain_message(item)
         location = next((str(p) for p in item["loc"] if not isinstance(p, int)), "")
         if not location and ":" in message:
             location, message = (part.strip() for part in message.split(":", 1))

@@ -8,13 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import Field, field_validator
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
+
+# plain_message is config's wording for pydantic errors: runs and settings read alike.
+from bntui.config import TrainingFields, plain_message
 
 APP_NAME = "bntui"
 
@@ -41,7 +47,13 @@ def default_theme_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "themes"
 
 
-class ConfigFileError(ValueError):
+class SettingsValueError(SettingsError):
+    """A setting's value is not allowed; the message names the flag or variable it came from.
+
+    A SettingsError so that callers which already catch pydantic-settings' errors catch it."""
+
+
+class ConfigFileError(SettingsValueError):
     """The TOML config file exists but cannot be used."""
 
 
@@ -56,6 +68,12 @@ class AppSettings(BaseSettings):
     download: bool = Field(False, description="allow downloading datasets")
     threads: int = Field(0, ge=0, le=1024, description="CPU threads for torch (0: torch's default)")
     theme: str = Field("bntui-dark", description="TUI theme name")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        # A run's own rule: a name `bntui run` refuses must not be accepted here either.
+        return TrainingFields._check_device_name(value)
 
     @field_validator("data_dir", "runs_dir", mode="after")
     @classmethod
@@ -82,39 +100,78 @@ class AppSettings(BaseSettings):
 def load_settings(**overrides: Any) -> AppSettings:
     """Build settings, passing only the overrides the user actually gave (None means unset).
 
-    A broken config file raises ConfigFileError naming the file."""
+    A broken config file raises ConfigFileError naming the file; a bad value raises
+    ConfigFileError (the value is in the file) or SettingsValueError (a flag or BNTUI_*
+    variable), each problem named by where its value came from, all on one line."""
     given = {key: value for key, value in overrides.items() if value is not None}
     path = default_config_file()
+    in_file: dict[str, Any] = {}
     if path.exists():
         try:
-            tomllib.loads(path.read_text(encoding="utf-8"))
+            in_file = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigFileError(f"config file {path}: not valid TOML ({exc})") from None
-    return AppSettings(**given)
+    try:
+        return AppSettings(**given)
+    except ValidationError as exc:
+        problems = [_describe(item, given, in_file, path) for item in exc.errors()]
+        from_file = any(problem.startswith("config file ") for problem in problems)
+        raise (ConfigFileError if from_file else SettingsValueError)("; ".join(problems)) from None
+
+
+# pydantic's wording for a wrong type names Python classes; say what to write instead.
+_TYPE_MESSAGES = {
+    "path_type": "must be a path (text)",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be text",
+}
+
+
+def _describe(item: Any, given: dict[str, Any], in_file: dict[str, Any], path: Path) -> str:
+    """`source: problem` for one validation error, the source found in precedence order."""
+    key = str(item["loc"][0]) if item["loc"] else ""
+    message = _TYPE_MESSAGES.get(item["type"]) or plain_message(item)
+    if item["type"] == "extra_forbidden":
+        message += f" (known: {', '.join(AppSettings.model_fields)})"
+    if key in given:
+        return f"--{key.replace('_', '-')}: {message}"
+    # pydantic-settings matches BNTUI_* names ignoring case, so name the variable as written.
+    variable = next((name for name in os.environ if name.lower() == f"bntui_{key}"), None)
+    if variable is not None:
+        return f"{variable}: {message}"
+    if key in in_file:
+        return f"config file {path}: {key}: {message}"
+    return f"{key}: {message}" if key else message
 
 
 def save_setting(key: str, value: Any) -> Path:
-    """Write one key into the TOML config file, keeping the others (used for the theme)."""
+    """Set one top-level key in the TOML config file, keeping everything else the user wrote
+    (comments, order, layout) as it is; the TUI saves its theme this way.
+
+    Raises OSError when the file cannot be read, is not valid TOML (it is left untouched
+    rather than replaced), or cannot be written."""
     path = default_config_file()
-    current: dict[str, Any] = {}
+    if path.is_symlink():  # a linked config (a dotfiles repo) is updated where it lives
+        path = path.resolve()
     if path.exists():
         try:
-            current = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            current = {}
-    current[key] = value
+            # bytes, not read_text: keep the user's line endings as they are
+            document = tomlkit.parse(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, TOMLKitError) as exc:
+            raise OSError(f"config file {path}: not valid TOML, left unchanged ({exc})") from None
+    else:
+        document = tomlkit.document()
+    # tomlkit keeps a replaced value's trailing comment and puts a new key before any table
+    document[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{name} = {_toml_value(item)}" for name, item in current.items()]
     temp = path.with_suffix(".toml.tmp")
-    temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_bytes(document.as_string().encode("utf-8"))
+        os.replace(temp, path)  # atomic: a crash leaves the old file or the new one, never half
+    finally:
+        temp.unlink(missing_ok=True)
     return path
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'

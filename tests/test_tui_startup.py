@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.notifications import Notify
 from textual.widgets import Select
 
 from bntui.settings import AppSettings
@@ -62,3 +63,18 @@ async def test_the_device_choice_shows_what_detection_found(tmp_path: Path, monk
         await wait_for(pilot, lambda: "auto (cuda:0)" in str(label.render()), "the label naming the GPU")
         assert select.value == "auto"
         assert [value for _, value in select._options] == ["auto", "cpu", "cuda:0"]
+
+
+async def test_a_configured_device_this_machine_lacks_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(DeviceDetection, "run", lambda self: [DeviceChoice("cpu", "x86_64")])
+    notes: list[str] = []
+    app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", device="cuda:1"))
+
+    def hook(message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification.message)
+
+    async with app.run_test(size=(140, 40), message_hook=hook) as pilot:
+        await wait_for(pilot, lambda: bool(notes), "a message about the device")
+        assert notes == ["device 'cuda:1' from the settings is not on this machine; using auto"]
+        assert app.main.query_one("#field-device", Select).value == "auto"

@@ -261,6 +261,9 @@ class SettingsForm(VerticalScroll):
         select.set_options(device_options(devices))
         values = [value for _, value in device_options(devices)]
         select.value = current if current != "auto" and current in values else self._device_value(devices)
+        if self.initial_device not in values:  # e.g. device = "cuda" in the config, on a CPU box
+            self.app.notify(f"device {self.initial_device!r} from the settings is not on this machine; "
+                            "using auto", severity="warning", markup=False)
         # Select only redraws its label when the value changes; "auto" stays "auto" while its
         # label changes from "detecting..." to the device found, so redraw it regardless.
         select.mutate_reactive(Select.value)
