@@ -130,11 +130,12 @@ class ExportCommand(StoreOptions):
         validation_alias=AliasChoices("o", "output"),
         description="file to write, '-' for stdout",
     )
+    force: bool = Field(False, description="replace the output file if it exists (without it: refuse)")
 
     def cli_cmd(self) -> int:
         from bntui.commands.store_commands import cmd_export
 
-        return cmd_export(self.app_settings(), _console(), self.runs, self.output)
+        return cmd_export(self.app_settings(), _console(), self.runs, self.output, force=self.force)
 
 
 class ImportCommand(StoreOptions):

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 BN_BETTER = "BN better"
 NO_BN_BETTER = "no BN better"
 NO_DIFFERENCE = "no difference detectable at this number of seeds"
+# Without an interval there is no verdict to give, and "no difference" would read as a finding.
+NOTHING_TO_COMPARE = "nothing to compare yet: no complete BN / no-BN seed pair"
+ONE_PAIR = "none from one seed pair: run more seeds (3 or more) for an interval"
 
 MIN_SEEDS_FOR_VERDICT = 3
 FEW_SEEDS_WARNING = "fewer than 3 seeds: the interval is wide and the verdict fragile"
@@ -233,8 +236,10 @@ def verdict(result: PairedResult | None, higher_is_better: bool = True) -> str:
     """Plain-language reading of the interval on BN − no-BN.
 
     For accuracies higher is better; for losses pass higher_is_better=False."""
-    if result is None or result.n < 2 or result.ci_low is None or result.ci_high is None:
-        return NO_DIFFERENCE
+    if result is None or result.n == 0:
+        return NOTHING_TO_COMPARE
+    if result.n < 2 or result.ci_low is None or result.ci_high is None:
+        return ONE_PAIR
     if result.ci_low > 0:
         return BN_BETTER if higher_is_better else NO_BN_BETTER
     if result.ci_high < 0:

@@ -175,3 +175,15 @@ def test_run_into_a_runs_dir_that_is_a_file_fails_before_training(tmp_path, caps
     assert status == 2
     assert err.strip() == f"bntui: error: runs dir {blocker} is a file, not a folder"
     assert out == "" and blocker.read_text() == "x"
+
+
+def test_export_help_offers_force_and_the_cli_passes_it(tmp_path):
+    assert "--force" in bntui("export", "--help").stdout
+    target = tmp_path / "out.json"
+    target.write_text("precious")
+    refused = bntui("export", "-o", str(target), "--runs-dir", str(tmp_path / "runs"))
+    assert refused.returncode == 1 and target.read_text() == "precious"
+    assert len(refused.stderr.strip().splitlines()) == 1
+    forced = bntui("export", "-o", str(target), "--force", "--runs-dir", str(tmp_path / "runs"))
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(target.read_text())["runs"] == []

@@ -42,3 +42,18 @@ def test_results_keep_each_run_id_whole_on_one_line(width):
     # Where train / val / test fit they are all shown, else the test numbers, never cut.
     expected = "90.62 / 88.25 / 86.30" if width >= 160 else "86.30"
     assert sum(expected in line and "finished" in line for line in lines) == 3, text
+
+
+def _header(outcomes, width: int) -> list[str]:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    _print_results(console, outcomes)
+    return [line for line in console.file.getvalue().splitlines() if line.split()[:2] == ["run", "status"]]
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_results_header_does_not_depend_on_whether_a_run_finished(width):
+    run_id = "20261126-193115-mnist-mini-mlp-bn-s0-3f0e"
+    cancelled = StoredOutcome(RunConfig(seed=0), run_id, RunResult(status="cancelled"), stored=True)
+    done = _header([finished(RunConfig(seed=0), run_id)], width)
+    stopped = _header([cancelled], width)
+    assert done and [h.split() for h in stopped] == [h.split() for h in done]

@@ -102,6 +102,8 @@ def test_missing_dataset_names_data_dir_layout_and_alternative(tmp_path, name):
     message = str(caught.value)
     assert str(tmp_path) in message
     assert "mnist-mini" in message and "--download" in message
+    # the TUI has no --download flag: the message names the settings it does read
+    assert "download = true" in message and "BNTUI_DOWNLOAD=1" in message
     expected = {
         "mnist": "MNIST/raw/train-images-idx3-ubyte",
         "fashion-mnist": "FashionMNIST/raw/train-images-idx3-ubyte",

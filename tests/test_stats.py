@@ -19,6 +19,8 @@ from bntui.stats import (
     FEW_SEEDS_WARNING,
     NO_BN_BETTER,
     NO_DIFFERENCE,
+    NOTHING_TO_COMPARE,
+    ONE_PAIR,
     NO_PAIRS_WARNING,
     PairedResult,
     band,
@@ -167,7 +169,7 @@ def test_one_pair_has_no_interval():
     assert result.n == 1
     assert result.mean_diff == pytest.approx(0.009)
     assert (result.std_diff, result.ci_low, result.ci_high) == (None, None, None)
-    assert verdict(result) == NO_DIFFERENCE
+    assert verdict(result) == ONE_PAIR
 
 
 def test_paired_difference_rejects_mismatched_or_empty_input():
@@ -188,8 +190,8 @@ def test_verdict_rules():
     assert verdict(_result(-0.02, -0.001)) == NO_BN_BETTER
     assert verdict(_result(-0.01, 0.02)) == NO_DIFFERENCE
     assert verdict(_result(0.0, 0.02)) == NO_DIFFERENCE  # touching 0 is not "entirely above"
-    assert verdict(_result(0.001, 0.02, n=1)) == NO_DIFFERENCE
-    assert verdict(None) == NO_DIFFERENCE
+    assert verdict(_result(0.001, 0.02, n=1)) == ONE_PAIR
+    assert verdict(None) == NOTHING_TO_COMPARE
 
 
 def test_verdict_flips_for_losses():
@@ -385,7 +387,7 @@ def test_summary_without_pairs():
     summary = summarize_group([make_run(True, 0, 0.6), make_run(False, 1, 0.6)])
     assert summary.k == 0
     assert summary.paired is None
-    assert summary.verdict == NO_DIFFERENCE
+    assert summary.verdict == NOTHING_TO_COMPARE
     assert NO_PAIRS_WARNING in summary.warnings
     assert summary.target_accuracy is None
     assert len(summary.excluded) == 2
@@ -438,6 +440,18 @@ def test_card_for_one_seed_says_there_is_no_interval():
     text = group_card_text(summarize_group([make_run(True, 0, 0.611), make_run(False, 0, 0.622)]))
     assert "no confidence interval" in text
     assert FEW_SEEDS_WARNING in text
+    assert f"Verdict: {ONE_PAIR}" in text and NO_DIFFERENCE not in text
+    assert "1 seed pair (seeds 0)" in text
+    assert "of 1 seed reached it" in text and "1 seeds" not in text
+    assert "Test accuracy (one seed per arm):" in text and "over seeds" not in text
+
+
+def test_card_with_no_pair_says_there_is_nothing_to_compare_yet():
+    # e.g. the card after Ctrl+C in `bntui run`: no run finished
+    text = group_card_text(summarize_group([make_run(True, 0, 0.6, status="cancelled")]))
+    assert f"Verdict: {NOTHING_TO_COMPARE}" in text and "nothing to compare yet" in text
+    assert NO_DIFFERENCE not in text
+    assert "0 seed pairs" in text
 
 
 def test_stats_and_series_do_not_import_torch_textual_or_rich():

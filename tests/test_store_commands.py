@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shutil
 
 import pytest
 from rich.console import Console
@@ -145,12 +147,14 @@ def test_export_named_runs_to_a_file_then_import(settings, console, tmp_path):
     make_run(settings.runs_dir, epochs=1, seed=2)
     target = tmp_path / "out.json"
     assert cmd_export(settings, console, [a.run_id], str(target)) == 0
-    assert "exported 1 run(s)" in output(console)
+    assert "exported 1 run to" in output(console)
     assert [run.id for run in ExportDocument.model_validate_json(target.read_text()).runs] == [a.run_id]
 
     assert cmd_import(settings, console, target) == 0
-    assert f"as {a.run_id}-import2" in output(console)
-    assert len(list_runs(settings.runs_dir)) == 3
+    text = output(console)
+    assert f"already in the store: {a.run_id}" in text
+    assert "0 imported, 1 already in the store, 0 rejected" in text
+    assert len(list_runs(settings.runs_dir)) == 2
 
 
 def test_export_into_a_missing_folder_is_one_line_error(settings, console, capsys, tmp_path):
@@ -249,3 +253,55 @@ def test_import_into_a_runs_dir_that_is_a_file_is_one_line_error(settings, conso
     assert cmd_import(settings, console, path) == 1
     assert capsys.readouterr().err.strip() == f"bntui: error: runs dir {settings.runs_dir} is a file, not a folder"
     assert output(console) == ""
+
+
+def test_export_refuses_to_overwrite_a_file_unless_forced(settings, console, capsys, tmp_path):
+    make_run(settings.runs_dir, epochs=1)
+    target = tmp_path / "existing.json"
+    target.write_text("precious")
+    assert cmd_export(settings, console, [], str(target)) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(target) in err and "--force" in err
+    assert target.read_text() == "precious"
+
+    assert cmd_export(settings, console, [], str(target), force=True) == 0
+    assert len(ExportDocument.model_validate_json(target.read_text()).runs) == 1
+
+
+def _an_ordinary_store(runs_dir):
+    """What the tester had: lenet5 runs of 150 epochs, -importN copies, one damaged run."""
+    ids = []
+    for seed in range(3):
+        for bn in (True, False):
+            ids.append(make_run(runs_dir, epochs=2, dataset="cifar10", arch="lenet5", bn=bn, seed=seed).run_id)
+    ids.append(make_run(runs_dir, epochs=1, status="cancelled", seed=9).run_id)
+    long_one = make_run(runs_dir, epochs=150, seed=4)
+    shutil.copytree(long_one.path, runs_dir / f"{long_one.run_id}-import2")
+    ids += [long_one.run_id, f"{long_one.run_id}-import2"]
+    broken = make_run(runs_dir, epochs=1, seed=7)
+    (broken.path / "summary.json").write_text("{")
+    ids.append(broken.run_id)
+    return ids, broken.run_id
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_runs_table_is_readable_on_narrow_terminals(settings, width):
+    ids, broken = _an_ordinary_store(settings.runs_dir)
+    narrow = Console(file=io.StringIO(), width=width, color_system=None)
+    assert cmd_runs(settings, narrow) == 0
+    text = output(narrow)
+    lines = text.splitlines()
+    # every line fits but the damaged run's: one line the terminal wraps, not cut or folded
+    assert all(len(line) <= width for line in lines if not line.startswith("damaged")), text
+    assert "…" not in text  # nothing is cut: a column that does not fit is left out whole
+    for run_id in ids:
+        assert sum(re.search(rf"(^|\s){re.escape(run_id)}(\s|$)", line) is not None for line in lines) >= 1, text
+    table_rows = [line for line in lines if line.startswith("2026") and "damaged" not in line]
+    assert len(table_rows) == len(ids), text
+    assert len(lines) < len(ids) + 10, text  # one line a run, plus title, header, damaged list
+    assert all("finished" in row or "cancelled" in row for row in table_rows), text
+    if "epochs" in lines[1]:
+        assert "150/150" in text
+    # the damaged run's reason: below the table, on one line naming the run
+    [reason] = [line for line in lines if "summary.json" in line]
+    assert broken in reason and lines.index(reason) > max(lines.index(r) for r in table_rows)

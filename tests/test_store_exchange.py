@@ -90,14 +90,17 @@ def test_colliding_ids_get_a_new_id_and_nothing_is_overwritten(tmp_path):
     [original] = list_runs(tmp_path)
     before = (original.path / "events.jsonl").read_bytes()
     path = export_file([original], tmp_path.parent / "collide.json")
+    data = json.loads(path.read_text())
+    data["runs"][0]["message"] = "changed elsewhere"  # same id, different content
+    path.write_text(json.dumps(data))
 
     first = import_runs(tmp_path, path)
     second = import_runs(tmp_path, path)
     assert first.imported == [(original.id, original.id + "-import2")]
-    assert second.imported == [(original.id, original.id + "-import3")]
+    assert second.imported == [] and second.skipped == [original.id]
     assert (original.path / "events.jsonl").read_bytes() == before
     copy = load_run(tmp_path, original.id + "-import2")
-    assert copy.record == original.record.model_copy(update={"id": copy.id})
+    assert copy.record == original.record.model_copy(update={"id": copy.id, "message": "changed elsewhere"})
 
 
 def test_import_id_stays_a_valid_id():
@@ -240,6 +243,7 @@ def test_schema_file_is_current():
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 any_float = st.floats(width=64)
+fraction = st.floats(min_value=0.0, max_value=1.0, width=64)
 small_int = st.integers(min_value=0, max_value=10_000)
 aware_time = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
@@ -255,13 +259,13 @@ def records(draw) -> RunRecord:
         "epoch": column(small_int),
         "train_loss": column(any_float),
         "val_loss": column(any_float),
-        "train_accuracy": column(finite),
-        "val_accuracy": column(finite),
+        "train_accuracy": column(fraction),
+        "val_accuracy": column(fraction),
         "epoch_seconds": optional(finite),
         "step": optional(small_int),
         "elapsed": optional(finite),
         "val_loss_batch_stats": optional(st.none() | finite),
-        "val_accuracy_batch_stats": optional(st.none() | finite),
+        "val_accuracy_batch_stats": optional(st.none() | fraction),
     }
     m = draw(st.integers(min_value=0, max_value=6))
     progress = {key: draw(st.lists(values, min_size=m, max_size=m)) for key, values in
@@ -270,7 +274,7 @@ def records(draw) -> RunRecord:
         {"step": small_int, "epoch": small_int},
         optional={"layers": st.lists(st.fixed_dictionaries({"name": st.text(max_size=5), "mean": finite}), max_size=2)},
     ), max_size=3))
-    final = draw(st.none() | st.fixed_dictionaries({name: finite for name in (
+    final = draw(st.none() | st.fixed_dictionaries({name: fraction if "accuracy" in name else any_float for name in (
         "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")}))
     return RunRecord.model_validate({
         "id": draw(st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,20}\Z")),
@@ -301,3 +305,84 @@ def test_any_valid_record_round_trips(tmp_path_factory, record):
     [run] = list_runs(runs_dir)
     assert run.damaged is None
     assert same_record(run.record, record)
+
+
+# -- accuracies, non-finite numbers, duplicates ------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"final": {"train_loss": 0.1, "train_accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 0.9,
+                    "test_loss": 0.1, "test_accuracy": 7.5}}, "final.test_accuracy"),
+        ({"history": {"epoch": [1], "train_loss": [0.1], "val_loss": [0.1],
+                      "train_accuracy": [-0.1], "val_accuracy": [0.5]}}, "history.train_accuracy"),
+        ({"history": {"epoch": [1], "train_loss": [0.1], "val_loss": [0.1], "train_accuracy": [0.5],
+                      "val_accuracy": [0.5], "val_accuracy_batch_stats": [1.5]}},
+         "history.val_accuracy_batch_stats"),
+    ],
+)
+def test_an_accuracy_outside_0_1_rejects_the_run_naming_the_field(tmp_path, extra, field):
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(_document_with(_minimal_run("bad-acc", **extra), _minimal_run("ok"))))
+    report = import_runs(tmp_path / "runs", path)
+    assert report.imported == [("ok", "ok")]
+    [(source, reason)] = report.rejected
+    assert source == "bad-acc"
+    assert reason.startswith(field) and "between 0 and 1" in reason and "\n" not in reason
+
+
+def test_export_is_strict_json_and_non_finite_losses_round_trip(tmp_path):
+    a_store_with_every_kind_of_run(tmp_path / "a")
+    text = export_text(export_document(list_runs(tmp_path / "a")))
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in the export")
+
+    json.loads(text, parse_constant=refuse)  # what jq / JSON.parse accept
+    path = tmp_path / "export.json"
+    path.write_text(text)
+    assert import_runs(tmp_path / "b", path).rejected == []
+    [diverged] = [run for run in list_runs(tmp_path / "b") if run.status == "diverged"]
+    assert math.isnan(diverged.record.history.train_loss[-1])
+    assert diverged.record.history.val_loss[-1] == math.inf
+
+
+def test_old_exports_with_bare_nan_constants_still_import(tmp_path):
+    history = {"epoch": [1, 2], "train_loss": [0.5, math.nan], "val_loss": [0.4, -math.inf],
+               "train_accuracy": [0.5, 0.1], "val_accuracy": [0.5, 0.1]}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(_document_with(_minimal_run("old", status="diverged", history=history))))
+    assert "NaN" in path.read_text()
+    report = import_runs(tmp_path / "runs", path)
+    assert report.rejected == []
+    back = load_run(tmp_path / "runs", "old").record.history
+    assert math.isnan(back.train_loss[1]) and back.val_loss[1] == -math.inf
+
+
+def test_reimporting_the_same_export_skips_runs_already_in_the_store(tmp_path):
+    a_store_with_every_kind_of_run(tmp_path / "a")
+    path = export_file(list_runs(tmp_path / "a"), tmp_path / "export.json")
+    ids = sorted(run.id for run in list_runs(tmp_path / "a"))
+
+    import_runs(tmp_path / "b", path)
+    again = import_runs(tmp_path / "b", path)
+    assert again.imported == [] and again.rejected == []
+    assert sorted(again.skipped) == ids
+    assert sorted(run.id for run in list_runs(tmp_path / "b")) == ids
+
+
+def test_a_run_listed_twice_in_one_file_is_imported_once(tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(_document_with(_minimal_run("twice"), _minimal_run("twice"))))
+    report = import_runs(tmp_path / "runs", path)
+    assert report.imported == [("twice", "twice")]
+    assert report.skipped == ["twice"]
+    assert [run.id for run in list_runs(tmp_path / "runs")] == ["twice"]
+
+
+def test_same_id_with_different_content_is_imported_under_a_new_id(tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(_document_with(_minimal_run("r"), _minimal_run("r", status="failed"))))
+    report = import_runs(tmp_path / "runs", path)
+    assert report.imported == [("r", "r"), ("r", "r-import2")]
+    assert report.skipped == []

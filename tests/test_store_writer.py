@@ -315,3 +315,33 @@ def test_model_file_with_code_is_refused(tmp_path):
     torch.save({"x": Sneaky()}, writer.path / "model.pt")
     with pytest.raises(StoreError, match="cannot load the model"):
         load_model_state(load_run(tmp_path, writer.run_id))
+
+
+def test_summary_is_strict_json_and_events_keep_the_constants_older_readers_expect(tmp_path):
+    from bntui.store.schema import RunRecord
+    from bntui.store.writer import write_record
+
+    nan = float("nan")
+    record = RunRecord.model_validate({
+        "id": "r", "status": "finished", "config": {"dataset": "mnist-mini"},
+        "history": {"epoch": [1], "train_loss": [nan], "val_loss": [float("inf")],
+                    "train_accuracy": [0.1], "val_accuracy": [0.1]},
+        "final": {"train_loss": nan, "train_accuracy": 0.1, "val_loss": float("inf"),
+                  "val_accuracy": 0.1, "test_loss": float("-inf"), "test_accuracy": 0.1},
+    })
+    write_record(tmp_path, record, candidates=lambda attempt: "r")
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["final"]["train_loss"] == "NaN" and summary["final"]["test_loss"] == "-Infinity"
+    assert "NaN" in (tmp_path / "r" / "events.jsonl").read_text()  # bare, as ever
+    final = load_run(tmp_path, "r").record.final
+    assert final.val_loss == float("inf") and final.test_loss == float("-inf")
+
+    # a summary.json written by an older bntui, with bare constants, still reads
+    path = tmp_path / "r" / "summary.json"
+    path.write_text(path.read_text().replace('"NaN"', "NaN").replace('"-Infinity"', "-Infinity"))
+    reader_final = load_run(tmp_path, "r").record.final
+    assert reader_final.test_loss == float("-inf") and reader_final.train_loss != reader_final.train_loss

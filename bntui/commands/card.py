@@ -33,6 +33,7 @@ class CardContent:
     title: str
     seeds_line: str
     arm_rows: list[tuple[str, str, str]]  # label, "mean ± sd", "(n=K)"
+    arms_title: str
     difference_line: str
     verdict: str
     warnings: list[str]
@@ -54,7 +55,8 @@ def _arm_row(arm: ArmSummary) -> tuple[str, str, str]:
 def _target_row(arm: ArmSummary) -> tuple[str, str]:
     mean = arm.epochs_to_target_mean
     epochs = "not reached" if mean is None else f"{mean:.1f} epochs"
-    return arm.label, f"{epochs} ({arm.reached_target} of {arm.n} seeds reached it)"
+    seeds = "seed" if arm.n == 1 else "seeds"
+    return arm.label, f"{epochs} ({arm.reached_target} of {arm.n} {seeds} reached it)"
 
 
 def card_content(summary: GroupSummary) -> CardContent:
@@ -103,6 +105,9 @@ def card_content(summary: GroupSummary) -> CardContent:
         title=f"BN vs no BN — {summary.group or 'ungrouped runs'} ({summary.title})",
         seeds_line=seeds_line,
         arm_rows=[_arm_row(summary.bn), _arm_row(summary.no_bn)] if summary.k else [],
+        # one seed per arm has no sd to speak of
+        arms_title="Test accuracy (one seed per arm)" if summary.k == 1
+        else "Test accuracy (mean ± sd over seeds, sd in points)",
         difference_line=difference,
         verdict=summary.verdict,
         warnings=list(summary.warnings),
@@ -121,7 +126,7 @@ def group_card_text(summary: GroupSummary) -> str:
     card = card_content(summary)
     lines = [card.title, card.seeds_line]
     if card.arm_rows:
-        lines.append("Test accuracy (mean ± sd over seeds, sd in points):")
+        lines.append(f"{card.arms_title}:")
         lines += [f"  {label:<6} {value}  {n}" for label, value, n in card.arm_rows]
     lines.append(card.difference_line)
     lines.append(f"Verdict: {card.verdict}")
@@ -137,7 +142,7 @@ def group_card_text(summary: GroupSummary) -> str:
         for row in [card.seed_header, *card.seed_rows]:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if card.seed_rows_hidden:
-            lines.append(f"  … {card.seed_rows_hidden} more seeds")
+            lines.append(f"  … {card.seed_rows_hidden} more seed{'s' if card.seed_rows_hidden != 1 else ''}")
     if card.excluded:
         lines.append("Excluded runs:")
         lines += [f"  {e}" for e in card.excluded]
@@ -161,7 +166,7 @@ def render_group_card(summary: GroupSummary) -> RenderableType:
         arms.add_column(style="dim")
         for label, value, n in card.arm_rows:
             arms.add_row(label, value, n)
-        parts += [Text("Test accuracy (mean ± sd over seeds, sd in points)"), arms]
+        parts += [Text(card.arms_title), arms]
 
     parts.append(Text(card.difference_line))
     verdict = Text("Verdict: ")
@@ -185,7 +190,8 @@ def render_group_card(summary: GroupSummary) -> RenderableType:
             seeds.add_row(*row)
         parts.append(seeds)
         if card.seed_rows_hidden:
-            parts.append(Text(f"… {card.seed_rows_hidden} more seeds", style="dim"))
+            more = f"{card.seed_rows_hidden} more seed{'s' if card.seed_rows_hidden != 1 else ''}"
+            parts.append(Text(f"… {more}", style="dim"))
 
     if card.excluded:
         parts.append(Text("Excluded runs:", style="bold"))

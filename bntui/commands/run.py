@@ -112,7 +112,9 @@ def cmd_run(command: RunCommand, settings: AppSettings, console: Console) -> int
         from bntui.commands.store_commands import cmd_export
 
         ids = [o.run_id for o in outcomes if o.run_id]
-        if cmd_export(settings, console, ids, str(command.json_file)) != 0:
+        # --json names the file this launch writes (checked before training): no refusal
+        # after the runs are done, as there is for `bntui export -o` without --force.
+        if cmd_export(settings, console, ids, str(command.json_file), force=True) != 0:
             return 1
     if stop.is_set():
         return 130
@@ -201,7 +203,10 @@ def _print_results(console: Console, outcomes: list[StoredOutcome]) -> None:
         test_rows.append((name, status, accuracy[-1], loss[-1]))
     # The run id is what the user copies into `bntui show`: never wrapped, folded or cut. Where
     # train / val / test do not fit beside it, the table keeps the test numbers only.
-    natural = sum(max(map(len, column)) for column in zip(headers, *rows)) + len(headers) - 1
+    # The choice counts room for a finished run's numbers even when none finished (Ctrl+C), so
+    # that the same terminal always gets the same columns.
+    typical = ("", "", "100.00 / 100.00 / 100.00", "0.0000 / 0.0000 / 0.0000")
+    natural = sum(max(map(len, column)) for column in zip(headers, typical, *rows)) + len(headers) - 1
     if natural > console.width:
         title = "Results on the test set (train and val: bntui show RUN)"
         headers, rows = ("run", "status", "test acc %", "test loss"), test_rows

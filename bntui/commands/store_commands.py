@@ -29,19 +29,11 @@ from bntui.store import (
 )
 from bntui.store.schema import json_schema
 
-_RUNS_COLUMNS = (  # (header, minimum width)
-    ("dataset", 10),
-    ("arch", 6),
-    ("BN", 3),
-    ("seed", 4),
-    ("status", 9),
-    ("epochs", 5),
-    ("best val loss", 6),
-    ("test acc", 6),
-    ("time", 6),
-)
-
-_SAID_BY_THE_ID = ("dataset", "arch", "BN", "seed")  # e.g. 20261126-153012-mnist-mini-mlp-bn-s0-a1b2
+_RUNS_COLUMNS = ("dataset", "arch", "BN", "seed", "status", "epochs", "best val loss", "test acc", "time")
+_NUMERIC = ("seed", "epochs", "best val loss", "test acc", "time")
+# On a narrow terminal whole columns are left out, in this order: first those the id already
+# says (e.g. 20261126-153012-mnist-mini-mlp-bn-s0-a1b2), then the least telling numbers.
+_DROP_ORDER = ("dataset", "arch", "BN", "seed", "time", "best val loss", "epochs", "test acc", "status")
 
 _STATUS_STYLE = {
     "running": "green",
@@ -67,6 +59,11 @@ def _write_raw(console: Console, text: str) -> None:
     """Machine-readable output: bypass rich so nothing is wrapped or coloured."""
     console.file.write(text)
     console.file.flush()
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """ "1 run", "2 runs": counts in sentences read right at 1."""
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 def format_loss(value: float | None) -> str:
@@ -129,6 +126,18 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> 
     if not runs:
         console.print(f"no runs in {escape(str(settings.runs_dir))}", highlight=False, soft_wrap=True)
         return 0
+    rows = [_runs_row(run) for run in runs]
+    # The id is what the user copies into `bntui show`: never wrapped, folded or cut; the
+    # other cells are never cut either: a column that does not fit is left out whole.
+    widths = {
+        name: max(*map(len, _header(name).splitlines()), *(len(row[name]) for row in rows))
+        for name in ("id", *_RUNS_COLUMNS)
+    }
+    columns = list(_RUNS_COLUMNS)
+    for name in _DROP_ORDER:
+        if widths["id"] + sum(widths[c] + 1 for c in columns) <= console.width:
+            break
+        columns.remove(name)
     table = Table(
         title=f"Runs in {escape(str(settings.runs_dir))}",
         title_justify="left",
@@ -136,50 +145,47 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> 
         show_edge=False,
         padding=0,  # the box's blank separators leave one space between columns
     )
-    # The id is what the user copies into `bntui show`: it is never wrapped, folded or cut.
-    # The other columns give way: first those the id already says (dataset, arch, BN, seed),
-    # then the rest but the (short) status shrink, longer values ending in "…".
-    id_width = max(len(run.id) for run in runs)
-    table.add_column("id", no_wrap=True, min_width=id_width)
-    columns = list(_RUNS_COLUMNS)
-    if any(run.damaged for run in runs):
-        columns.append(("damaged", 12))
-    if id_width + _table_width(columns) > console.width:
-        columns = [column for column in columns if column[0] not in _SAID_BY_THE_ID]
-    roomy = id_width + _table_width(columns) <= console.width
-    for name, width in columns:
-        numeric = name in ("seed", "epochs", "best val loss", "test acc", "time")
+    for name in ("id", *columns):
         table.add_column(
-            name,
-            justify="right" if numeric else "left",
-            style="red" if name == "damaged" else None,
-            overflow="fold" if name == "damaged" else "ellipsis",
-            no_wrap=name == "status",
-            min_width=width if roomy else None,
+            _header(name), justify="right" if name in _NUMERIC else "left", no_wrap=True, min_width=widths[name]
         )
-    names = [name for name, _ in columns]
-    for run in runs:
-        info = run.overview()
-        cells = {
-            "dataset": info["dataset"] or "?",
-            "arch": info["arch"] or "?",
-            "BN": "?" if info["bn"] is None else ("on" if info["bn"] else "off"),
-            "seed": "?" if info["seed"] is None else str(info["seed"]),
-            "status": _status_text(run),
-            "epochs": _epochs_text(run),
-            "best val loss": format_loss(info["best_val_loss"]),
-            "test acc": format_accuracy(info["test_accuracy"]),
-            "time": format_duration(info["duration_seconds"]),
-            "damaged": escape(run.damaged or ""),
-        }
-        table.add_row(escape(run.id), *(cells[name] for name in names))
+    for run, row in zip(runs, rows):
+        cells = [escape(row[name]) for name in ("id", *columns)]
+        if "status" in columns:
+            cells[1 + columns.index("status")] = _status_text(run)
+        table.add_row(*cells)
     console.print(table, crop=False)  # a terminal narrower than an id: wrap it, never cut it
+    left_out = [name for name in _RUNS_COLUMNS if name not in columns and name not in _DROP_ORDER[:4]]
+    if left_out:
+        console.print(f"[dim]not shown at this width: {', '.join(left_out)} (see --json)[/]", highlight=False)
+    # Reasons are long: one line per damaged run below the table, not a column in it.
+    for run in runs:
+        if run.damaged:
+            console.print(
+                f"[red]damaged[/] {escape(run.id)}: {escape(run.damaged)}", highlight=False, soft_wrap=True
+            )
     return 0
 
 
-def _table_width(columns: Sequence[tuple[str, int]]) -> int:
-    """Room the columns need at their minimum widths, with the space before each."""
-    return sum(width + 1 for _, width in columns)
+def _header(name: str) -> str:
+    # two short lines: the numbers below are 6 characters wide
+    return "best\nval loss" if name == "best val loss" else name
+
+
+def _runs_row(run: StoredRun) -> dict[str, str]:
+    info = run.overview()
+    return {
+        "id": run.id,
+        "dataset": info["dataset"] or "?",
+        "arch": info["arch"] or "?",
+        "BN": "?" if info["bn"] is None else ("on" if info["bn"] else "off"),
+        "seed": "?" if info["seed"] is None else str(info["seed"]),
+        "status": run.status,
+        "epochs": _epochs_text(run),
+        "best val loss": format_loss(info["best_val_loss"]),
+        "test acc": format_accuracy(info["test_accuracy"]),
+        "time": format_duration(info["duration_seconds"]),
+    }
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -377,8 +383,14 @@ def cmd_compare(
 
 # -- export / import -------------------------------------------------------------------------
 
-def cmd_export(settings: AppSettings, console: Console, runs: Sequence[str], output: str) -> int:
-    """All runs when none are named. With output "-" the document is the only thing on stdout."""
+def cmd_export(
+    settings: AppSettings, console: Console, runs: Sequence[str], output: str, force: bool = False
+) -> int:
+    """All runs when none are named. With output "-" the document is the only thing on stdout.
+    An existing file is only replaced with force (the TUI's export dialog asks instead)."""
+    if output != "-" and not force and Path(output).exists():
+        _error(f"{output} exists: nothing written (--force replaces it)")
+        return 1
     if runs:
         found = _resolve(settings, runs)
         if found is None:
@@ -406,7 +418,9 @@ def cmd_export(settings: AppSettings, console: Console, runs: Sequence[str], out
         _error(f"cannot write to stdout: {exc.strerror or exc}")
         return 1
     if output != "-":
-        console.print(f"exported {len(doc.runs)} run(s) to {escape(output)}", highlight=False, soft_wrap=True)
+        console.print(
+            f"exported {plural(len(doc.runs), 'run')} to {escape(output)}", highlight=False, soft_wrap=True
+        )
     return 0
 
 
@@ -419,10 +433,14 @@ def cmd_import(settings: AppSettings, console: Console, path: str | Path) -> int
     for source, new_id in report.imported:
         renamed = f" as {escape(new_id)} (the id was taken)" if new_id != source else ""
         console.print(f"[green]imported[/] {escape(source)}{renamed}", highlight=False, soft_wrap=True)
+    for source in report.skipped:
+        console.print(f"already in the store: {escape(source)}", highlight=False, soft_wrap=True)
     for source, reason in report.rejected:
         console.print(f"[red]rejected[/] {escape(source)}: {escape(reason)}", highlight=False, soft_wrap=True)
     console.print(
-        f"{len(report.imported)} imported, {len(report.rejected)} rejected "
+        f"{len(report.imported)} imported, "
+        + (f"{len(report.skipped)} already in the store, " if report.skipped else "")
+        + f"{len(report.rejected)} rejected "
         f"into {escape(str(settings.runs_dir))}",
         highlight=False,
         soft_wrap=True,
@@ -463,7 +481,7 @@ def cmd_rm(
         return 1
     if not yes:
         ids = ", ".join(run.id for run in removable)
-        question = f"Remove {len(removable)} run(s): {ids}?"
+        question = f"Remove {plural(len(removable), 'run')}: {ids}?"
         if not (confirm or _ask(console))(question):
             console.print("nothing removed", highlight=False, soft_wrap=True)
             return 1

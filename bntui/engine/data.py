@@ -148,7 +148,9 @@ def missing_message(name: str, data_dir: Path, problem: str) -> str:
         layout = f"{folder}/data_batch_1..5, test_batch, batches.meta"
     return (
         f"dataset {name} {problem} (data dir {data_dir}; torchvision's layout: {layout}); "
-        f"run with --download to fetch it, or use the offline dataset mnist-mini"
+        # The TUI has no --download flag: name the settings it reads too.
+        f"to fetch it, pass --download to `bntui run`, or set download = true in the config "
+        f"file or BNTUI_DOWNLOAD=1 (the TUI reads these); or use the offline dataset mnist-mini"
     )
 
 

@@ -2,7 +2,10 @@
 
 Import checks the whole file first (JSON, envelope, schema version) and writes nothing when
 that fails; then each run is checked on its own: bad runs are reported and skipped, good ones
-are written in the store layout under their id, or under a new one if that id is taken."""
+are written in the store layout under their id, or under a new one if that id is taken by a
+different run. A run already in the store with the same content (under its id or one of its
+-importN ids), or listed twice in the file, is skipped: importing the same file twice adds
+nothing."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pydantic import ValidationError
 
 from bntui.config import format_validation_error
 from bntui.store.layout import StoreError, atomic_write_bytes
-from bntui.store.reader import StoredRun
+from bntui.store.reader import StoredRun, list_runs
 from bntui.store.schema import SUPPORTED_SCHEMA_VERSIONS, ExportDocument, RunRecord
 from bntui.store.writer import ensure_runs_dir, write_record
 
@@ -31,6 +34,7 @@ class ImportFileError(StoreError):
 class ImportReport:
     imported: list[tuple[str, str]] = field(default_factory=list)  # (id in the file, id here)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (id or "#n", reason)
+    skipped: list[str] = field(default_factory=list)  # ids already in the store, same content
 
 
 def export_document(runs: list[StoredRun]) -> ExportDocument:
@@ -107,6 +111,7 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
     runs_dir = Path(runs_dir)
     items = read_export(path, stdin=stdin)
     ensure_runs_dir(runs_dir)  # one error for the whole import, not one per run
+    stored = {run.id: _content(run.record) for run in list_runs(runs_dir) if run.record is not None}
     report = ImportReport()
     for index, item in enumerate(items):
         source = f"#{index + 1}"
@@ -116,6 +121,9 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
             record = RunRecord.model_validate(item)
         except ValidationError as exc:
             report.rejected.append((source, format_validation_error(exc)))
+            continue
+        if _already_stored(record, stored):
+            report.skipped.append(record.id)
             continue
         try:
             new_id = write_record(
@@ -128,4 +136,23 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
             report.rejected.append((source, str(exc)))
             continue
         report.imported.append((record.id, new_id))
+        stored[new_id] = _content(record.model_copy(update={"id": new_id}))
     return report
+
+
+def _content(record: RunRecord) -> str:
+    """What two records must share to be the same run. A run exported while running is stored
+    as crashed (nothing runs it here), so that is the status it is compared with."""
+    if record.status == "running":
+        record = record.model_copy(update={"status": "crashed"})
+    return record.model_dump_json()
+
+
+def _already_stored(record: RunRecord, stored: dict[str, str]) -> bool:
+    """Whether the run is in the store under its id or one of the ids an import gives it."""
+    attempt = 0
+    while (candidate := import_id(record.id, attempt)) in stored:
+        if stored[candidate] == _content(record.model_copy(update={"id": candidate})):
+            return True
+        attempt += 1
+    return False

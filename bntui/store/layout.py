@@ -74,7 +74,9 @@ class ConfigFile(BaseModel):
 class SummaryFile(BaseModel):
     """summary.json: everything about a run's end that the events alone may not say."""
 
-    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="constants")
+    # Non-finite numbers as "NaN"/"Infinity" strings, as in the export: the file stays strict
+    # JSON, and readers (pydantic, lax) take both these and the bare constants older files hold.
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings")
 
     schema_version: int
     id: str

@@ -1,8 +1,10 @@
 """The export schema: one versioned JSON document holding runs. These pydantic models are the
 single source of truth for `bntui export`, `bntui import`, `bntui run --json` and `bntui schema`.
 
-Non-finite numbers (a diverged run's NaN loss) are written as the JSON constants NaN / Infinity,
-as Python's json module and the run store's events.jsonl do.
+Non-finite numbers (a diverged run's NaN loss) are written as the strings "NaN", "Infinity" and
+"-Infinity", so that an export is strict JSON (jq, JSON.parse); import reads them, and the bare
+constants NaN / Infinity that earlier exports held, back to the same floats. Readers of schema
+version 2 (pydantic, lax) take both spellings, so the version stays 2.
 
 Regenerate docs/export-schema.json with: python -m bntui schema > docs/export-schema.json"""
 
@@ -10,9 +12,17 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from bntui import __version__
 from bntui.config import RunConfig
@@ -35,9 +45,32 @@ def check_run_id(value: str) -> str:
     return value
 
 
+def _check_accuracy(value: float) -> float:
+    if not 0.0 <= value <= 1.0:  # also NaN
+        raise ValueError(
+            f"{value} is not an accuracy: must be between 0 and 1 (a fraction, not a percentage)"
+        )
+    return value
+
+
+# A fraction of examples classified right: 0.975, never 97.5 (a percentage) or NaN. A validator
+# rather than ge/le so that the one-line error says what is allowed; the schema says it too.
+Accuracy = Annotated[
+    float, AfterValidator(_check_accuracy), Field(json_schema_extra={"minimum": 0, "maximum": 1})
+]
+
+
+# A loss may be non-finite (a diverged run); the export spells those values as strings.
+Loss = Annotated[
+    float,
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]}),
+]
+
+
 class Strict(BaseModel):
-    # NaN/Infinity as JSON constants: a diverged run's losses must survive export -> import.
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+    # NaN/Infinity as strings: a diverged run's losses survive export -> import, and the
+    # document stays strict JSON.
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
 
 class Environment(Strict):
@@ -65,15 +98,15 @@ class History(Strict):
     validation) may instead be empty, for records that never had them."""
 
     epoch: list[int] = Field(default_factory=list)
-    train_loss: list[float] = Field(default_factory=list)
-    val_loss: list[float] = Field(default_factory=list)
-    train_accuracy: list[float] = Field(default_factory=list)
-    val_accuracy: list[float] = Field(default_factory=list)
+    train_loss: list[Loss] = Field(default_factory=list)
+    val_loss: list[Loss] = Field(default_factory=list)
+    train_accuracy: list[Accuracy] = Field(default_factory=list)
+    val_accuracy: list[Accuracy] = Field(default_factory=list)
     epoch_seconds: list[float] = Field(default_factory=list)
     step: list[int] = Field(default_factory=list)
     elapsed: list[float] = Field(default_factory=list)
-    val_loss_batch_stats: list[float | None] = Field(default_factory=list)
-    val_accuracy_batch_stats: list[float | None] = Field(default_factory=list)
+    val_loss_batch_stats: list[Loss | None] = Field(default_factory=list)
+    val_accuracy_batch_stats: list[Accuracy | None] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _same_length(self) -> History:
@@ -101,7 +134,7 @@ class ProgressPoints(Strict):
 
     step: list[int] = Field(default_factory=list)
     epoch: list[int] = Field(default_factory=list)
-    train_loss: list[float] = Field(default_factory=list)
+    train_loss: list[Loss] = Field(default_factory=list)
     elapsed: list[float] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -116,12 +149,12 @@ class ProgressPoints(Strict):
 
 
 class FinalMetrics(Strict):
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    train_loss: Loss
+    train_accuracy: Accuracy
+    val_loss: Loss
+    val_accuracy: Accuracy
+    test_loss: Loss
+    test_accuracy: Accuracy
 
 
 class Timings(Strict):
