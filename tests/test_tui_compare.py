@@ -15,7 +15,7 @@ from bntui.series import ema
 from bntui.stats import BN_BETTER, summarize_group
 from bntui.store import import_runs, list_runs
 from bntui.store.schema import RunRecord
-from bntui.tui.screens.compare import CompareScreen, config_diff, format_delta
+from bntui.tui.screens.compare import CompareScreen, config_diff, format_delta, run_labels
 from bntui.tui.screens.export_dialog import ExportDialog, default_export_path
 from bntui.tui.screens.group import GroupScreen
 from bntui.tui.widgets.band_plot import BandPlot
@@ -43,6 +43,12 @@ class ScreenApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(self.screen_factory(), self.results.append)
+
+
+def screen_text(app: App) -> list[str]:
+    """The screen as it would be painted, one string per terminal line."""
+    update = app.screen._compositor.render_full_update(simplify=True)
+    return ["".join(segment.text for strip in line for segment in strip) for line in update.strips]
 
 
 def curves_ys(plot: OverlayPlot) -> set[tuple[float, ...]]:
@@ -113,6 +119,35 @@ async def test_hiding_the_training_curves_drops_them_from_the_legend():
         assert "validation:" in str(legend.content) and "training" not in str(legend.content)
         await pilot.press("t")
         assert "training:" in str(legend.content)
+
+
+@pytest.mark.parametrize("width", [80, 100, 150])
+async def test_legend_entries_are_never_split_across_lines(width):
+    records = group_records()
+    app = ScreenApp(lambda: CompareScreen(records))
+    async with app.run_test(size=(width, 30)) as pilot:
+        await pilot.pause()
+        lines = screen_text(app)
+        for index, label in enumerate(run_labels(app.screen.records)):
+            entry = f"#{index + 1} {label}"
+            assert any(entry in line for line in lines), (entry, lines)
+
+
+def x_tick_labels(lines: list[str], xlabel: str) -> list[str]:
+    """The x tick labels: the line above the one naming the axes (y label first)."""
+    row = next(i for i, line in enumerate(lines) if line.lstrip().startswith("loss") and xlabel in line)
+    return lines[row - 1].replace("│", " ").split()
+
+
+async def test_the_step_axis_has_integer_ticks():
+    records = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    app = ScreenApp(lambda: CompareScreen(records))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("x")
+        await pilot.pause()
+        labels = x_tick_labels(screen_text(app), "optimizer step")
+        assert len(labels) >= 3, labels
+        assert all(label.isdigit() for label in labels), labels
 
 
 async def test_x_axis_cycles_through_step_and_wall_time():
@@ -200,6 +235,15 @@ async def test_escape_closes_the_compare_view():
         assert not isinstance(app.screen, CompareScreen)
 
 
+async def test_one_run_is_counted_in_the_singular():
+    (bn,) = fixture_records("fx-bn-s0")
+    app = ScreenApp(lambda: CompareScreen([bn]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        status = str(app.screen.query_one("#compare-status", Static).content)
+        assert status.startswith("1 run · "), status
+
+
 # -- group view --------------------------------------------------------------------------------
 
 
@@ -230,6 +274,17 @@ async def test_group_screen_shows_bands_and_the_card_with_its_verdict():
 
 
 # -- export dialog -----------------------------------------------------------------------------
+
+
+async def test_a_group_of_one_seed_pair_is_counted_in_the_singular():
+    records = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    assert summarize_group(records).k == 1
+    app = ScreenApp(lambda: GroupScreen(records))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        status = str(app.screen.query_one("#group-status", Static).content)
+        assert " · 1 seed pair · " in status, status
+        assert app.screen.query_one("#group-loss", BandPlot).title.endswith(" over 1 seed")
 
 
 async def test_export_writes_a_file_that_imports_back_equal(tmp_path):

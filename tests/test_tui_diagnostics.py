@@ -162,3 +162,73 @@ def test_a_whole_group_shows_its_lowest_complete_seed_pair():
     runs = [run.record for run in list_runs(FIXTURE_RUNS) if run.group == "fx-group"]
     shown = ordered_records(list(reversed(runs)))
     assert [(r.config.bn, r.config.seed) for r in shown] == [(True, 0), (False, 0)]
+
+
+async def test_one_run_left_out_is_counted_in_the_singular():
+    records = fixture_records("fx-bn-s0", "fx-nobn-s0", "fx-bn-s1")
+    screen = DiagnosticsScreen(records)
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        status = str(screen.query_one("#diag-status", Static).content)
+        assert "1 more run of the group not shown" in status, status
+
+
+async def test_the_statistic_picker_stays_on_one_line_at_100x30():
+    from bntui.tui.screens.diagnostics import STATISTICS
+
+    records = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    screen = DiagnosticsScreen(records)
+    async with ScreenApp(screen).run_test(size=(100, 30)) as pilot:
+        for statistic in STATISTICS:
+            await pilot.pause()
+            assert screen.statistic == statistic
+            picker = screen.query_one("#diag-statistic", Select)
+            assert picker.region.height == 3, (statistic.key, picker.region)  # one line in its frame
+            await pilot.press("s")
+
+
+async def test_log_y_is_refused_with_a_note_when_the_shown_values_are_not_all_positive():
+    records = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    screen = DiagnosticsScreen(records)
+    async with ScreenApp(screen).run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        linear = panel(screen, 0).plot.y_range
+        await pilot.press("g")  # one unit's percentiles: p15 is negative in both arms
+        await pilot.pause()
+        status = str(screen.query_one("#diag-status", Static).content)
+        assert "log y needs positive values: p15" in status, status
+        assert "values ≤ 0" in status
+        assert "log y needs positive values" in screen_text(screen.app)[0]  # fits at 100 columns
+        left, right = panel(screen, 0).plot, panel(screen, 1).plot
+        assert not left.log_y and not right.log_y
+        assert left.y_range == right.y_range == linear
+        assert "p15 / p85" in {series.label for series in left.drawn}  # the legend keeps the band
+
+
+def screen_text(app: App) -> list[str]:
+    """The screen as it would be painted, one string per terminal line."""
+    update = app.screen._compositor.render_full_update(simplify=True)
+    return ["".join(segment.text for strip in line for segment in strip) for line in update.strips]
+
+
+def y_tick_labels(plot: OverlayPlot) -> list[str]:
+    return [line.split("┤")[0].strip() for line in plot.render().plain.splitlines() if "┤" in line]
+
+
+async def test_log_y_on_positive_values_keeps_the_panes_on_one_y_axis():
+    bn, nobn = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    nobn = nobn.model_copy(deep=True)
+    for point in nobn.diagnostics.points:  # the fixture's arms have equal gradient norms
+        for row in point["layers"]:
+            row["grad_norm"] *= 30
+    screen = DiagnosticsScreen([bn, nobn])
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        screen.query_one("#diag-statistic", Select).value = "grad"
+        await pilot.press("g")
+        await pilot.pause()
+        status = str(screen.query_one("#diag-status", Static).content)
+        assert "y: log" in status and "needs positive" not in status, status
+        left, right = panel(screen, 0).plot, panel(screen, 1).plot
+        assert left.log_y and right.log_y
+        assert left.drawn and right.drawn
+        assert y_tick_labels(left) == y_tick_labels(right) != []

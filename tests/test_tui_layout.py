@@ -17,6 +17,7 @@ from bntui.tui.run_view import RunView
 from bntui.tui.screens.compare import CompareScreen, format_delta, format_value
 from bntui.tui.screens.help import HelpScreen
 from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
+from bntui.tui.widgets.progress_line import ProgressLine
 from bntui.tui.widgets.run_table import RunTable
 from tuihelpers import fixture_records, wait_for
 
@@ -62,6 +63,43 @@ async def test_run_list_columns_widen_as_a_run_moves_on() -> None:
         await pilot.pause()
         row = next(line for line in screen_text(app) if "cancel" in line)
         assert re.search(rf"\bcancelled\b.*\b56/500\b.*{run_id}", row), row
+
+
+async def test_a_run_id_cut_by_a_narrow_run_list_ends_in_an_ellipsis() -> None:
+    app = RunTableApp()
+    run_id = "20261126-101112-mnist-mini-lenet5-nobn-s0-8f3a"
+    async with app.run_test(size=(100, 10)) as pilot:
+        table = app.query_one(RunTable)
+        table.upsert(RunView("job-1", RunConfig(arch="lenet5", epochs=500), "finished", run_id=run_id))
+        await pilot.pause()
+        row = next(line for line in screen_text(app) if "finished" in line)
+        shown = row.split()[-1]
+        assert shown.endswith("…") and run_id.startswith(shown[:-1]) and len(shown) >= 10, row
+        assert table.virtual_size.width <= table.scrollable_content_region.width  # no sideways scroll
+
+        await pilot.resize_terminal(200, 10)
+        await pilot.pause()
+        assert run_id in next(line for line in screen_text(app) if "finished" in line)
+
+
+class ProgressApp(App):
+    CSS_PATH = str(CSS)
+
+    def compose(self) -> ComposeResult:
+        yield ProgressLine(id="progress")
+
+
+async def test_a_progress_line_too_long_ends_in_an_ellipsis_not_a_separator() -> None:
+    app = ProgressApp()
+    async with app.run_test(size=(80, 5)) as pilot:
+        view = RunView("k", RunConfig(epochs=10), "finished", run_id="20261126-194954-mnist-mini-mlp-bn-s0-b260")
+        view.device = "cpu"
+        app.query_one(ProgressLine).show(view)
+        await pilot.pause()
+        line = screen_text(app)[0].rstrip()
+        assert "finished · epoch 0/10" in line
+        assert line.endswith("…"), line
+        assert "cpu · 2026" in line
 
 
 # -- compare view -------------------------------------------------------------------------------

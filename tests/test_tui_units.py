@@ -100,6 +100,13 @@ def test_curves_pair_bn_with_its_twin_in_theme_colours() -> None:
     assert all(c.color is None for c in no_color)
 
 
+def test_without_colour_every_loss_curve_has_its_own_marker() -> None:
+    theme = load_themes().themes["bntui-dark"]
+    loss, _ = curves_for(fixture_views(), theme, no_color=True)
+    assert [c.label for c in loss if c.scatter] == ["BN train/step", "no BN train/step"]
+    assert len({c.marker for c in loss}) == len(loss)
+
+
 # -- devices -----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,15 @@ def _arm(view: RunView, paired: bool) -> str:
     return "BN " if view.config.bn else "no BN "
 
 
+def _step_marker(theme: ThemeFile, index: int, runs: int, no_color: bool) -> str:
+    """Without colour every curve needs its own character: the step points take the theme's
+    series markers after those of the runs' train and val curves (curve_style's slots)."""
+    if not no_color:
+        return STEP_MARKER
+    markers = theme.series_markers
+    return markers[(2 * runs + index) % len(markers)]
+
+
 def curves_for(
     views: list[RunView], theme: ThemeFile, *, no_color: bool = False
 ) -> tuple[list[Curve], list[Curve]]:
@@ -34,7 +43,8 @@ def curves_for(
         epochs = [float(e) for e in view.curves.epoch]
         if view.progress_step:
             loss.append(Curve(view.progress_epochs(), list(view.progress_loss), f"{prefix}train/step",
-                              train.color, STEP_MARKER, scatter=True))
+                              train.color, _step_marker(theme, index, len(views), no_color),
+                              scatter=True))
         for curves, train_values, val_values in (
             (loss, view.curves.train_loss, view.curves.val_loss),
             (accuracy, view.curves.train_accuracy, view.curves.val_accuracy),

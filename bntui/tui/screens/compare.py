@@ -20,6 +20,7 @@ from bntui.config import RunConfig
 from bntui.series import ema
 from bntui.store.schema import RunRecord
 from bntui.tui.screens.live import LiveRecordsScreen
+from bntui.tui.screens.words import counted
 from bntui.tui.widgets.overlay_plot import (
     CurvePainter,
     OverlayPlot,
@@ -201,6 +202,23 @@ def config_diff(records: Sequence[RunRecord], show_all: bool = False) -> list[Se
     return rows
 
 
+def pack_entries(entries: Sequence[Text], width: int, gap: str = "   ") -> Text:
+    """Legend entries side by side, a new line where the next one would not fit: an entry is
+    never broken across lines (wrapping at its spaces split "■ #5" from its run's name)."""
+    packed = Text()
+    used = 0
+    for entry in entries:
+        if used and used + len(gap) + entry.cell_len > width:
+            packed.append("\n")
+            used = 0
+        elif used:
+            packed.append(gap)
+            used += len(gap)
+        packed.append_text(entry)
+        used += entry.cell_len
+    return packed
+
+
 # -- screen -----------------------------------------------------------------------------------
 
 
@@ -310,6 +328,7 @@ class CompareScreen(LiveRecordsScreen):
             xlabel=X_LABELS[self.x_axis],
             ylabel=self.metric,
             log_y=self.log_y,
+            integer_x=self.x_axis != "time",
             message="no runs to compare" if not self.records else f"no {self.x_axis} data to plot",
         )
 
@@ -321,7 +340,7 @@ class CompareScreen(LiveRecordsScreen):
             else "—"
         )
         parts = [
-            f"{len(self.records)} runs",
+            counted(len(self.records), "run"),
             f"metric: {self.metric}",
             f"x: {self.x_axis}",
             f"y: {'log' if self.log_y else 'linear'}",
@@ -332,19 +351,26 @@ class CompareScreen(LiveRecordsScreen):
         self.query_one("#compare-status", Static).update(Text(" · ".join(parts)))
 
     def _draw_legend(self, painter: CurvePainter) -> None:
-        legend = Text()
+        entries = []
         for index, label in enumerate(run_labels(self.records)):
-            if index:
-                legend.append("   ")
-            legend.append("■ " if not painter.no_color else "", style=painter.swatch(index))
-            legend.append(f"#{index + 1} {label}", style=painter.swatch(index))
+            entry = Text()
+            entry.append("■ " if not painter.no_color else "", style=painter.swatch(index))
+            entry.append(f"#{index + 1} {label}", style=painter.swatch(index))
             if painter.no_color:
                 train = f", train {marker_symbol(painter.marker(index, 'train'))}" if self.show_train else ""
-                legend.append(f" (val {marker_symbol(painter.marker(index, 'val'))}{train})")
+                entry.append(f" (val {marker_symbol(painter.marker(index, 'val'))}{train})")
+            entries.append(entry)
+        legend_widget = self.query_one("#compare-legend", Static)
+        legend = pack_entries(entries, legend_widget.content_region.width or self.size.width - 2)
         if not painter.no_color:
             train = f"  training: {marker_symbol(painter.train_marker)}" if self.show_train else ""
             legend.append(f"\nvalidation: {marker_symbol(painter.val_marker)}{train}", style="dim")
-        self.query_one("#compare-legend", Static).update(legend)
+        legend_widget.update(legend)
+
+    def on_resize(self) -> None:
+        # The legend is packed for the width it had: pack it again for the new one.
+        if self.is_mounted:
+            self._draw_legend(painter_for(self.app))
 
     def _fill_table(self, painter: CurvePainter) -> None:
         table = self.query_one("#compare-table", DataTable)

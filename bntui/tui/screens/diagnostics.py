@@ -22,6 +22,7 @@ from textual.widgets import Footer, Select, Static
 from bntui.store.schema import RunRecord
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
+from bntui.tui.screens.words import counted
 from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, painter_for
 
 # Runs come from the app and from `bntui run`: name the setting in both.
@@ -34,25 +35,31 @@ NO_DIAGNOSTICS = (
 @dataclass(frozen=True)
 class Statistic:
     key: str
-    title: str  # shown in the Select and as the plot title
+    title: str  # the plot title and the status line
     fields: tuple[str, ...]  # per-layer keys of a Diagnostics event
     band: bool  # fields are (low, mid, high) of a band; otherwise separate lines
     needs_bn: bool = False  # only BatchNorm layers have it
+    short: str = ""  # the Select's label: a wrapped label doubles the picker's height
+
+    @property
+    def label(self) -> str:
+        return self.short or self.title
 
 
 STATISTICS: tuple[Statistic, ...] = (
     Statistic("unit", "one unit's pre-activation: 15/50/85th percentiles",
-              ("unit_p15", "unit_p50", "unit_p85"), band=True),
+              ("unit_p15", "unit_p50", "unit_p85"), band=True, short="one unit: p15 / p50 / p85"),
     Statistic("all", "all units' pre-activations: 15/50/85th percentiles",
-              ("preact_p15", "preact_p50", "preact_p85"), band=True),
+              ("preact_p15", "preact_p50", "preact_p85"), band=True, short="all units: p15 / p50 / p85"),
     Statistic("meanstd", "pre-activation mean ± std (all units)",
-              ("preact_mean", "preact_std"), band=True),
-    Statistic("grad", "gradient norm of the layer's weights", ("grad_norm",), band=False),
-    Statistic("update", "update ratio ‖ΔW‖ / ‖W‖ of the last step", ("update_ratio",), band=False),
+              ("preact_mean", "preact_std"), band=True, short="mean ± std (all units)"),
+    Statistic("grad", "gradient norm of the layer's weights", ("grad_norm",), band=False, short="gradient norm ‖∇W‖"),
+    Statistic("update", "update ratio ‖ΔW‖ / ‖W‖ of the last step", ("update_ratio",), band=False, short="update ratio ‖ΔW‖/‖W‖"),
     Statistic("affine", "BatchNorm γ and β (means over units)",
-              ("gamma_mean", "beta_mean"), band=False, needs_bn=True),
+              ("gamma_mean", "beta_mean"), band=False, needs_bn=True, short="BatchNorm γ and β"),
     Statistic("gap", "batch vs running statistics: mean |Δmean| and |Δvar|",
-              ("running_mean_gap", "running_var_gap"), band=False, needs_bn=True),
+              ("running_mean_gap", "running_var_gap"), band=False, needs_bn=True,
+              short="batch vs running stats"),
 )  # fmt: skip
 STATISTIC_BY_KEY = {statistic.key: statistic for statistic in STATISTICS}
 _LINE_LABELS = {
@@ -155,12 +162,40 @@ def statistic_curves(
     return [], lines
 
 
-def shared_range(curves: Sequence[PlotSeries]) -> tuple[float, float] | None:
-    """The y limits that fit every finite value of `curves`, with a little headroom."""
-    values = [y for curve in curves for y in curve.ys if math.isfinite(y)]
+# What each curve of a band is called, in BandSeries.curves() order: (low, high, mid).
+_BAND_CURVE_NAMES = {"meanstd": ("mean − std", "mean + std", "mean")}
+_PERCENTILE_NAMES = ("p15", "p85", "p50")
+
+
+def named_curves(
+    bands: Sequence[BandSeries], lines: Sequence[PlotSeries], statistic: Statistic
+) -> list[tuple[str, PlotSeries]]:
+    """Every curve drawn for one run, with the name a note about it should use."""
+    names = _BAND_CURVE_NAMES.get(statistic.key, _PERCENTILE_NAMES)
+    named = [(name, curve) for band in bands for name, curve in zip(names, band.curves())]
+    return named + [(curve.label or "", curve) for curve in lines]
+
+
+def not_positive(named: Sequence[tuple[str, PlotSeries]]) -> list[str]:
+    """Names of the curves with a value ≤ 0 (which a log axis cannot show), each once."""
+    found = [name for name, curve in named if any(y <= 0 for y in curve.ys if not math.isnan(y))]
+    return list(dict.fromkeys(found))
+
+
+def log_note(names: Sequence[str]) -> str:
+    return f"log y needs positive values: {' and '.join(names)} {'has' if len(names) == 1 else 'have'} values ≤ 0"
+
+
+def shared_range(curves: Sequence[PlotSeries], *, log: bool = False) -> tuple[float, float] | None:
+    """The y limits that fit every finite value of `curves`, with a little headroom (on a log
+    axis: the positive values, with headroom by ratio)."""
+    values = [y for curve in curves for y in curve.ys if math.isfinite(y) and (y > 0 or not log)]
     if not values:
         return None
     low, high = min(values), max(values)
+    if log:
+        pad = (high / low) ** 0.05 if high > low else 2.0
+        return low / pad, high * pad
     pad = 0.05 * (high - low) or 0.5 * abs(high) or 1.0
     return low - pad, high + pad
 
@@ -186,7 +221,7 @@ def arm_label(record: RunRecord, paired: bool) -> str:
 def missing_message(record: RunRecord) -> str:
     every = record.config.diagnostics_every
     if record.status == "running" and every > 0:
-        return f"waiting for the first diagnostics (measured every {every} steps)"
+        return f"waiting for the first diagnostics (measured every {counted(every, 'step')})"
     return NO_DIAGNOSTICS
 
 
@@ -237,7 +272,8 @@ class DiagnosticsScreen(LiveRecordsScreen):
         # The last hidden layer first: the paper's Figure 1 follows a unit of that layer.
         self.layer_name: str | None = self.layer_choices[-1][0] if self.layer_choices else None
         self.statistic: Statistic = STATISTICS[0]
-        self.log_y = False
+        self.log_y = False  # asked for; not drawn while the view has values ≤ 0
+        self.log_refused = ""  # why log y is not drawn although asked for
         self.redraw_count = 0
 
     def compose(self) -> ComposeResult:
@@ -251,7 +287,7 @@ class DiagnosticsScreen(LiveRecordsScreen):
                 id="diag-layer",
             )
             yield Select(
-                [(statistic.title, statistic.key) for statistic in STATISTICS],
+                [(statistic.label, statistic.key) for statistic in STATISTICS],
                 value=self.statistic.key,
                 allow_blank=False,
                 id="diag-statistic",
@@ -297,15 +333,17 @@ class DiagnosticsScreen(LiveRecordsScreen):
             self._panel_content(self.records[index] if index < len(self.records) else None, index, painter)
             for index in range(len(panels))
         ]
+        named = [
+            pair for content in contents if not isinstance(content, str)
+            for pair in named_curves(*content, self.statistic)
+        ]  # fmt: skip
+        # A log axis would silently drop values ≤ 0 (and with them a band's edge): stay linear
+        # and say why, until the user turns log off or picks a view that can have it.
+        refused = not_positive(named) if self.log_y else []
+        self.log_refused = log_note(refused) if refused else ""
+        log_y = self.log_y and not refused
         # Side by side, the arms share the y axis so their spreads can be compared by eye.
-        y_range = shared_range(
-            [
-                curve
-                for content in contents
-                if not isinstance(content, str)
-                for curve in [*(c for band in content[0] for c in band.curves()), *content[1]]
-            ]
-        )
+        y_range = shared_range([curve for _, curve in named], log=log_y)
         for index, (panel, content) in enumerate(zip(panels, contents)):
             record = self.records[index] if index < len(self.records) else None
             title = Text(arm_label(record, paired), style=painter.swatch(index)) if record else Text("no run")
@@ -321,7 +359,8 @@ class DiagnosticsScreen(LiveRecordsScreen):
                 extra=lines,
                 title=f"{self.layer_name}: {self.statistic.title}",
                 xlabel="step",
-                log_y=self.log_y,
+                integer_x=True,
+                log_y=log_y,
                 y_range=y_range,
             )
         self._draw_accuracy(painter)
@@ -353,8 +392,10 @@ class DiagnosticsScreen(LiveRecordsScreen):
             "y: log" if self.log_y else "y: linear",
             "measured on a fixed validation probe batch",
         ]
+        if self.log_refused:  # first: the rest of the line may not fit
+            parts = [f"y: linear ({self.log_refused})", *parts[:2], *parts[3:]]
         if self.dropped:
-            parts.append(f"{self.dropped} more runs of the group not shown (one pair at a time)")
+            parts.append(f"{counted(self.dropped, 'more run')} of the group not shown (one pair at a time)")
         self.query_one("#diag-status", Static).update(Text(" · ".join(parts)))
 
     @staticmethod
@@ -393,6 +434,7 @@ class DiagnosticsScreen(LiveRecordsScreen):
             title=title,
             xlabel="step" if by_step else "epoch",
             ylabel="accuracy",
+            integer_x=True,  # steps or epochs
             message="no epochs finished yet",
         )
 

@@ -17,6 +17,7 @@ from bntui.stats import ArmSummary, Band, GroupSummary, summarize_group
 from bntui.store.schema import RunRecord
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
+from bntui.tui.screens.words import counted
 from bntui.tui.widgets.overlay_plot import CurvePainter, painter_for
 
 VIEWS = ("both", "loss", "accuracy")
@@ -110,7 +111,7 @@ class GroupScreen(LiveRecordsScreen):
         )
         self.query_one("#group-status", Static).update(
             Text(
-            f"Group {summary.group or '(none)'} · {summary.title} · {summary.k} seed pairs · "
+            f"Group {summary.group or '(none)'} · {summary.title} · {counted(summary.k, 'seed pair')} · "
             f"{spread} (dotted edges) · verdict: {summary.verdict}"
             )
         )
@@ -128,8 +129,9 @@ class GroupScreen(LiveRecordsScreen):
             ]
             plot.show_bands(
                 bands,
-                title=f"{metric}: mean {words} over {summary.k} seeds",
+                title=f"{metric}: mean {words} over {counted(summary.k, 'seed')}",
                 xlabel="epoch",
+                integer_x=True,
                 ylabel=metric.split()[-1],
                 message=empty,
             )

@@ -60,6 +60,7 @@ class OverlayPlot(PlotextPlot):
         self.log_y = False
         self.y_range: tuple[float, float] | None = None
         self.message = ""  # shown instead of axes when there is nothing to draw
+        self.integer_x = False
 
     def show(
         self,
@@ -71,8 +72,12 @@ class OverlayPlot(PlotextPlot):
         log_y: bool = False,
         y_range: tuple[float, float] | None = None,
         message: str = "nothing to plot yet",
+        integer_x: bool = False,
     ) -> None:
-        """`y_range`: fixed y limits (plots meant to be compared side by side share one)."""
+        """`y_range`: fixed y limits (plots meant to be compared side by side share one; on a
+        log axis, used when both are positive).
+        `integer_x`: x values are counts (steps, epochs): ticks on whole numbers only."""
+        self.integer_x = integer_x
         self.series = list(series)
         self.y_range = y_range
         self.title = title
@@ -122,10 +127,18 @@ class OverlayPlot(PlotextPlot):
             drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label))
         if self.log_y and drawn:
             plt.yscale("log")
+            if self.y_range is not None and 0 < self.y_range[0] < self.y_range[1]:
+                # plotext takes a log axis's limits as powers of ten.
+                plt.ylim(*(math.log10(limit) for limit in self.y_range))
         elif drawn:
             fixed = self.y_range if self.y_range is not None and self.y_range[0] < self.y_range[1] else None
             rows = canvas_rows(figure_height, axis_labels=bool(self.xlabel or self.ylabel))
             set_even_yticks(plt, [y for curve in drawn for y in curve.ys], rows, fixed)
+        if self.integer_x and drawn:
+            xs = [x for curve in drawn for x in curve.xs if math.isfinite(x)]
+            if xs:
+                ticks = integer_ticks(min(xs), max(xs))
+                plt.xticks(ticks, [str(tick) for tick in ticks])
         self.drawn = drawn
         if not drawn:
             return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
@@ -135,6 +148,18 @@ class OverlayPlot(PlotextPlot):
         title = title_text(self.title, width)
         title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
         return Text("\n").join([title, figure])
+
+
+def integer_ticks(low: float, high: float, most: int = 5) -> list[int]:
+    """At most `most` round whole numbers (steps of 1, 2 or 5 x 10^k) between low and high:
+    plotext's own ticks split the range evenly and land on fractions of a step."""
+    first, last = math.ceil(low), math.floor(high)
+    if last <= first:
+        return [first] if first == last else [round(low)]
+    step = 1
+    while (last - first) // step + 1 > most:
+        step = next(s * 10 ** k for k in range(20) for s in (1, 2, 5) if s * 10 ** k > step)
+    return list(range(-(-first // step) * step, last + 1, step))
 
 
 # -- colours ---------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Rows are keyed by RunView.key; `space` marks runs (the compare view will take th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
@@ -37,6 +40,31 @@ STATUS_STYLE = {
 }
 
 
+# Below this many cells the run id is not cut further: the table scrolls sideways instead.
+MIN_RUN_WIDTH = 10
+
+
+def fit_cell(text: str, width: int | None) -> str:
+    """`text` cut to `width` cells, ending in "…" when something was cut (None: as it is)."""
+    if width is None or cell_len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "…"
+
+
+@dataclass(frozen=True)
+class RunIdCell:
+    """A run id drawn cut to `width` cells; the cell's value (str) stays the whole id."""
+
+    run_id: str
+    width: int | None
+
+    def __str__(self) -> str:
+        return self.run_id
+
+    def __rich__(self) -> Text:
+        return Text(fit_cell(self.run_id, self.width))
+
+
 def _number(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
@@ -47,7 +75,8 @@ class RunTable(DataTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.marked: set[str] = set()
-        self._drawn: dict[str, tuple] = {}
+        self._drawn: dict[str, tuple] = {}  # what each row holds, the run id uncut
+        self._run_width: int | None = None  # cells the run id may take; None: not laid out yet
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -70,6 +99,36 @@ class RunTable(DataTable):
             view.run_id or "(queued)",
         )
 
+    def _shown(self, cells: tuple) -> list:
+        """The cells as drawn: the run id (last) cut to the room left by the other columns."""
+        return [*cells[:-1], RunIdCell(cells[-1], self._run_width)]
+
+    def _fitted_run_width(self) -> int | None:
+        """The run id's room: the table's width less the other columns (as wide as their
+        widest cell), so that a cut id shows an ellipsis instead of vanishing off the edge."""
+        room = self.scrollable_content_region.width
+        if room <= 0:
+            return None
+        widths = [cell_len(label) for _, label in COLUMNS[:-1]]
+        for cells in self._drawn.values():
+            for index, cell in enumerate(cells[:-1]):
+                widths[index] = max(widths[index], cell_len(cell.plain if isinstance(cell, Text) else cell))
+        padding = 2 * self.cell_padding
+        return max(room - sum(widths) - padding * len(COLUMNS), MIN_RUN_WIDTH)
+
+    def _refit(self) -> bool:
+        """Cut every run id again if the room for them changed; True if it did."""
+        width = self._fitted_run_width()
+        if width == self._run_width:
+            return False
+        self._run_width = width
+        for key, cells in self._drawn.items():
+            self.update_cell(key, "run", self._shown(cells)[-1], update_width=True)
+        return True
+
+    def on_resize(self) -> None:
+        self._refit()
+
     def upsert(self, view: RunView) -> None:
         cells = self._cells(view)
         previous = self._drawn.get(view.key)
@@ -77,13 +136,15 @@ class RunTable(DataTable):
             return
         self._drawn[view.key] = cells
         if previous is None:
-            self.add_row(*cells, key=view.key)
+            self.add_row(*self._shown(cells), key=view.key)
+            self._refit()
             return
-        for (column, _), old, new in zip(COLUMNS, previous, cells):
-            if old != new:
+        refitted = self._refit()
+        for (column, _), old, new, shown in zip(COLUMNS, previous, cells, self._shown(cells)):
+            if old != new and not (column == "run" and refitted):
                 # A row is added while queued ("(queued)", "0/30"): its column widths must
                 # follow what the cells hold later (a run id, "cancelled", "56/500").
-                self.update_cell(view.key, column, new, update_width=True)
+                self.update_cell(view.key, column, shown, update_width=True)
 
     def remove(self, key: str) -> None:
         self._drawn.pop(key, None)
