@@ -162,8 +162,10 @@ async def test_unknown_output_from_a_trainer_is_ignored(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 50), message_hook=collect_notifications(notes)) as pilot:
         start = app.screen.query_one("#start", Button)
         start.scroll_visible(animate=False)
-        await pilot.pause()
+        # The form validates after its first refresh and enables Start then: under load, later.
+        await wait_for(pilot, lambda: not start.disabled, "the Start button to be enabled")
         assert await pilot.click(start)  # the Start button does what ctrl+r does
+        await wait_for(pilot, lambda: len(app.views) == 2, "the two runs of the launch")
         await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainers to exit")
         assert {view.status for view in app.views.values()} == {"failed"}
         # The message is shown as text: its brackets are not taken as markup.
