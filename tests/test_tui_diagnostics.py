@@ -13,7 +13,7 @@ from bntui.store.schema import DiagnosticsRecord, RunRecord
 from bntui.tui.screens.diagnostics import NO_DIAGNOSTICS, DiagnosticsPanel, DiagnosticsScreen
 from bntui.tui.widgets.overlay_plot import OverlayPlot
 from tuihelpers import COMPARE_RUNS as FIXTURE_RUNS
-from tuihelpers import fixture_records
+from tuihelpers import fixture_records, wait_for
 
 CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 SIZE = (150, 50)
@@ -232,3 +232,21 @@ async def test_log_y_on_positive_values_keeps_the_panes_on_one_y_axis():
         assert left.log_y and right.log_y
         assert left.drawn and right.drawn
         assert y_tick_labels(left) == y_tick_labels(right) != []
+
+
+async def test_a_twin_that_starts_later_gets_its_own_panel_and_a_removed_run_takes_its_panel():
+    bn, nobn = fixture_records("fx-bn-s0", "fx-nobn-s0")
+    screen = DiagnosticsScreen([bn])  # opened while the no-BN twin was still queued
+    async with ScreenApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert len(screen.query(DiagnosticsPanel)) == 1
+        screen.update_records([bn, nobn])  # the twin started: the app feeds both
+        await wait_for(pilot, lambda: len(screen.query(DiagnosticsPanel)) == 2 and panel(screen, 1).plot.drawn,
+                       "the twin's panel")
+        assert band_of(screen, 1).mid == recorded(nobn, "fc2", "unit_p50")
+        assert str(panel(screen, 1).title.render()).startswith("no BN")
+
+        screen.update_records([nobn])  # the BN run was removed from the store
+        await wait_for(pilot, lambda: len(screen.query(DiagnosticsPanel)) == 1 and panel(screen, 0).plot.drawn,
+                       "one panel again")
+        assert band_of(screen, 0).mid == recorded(nobn, "fc2", "unit_p50")

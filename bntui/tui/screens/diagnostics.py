@@ -275,6 +275,8 @@ class DiagnosticsScreen(LiveRecordsScreen):
         self.log_y = False  # asked for; not drawn while the view has values ≤ 0
         self.log_refused = ""  # why log y is not drawn although asked for
         self.redraw_count = 0
+        self._panel_count = max(len(self.records), 1)  # what compose mounts
+        self._rebuilding = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="diag-status")
@@ -323,7 +325,23 @@ class DiagnosticsScreen(LiveRecordsScreen):
             if self.layer_name is not None:
                 select.value = self.layer_name
 
+    async def _rebuild_panels(self) -> None:
+        """One panel per run again: a twin that started after the screen opened gets its own,
+        a run removed from the store takes its panel with it."""
+        container = self.query_one("#diag-panels", Horizontal)
+        count = max(len(self.records), 1)
+        await container.remove_children()
+        await container.mount_all(DiagnosticsPanel(i, classes="-second" if i else "") for i in range(count))
+        self._panel_count = count
+        self._rebuilding = False
+        self.redraw()
+
     def draw(self) -> None:
+        if self._panel_count != max(len(self.records), 1):
+            if not self._rebuilding:  # mounting takes a moment: draw once the panels are there
+                self._rebuilding = True
+                self.call_later(self._rebuild_panels)
+            return
         self.redraw_count += 1
         self._sync_layers()
         painter = painter_for(self.app)
