@@ -111,13 +111,9 @@ def set_even_yticks(plt, ys: list[float], rows: int, limits: tuple[float, float]
 
 
 def plot_title(metric: str, caption: str, width: int) -> str:
-    """The longest title that fits (the y label names the metric, so it goes first), else the
-    caption cut short."""
-    room = width - 2
-    for title in (f"{metric} - {caption}" if caption else metric, caption):
-        if len(title) <= room:
-            return title
-    return fit_title(caption, room)
+    """`metric - caption`, its end cut short when it does not fit: the metric stays, so the
+    loss and accuracy plots side by side never carry the same title."""
+    return fit_title(f"{metric} - {caption}" if caption else metric, width - 2)
 
 
 def build_figure(request: PlotRequest) -> str:
