@@ -164,6 +164,13 @@ def test_export_into_a_missing_folder_is_one_line_error(settings, console, capsy
     assert err.startswith("bntui: error: cannot write") and "\n" not in err
 
 
+def test_export_of_an_empty_store_writes_nothing_and_says_why(settings, console, capsys, tmp_path):
+    target = tmp_path / "e.json"
+    assert cmd_export(settings, console, [], str(target)) == 1
+    assert capsys.readouterr().err.strip() == f"bntui: error: no runs to export in {settings.runs_dir}: nothing written"
+    assert not target.exists()
+
+
 def test_import_reports_rejections(settings, console, tmp_path, capsys):
     doc = {"schema_version": 2, "runs": [
         {"id": "../escape", "status": "finished", "config": {}},

@@ -409,6 +409,9 @@ def cmd_export(
             if run.record is None:
                 _warn(f"skipped run {run.id}: {run.damaged}")
     doc = export_document(found)
+    if not doc.runs:  # an empty document is almost always a wrong --runs-dir
+        _error(f"no runs to export in {settings.runs_dir}: nothing written")
+        return 1
     try:
         write_export(doc, output)
     except StoreError as exc:
