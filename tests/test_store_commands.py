@@ -312,3 +312,11 @@ def test_runs_table_is_readable_on_narrow_terminals(settings, width):
     # the damaged run's reason: below the table, on one line naming the run
     [reason] = [line for line in lines if "summary.json" in line]
     assert broken in reason and lines.index(reason) > max(lines.index(r) for r in table_rows)
+    # every column left out is named, and where to find it
+    note = " ".join(text[text.index("not shown at this width:"):].split())
+    rule = next(index for index, line in enumerate(lines) if line.startswith("─"))
+    header = " ".join(lines[max(rule - 2, 0):rule])  # the header: one or two lines above the rule
+    for column in ("dataset", "arch", "BN", "seed", "status", "epochs", "test acc", "time"):
+        assert column in header or column in note, (column, text)
+    if "dataset" not in header:
+        assert "(the run id says them)" in note

@@ -155,9 +155,12 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> 
             cells[1 + columns.index("status")] = _status_text(run)
         table.add_row(*cells)
     console.print(table, crop=False)  # a terminal narrower than an id: wrap it, never cut it
-    left_out = [name for name in _RUNS_COLUMNS if name not in columns and name not in _DROP_ORDER[:4]]
-    if left_out:
-        console.print(f"[dim]not shown at this width: {', '.join(left_out)} (see --json)[/]", highlight=False)
+    in_the_id = [name for name in _DROP_ORDER[:4] if name not in columns]
+    elsewhere = [name for name in _RUNS_COLUMNS if name not in columns and name not in in_the_id]
+    notes = [f"{', '.join(in_the_id)} (the run id says them)"] if in_the_id else []
+    notes += [f"{', '.join(elsewhere)} (see --json)"] if elsewhere else []
+    if notes:
+        console.print(f"[dim]not shown at this width: {'; '.join(notes)}[/]", highlight=False)
     # Reasons are long: one line per damaged run below the table, not a column in it.
     for run in runs:
         if run.damaged:
