@@ -210,3 +210,14 @@ async def test_the_loss_acc_key_is_offered_only_where_one_plot_shows_at_a_time(t
         await wait_for(pilot, lambda: "Loss/Acc" in footer_labels(), "^g in the footer")
         await pilot.press("ctrl+g")
         assert app.main.has_class("show-accuracy")
+
+
+def test_the_main_plots_epoch_axis_has_whole_numbers() -> None:
+    xs = [1 + 39 * i / 99 for i in range(100)]  # 40 epochs with points between them
+    curve = Curve(xs, [1.0 / x for x in xs], "BN val", (255, 0, 0), "braille")
+    request = PlotRequest("loss", CAPTION, (curve,), 70, 16, (200, 200, 200), (0, 0, 0))
+    lines = [strip.text for strip in draw(request)]
+    tick_line = next(line for line in reversed(lines) if re.search(r"\d", line) and "┬" not in line
+                     and "epoch" not in line)
+    labels = tick_line.split()
+    assert len(labels) >= 3 and all(label.isdigit() for label in labels), tick_line

@@ -110,6 +110,18 @@ def set_even_yticks(plt, ys: list[float], rows: int, limits: tuple[float, float]
         plt.yticks(ticks)
 
 
+def integer_ticks(low: float, high: float, most: int = 5) -> list[int]:
+    """At most `most` round whole numbers (steps of 1, 2 or 5 x 10^k) between low and high:
+    plotext's own ticks split the range evenly and land on fractions of a step."""
+    first, last = math.ceil(low), math.floor(high)
+    if last <= first:
+        return [first] if first == last else [round(low)]
+    step = 1
+    while (last - first) // step + 1 > most:
+        step = next(s * 10 ** k for k in range(20) for s in (1, 2, 5) if s * 10 ** k > step)
+    return list(range(-(-first // step) * step, last + 1, step))
+
+
 def plot_title(metric: str, caption: str, width: int) -> str:
     """`metric - caption`, its end cut short when it does not fit: the metric stays, so the
     loss and accuracy plots side by side never carry the same title."""
@@ -142,6 +154,11 @@ def build_figure(request: PlotRequest) -> str:
         drawn.extend(ys)
     if shown:
         set_even_yticks(plt, drawn, canvas_rows(height, axis_labels=True))
+        # Epochs are counted: ticks on whole epochs (the step points between them need none).
+        epochs = [x for curve in shown for x in curve.xs if math.isfinite(x)]
+        if epochs:
+            ticks = integer_ticks(min(epochs), max(epochs))
+            plt.xticks(ticks, [str(tick) for tick in ticks])
     else:
         plt.xlim(0, 1)
         plt.ylim(0, 1)

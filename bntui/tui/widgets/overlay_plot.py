@@ -32,7 +32,7 @@ from bntui.themes import (
     no_color_requested,
     plot_theme_for,
 )
-from bntui.tui.widgets.metric_plot import canvas_rows, set_even_yticks, title_text
+from bntui.tui.widgets.metric_plot import canvas_rows, integer_ticks, set_even_yticks, title_text
 
 # Columns the y tick labels and the frame take from the plot's width.
 _AXIS_COLUMNS = 10
@@ -148,18 +148,6 @@ class OverlayPlot(PlotextPlot):
         title = title_text(self.title, width)
         title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
         return Text("\n").join([title, figure])
-
-
-def integer_ticks(low: float, high: float, most: int = 5) -> list[int]:
-    """At most `most` round whole numbers (steps of 1, 2 or 5 x 10^k) between low and high:
-    plotext's own ticks split the range evenly and land on fractions of a step."""
-    first, last = math.ceil(low), math.floor(high)
-    if last <= first:
-        return [first] if first == last else [round(low)]
-    step = 1
-    while (last - first) // step + 1 > most:
-        step = next(s * 10 ** k for k in range(20) for s in (1, 2, 5) if s * 10 ** k > step)
-    return list(range(-(-first // step) * step, last + 1, step))
 
 
 # -- colours ---------------------------------------------------------------------------------
