@@ -139,13 +139,18 @@ def _describe(item: Any, given: dict[str, Any], in_file: dict[str, Any], path: P
         message += f" (known: {', '.join(AppSettings.model_fields)})"
     if key in given:
         return f"--{key.replace('_', '-')}: {message}"
-    # pydantic-settings matches BNTUI_* names ignoring case, so name the variable as written.
-    variable = next((name for name in os.environ if name.lower() == f"bntui_{key}"), None)
+    variable = setting_variable(key)
     if variable is not None:
         return f"{variable}: {message}"
     if key in in_file:
         return f"config file {path}: {key}: {message}"
     return f"{key}: {message}" if key else message
+
+
+def setting_variable(key: str) -> str | None:
+    """The BNTUI_* environment variable that sets `key`, as written, or None when none is set
+    (pydantic-settings matches the names ignoring case)."""
+    return next((name for name in os.environ if name.lower() == f"bntui_{key}"), None)
 
 
 def save_setting(key: str, value: Any) -> Path:

@@ -249,3 +249,23 @@ async def test_f3_loads_the_paper_figure_1_preset(app):
         assert (fields.batch_size, fields.optimizer, fields.sgd_momentum, fields.diagnostics_every) == (60, "sgd", 0.0, 10)
         assert (reading.bn, reading.seeds) == ("both", 1)
         assert app.main.form.value("diagnostics_every") == "10"  # shown in its field
+
+
+async def test_f2_says_when_an_environment_variable_will_override_the_saved_theme(app, monkeypatch):
+    monkeypatch.setenv("BNTUI_THEME", "nord")
+    notes: list[Notification] = []
+    async with app.run_test(size=(120, 40), message_hook=collect_notifications(notes)) as pilot:
+        await loaded(pilot)
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: any("BNTUI_THEME" in note.message for note in notes), "the warning")
+    [warning] = [note for note in notes if "BNTUI_THEME" in note.message]
+    assert warning.message == "theme saved, but BNTUI_THEME=nord is set and wins at the next start"
+
+
+async def test_starting_the_app_writes_no_config_file(app):
+    from bntui.settings import default_config_file
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.pause(0.3)
+    assert not default_config_file().exists()

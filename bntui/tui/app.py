@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -95,6 +96,7 @@ class BntuiApp(App[int]):
 
     def on_mount(self) -> None:
         note = install_themes(self, self.themes_catalog, self.settings.theme)
+        self._theme_saved = self.theme  # what the settings already say: no need to write it
         for text in (note, self.themes_catalog.warning_text()):
             if text:
                 self.notify(text, title="Theme", severity="warning", timeout=10, markup=False)
@@ -472,13 +474,20 @@ class BntuiApp(App[int]):
     def _theme_changed(self, theme: object) -> None:
         self._plotted = None
         self._dirty.update(self.views)
-        if self.save_theme:
-            from bntui.settings import save_setting
+        if self.save_theme and self.theme != self._theme_saved:
+            from bntui.settings import save_setting, setting_variable
+
+            self._theme_saved = self.theme
 
             try:
                 save_setting("theme", self.theme)
             except OSError as exc:
                 self.notify(f"could not save the theme: {exc}", severity="warning", markup=False)
+                return
+            variable = setting_variable("theme")
+            if variable is not None and os.environ[variable] != self.theme:
+                self.notify(f"theme saved, but {variable}={os.environ[variable]} is set and wins at the next start",
+                            severity="warning", markup=False)
 
     # -- drawing -----------------------------------------------------------------------------
     def _touch(self, key: str) -> None:
