@@ -247,3 +247,21 @@ async def test_a_runs_dir_that_is_a_file_refuses_the_start_in_one_message(tmp_pa
         assert [note.message for note in refusals] == [f"runs dir {tmp_path / 'runs'} is a file, not a folder"]
         assert not app.views and not app.trainers
     assert (tmp_path / "runs").read_text() == "not a folder"
+
+
+async def test_a_store_poll_taken_before_a_runs_final_write_does_not_revive_it(tmp_path: Path) -> None:
+    from bntui.tui.messages import StoreChanged
+    from bntui.tui.run_view import RunView
+    from test_store_support import make_run
+
+    writer = make_run(tmp_path / "runs", epochs=1, status=None)  # seen while still open
+    (snapshot,) = list_runs(tmp_path / "runs")
+    assert snapshot.status == "running"
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        # The app's own view of that run: its trainer exited and the app stored it as failed.
+        app.views["job-1"] = RunView(key="job-1", config=writer.config, status="failed", run_id=writer.run_id)
+        app.keys_by_run_id[writer.run_id] = "job-1"
+        app.post_message(StoreChanged([snapshot], [], None))
+        await pilot.pause()
+        assert app.views["job-1"].status == "failed"

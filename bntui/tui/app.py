@@ -186,6 +186,8 @@ class BntuiApp(App[int]):
             if current is not None and current.live:
                 continue  # its own trainer's pipe is fresher than the store
             view = RunView.from_stored(stored)
+            if current is not None and not current.active and view.active:
+                continue  # a poll taken before the run's final write: runs never restart
             view.key = key
             self.views[key] = view
             self._touch(key)
