@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 
 from bntui.settings import AppSettings
 from bntui.themes import load_themes
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
-from bntui.tui.widgets.metric_plot import MetricPlot
+from bntui.tui.widgets.metric_plot import Curve, MetricPlot
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
 
@@ -57,3 +58,31 @@ async def test_switching_theme_recolours_the_curves_and_the_canvas(tmp_path: Pat
         await wait_for_plot(pilot, plot, dark.series_rgb[:2])
         _, nord_background = colours(plot)
         assert nord_background not in (dark_background, light_background)
+
+
+class PlotApp(App):
+    CSS = "MetricPlot { background: #102030; } MetricPlot.-other { background: #f0e0d0; }"
+
+    def compose(self):
+        yield MetricPlot("loss", id="plot")
+
+
+async def test_the_canvas_is_redrawn_when_its_css_colour_changes_after_the_curves() -> None:
+    """A theme switch asks for recoloured curves first and updates the CSS a moment later;
+    a plot drawn in between must not keep the old canvas colour."""
+    app = PlotApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        plot = app.query_one(MetricPlot)
+        xs = [1.0, 2.0, 3.0]
+        plot.show_curves([Curve(xs, [0.9, 0.5, 0.3], "val", (255, 0, 0), "braille")], "a run")
+        for _ in range(200):
+            if plot.strips and (16, 32, 48) in colours(plot)[1]:
+                break
+            await pilot.pause(0.05)
+        assert colours(plot)[1] == {(16, 32, 48)}
+        plot.add_class("-other")  # only the CSS changes: no new curves
+        for _ in range(200):
+            if colours(plot)[1] == {(240, 224, 208)}:
+                break
+            await pilot.pause(0.05)
+        assert colours(plot)[1] == {(240, 224, 208)}

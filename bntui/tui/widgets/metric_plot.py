@@ -253,6 +253,12 @@ class MetricPlot(Widget):
     def on_resize(self) -> None:
         self._draw_latest()
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        # The canvas colour comes from the CSS, which a theme switch updates after the app has
+        # asked for the recoloured curves: draw again once it has changed (a no-op otherwise).
+        self._draw_latest()
+
     def _request(self) -> PlotRequest:
         _, _, background, foreground = self.colors
         return PlotRequest(
