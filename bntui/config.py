@@ -88,10 +88,7 @@ class TrainingFields(BaseModel):
     def _check_device_name(cls, value: str | None) -> str | None:
         if value is None:  # only the `run` command allows "unset": it falls back to settings
             return value
-        value = value.strip().lower()
-        if not _DEVICE_PATTERN.match(value):
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
-        return value
+        return check_device_name(value)
 
 
 class RunConfig(TrainingFields):
@@ -128,6 +125,15 @@ class RunConfig(TrainingFields):
     def label(self) -> str:
         """Short human label: dataset/arch/BN/seed."""
         return f"{self.dataset}/{self.arch}/{'bn' if self.bn else 'no-bn'}/s{self.seed}"
+
+
+def check_device_name(value: str) -> str:
+    """The device name normalized ("CUDA:1 " -> "cuda:1"); ValueError for a name no run takes.
+    Runs and the app settings share this rule."""
+    value = value.strip().lower()
+    if not _DEVICE_PATTERN.match(value):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+    return value
 
 
 def seed_range_problem(seed: int, seeds: int) -> str | None:

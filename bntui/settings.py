@@ -20,7 +20,7 @@ from pydantic_settings import (
 )
 
 # plain_message is config's wording for pydantic errors: runs and settings read alike.
-from bntui.config import TrainingFields, plain_message
+from bntui.config import check_device_name, plain_message
 
 APP_NAME = "bntui"
 
@@ -73,7 +73,7 @@ class AppSettings(BaseSettings):
     @classmethod
     def _check_device(cls, value: str) -> str:
         # A run's own rule: a name `bntui run` refuses must not be accepted here either.
-        return TrainingFields._check_device_name(value)
+        return check_device_name(value)
 
     @field_validator("data_dir", "runs_dir", mode="after")
     @classmethod

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from textual.notifications import Notification, Notify
+from textual.notifications import Notification
 
 from bntui.config import RunConfig
 from bntui.settings import AppSettings
@@ -20,7 +20,7 @@ from bntui.tui.screens.export_dialog import ExportDialog
 from bntui.tui.screens.group import GroupScreen
 from bntui.tui.run_view import RunView
 from bntui.tui.widgets.run_table import RunTable
-from tuihelpers import wait_for
+from tuihelpers import collect_notifications, wait_for
 
 FIXTURE = Path(__file__).parent / "fixtures" / "compare_runs"
 DEVICES = [DeviceChoice("cpu", "x86_64")]
@@ -44,14 +44,6 @@ async def loaded(pilot, rows: int = 7) -> RunTable:
     table.focus()
     await pilot.pause()
     return table
-
-
-def collect_notifications(into: list[Notification]):
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            into.append(message.notification)
-
-    return hook
 
 
 def select(table: RunTable, run_id: str) -> None:
@@ -117,27 +109,25 @@ async def test_loss_acc_is_one_working_key_on_the_main_and_group_screens(app):
         assert app.main.has_class("show-accuracy")  # the main screen was left alone
 
 
-async def test_diagnostics_opens_for_the_selected_run_and_its_twin(app):
+@pytest.mark.parametrize(
+    ("marked", "selected", "shown"),
+    [
+        ((), "fx-bn-s0", ["fx-bn-s0", "fx-nobn-s0"]),
+        # marks are for compare and export: d follows the selected run and its twin
+        (("fx-bn-s0", "fx-nobn-s0"), "fx-nobn-s2", ["fx-bn-s2", "fx-nobn-s2"]),
+    ],
+)
+async def test_diagnostics_open_for_the_selected_run_and_its_twin(app, marked, selected, shown):
     async with app.run_test(size=(140, 44)) as pilot:
         table = await loaded(pilot)
-        select(table, "fx-bn-s0")
-        await pilot.press("d")
-        await pilot.pause()
-        assert isinstance(app.screen, DiagnosticsScreen)
-        assert sorted(record.id for record in app.screen.records) == ["fx-bn-s0", "fx-nobn-s0"]
-
-
-async def test_diagnostics_follow_the_selected_run_even_when_others_are_marked(app):
-    async with app.run_test(size=(140, 44)) as pilot:
-        table = await loaded(pilot)
-        for run_id in ("fx-bn-s0", "fx-nobn-s0"):
+        for run_id in marked:
             select(table, run_id)
             await pilot.press("space")
-        select(table, "fx-nobn-s2")
+        select(table, selected)
         await pilot.press("d")
         await pilot.pause()
         assert isinstance(app.screen, DiagnosticsScreen)
-        assert sorted(record.id for record in app.screen.records) == ["fx-bn-s2", "fx-nobn-s2"]
+        assert sorted(record.id for record in app.screen.records) == shown
 
 
 async def test_a_run_still_queued_when_compare_opened_joins_it_once_it_starts(tmp_path):

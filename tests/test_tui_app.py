@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 
 import pytest
-from textual.notifications import Notification, Notify
+from textual.notifications import Notification
 from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
@@ -15,7 +15,7 @@ from bntui.store import list_runs
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.widgets.metric_plot import MetricPlot
-from tuihelpers import wait_for as wait_briefly
+from tuihelpers import collect_notifications, wait_for as wait_briefly
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +48,6 @@ async def choose(pilot: Pilot, name: str, value: str) -> None:
     await pilot.pause()
     await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
     await wait_for(pilot, lambda: select.value == value, f"{name} to become {value}", timeout=10)
-
-
-def collect_notifications(into: list[Notification]):
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            into.append(message.notification)
-
-    return hook
 
 
 async def tiny_run_settings(pilot: Pilot, epochs: int = 2) -> None:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from textual.notifications import Notification, Notify
+from textual.notifications import Notification
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
 
@@ -20,7 +20,7 @@ from bntui.tui.devices import DeviceChoice
 from bntui.tui.lifecycle import being_removed
 from bntui.tui.screens.confirm_quit import ConfirmQuitScreen
 from bntui.tui.widgets.progress_line import ProgressLine
-from tuihelpers import wait_for
+from tuihelpers import collect_notifications, wait_for
 
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
 
@@ -44,14 +44,6 @@ def make_app(tmp_path: Path, trainer: str | None = None) -> BntuiApp:
     settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
     kwargs = {"trainer_command": [sys.executable, "-c", trainer]} if trainer else {}
     return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2, **kwargs)
-
-
-def collect_notifications(into: list[Notification]):
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            into.append(message.notification)
-
-    return hook
 
 
 async def shows(pilot: Pilot, label: Static, text: str) -> None:

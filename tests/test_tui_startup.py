@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from textual.notifications import Notify
+from textual.notifications import Notification
 from textual.widgets import Select
 
 from bntui.settings import AppSettings
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice, DeviceDetection
-from tuihelpers import wait_for
+from tuihelpers import collect_notifications, wait_for
 
 SCRIPT = """
 import asyncio, json, sys
@@ -67,14 +67,9 @@ async def test_the_device_choice_shows_what_detection_found(tmp_path: Path, monk
 
 async def test_a_configured_device_this_machine_lacks_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DeviceDetection, "run", lambda self: [DeviceChoice("cpu", "x86_64")])
-    notes: list[str] = []
+    notes: list[Notification] = []
     app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", device="cuda:1"))
-
-    def hook(message) -> None:
-        if isinstance(message, Notify):
-            notes.append(message.notification.message)
-
-    async with app.run_test(size=(140, 40), message_hook=hook) as pilot:
+    async with app.run_test(size=(140, 40), message_hook=collect_notifications(notes)) as pilot:
         await wait_for(pilot, lambda: bool(notes), "a message about the device")
-        assert notes == ["device 'cuda:1' from the settings is not on this machine; using auto"]
+        assert [note.message for note in notes] == ["device 'cuda:1' from the settings is not on this machine; using auto"]
         assert app.main.query_one("#field-device", Select).value == "auto"

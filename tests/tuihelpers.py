@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
 
 from bntui.store import list_runs
@@ -24,6 +25,16 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(step)
+
+
+def collect_notifications(into: list[Notification]) -> Callable[[object], None]:
+    """A `run_test(message_hook=...)` that appends every notification the app shows to `into`."""
+
+    def hook(message: object) -> None:
+        if isinstance(message, Notify):
+            into.append(message.notification)
+
+    return hook
 
 
 def fixture_records(*ids: str) -> list[RunRecord]:

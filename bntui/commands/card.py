@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bntui.stats import BN_BETTER, NO_BN_BETTER, ArmSummary, GroupSummary
+from bntui.words import counted
 
 # Seed-by-seed rows make the card long; past this many pairs only the summary is shown.
 MAX_SEED_ROWS = 10
@@ -55,8 +56,7 @@ def _arm_row(arm: ArmSummary) -> tuple[str, str, str]:
 def _target_row(arm: ArmSummary) -> tuple[str, str]:
     mean = arm.epochs_to_target_mean
     epochs = "not reached" if mean is None else f"{mean:.1f} epochs"
-    seeds = "seed" if arm.n == 1 else "seeds"
-    return arm.label, f"{epochs} ({arm.reached_target} of {arm.n} {seeds} reached it)"
+    return arm.label, f"{epochs} ({arm.reached_target} of {counted(arm.n, 'seed')} reached it)"
 
 
 def card_content(summary: GroupSummary) -> CardContent:
@@ -142,7 +142,7 @@ def group_card_text(summary: GroupSummary) -> str:
         for row in [card.seed_header, *card.seed_rows]:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if card.seed_rows_hidden:
-            lines.append(f"  … {card.seed_rows_hidden} more seed{'s' if card.seed_rows_hidden != 1 else ''}")
+            lines.append(f"  … {counted(card.seed_rows_hidden, 'more seed')}")
     if card.excluded:
         lines.append("Excluded runs:")
         lines += [f"  {e}" for e in card.excluded]
@@ -190,8 +190,7 @@ def render_group_card(summary: GroupSummary) -> RenderableType:
             seeds.add_row(*row)
         parts.append(seeds)
         if card.seed_rows_hidden:
-            more = f"{card.seed_rows_hidden} more seed{'s' if card.seed_rows_hidden != 1 else ''}"
-            parts.append(Text(f"… {more}", style="dim"))
+            parts.append(Text(f"… {counted(card.seed_rows_hidden, 'more seed')}", style="dim"))
 
     if card.excluded:
         parts.append(Text("Excluded runs:", style="bold"))

@@ -28,6 +28,7 @@ from bntui.store import (
     write_export,
 )
 from bntui.store.schema import json_schema
+from bntui.words import counted
 
 _RUNS_COLUMNS = ("dataset", "arch", "BN", "seed", "status", "epochs", "best val loss", "test acc", "time")
 _NUMERIC = ("seed", "epochs", "best val loss", "test acc", "time")
@@ -59,11 +60,6 @@ def _write_raw(console: Console, text: str) -> None:
     """Machine-readable output: bypass rich so nothing is wrapped or coloured."""
     console.file.write(text)
     console.file.flush()
-
-
-def plural(count: int, noun: str, many: str | None = None) -> str:
-    """ "1 run", "2 runs": counts in sentences read right at 1."""
-    return f"{count} {noun if count == 1 else (many or noun + 's')}"
 
 
 def format_loss(value: float | None) -> str:
@@ -425,7 +421,7 @@ def cmd_export(
         return 1
     if output != "-":
         console.print(
-            f"exported {plural(len(doc.runs), 'run')} to {escape(output)}", highlight=False, soft_wrap=True
+            f"exported {counted(len(doc.runs), 'run')} to {escape(output)}", highlight=False, soft_wrap=True
         )
     return 0
 
@@ -487,7 +483,7 @@ def cmd_rm(
         return 1
     if not yes:
         ids = ", ".join(run.id for run in removable)
-        question = f"Remove {plural(len(removable), 'run')}: {ids}?"
+        question = f"Remove {counted(len(removable), 'run')}: {ids}?"
         if not (confirm or _ask(console))(question):
             console.print("nothing removed", highlight=False, soft_wrap=True)
             return 1

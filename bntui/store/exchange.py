@@ -111,7 +111,7 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
     runs_dir = Path(runs_dir)
     items = read_export(path, stdin=stdin)
     ensure_runs_dir(runs_dir)  # one error for the whole import, not one per run
-    stored = {run.id: _content(run.record) for run in list_runs(runs_dir) if run.record is not None}
+    stored = {run.id: run.record for run in list_runs(runs_dir) if run.record is not None}
     report = ImportReport()
     for index, item in enumerate(items):
         source = f"#{index + 1}"
@@ -136,7 +136,7 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
             report.rejected.append((source, str(exc)))
             continue
         report.imported.append((record.id, new_id))
-        stored[new_id] = _content(record.model_copy(update={"id": new_id}))
+        stored[new_id] = record.model_copy(update={"id": new_id})
     return report
 
 
@@ -148,11 +148,12 @@ def _content(record: RunRecord) -> str:
     return record.model_dump_json()
 
 
-def _already_stored(record: RunRecord, stored: dict[str, str]) -> bool:
-    """Whether the run is in the store under its id or one of the ids an import gives it."""
+def _already_stored(record: RunRecord, stored: dict[str, RunRecord]) -> bool:
+    """Whether the run is in the store under its id or one of the ids an import gives it
+    (only those runs are compared, not the whole store)."""
     attempt = 0
     while (candidate := import_id(record.id, attempt)) in stored:
-        if stored[candidate] == _content(record.model_copy(update={"id": candidate})):
+        if _content(stored[candidate]) == _content(record.model_copy(update={"id": candidate})):
             return True
         attempt += 1
     return False

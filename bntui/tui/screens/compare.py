@@ -20,7 +20,7 @@ from bntui.config import RunConfig
 from bntui.series import ema
 from bntui.store.schema import RunRecord
 from bntui.tui.screens.live import LiveRecordsScreen
-from bntui.tui.screens.words import counted
+from bntui.words import counted
 from bntui.tui.widgets.overlay_plot import (
     CurvePainter,
     OverlayPlot,

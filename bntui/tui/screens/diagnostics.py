@@ -22,7 +22,7 @@ from textual.widgets import Footer, Select, Static
 from bntui.store.schema import RunRecord
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
-from bntui.tui.screens.words import counted
+from bntui.words import counted
 from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, painter_for
 
 # Runs come from the app and from `bntui run`: name the setting in both.

@@ -17,7 +17,7 @@ from bntui.stats import ArmSummary, Band, GroupSummary, summarize_group
 from bntui.store.schema import RunRecord
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
-from bntui.tui.screens.words import counted
+from bntui.words import counted
 from bntui.tui.widgets.overlay_plot import CurvePainter, painter_for
 
 VIEWS = ("both", "loss", "accuracy")

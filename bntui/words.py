@@ -1,4 +1,4 @@
-"""Counts in words: "1 run", "2 runs"."""
+"""Counts in words, read right at 1: "1 run", "2 runs" (the CLI and the TUI alike)."""
 
 from __future__ import annotations
 
