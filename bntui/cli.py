@@ -64,14 +64,55 @@ class RunCommand(TrainingFields, StoreOptions):
         description="also write the runs to this JSON file (export format)",
     )
     preset: PresetName | None = Field(None, description="start from a named preset: paper-fig1")
+    detach: bool = Field(False, description="queue the runs and return at once; they train without this terminal")
+    max_parallel: int | None = Field(
+        None, description="runs at once per device (default: BNTUI_MAX_PARALLEL, config file, or 1 on a CPU)"
+    )
+    backend: str | None = Field(None, description="local or slurm (default: BNTUI_BACKEND, config file, or local)")
+    slurm_partition: str | None = Field(None, description="SLURM partition (default: [slurm] in the config file)")
+    slurm_time_min: int | None = Field(None, description="SLURM time limit per run, minutes (default: 60)")
+    slurm_gpus: int | None = Field(None, description="GPUs per SLURM run (default: 0)")
+    slurm_cpus: int | None = Field(None, description="CPU cores per SLURM run (default: 1)")
 
     def cli_cmd(self) -> int:
         from bntui.commands.run import cmd_run
 
+        slurm = {
+            key: value
+            for key in ("partition", "time_min", "gpus", "cpus")
+            if (value := getattr(self, f"slurm_{key}")) is not None
+        }
         settings = self.app_settings(
-            data_dir=self.data_dir, device=self.device, download=self.download, threads=self.threads
+            data_dir=self.data_dir, device=self.device, download=self.download, threads=self.threads,
+            max_parallel=self.max_parallel, backend=self.backend, slurm=slurm or None,
         )
         return cmd_run(self, settings, _console())
+
+
+class CancelCommand(StoreOptions):
+    """Stop queued or running runs, from any terminal (runs of a group: give the group id)."""
+
+    runs: CliPositionalArg[list[str]] = Field(description="run ids (or unique prefixes) or group ids")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.queue_commands import cmd_cancel
+
+        return cmd_cancel(self.app_settings(), _console(), self.runs)
+
+
+class QueueCommand(StoreOptions):
+    """List queued and running runs, and where each one runs."""
+
+    as_json: bool = Field(
+        False,
+        validation_alias=AliasChoices("json", "as_json"),
+        description="print {\"runs\": [...]} as JSON for machines",
+    )
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.queue_commands import cmd_queue
+
+        return cmd_queue(self.app_settings(), _console(), as_json=self.as_json)
 
 
 class RunsCommand(StoreOptions):
@@ -191,6 +232,8 @@ class Bntui(StoreOptions):
     data_dir: Path | None = Field(None, description="for the TUI or the command after it: " + DATA_DIR_HELP)
     run: CliSubCommand[RunCommand] = Field(description=RunCommand.__doc__)
     runs: CliSubCommand[RunsCommand] = Field(description=RunsCommand.__doc__)
+    queue: CliSubCommand[QueueCommand] = Field(description=QueueCommand.__doc__)
+    cancel: CliSubCommand[CancelCommand] = Field(description=CancelCommand.__doc__)
     show: CliSubCommand[ShowCommand] = Field(description=ShowCommand.__doc__)
     compare: CliSubCommand[CompareCommand] = Field(description=CompareCommand.__doc__)
     export: CliSubCommand[ExportCommand] = Field(description=ExportCommand.__doc__)
@@ -282,4 +325,4 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-_SUBCOMMANDS = ("run", "runs", "show", "compare", "export", "import", "rm", "schema", "themes")
+_SUBCOMMANDS = ("run", "runs", "queue", "cancel", "show", "compare", "export", "import", "rm", "schema", "themes")

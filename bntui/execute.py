@@ -1,12 +1,14 @@
 """Train one run and keep it in the run store: the one place the engine meets the store.
 
-Used by the headless `bntui run` and by the TUI's trainer process alike."""
+Used by the trainer process (bntui.runs.trainer), which every launch goes through."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bntui.config import RunConfig
 from bntui.engine.events import Event, RunResult
@@ -32,12 +34,21 @@ def run_and_store(
     should_stop: Callable[[], bool] = lambda: False,
     on_created: Callable[[str, Path], None] = lambda run_id, path: None,
     on_event: Callable[[str, Event], None] = lambda run_id, event: None,
+    run_id: str | None = None,
+    created: datetime | None = None,
+    environment: dict[str, Any] | None = None,
+    ending: Callable[[RunResult], RunResult] = lambda result: result,
 ) -> StoredOutcome:
+    """`run_id`: train the queued run whose folder the launch reserved (else a new folder);
+    `environment`: facts to record beside the local ones (backend, SLURM job id); `ending`:
+    a last say on the result before it is stored (a SLURM job stopped by the cluster)."""
     from bntui.engine.train import train
     from bntui.store import RunWriter, StoreWriteError
+    from bntui.store.writer import local_environment
 
     try:
-        writer = RunWriter(runs_dir, config, group=group)
+        env = local_environment(config).model_copy(update=environment or {})
+        writer = RunWriter(runs_dir, config, group=group, run_id=run_id, created=created, environment=env)
     except (StoreWriteError, OSError) as exc:
         message = str(exc) if isinstance(exc, StoreWriteError) else f"run store {runs_dir}: {exc}"
         return StoredOutcome(config, None, RunResult(status="failed", message=message), False, message)
@@ -62,6 +73,7 @@ def run_and_store(
         download=download,
         threads=threads,
     )
+    result = ending(result)
     if store_errors:
         message = f"run store: {store_errors[0]}"
         result = RunResult(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -57,6 +57,20 @@ class ConfigFileError(SettingsValueError):
     """The TOML config file exists but cannot be used."""
 
 
+Backend = Literal["local", "slurm"]
+
+
+class SlurmOptions(BaseModel):
+    """How runs are submitted to SLURM: the [slurm] table of the config file, --slurm-* flags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = Field(None, description="SLURM partition (default: the cluster's default)")
+    time_min: int = Field(60, ge=1, le=525_600, description="time limit of each run's job, minutes")
+    gpus: int = Field(0, ge=0, le=64, description="GPUs per run")
+    cpus: int = Field(1, ge=1, le=1024, description="CPU cores per run")
+
+
 class AppSettings(BaseSettings):
     """Where bntui keeps its data and how it behaves on this machine."""
 
@@ -68,6 +82,12 @@ class AppSettings(BaseSettings):
     download: bool = Field(False, description="allow downloading datasets")
     threads: int = Field(0, ge=0, le=1024, description="CPU threads for torch (0: torch's default)")
     theme: str = Field("bntui-dark", description="TUI theme name")
+    max_parallel: int | None = Field(
+        None, ge=1, le=64,
+        description="runs training at once per device (unset: 1 on a CPU, by free memory on a GPU)",
+    )
+    backend: Backend = Field("local", description="where runs train: local (detached processes) or slurm")
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions, description="SLURM submission")
 
     @field_validator("device")
     @classmethod
@@ -137,6 +157,11 @@ def _describe(item: Any, given: dict[str, Any], in_file: dict[str, Any], path: P
     message = _TYPE_MESSAGES.get(item["type"]) or plain_message(item)
     if item["type"] == "extra_forbidden":
         message += f" (known: {', '.join(AppSettings.model_fields)})"
+    if key == "slurm" and len(item["loc"]) > 1:  # a [slurm] key: --slurm-partition, slurm.partition
+        inner = str(item["loc"][1])
+        if inner in (given.get("slurm") or {}):
+            return f"--slurm-{inner.replace('_', '-')}: {message}"
+        return f"config file {path}: slurm.{inner}: {message}"
     if key in given:
         return f"--{key.replace('_', '-')}: {message}"
     variable = setting_variable(key)

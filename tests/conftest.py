@@ -39,3 +39,15 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BNTUI_DATA_DIR", str(home / "datasets"))
     for name in ("BNTUI_DEVICE", "BNTUI_DOWNLOAD", "BNTUI_THREADS", "BNTUI_THEME", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_detached_run_outlives_its_test(request):
+    """Runs train in detached processes that outlive whoever launched them: that is the point,
+    but not between tests. After each test, stop what it left in its tmp_path."""
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path")
+    if tmp_path is not None:
+        from runhelpers import stop_everything
+
+        stop_everything(tmp_path)

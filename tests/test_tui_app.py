@@ -1,4 +1,5 @@
-"""End-to-end tests of the TUI with real trainer processes training tiny runs on mnist-mini."""
+"""End-to-end tests of the TUI with real (detached) trainer processes training tiny runs on
+mnist-mini. The TUI sees its own runs only through the store, like any other view."""
 
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ async def tiny_run_settings(pilot: Pilot, epochs: int = 2) -> None:
     await type_into(pilot, "batch_size", "256")
 
 
+def session_views(app: BntuiApp) -> list:
+    return list(app.session.views.values())
+
+
 async def test_train_a_tiny_run_from_the_panes(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -68,18 +73,20 @@ async def test_train_a_tiny_run_from_the_panes(tmp_path: Path) -> None:
         await tiny_run_settings(pilot, epochs=2)
 
         await pilot.press("ctrl+r")
-        assert [view.status for view in app.views.values()] in (["starting"], ["queued"])
-        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainer to exit")
+        await wait_for(pilot, lambda: len(app.session.views) == 1, "the run to appear from the store")
+        (view,) = session_views(app)
+        assert view.status in ("queued", "running")
+        await wait_for(pilot, lambda: session_views(app)[0].status == "finished", "the run to finish")
         await pilot.pause(0.5)  # one more redraw tick
 
-        (view,) = app.views.values()
-        assert view.status == "finished"
+        (view,) = session_views(app)
         loss_plot = app.screen.query_one("#loss-plot", MetricPlot)
         epoch_curves = [c for c in loss_plot.curves if not c.scatter]
         assert [c.label for c in epoch_curves] == ["train", "val"]
         assert all(c.xs == [1.0, 2.0] for c in epoch_curves)
 
         table = app.screen.query_one("#runs")
+        assert app.main.runs.selected_key == view.key  # the launch's first run is selected
         row = [str(cell) for cell in table.get_row(view.key)]
         assert "finished" in row and "2/2" in row and view.run_id in row
 
@@ -90,32 +97,33 @@ async def test_train_a_tiny_run_from_the_panes(tmp_path: Path) -> None:
         assert len(stored[0].record.history) == 2
 
 
-async def test_cancel_drops_a_queued_run_and_stores_a_running_one_as_cancelled(tmp_path: Path) -> None:
+async def test_stop_takes_a_queued_run_off_the_queue_and_stops_a_running_one(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await choose(pilot, "bn", "both")  # two runs: the second waits for the first (one CPU)
         await tiny_run_settings(pilot, epochs=500)
         await pilot.press("ctrl+r")
-        first, second = app.views.values()
-        assert second.status == "queued" and len(app.trainers) == 1
+        await wait_for(pilot, lambda: [v.status for v in session_views(app)] == ["running", "queued"],
+                       "one run training and one queued")
+        first, second = session_views(app)
 
         table = app.screen.query_one("#runs")
         table.focus()
         table.select_key(second.key)
         await pilot.press("x")  # the run list's own key for stopping
-        assert second.key not in app.views and not app.queue.waiting
+        await wait_for(pilot, lambda: app.session.views[second.key].status == "cancelled",
+                       "the queued run to be cancelled")
 
-        await wait_for(pilot, lambda: first.epochs_done >= 1, "a first epoch")
+        await wait_for(pilot, lambda: app.session.views[first.key].epochs_done >= 1, "a first epoch")
         table.select_key(first.key)
         await pilot.press("ctrl+t")
-        await wait_for(pilot, lambda: not app.trainers, "the trainer to stop", timeout=30)
-        assert first.status == "cancelled"
+        await wait_for(pilot, lambda: app.session.views[first.key].status == "cancelled",
+                       "the running run to stop", timeout=60)
 
-        await wait_for(pilot, lambda: len(list_runs(tmp_path / "runs")) == 1, "the store")
-        (stored,) = list_runs(tmp_path / "runs")
-        assert stored.status == "cancelled"
-        assert stored.id == first.run_id
-        assert len(stored.record.history) >= 1  # the completed epochs are kept
+        stored = {run.id: run for run in list_runs(tmp_path / "runs")}
+        assert stored[first.key].status == stored[second.key].status == "cancelled"
+        assert len(stored[first.key].record.history) >= 1  # the completed epochs are kept
+        assert len(stored[second.key].record.history) == 0  # it never trained
 
 
 async def test_missing_dataset_is_reported_and_the_app_carries_on(tmp_path: Path) -> None:
@@ -126,10 +134,8 @@ async def test_missing_dataset_is_reported_and_the_app_carries_on(tmp_path: Path
         await choose(pilot, "bn", "on")
         await tiny_run_settings(pilot)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainer to exit")
+        await wait_for(pilot, lambda: [v.status for v in session_views(app)] == ["failed"], "the run to fail")
 
-        (view,) = app.views.values()
-        assert view.status == "failed"
         errors = [note for note in notes if note.severity == "error"]
         assert errors and "mnist" in errors[0].message.lower()
         (stored,) = list_runs(tmp_path / "runs")

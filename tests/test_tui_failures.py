@@ -1,11 +1,10 @@
-"""The TUI refuses bad settings and survives trainers that crash, babble or will not stop.
-
-Trainer misbehaviour is played by tiny stand-in scripts (no torch), so these tests are quick."""
+"""The TUI refuses bad settings, survives trainers that crash, and asks before quitting."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -24,26 +23,13 @@ from tuihelpers import collect_notifications, wait_for
 
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
 
-# Reads the spec line, says why it cannot train on stderr, exits non-zero.
-CRASHING_TRAINER = (
-    "import sys; sys.stdin.readline(); "
-    "sys.stderr.write('Traceback (most recent call last):\\n  ...\\n"
-    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\\n'); sys.exit(3)"
-)
-# Writes noise and an event type this app does not know, then a proper failure, exits 0.
-BABBLING_TRAINER = (
-    "import json, sys; sys.stdin.readline(); "
-    "print('warming up [1/3]'); print('[1, 2]'); print(json.dumps({'type': 'from-the-future'})); "
-    "print(json.dumps({'type': 'failed', 'message': 'no [bold]luck[/bold]'}))"
-)
-# Ignores "cancel" and waits forever: only terminating it ends it.
-STUBBORN_TRAINER = "import sys, time; sys.stdin.readline(); print('{}', flush=True); time.sleep(600)"
-
-
-def make_app(tmp_path: Path, trainer: str | None = None) -> BntuiApp:
+def make_app(tmp_path: Path) -> BntuiApp:
     settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
-    kwargs = {"trainer_command": [sys.executable, "-c", trainer]} if trainer else {}
-    return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2, **kwargs)
+    return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2)
+
+
+def views(app: BntuiApp) -> list:
+    return list(app.session.views.values())
 
 
 async def shows(pilot: Pilot, label: Static, text: str) -> None:
@@ -71,7 +57,7 @@ async def test_invalid_learning_rate_shows_its_message_and_does_not_start(tmp_pa
             assert start.disabled
             await pilot.press("ctrl+r")
             await pilot.pause()
-            assert not app.views and not app.trainers
+            assert not app.session.views
             assert notes[-1].severity == "error" and "lr: " in notes[-1].message
         await set_field(pilot, "lr", "0.01")
         await wait_for(pilot, lambda: str(error.render()) == "", "the lr error to clear")
@@ -84,7 +70,7 @@ async def test_batch_size_one_with_batchnorm_is_refused_next_to_the_field(tmp_pa
         await set_field(pilot, "batch_size", "1")
         await shows(pilot, app.screen.query_one("#error-batch_size", Static), "at least 2")
         await pilot.press("ctrl+r")
-        assert not app.views
+        assert not app.session.views
 
 
 async def test_seeds_that_would_pass_the_largest_seed_are_refused_next_to_the_seeds_field(tmp_path: Path) -> None:
@@ -96,7 +82,7 @@ async def test_seeds_that_would_pass_the_largest_seed_are_refused_next_to_the_se
         await shows(pilot, error, "start at seed 2147483646 or lower")
         assert str(app.screen.query_one("#error-seed", Static).render()) == ""  # the seed is fine
         await pilot.press("ctrl+r")
-        assert not app.views
+        assert not app.session.views
         await set_field(pilot, "seeds", "1")
         await wait_for(pilot, lambda: str(error.render()) == "", "the error to clear")
 
@@ -124,66 +110,85 @@ async def test_a_negative_diagnostics_interval_is_refused_next_to_the_field(tmp_
         error = app.screen.query_one("#error-diagnostics_every", Static)
         await shows(pilot, error, "greater than or equal to 0")
         await pilot.press("ctrl+r")
-        assert not app.views
+        assert not app.session.views
         await set_field(pilot, "diagnostics_every", "0")  # 0 turns them off: allowed
         await wait_for(pilot, lambda: str(error.render()) == "", "the error to clear")
         assert app.main.form.read().fields.diagnostics_every == 0
 
 
-async def test_a_crashing_trainer_is_reported_stored_as_failed_and_the_app_carries_on(tmp_path: Path) -> None:
-    notes: list[Notification] = []
-    app = make_app(tmp_path, CRASHING_TRAINER)
-    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
-        await pilot.press("ctrl+r")  # default BN "both": two runs, one after the other
-        assert len(app.views) == 2
-        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "both trainers to exit")
+async def long_runs(pilot: Pilot) -> None:
+    """Both arms of a launch that trains far longer than any test waits."""
+    await set_field(pilot, "epochs", "500")
+    await set_field(pilot, "hidden_sizes", "16")
+    await pilot.press("ctrl+r")
+    await wait_for(pilot, lambda: [v.status for v in views(pilot.app)] == ["running", "queued"],
+                   "one run training and one queued", timeout=120)
 
-        assert [view.status for view in app.views.values()] == ["failed", "failed"]
-        errors = [note for note in notes if note.severity == "error"]
-        assert len(errors) == 2
-        assert all("CUDA out of memory" in note.message for note in errors)
-        stored = list_runs(tmp_path / "runs")
-        assert sorted(run.status for run in stored) == ["failed", "failed"]
-        assert all("CUDA out of memory" in (run.record.message or "") for run in stored)
+
+async def test_a_trainer_killed_mid_run_is_reported_as_crashed_and_the_app_carries_on(tmp_path: Path) -> None:
+    notes: list[Notification] = []
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30), message_hook=collect_notifications(notes)) as pilot:
+        await long_runs(pilot)
+        first = views(app)[0]
+        os.kill(app.session.stored[first.key].owner.pid, signal.SIGKILL)  # as the OOM killer would
+        await wait_for(pilot, lambda: app.session.views[first.key].status == "crashed", "the crash", timeout=60)
+        crashes = [note for note in notes if note.title == "Run crashed"]
+        assert crashes and "the trainer ended without a final status" in crashes[0].message
+        # The queue goes on: the run behind it starts.
+        await wait_for(pilot, lambda: views(app)[1].status == "running", "the next run to start", timeout=120)
         assert app.is_running
 
 
-async def test_unknown_output_from_a_trainer_is_ignored(tmp_path: Path) -> None:
+async def test_the_start_button_launches_and_a_failed_run_is_reported(tmp_path: Path) -> None:
     notes: list[Notification] = []
-    app = make_app(tmp_path, BABBLING_TRAINER)
+    app = make_app(tmp_path)
     async with app.run_test(size=(100, 50), message_hook=collect_notifications(notes)) as pilot:
+        app.main.form.set_value("dataset", "cifar10")  # not in the empty data dir: each run fails
         start = app.screen.query_one("#start", Button)
         start.scroll_visible(animate=False)
         # The form validates after its first refresh and enables Start then: under load, later.
         await wait_for(pilot, lambda: not start.disabled, "the Start button to be enabled")
         assert await pilot.click(start)  # the Start button does what ctrl+r does
-        await wait_for(pilot, lambda: len(app.views) == 2, "the two runs of the launch")
-        await wait_for(pilot, lambda: not app.trainers and not app.queue.waiting, "the trainers to exit")
-        assert {view.status for view in app.views.values()} == {"failed"}
-        # The message is shown as text: its brackets are not taken as markup.
-        assert any(note.message.endswith("no [bold]luck[/bold]") for note in notes)
+        await wait_for(pilot, lambda: [v.status for v in views(app)] == ["failed", "failed"],
+                       "both runs of the launch to fail", timeout=120)
+        failures = [note for note in notes if note.title == "Run failed"]
+        assert len(failures) == 2 and all("cifar-10-batches-py" in note.message for note in failures)
 
 
-async def test_quit_asks_while_a_run_trains_and_leaves_no_trainer_behind(tmp_path: Path) -> None:
-    app = make_app(tmp_path, STUBBORN_TRAINER)
+async def test_quit_asks_whether_to_leave_the_runs_running_and_they_go_on(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("ctrl+r")
-        (trainer,) = app.trainers.values()
+        await long_runs(pilot)
         await pilot.press("ctrl+q", "ctrl+q")  # pressed twice: still one question
         assert isinstance(app.screen, ConfirmQuitScreen)
         assert sum(isinstance(screen, ConfirmQuitScreen) for screen in app.screen_stack) == 1
         await pilot.press("n")
-        assert not isinstance(app.screen, ConfirmQuitScreen) and trainer.alive
+        assert not isinstance(app.screen, ConfirmQuitScreen) and app.is_running
 
         await pilot.press("ctrl+q")
-        # Not awaited: the app quits while the key press is being processed.
-        pressing = asyncio.ensure_future(pilot.press("y"))
+        await pilot.press("enter")  # the default: leave them running
+        await wait_for(pilot, lambda: not app.is_running, "the app to quit")
+    # The app is gone; its runs are not.
+    time.sleep(1.0)
+    assert [run.status for run in list_runs(tmp_path / "runs")] == ["running", "queued"]
+
+
+async def test_quit_can_stop_the_runs(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await long_runs(pilot)
+        await pilot.press("ctrl+q")
+        pressing = asyncio.ensure_future(pilot.press("s"))  # the app quits while handling it
         deadline = time.monotonic() + 30
         while app.is_running and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         pressing.cancel()
         assert not app.is_running
-    assert not trainer.alive
+    deadline = time.monotonic() + 60
+    while any(run.active for run in list_runs(tmp_path / "runs")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [run.status for run in list_runs(tmp_path / "runs")] == ["cancelled", "cancelled"]
 
 
 async def test_a_redraw_tick_while_the_app_shuts_down_is_skipped(tmp_path: Path) -> None:
@@ -237,23 +242,5 @@ async def test_a_runs_dir_that_is_a_file_refuses_the_start_in_one_message(tmp_pa
         await pilot.pause()
         refusals = [note for note in notes if note.title == "Cannot start"]
         assert [note.message for note in refusals] == [f"runs dir {tmp_path / 'runs'} is a file, not a folder"]
-        assert not app.views and not app.trainers
+        assert not app.session.views
     assert (tmp_path / "runs").read_text() == "not a folder"
-
-
-async def test_a_store_poll_taken_before_a_runs_final_write_does_not_revive_it(tmp_path: Path) -> None:
-    from bntui.tui.messages import StoreChanged
-    from bntui.tui.run_view import RunView
-    from test_store_support import make_run
-
-    writer = make_run(tmp_path / "runs", epochs=1, status=None)  # seen while still open
-    (snapshot,) = list_runs(tmp_path / "runs")
-    assert snapshot.status == "running"
-    app = make_app(tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
-        # The app's own view of that run: its trainer exited and the app stored it as failed.
-        app.views["job-1"] = RunView(key="job-1", config=writer.config, status="failed", run_id=writer.run_id)
-        app.keys_by_run_id[writer.run_id] = "job-1"
-        app.post_message(StoreChanged([snapshot], [], None))
-        await pilot.pause()
-        assert app.views["job-1"].status == "failed"

@@ -1,13 +1,17 @@
-"""`bntui run`: train one launch headlessly (a run, or paired BN/no-BN runs over K seeds)."""
+"""`bntui run`: launch runs (a run, or paired BN/no-BN runs over K seeds) and follow them.
+
+The runs go to the store's queue and train in detached processes (bntui.runs); this command
+only launches them and, without --detach, draws their progress from the store and prints the
+result card when they end. Closing its terminal never stops a run."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -22,19 +26,35 @@ from rich.progress import (
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
-from bntui.config import TrainingFields, check_device_available, format_validation_error
+from bntui.config import BnChoice, TrainingFields, check_device_available, format_validation_error
 from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
-from bntui.store import StoreError, ensure_runs_dir
-
-if TYPE_CHECKING:
-    from bntui.cli import RunCommand
-    from bntui.execute import StoredOutcome
-
-_LAUNCH_ONLY_FIELDS = {"bn", "seeds", "data_dir", "download", "threads", "json_file", "preset", "runs_dir"}
+from bntui.store import StoredRun, StoreError, ensure_runs_dir
+from bntui.words import counted
 
 
-def build_plan(command: RunCommand, settings: AppSettings) -> tuple[LaunchPlan, str | None]:
+class RunRequest(Protocol):
+    """What `bntui run` was asked (bntui.cli.RunCommand): its training fields and these."""
+
+    bn: BnChoice
+    seeds: int
+    device: str | None
+    json_file: Path | None
+    preset: str | None
+    detach: bool
+    model_fields_set: set[str]
+
+    def model_dump(self, *, exclude: set[str]) -> dict: ...
+
+
+# RunCommand's fields that are not a run's own settings.
+_LAUNCH_ONLY_FIELDS = {
+    "bn", "seeds", "data_dir", "download", "threads", "json_file", "preset", "runs_dir", "detach",
+    "max_parallel", "backend", "slurm_partition", "slurm_time_min", "slurm_gpus", "slurm_cpus",
+}
+
+
+def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, str | None]:
     """The launch plan from flags, preset and settings. Flags the user gave win over the preset."""
     values = command.model_dump(exclude=_LAUNCH_ONLY_FIELDS)
     bn, seeds = command.bn, command.seeds
@@ -79,128 +99,184 @@ def output_file_problem(path: Path) -> str | None:
     return None
 
 
-def cmd_run(command: RunCommand, settings: AppSettings, console: Console) -> int:
+def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int:
+    from bntui.runs.launch import LaunchError, LaunchOptions, launch
+
     try:
-        plan, note = build_plan(command, settings)
-        if command.json_file is not None and (problem := output_file_problem(command.json_file)):
+        plan, note = build_plan(request, settings)
+        if request.json_file is not None and (problem := output_file_problem(request.json_file)):
             raise ValueError(f"--json: {problem}")
         check_device_available(plan.configs[0].device)
         ensure_runs_dir(settings.runs_dir)  # the first run would create it: fail now, not then
+        run_ids = launch(plan, LaunchOptions.from_settings(settings))
     except ValidationError as exc:
         print(f"bntui: error: {format_validation_error(exc)}", file=sys.stderr)
         return 2
-    except (ValueError, StoreError) as exc:
+    except (ValueError, StoreError, LaunchError) as exc:
         print(f"bntui: error: {exc}", file=sys.stderr)
         return 2
     if note:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if request.detach:
+        where = "submitted to SLURM" if settings.backend == "slurm" else "queued"
+        console.print(f"{counted(len(run_ids), 'run')} {where}; they go on without this terminal:", highlight=False)
+        for run_id in run_ids:
+            console.print(f"  {run_id}", highlight=False, soft_wrap=True)
+        follow = f"bntui compare --group {plan.group}" if plan.group else f"bntui show {run_ids[0]}"
+        console.print(f"Follow them with `bntui queue` and `{follow}`; stop them with `bntui cancel`.",
+                      highlight=False, soft_wrap=True)
+        return 0
 
-    stop = threading.Event()
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    outcomes: list[StoredOutcome] = []
-    try:
-        outcomes = _train_all(plan, settings, console, stop)
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-
-    _print_results(console, outcomes)
+    follower = Follower(settings.runs_dir, run_ids, console)
+    ended_by = follower.follow()
+    if ended_by == "left":
+        return 0
+    runs = follower.latest()
+    _print_results(console, runs)
     if plan.group and any(c.bn for c in plan.configs) and any(not c.bn for c in plan.configs):
         from bntui.commands.group import print_group_card
 
         print_group_card(settings, console, plan.group)
-    if command.json_file:
+    if request.json_file:
         from bntui.commands.store_commands import cmd_export
 
-        ids = [o.run_id for o in outcomes if o.run_id]
         # --json names the file this launch writes (checked before training): no refusal
         # after the runs are done, as there is for `bntui export -o` without --force.
-        if cmd_export(settings, console, ids, str(command.json_file), force=True) != 0:
+        if cmd_export(settings, console, run_ids, str(request.json_file), force=True) != 0:
             return 1
-    if stop.is_set():
-        return 130
-    return 0 if all(o.result.status == "finished" and o.stored for o in outcomes) else 1
+    if ended_by is not None:
+        return 128 + ended_by
+    return 0 if all(run.status == "finished" for run in runs) else 1
 
 
-def _train_all(
-    plan: LaunchPlan, settings: AppSettings, console: Console, stop: threading.Event
-) -> list[StoredOutcome]:
-    from bntui.engine.events import EpochEnded, Progress as ProgressEvent, RunStarted
-    from bntui.execute import run_and_store
-
-    outcomes = []
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("epoch {task.fields[epoch]}"),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[speed]} steps/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        for config in plan.configs:
-            if stop.is_set():
-                break
-            task = progress.add_task(
-                config.label, total=None, epoch=f"0/{config.epochs}", loss="-", speed="-"
-            )
-
-            def on_event(run_id: str, event, task=task, epochs=config.epochs) -> None:
-                if isinstance(event, RunStarted):
-                    progress.update(task, total=event.steps_per_epoch * epochs)
-                elif isinstance(event, ProgressEvent):
-                    progress.update(
-                        task,
-                        completed=event.step,
-                        epoch=f"{event.epoch}/{epochs}",
-                        loss=f"{event.train_loss:.4f}",
-                        speed=f"{event.steps_per_second:.0f}",
-                    )
-                elif isinstance(event, EpochEnded):
-                    progress.update(
-                        task,
-                        completed=event.step,
-                        epoch=f"{event.epoch}/{epochs}",
-                        loss=f"{event.train_loss:.4f}",
-                    )
-
-            outcome = run_and_store(
-                config,
-                runs_dir=settings.runs_dir,
-                data_dir=settings.data_dir,
-                download=settings.download,
-                threads=settings.threads,
-                group=plan.group,
-                should_stop=stop.is_set,
-                on_event=on_event,
-            )
-            outcomes.append(outcome)
-            status = outcome.result.status
-            style = {"finished": "green", "cancelled": "yellow"}.get(status, "red")
-            progress.update(task, description=f"{config.label} [{style}]{status}[/]")
-            if status == "failed" or not outcome.stored:
-                progress.console.print(
-                    f"[red]{config.label} failed:[/] {outcome.store_error or outcome.result.message}",
-                    highlight=False,
-                )
-    return outcomes
+# How `bntui run` follows its runs: it reads the store, like every other view.
+FOLLOW_SECONDS = 0.25
 
 
-def _print_results(console: Console, outcomes: list[StoredOutcome]) -> None:
+class Follower:
+    """Draws the launch's runs from the store until every one has ended.
+
+    Ctrl-C asks whether to stop the runs or leave them running (without a terminal to ask
+    on: stop them); SIGTERM and SIGHUP stop them. Stopped runs end as cancelled with their
+    completed epochs, written by their own trainers; this process only waits to show them."""
+
+    def __init__(self, runs_dir: Path, run_ids: list[str], console: Console) -> None:
+        self.runs_dir = runs_dir
+        self.run_ids = run_ids
+        self.console = console
+        self.signals: list[int] = []
+        self.stopping: int | None = None  # the signal that stopped the runs
+
+    def latest(self) -> list[StoredRun]:
+        from bntui.store import list_runs
+
+        by_id = {run.id: run for run in list_runs(self.runs_dir)}
+        return [by_id[run_id] for run_id in self.run_ids if run_id in by_id]
+
+    def follow(self) -> str | int | None:
+        """None when every run ended by itself; the signal number when a signal stopped
+        them; "left" when the user left them running."""
+        previous = {
+            signum: signal.signal(signum, lambda number, _frame: self.signals.append(number))
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        try:
+            with self._progress() as progress:
+                tasks = {run_id: progress.add_task(run_id, total=None, epoch="-", loss="-", speed="-")
+                         for run_id in self.run_ids}
+                while True:
+                    runs = self.latest()
+                    for run in runs:
+                        self._draw(progress, tasks[run.id], run)
+                    if runs and all(not run.active for run in runs):
+                        return self.stopping
+                    if self.signals and self._answer(self.signals.pop(0), progress) == "left":
+                        return "left"
+                    time.sleep(FOLLOW_SECONDS)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _answer(self, signum: int, progress: Progress) -> str:
+        if self.stopping is not None:
+            return "stop"  # already stopping: a second Ctrl-C does not ask again
+        choice = "stop"
+        if signum == signal.SIGINT and sys.stdin.isatty():
+            progress.stop()
+            choice = _ask_stop_or_leave()
+            if choice != "left":
+                progress.start()
+        if choice == "left":
+            self.console.print("The runs go on without this terminal: follow them with `bntui queue`, "
+                               "stop them with `bntui cancel`.", highlight=False)
+            return "left"
+        from bntui.runs.cancel import cancel_run
+
+        self.stopping = signum
+        for run in self.latest():
+            if run.active:
+                cancel_run(self.runs_dir, run)
+        return "stop"
+
+    def _progress(self) -> Progress:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} steps/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        return Progress(*columns, console=self.console, transient=False)
+
+    def _draw(self, progress: Progress, task, run: StoredRun) -> None:
+        config, record = run.config, run.record
+        label = config.label if config else run.id
+        epochs = config.epochs if config else 0
+        style = {"finished": "green", "cancelled": "yellow", "queued": "dim", "running": ""}.get(run.status, "red")
+        status = f" [{style}]{run.status}[/]" if style else ""
+        fields = {"description": f"{label}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
+        if run.steps_per_epoch:
+            fields["total"] = run.steps_per_epoch * epochs
+        if record is not None and record.progress.step:
+            points = record.progress
+            fields.update(completed=points.step[-1], loss=f"{points.train_loss[-1]:.4f}")
+            if points.elapsed[-1] > 0:
+                fields["speed"] = f"{points.step[-1] / points.elapsed[-1]:.0f}"
+        if record is not None and record.history.step:
+            fields["completed"] = max(fields.get("completed", 0), record.history.step[-1])
+        if record is not None and record.timings.steps and not run.active:
+            fields["completed"] = record.timings.steps
+        progress.update(task, **fields)
+        if run.status in ("failed", "crashed", "diverged") and run.id not in getattr(self, "_told", set()):
+            self._told = getattr(self, "_told", set()) | {run.id}
+            message = record.message if record is not None else run.damaged
+            progress.console.print(f"[red]{label} {run.status}:[/] {message or ''}", highlight=False)
+
+
+def _ask_stop_or_leave() -> str:
+    """Ask on the terminal; Enter (or anything but l) stops the runs."""
+    try:
+        answer = input("\nStop the runs (s) or leave them running (l)? [s/l] ").strip().lower()
+    except (EOFError, KeyboardInterrupt, OSError):
+        return "stop"
+    return "left" if answer.startswith("l") else "stop"
+
+
+def _print_results(console: Console, runs: list[StoredRun]) -> None:
     title = "Results (accuracy % and loss: train / val / test)"
     headers = ("run", "status", "accuracy %", "loss")
     rows, test_rows = [], []
-    for outcome in outcomes:
-        # A run the store could not take has no id: its label (dataset/arch/bn/seed) stands in.
-        name, status = outcome.run_id or outcome.config.label, outcome.result.status
-        final = outcome.result.final
+    for run in runs:
+        final = run.record.final if run.record else None
         accuracy = loss = ["-"]
         if final is not None:
             accuracy = [f"{v * 100:.2f}" for v in (final.train_accuracy, final.val_accuracy, final.test_accuracy)]
             loss = [f"{v:.4f}" for v in (final.train_loss, final.val_loss, final.test_loss)]
-        rows.append((name, status, " / ".join(accuracy), " / ".join(loss)))
-        test_rows.append((name, status, accuracy[-1], loss[-1]))
+        rows.append((run.id, run.status, " / ".join(accuracy), " / ".join(loss)))
+        test_rows.append((run.id, run.status, accuracy[-1], loss[-1]))
     # The run id is what the user copies into `bntui show`: never wrapped, folded or cut. Where
     # train / val / test do not fit beside it, the table keeps the test numbers only.
     # The choice counts room for a finished run's numbers even when none finished (Ctrl+C), so
@@ -227,9 +303,9 @@ def _print_results(console: Console, outcomes: list[StoredOutcome]) -> None:
     console.print(table, crop=False)  # a terminal narrower than an id: wrap it, never cut it
 
     arms: dict[str, list] = {}
-    for outcome in outcomes:
-        if outcome.result.final is not None:
-            arms.setdefault("bn" if outcome.config.bn else "no-bn", []).append(outcome.result.final)
+    for run in runs:
+        if run.record is not None and run.record.final is not None:
+            arms.setdefault("bn" if run.record.config.bn else "no-bn", []).append(run.record.final)
     if any(len(finals) > 1 for finals in arms.values()):
         summary = Table(title="Per arm: mean ± std over seeds", title_justify="left", box=SIMPLE_HEAD)
         for column in ("arm", "runs", "train acc %", "val acc %", "test acc %", "test loss"):

@@ -37,6 +37,7 @@ _NUMERIC = ("seed", "epochs", "best val loss", "test acc", "time")
 _DROP_ORDER = ("dataset", "arch", "BN", "seed", "time", "best val loss", "epochs", "test acc", "status")
 
 _STATUS_STYLE = {
+    "queued": "cyan",
     "running": "green",
     "finished": "",
     "cancelled": "dim",

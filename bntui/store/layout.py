@@ -6,6 +6,11 @@
     <runs_dir>/<run_id>/heartbeat     empty; its mtime says when the writer last made progress
     <runs_dir>/<run_id>/summary.json  written when the run ends: its final status
     <runs_dir>/<run_id>/model.pt      optional weights (torch.save of a state_dict)
+    <runs_dir>/<run_id>/launch.json   the claimed queue entry (store.queue.LaunchSpec)
+    <runs_dir>/<run_id>/cancel        a request to stop the run, from any process or host
+    <runs_dir>/<run_id>/trainer.log   what the detached trainer printed (the reason of a crash)
+    <runs_dir>/<run_id>/slurm_job     the SLURM job id, for a run submitted to a cluster
+    <runs_dir>/.queue/                runs waiting for a trainer (store.queue)
 
 Files whose names start with "." are temporary (atomic writes, imports, removals) and are not
 part of any run."""
@@ -33,6 +38,10 @@ EVENTS_FILE = "events.jsonl"
 HEARTBEAT_FILE = "heartbeat"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.pt"
+LAUNCH_FILE = "launch.json"  # the claimed queue entry: how the run was launched (store.queue)
+CANCEL_FILE = "cancel"  # present: someone asked the run to stop (bntui cancel, ctrl+t)
+TRAINER_LOG = "trainer.log"  # the detached trainer's stdout and stderr
+SLURM_JOB_FILE = "slurm_job"  # the SLURM job id ("123_4") of a run submitted to a cluster
 
 
 class StoreError(Exception):

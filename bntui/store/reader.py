@@ -26,14 +26,19 @@ from bntui.store.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
     HEARTBEAT_FILE,
+    LAUNCH_FILE,
     MODEL_FILE,
+    SLURM_JOB_FILE,
+    TRAINER_LOG,
     SUMMARY_FILE,
     ConfigFile,
+    Owner,
     StoreError,
     SummaryFile,
     not_a_folder,
 )
 from bntui.store.owner import owner_alive
+from bntui.store.queue import queued_run_ids
 from bntui.store.schema import (
     SUPPORTED_SCHEMA_VERSIONS,
     FinalMetrics,
@@ -64,6 +69,14 @@ class StoredRun:
     live: bool
     created: datetime | None
     group: str | None = None
+    queue_place: int | None = None  # queued: how many runs are ahead of it (0: next)
+    owner: Owner | None = None  # the process that trains (or trained) it
+    steps_per_epoch: int | None = None  # known once the run started
+
+    @property
+    def active(self) -> bool:
+        """Queued or training: it may still change."""
+        return self.status in ("queued", "running")
 
     @property
     def config(self) -> RunConfig | None:
@@ -436,7 +449,31 @@ def _build_record(
         return None, problem
 
 
-def _read_run(folder: Path, cache: _RunCache, now: float) -> StoredRun | None:
+# A claimed run whose trainer has not yet written its owner reads as queued this long; after
+# that the trainer is taken to have died before it could start.
+STARTING_GRACE_S = 60.0
+
+
+def _crash_reason(folder: Path, environment: Any) -> str:
+    """Why a run with no final status ended, as well as the store can tell: the last line its
+    trainer printed, and the SLURM job that ran it."""
+    reason = "the trainer ended without a final status"
+    job = getattr(environment, "slurm_job_id", None) or slurm_job_of(folder)
+    if job:
+        reason = f"SLURM job {job} ended without a final status (time limit, preemption, node failure or scancel)"
+    try:
+        with open(folder / TRAINER_LOG, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 2000))
+            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        lines = []
+    last = next((line for line in reversed(lines) if line), "")
+    return f"{reason}: {last[:300]}" if last else reason
+
+
+def _read_run(
+    folder: Path, cache: _RunCache, now: float, queue_place: int | None = None
+) -> StoredRun | None:
     """Bring `cache` up to date with `folder`; None when the folder holds nothing yet."""
     config_stat = _stat(folder / CONFIG_FILE)
     summary_stat = _stat(folder / SUMMARY_FILE)
@@ -478,21 +515,25 @@ def _read_run(folder: Path, cache: _RunCache, now: float) -> StoredRun | None:
             status = "running"
         elif log.terminal is not None:
             status = log.terminal.kind  # type: ignore[assignment]  # ended, summary lost
+        elif owner is None and cache.config is not None and _waiting(folder, queue_place, now):
+            status = "queued"
         else:
             status = "crashed"
 
     problems = [cache.config_problem, cache.summary_problem]
-    if events_stat is None and cache.config is not None and not live:
+    if events_stat is None and cache.config is not None and not live and status != "queued":
         problems.append("events.jsonl missing")
     problems.append(log.error)
     if log.error is None and log.tail and not live:
         problems.append("truncated last line in events.jsonl")
 
-    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems))
+    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems), queue_place)
     if key == cache.built_key and cache.built is not None:
         return cache.built
 
     record, record_problem = _build_record(folder.name, cache, status)
+    if record is not None and status == "crashed" and not record.message:
+        record = record.model_copy(update={"message": _crash_reason(folder, record.environment)})
     problems.append(record_problem)
     reasons = [p for p in problems if p]
     created = cache.config.created if cache.config is not None else None
@@ -508,9 +549,29 @@ def _read_run(folder: Path, cache: _RunCache, now: float) -> StoredRun | None:
         live=live,
         created=created,
         group=cache.config.group if cache.config is not None else None,
+        queue_place=queue_place if status == "queued" else None,
+        owner=cache.config.owner if cache.config is not None else None,
+        steps_per_epoch=log.started.steps_per_epoch if log.started is not None else None,
     )
     cache.built_key, cache.built = key, run
     return run
+
+
+def slurm_job_of(folder: Path) -> str | None:
+    """The SLURM job id a launcher recorded for this run when it submitted it, if any."""
+    try:
+        return (folder / SLURM_JOB_FILE).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _waiting(folder: Path, queue_place: int | None, now: float) -> bool:
+    """A run nothing trains yet: its queue entry is waiting, or a trainer claimed it moments
+    ago and has not written its owner yet."""
+    if queue_place is not None:
+        return True
+    launch = _stat(folder / LAUNCH_FILE)
+    return launch is not None and now - launch.st_ctime < STARTING_GRACE_S
 
 
 def _has_visible_files(folder: Path) -> bool:
@@ -553,10 +614,11 @@ class RunStoreReader:
     def list_runs(self) -> list[StoredRun]:
         names = self.folder_names()
         now = time.time()
+        queued = queued_run_ids(self.runs_dir)
         with self._lock:
             for gone in set(self._cache) - set(names):
                 del self._cache[gone]
-            runs = [self._read(name, now) for name in names]
+            runs = [self._read(name, now, queued.get(name)) for name in names]
         return sorted((run for run in runs if run is not None), key=_sort_key)
 
     def load_run(self, ref: str) -> StoredRun:
@@ -565,8 +627,13 @@ class RunStoreReader:
             matches = [ref]
         else:
             matches = [name for name in names if ref and name.startswith(ref)]
+        queued = queued_run_ids(self.runs_dir) if matches else {}
         with self._lock:
-            runs = [run for run in (self._read(n, time.time()) for n in matches) if run is not None]
+            runs = [
+                run
+                for run in (self._read(n, time.time(), queued.get(n)) for n in matches)
+                if run is not None
+            ]
         if not runs:
             raise RunNotFound(f"no run {ref!r} in {self.runs_dir} (see `bntui runs`)")
         if len(runs) > 1:
@@ -576,9 +643,9 @@ class RunStoreReader:
             )
         return runs[0]
 
-    def _read(self, name: str, now: float) -> StoredRun | None:
+    def _read(self, name: str, now: float, queue_place: int | None) -> StoredRun | None:
         cache = self._cache.setdefault(name, _RunCache())
-        return _read_run(self.runs_dir / name, cache, now)
+        return _read_run(self.runs_dir / name, cache, now, queue_place)
 
 
 _readers: dict[str, RunStoreReader] = {}

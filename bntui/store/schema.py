@@ -30,7 +30,8 @@ from bntui.config import RunConfig
 SCHEMA_VERSION = 2  # 1: first release; 2: adds per-run BatchNorm diagnostics
 SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 
-RunStatus = Literal["running", "finished", "cancelled", "failed", "diverged", "crashed"]
+# "queued": waiting in the runs dir's launch queue (bntui.store.queue) for a trainer.
+RunStatus = Literal["queued", "running", "finished", "cancelled", "failed", "diverged", "crashed"]
 TERMINAL_STATUSES = ("finished", "cancelled", "failed", "diverged")
 
 # Run ids become folder names: letters, digits, dot, dash, underscore; no leading dot.
@@ -82,6 +83,10 @@ class Environment(Strict):
     platform: str = ""
     cpu_threads: int = 0
     hostname: str = ""
+    # Where the run was trained: "local" (a trainer process on this host) or "slurm", and
+    # for SLURM the job id ("123_4": array job 123, task 4), so `bntui cancel` can scancel it.
+    backend: str = ""
+    slurm_job_id: str | None = None
 
 
 _OPTIONAL_HISTORY = (

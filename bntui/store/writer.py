@@ -84,6 +84,36 @@ def reserve_folder(runs_dir: Path, candidates: Callable[[int], str]) -> tuple[st
     raise StoreWriteError(f"cannot create a run folder in {runs_dir}: every candidate id is taken")
 
 
+def reserve_run(
+    runs_dir: Path, config: RunConfig, *, group: str | None, created: datetime | None = None
+) -> str:
+    """Create a queued run's folder with its config.json (no owner yet: nothing trains it) and
+    return its id. A trainer later takes it over with RunWriter(..., run_id=id)."""
+    created = created or datetime.now().astimezone()
+    ensure_runs_dir(runs_dir)
+    run_id, path = reserve_folder(runs_dir, lambda _attempt: new_run_id(config, created))
+    try:
+        atomic_write_model(
+            path / CONFIG_FILE,
+            ConfigFile(
+                schema_version=SCHEMA_VERSION,
+                id=run_id,
+                group=group,
+                config=config,
+                environment=local_environment(config),
+                created=created,
+                owner=None,
+            ),
+        )
+    except StoreError:
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+        raise
+    return run_id
+
+
 def ensure_runs_dir(runs_dir: Path) -> None:
     """Create the runs dir if needed. Raises StoreWriteError (one line) when it cannot be: the
     CLI and the trainer call this before training, so a bad runs dir fails at once."""
@@ -159,7 +189,10 @@ class RunWriter:
         group: str | None = None,
         environment: Environment | None = None,
         created: datetime | None = None,
+        run_id: str | None = None,
     ) -> None:
+        """`run_id`: take over the folder that `reserve_run` made for a queued run (its
+        config.json gets this process as the owner) instead of creating a new one."""
         self.runs_dir = Path(runs_dir)
         self.config = config
         self.group = group
@@ -176,9 +209,14 @@ class RunWriter:
         self._fd: int | None = None
 
         ensure_runs_dir(self.runs_dir)
-        self.run_id, self.path = reserve_folder(
-            self.runs_dir, lambda _attempt: new_run_id(config, self.created)
-        )
+        if run_id is None:
+            self.run_id, self.path = reserve_folder(
+                self.runs_dir, lambda _attempt: new_run_id(config, self.created)
+            )
+        else:
+            self.run_id, self.path = run_id, self.runs_dir / run_id
+            if not self.path.is_dir():
+                raise StoreWriteError(f"run {run_id}: its folder {self.path} is gone")
         try:
             self._write_config()
             self._fd = os.open(
@@ -187,7 +225,10 @@ class RunWriter:
             (self.path / HEARTBEAT_FILE).touch()
             fsync_dir(self.path)
         except (OSError, StoreError) as exc:
-            self._discard_folder()
+            if run_id is None:
+                self._discard_folder()
+            else:
+                self._close()
             if isinstance(exc, StoreError):
                 raise
             raise write_error(self.path, exc) from None
@@ -572,3 +613,16 @@ def remove_run(run_path: Path, *, live: bool = False) -> None:
     except OSError as exc:
         raise StoreWriteError(f"cannot remove {run_path}: {exc.strerror or exc}") from None
     _remove_tree(trash)
+
+
+def end_unstarted_run(runs_dir: Path, run_id: str, status: RunStatus, message: str | None) -> None:
+    """Give a run that never trained its final status (cancelled while queued, refused by the
+    scheduler, its SLURM job gone): a terminal event and summary.json, like any other run."""
+    path = Path(runs_dir) / run_id
+    try:
+        stored = ConfigFile.model_validate_json((path / CONFIG_FILE).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise StoreWriteError(f"{path / CONFIG_FILE}: cannot read the run's config ({exc})") from None
+    writer = RunWriter(runs_dir, stored.config, group=stored.group, run_id=run_id,
+                       created=stored.created, environment=stored.environment)
+    writer.finish(status, message)

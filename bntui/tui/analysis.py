@@ -1,71 +1,83 @@
 """Opening the analysis screens (compare, group, diagnostics, export) from the run list.
 
 The screens take run-store records; this module picks which runs (the marked ones, else the
-selected run and its BN twin), finds their records in the store watcher's latest poll, and
-keeps an open screen fed with fresh records as the store changes."""
+selected run and its BN twin), takes their records from the session (the store watcher's
+latest poll: no file is read on the event loop), and keeps an open screen fed with fresh
+records as the store changes. It knows the app only through the small AnalysisHost protocol."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from bntui.settings import AppSettings
 from bntui.store.schema import RunRecord
-
-if TYPE_CHECKING:
-    from bntui.tui.app import BntuiApp
-    from bntui.tui.run_view import RunView
+from bntui.tui.run_view import RunView
+from bntui.tui.session import RunSession
 
 
-def _records_by_id(app: BntuiApp) -> dict[str, RunRecord]:
-    from bntui.store import list_runs
+class AnalysisHost(Protocol):
+    """What these functions need of the app (BntuiApp provides it)."""
 
-    try:
-        runs = list_runs(app.settings.runs_dir)  # cached by the store: unchanged runs are not re-read
-    except Exception as exc:  # an unreadable runs dir is reported by the watcher; say it here too
-        app.notify(f"run store: {exc}", severity="error", markup=False)
-        return {}
-    return {run.id: run.record for run in runs if run.record is not None}
+    settings: AppSettings
+    session: RunSession
+
+    @property
+    def main(self) -> Any: ...  # the main screen: .runs is the run list
+
+    @property
+    def screen(self) -> Any: ...
+
+    def notify(self, message: str, **kwargs: Any) -> None: ...
+
+    def push_screen(self, screen: Any, callback: Any = None) -> Any: ...
 
 
-def _selected_view(app: BntuiApp) -> RunView | None:
+
+
+def _records_by_id(app: AnalysisHost) -> dict[str, RunRecord]:
+    return app.session.records
+
+
+def _selected_view(app: AnalysisHost) -> RunView | None:
     key = app.main.runs.selected_key
-    return app.views.get(key) if key else None
+    return app.session.views.get(key) if key else None
 
 
-def _selected_and_twin(app: BntuiApp) -> list[str]:
+def _selected_and_twin(app: AnalysisHost) -> list[str]:
     """View keys of the selected run and its BN twin (a queued run has no run id yet)."""
     selected = _selected_view(app)
     if selected is None:
         return []
-    twins = [view.key for view in app.views.values() if view.twin_of(selected)]
-    return [selected.key, *twins[:1]]
+    twin = app.session.twin(selected)
+    return [selected.key] if twin is None else [selected.key, twin.key]
 
 
-def chosen_keys(app: BntuiApp) -> list[str]:
+def chosen_keys(app: AnalysisHost) -> list[str]:
     """The marked runs in list order; without marks, the selected run and its BN twin."""
     table = app.main.runs
     if table.marked:
-        return [key for key in app.views if key in table.marked]
+        return [key for key in app.session.views if key in table.marked]
     return _selected_and_twin(app)
 
 
-def _run_ids(app: BntuiApp, keys: list[str]) -> list[str]:
-    return [view.run_id for key in keys if (view := app.views.get(key)) is not None and view.run_id]
+def _run_ids(app: AnalysisHost, keys: list[str]) -> list[str]:
+    return [view.run_id for key in keys if (view := app.session.views.get(key)) is not None and view.run_id]
 
 
-def chosen_run_ids(app: BntuiApp) -> list[str]:
+def chosen_run_ids(app: AnalysisHost) -> list[str]:
     return _run_ids(app, chosen_keys(app))
 
 
-def group_run_ids(app: BntuiApp) -> tuple[str | None, list[str]]:
+def group_run_ids(app: AnalysisHost) -> tuple[str | None, list[str]]:
     selected = _selected_view(app)
     if selected is None or selected.group is None:
         return None, []
-    return selected.group, [v.run_id for v in app.views.values() if v.group == selected.group and v.run_id]
+    return selected.group, app.session.group_ids(selected.group)
 
 
-def _say_why_no_group(app: BntuiApp) -> None:
+def _say_why_no_group(app: AnalysisHost) -> None:
     if _selected_view(app) is None:
         app.notify("No run is selected: start runs with ^r first.", severity="warning")
     else:
@@ -73,17 +85,17 @@ def _say_why_no_group(app: BntuiApp) -> None:
                    "or seeds above 1 to get one.", severity="warning")
 
 
-def mark_group(app: BntuiApp) -> None:
+def mark_group(app: AnalysisHost) -> None:
     group, ids = group_run_ids(app)
     if group is None:
         _say_why_no_group(app)
         return
     table = app.main.runs
-    keys = [key for key, view in app.views.items() if view.group == group]
+    keys = app.session.group_ids(group)
     table.set_marks(keys, on=not all(key in table.marked for key in keys))
 
 
-def _records_for(app: BntuiApp, ids: list[str]) -> list[RunRecord]:
+def _records_for(app: AnalysisHost, ids: list[str]) -> list[RunRecord]:
     records = _records_by_id(app)
     missing = [run_id for run_id in ids if run_id not in records]
     if missing:
@@ -91,7 +103,7 @@ def _records_for(app: BntuiApp, ids: list[str]) -> list[RunRecord]:
     return [records[run_id] for run_id in ids if run_id in records]
 
 
-def _open_tracking(app: BntuiApp, keys: list[str], screen_for, nothing_chosen: str) -> None:
+def _open_tracking(app: AnalysisHost, keys: list[str], screen_for, nothing_chosen: str) -> None:
     """Open the screen on the runs of `keys` that have records. Runs still queued join it
     when they start (refresh_open_screen), so a screen opened on a launch shows all of it."""
     records = _records_for(app, _run_ids(app, keys))
@@ -102,17 +114,17 @@ def _open_tracking(app: BntuiApp, keys: list[str], screen_for, nothing_chosen: s
             app.notify(nothing_chosen, severity="warning")
         return
     screen = screen_for(records)
-    app.analysis_keys[screen] = keys
+    app.session.analysis_ids[screen] = keys
     app.push_screen(screen)
 
 
-def open_compare(app: BntuiApp) -> None:
+def open_compare(app: AnalysisHost) -> None:
     from bntui.tui.screens.compare import CompareScreen
 
     _open_tracking(app, chosen_keys(app), CompareScreen, "Mark runs with space (or select a run) to compare them.")
 
 
-def open_group(app: BntuiApp) -> None:
+def open_group(app: AnalysisHost) -> None:
     from bntui.tui.screens.group import GroupScreen
 
     group, ids = group_run_ids(app)
@@ -124,14 +136,14 @@ def open_group(app: BntuiApp) -> None:
         app.push_screen(GroupScreen(records))
 
 
-def open_diagnostics(app: BntuiApp) -> None:
+def open_diagnostics(app: AnalysisHost) -> None:
     """The selected run and its twin, marks or not: the screen shows one BN / no-BN pair."""
     from bntui.tui.screens.diagnostics import DiagnosticsScreen
 
     _open_tracking(app, _selected_and_twin(app), DiagnosticsScreen, "Select a run first.")
 
 
-def open_export(app: BntuiApp) -> None:
+def open_export(app: AnalysisHost) -> None:
     from bntui.tui.screens.export_dialog import ExportDialog, default_export_path
 
     ids = chosen_run_ids(app) if app.main.runs.marked else group_run_ids(app)[1] or chosen_run_ids(app)[:1]
@@ -146,7 +158,7 @@ def open_export(app: BntuiApp) -> None:
     app.push_screen(ExportDialog(ids, default_export_path(), runs_dir=app.settings.runs_dir), exported)
 
 
-def refresh_open_screen(app: BntuiApp, removed: Sequence[str] = ()) -> None:
+def refresh_open_screen(app: AnalysisHost, removed: Sequence[str] = ()) -> None:
     """Feed an open analysis screen the latest records of its runs: the runs it was opened on
     that have started since, new seeds of a group, and none of the runs removed from the store."""
     from bntui.tui.screens.compare import CompareScreen
@@ -157,7 +169,7 @@ def refresh_open_screen(app: BntuiApp, removed: Sequence[str] = ()) -> None:
     if not isinstance(screen, (CompareScreen, DiagnosticsScreen, GroupScreen)):
         return
     shown = [record.id for record in screen.records]
-    shown += [run_id for run_id in _run_ids(app, app.analysis_keys.get(screen, [])) if run_id not in shown]
+    shown += [run_id for run_id in _run_ids(app, app.session.analysis_ids.get(screen, [])) if run_id not in shown]
     records = _records_by_id(app)
     if isinstance(screen, GroupScreen) and screen.records:
         group = screen.records[0].group

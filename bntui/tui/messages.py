@@ -12,20 +12,18 @@ from textual.message import Message
 
 
 @dataclass
-class TrainerLine(Message):
-    """One JSON line a trainer process wrote on stdout."""
+class LaunchDone(Message):
+    """A launch was queued in the run store (its run ids), or refused (`error`, one line)."""
 
-    job_key: str
-    data: dict[str, Any]
+    run_ids: list[str]
+    error: str | None = None
 
 
 @dataclass
-class TrainerExited(Message):
-    """A trainer process ended (its stdout closed and it was reaped)."""
+class RunsCancelled(Message):
+    """Cancel requests were made; one line per run says what happened."""
 
-    job_key: str
-    returncode: int
-    stderr: str
+    lines: list[str]
 
 
 @dataclass

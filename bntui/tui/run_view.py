@@ -1,7 +1,7 @@
 """What the UI knows about one run: its row in the run list, its progress line and its curves.
 
-Fed either by the events of a trainer this session started (`apply`) or by the run store
-(`from_stored`, for runs of earlier sessions and of other processes). Plain Python, no Textual."""
+Built from the run store (`from_stored`): the store's reader is the one place events become
+run state, for every run whoever launched it. Plain Python, no Textual."""
 
 from __future__ import annotations
 
@@ -9,18 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bntui.config import RunConfig
-from bntui.engine.events import (
-    EpochEnded,
-    Event,
-    Progress,
-    RunCancelled,
-    RunDiverged,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-)
-
-ACTIVE_STATUSES = ("queued", "starting", "running", "stopping")
+ACTIVE_STATUSES = ("queued", "running")
 
 
 @dataclass
@@ -30,15 +19,6 @@ class EpochCurves:
     val_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
-
-    def add(self, event: EpochEnded) -> None:
-        if self.epoch and event.epoch <= self.epoch[-1]:
-            return  # a repeated event (store poll racing the pipe) must not add a point twice
-        self.epoch.append(event.epoch)
-        self.train_loss.append(event.train_loss)
-        self.val_loss.append(event.val_loss)
-        self.train_accuracy.append(event.train_accuracy)
-        self.val_accuracy.append(event.val_accuracy)
 
 
 @dataclass
@@ -58,8 +38,7 @@ class RunView:
     progress_loss: list[float] = field(default_factory=list)
     test_accuracy: float | None = None
     total_seconds: float | None = None
-    live: bool = False  # followed through the pipe of a trainer this session started
-    version: int = 0  # bumped on every change: widgets redraw only what changed
+    queue_place: int | None = None  # queued: runs ahead of it in the store's queue
 
     @property
     def epochs_total(self) -> int:
@@ -89,43 +68,13 @@ class RunView:
         spe = self.steps_per_epoch or 1
         return [step / spe for step in self.progress_step]
 
-    def apply(self, event: Event) -> None:
-        """Fold one trainer event into the view."""
-        if isinstance(event, RunStarted):
-            self.status = "running" if self.status != "stopping" else self.status
-            self.device = event.device
-            self.steps_per_epoch = event.steps_per_epoch
-        elif isinstance(event, Progress):
-            if self.progress_step and event.step <= self.progress_step[-1]:
-                return
-            self.step = event.step
-            self.steps_per_second = event.steps_per_second
-            self.progress_step.append(event.step)
-            self.progress_loss.append(event.train_loss)
-        elif isinstance(event, EpochEnded):
-            self.step = max(self.step, event.step)
-            self.curves.add(event)
-        elif isinstance(event, RunFinished):
-            self.status = "finished"
-            self.test_accuracy = event.test_accuracy
-            self.total_seconds = event.total_seconds
-            self.step = event.steps
-        elif isinstance(event, RunCancelled):
-            self.status = "cancelled"
-        elif isinstance(event, RunDiverged):
-            self.status, self.message = "diverged", event.message
-        elif isinstance(event, RunFailed):
-            self.status, self.message = "failed", event.message
-        else:
-            return  # diagnostics: for the BatchNorm screen, not the main view
-        self.version += 1
-
     @classmethod
     def from_stored(cls, stored: Any) -> RunView:
         """Build a view from a bntui.store.StoredRun (a damaged one keeps what could be read)."""
         record = getattr(stored, "record", None)
         status = str(getattr(stored, "status", "crashed"))
-        view = cls(key=stored.id, run_id=stored.id, config=None, status=status)
+        view = cls(key=stored.id, run_id=stored.id, config=None, status=status,
+                   queue_place=getattr(stored, "queue_place", None))
         damaged = getattr(stored, "damaged", None)
         if record is None:
             view.message = damaged or "unreadable run"
@@ -141,7 +90,8 @@ class RunView:
             view.curves.val_loss.append(history.val_loss[index])
             view.curves.train_accuracy.append(history.train_accuracy[index])
             view.curves.val_accuracy.append(history.val_accuracy[index])
-        if history.step and history.epoch:
+        view.steps_per_epoch = getattr(stored, "steps_per_epoch", None) or 0
+        if not view.steps_per_epoch and history.step and history.epoch:
             view.steps_per_epoch = history.step[0] // max(history.epoch[0], 1)
         view.progress_step = list(record.progress.step)
         view.progress_loss = list(record.progress.train_loss)

@@ -1,5 +1,5 @@
-"""Notice runs that appear, change or vanish in the run store (this session's or another
-process's). Polled about once a second from a thread worker.
+"""Notice runs that appear, change or vanish in the run store: the TUI's only source of runs,
+its own launches included. Polled about once a second from a thread worker.
 
 bntui.store's reader keeps parsed runs between calls and hands back the same StoredRun object
 while a run's files are unchanged, so a poll costs a few stats per run and "changed" is an
@@ -15,22 +15,14 @@ class StoreWatcher:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = Path(runs_dir)
         self._last: dict[str, Any] = {}
-        self._to_forget: set[str] = set()
-
-    def forget(self, run_id: str) -> None:
-        """Report this run on the next poll, changed or not (callable from any thread)."""
-        self._to_forget.add(run_id)
 
     def poll(self) -> tuple[list[Any], list[str]]:
         """(runs that are new or changed, ids of runs that vanished) since the last poll.
         Raises bntui.store.StoreError when the runs dir cannot be read."""
         from bntui.store import list_runs  # no torch; imported here to keep start-up lean
 
-        forgotten = set()
-        while self._to_forget:
-            forgotten.add(self._to_forget.pop())
         runs = {run.id: run for run in list_runs(self.runs_dir)}
-        changed = [run for run_id, run in runs.items() if self._last.get(run_id) is not run or run_id in forgotten]
+        changed = [run for run_id, run in runs.items() if self._last.get(run_id) is not run]
         removed = [run_id for run_id in self._last if run_id not in runs]
         self._last = runs
         return changed, removed

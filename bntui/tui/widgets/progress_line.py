@@ -15,13 +15,13 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def describe_progress(view: RunView | None, queued_ahead: int = 0) -> str:
+def describe_progress(view: RunView | None) -> str:
     if view is None:
         return "No run selected. Set up a run on the left and press [b]ctrl+r[/b] to start it."
     name = escape(view.run_id or view.label)
     parts = [f"[b]{view.status}[/b]"]
     if view.status == "queued":
-        parts.append(f"{queued_ahead} ahead" if queued_ahead else "next")
+        parts.append(f"{view.queue_place} ahead" if view.queue_place else "next")
         parts.append(name)
         return " · ".join(parts)
     parts.append(f"epoch {view.epochs_done}/{view.epochs_total}")
@@ -46,8 +46,8 @@ def describe_progress(view: RunView | None, queued_ahead: int = 0) -> str:
 class ProgressLine(Static):
     _shown: str | None = None
 
-    def show(self, view: RunView | None, queued_ahead: int = 0) -> None:
-        text = describe_progress(view, queued_ahead)
+    def show(self, view: RunView | None) -> None:
+        text = describe_progress(view)
         if text != self._shown:  # called 4 times a second: repaint only on change
             self._shown = text
             # One row of fixed size: no layout pass (a layout of the whole screen costs far
