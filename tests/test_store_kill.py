@@ -1,5 +1,6 @@
-"""End to end: `kill -9` a real `bntui run` mid-training; the store keeps every completed epoch
-and reports the run as crashed (no summary.json, owner gone), without guessing."""
+"""End to end: `kill -9` a run's trainer mid-training; the store keeps every completed epoch
+and reports the run as crashed (no summary.json, owner gone), without guessing, and the
+`bntui run` that follows it says so and ends."""
 
 from __future__ import annotations
 
@@ -51,13 +52,17 @@ def test_kill_9_leaves_a_crashed_run_with_its_epochs(tmp_path):
             if time.monotonic() > deadline:
                 pytest.fail("bntui run did not complete two epochs")
             time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
+        [running] = list_runs(runs_dir)
+        assert running.status == "running" and running.owner.pid != proc.pid  # its own process
+        os.kill(running.owner.pid, signal.SIGKILL)
+        proc.wait(timeout=120)  # the follower sees the crash in the store and ends
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        stderr = proc.stderr.read().decode()
         proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.returncode == 1, stderr
 
     [run] = list_runs(runs_dir)
     events = run.path / "events.jsonl"

@@ -18,7 +18,6 @@ from bntui.tui.screens.compare import CompareScreen
 from bntui.tui.screens.diagnostics import DiagnosticsScreen
 from bntui.tui.screens.export_dialog import ExportDialog
 from bntui.tui.screens.group import GroupScreen
-from bntui.tui.run_view import RunView
 from bntui.tui.widgets.run_table import RunTable
 from tuihelpers import collect_notifications, wait_for
 
@@ -130,20 +129,24 @@ async def test_diagnostics_open_for_the_selected_run_and_its_twin(app, marked, s
         assert sorted(record.id for record in app.screen.records) == shown
 
 
+def queue_without_scheduler(runs_dir, run_id: str) -> None:
+    """Make `run_id` a queued run: its config alone, and a queue entry (no scheduler takes it)."""
+    from bntui.store.queue import LaunchSpec, write_entry
+
+    write_entry(runs_dir, LaunchSpec(run_id=run_id, data_dir=runs_dir))
+
+
 async def test_a_run_still_queued_when_compare_opened_joins_it_once_it_starts(tmp_path):
     runs_dir = tmp_path / "runs"
     shutil.copytree(FIXTURE, runs_dir, ignore=shutil.ignore_patterns("*.py", "fx-nobn-s1"))
+    (runs_dir / "fx-nobn-s1").mkdir()
+    shutil.copy(FIXTURE / "fx-nobn-s1" / "config.json", runs_dir / "fx-nobn-s1")
+    queue_without_scheduler(runs_dir, "fx-nobn-s1")
     settings = AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data")
     app = BntuiApp(settings, devices=DEVICES, poll_seconds=0.1)
     async with app.run_test(size=(140, 44)) as pilot:
-        table = await loaded(pilot, rows=6)
-        # What the app holds for a run of its own launch that has not started: no run id yet.
-        bn_s1 = app.views["fx-bn-s1"]
-        queued = RunView(key="job-1", config=bn_s1.config.model_copy(update={"bn": False}),
-                         status="queued", group=bn_s1.group, live=True)
-        app.views["job-1"] = queued
-        app._touch("job-1")
-        await wait_for(pilot, lambda: table.row_count == 7, "the queued row")
+        table = await loaded(pilot, rows=7)
+        assert app.session.views["fx-nobn-s1"].status == "queued"
         select(table, "fx-bn-s1")
         await pilot.press("c")  # the selected run and its twin, which has not started
         await pilot.pause()
@@ -151,10 +154,11 @@ async def test_a_run_still_queued_when_compare_opened_joins_it_once_it_starts(tm
         assert isinstance(screen, CompareScreen)
         assert [record.id for record in screen.records] == ["fx-bn-s1"]
 
-        # It starts: the trainer names its run, and the run appears in the store.
-        queued.run_id = "fx-nobn-s1"
-        app.keys_by_run_id["fx-nobn-s1"] = "job-1"
-        shutil.copytree(FIXTURE / "fx-nobn-s1", runs_dir / "fx-nobn-s1")
+        # It starts (and here, at once, ends): the store has its events now.
+        from bntui.store.queue import withdraw
+
+        withdraw(runs_dir, "fx-nobn-s1")
+        shutil.copytree(FIXTURE / "fx-nobn-s1", runs_dir / "fx-nobn-s1", dirs_exist_ok=True)
         await wait_for(pilot, lambda: len(screen.records) == 2, "the started twin on the compare screen")
         assert sorted(record.id for record in screen.records) == ["fx-bn-s1", "fx-nobn-s1"]
 
@@ -177,12 +181,14 @@ async def test_a_run_removed_from_the_store_leaves_the_open_compare_screen(app):
 
 
 async def test_compare_on_a_run_that_has_not_started_says_so(tmp_path):
+    from bntui.store.writer import reserve_run
+
     notes: list[Notification] = []
-    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    runs_dir = tmp_path / "runs"
+    queue_without_scheduler(runs_dir, reserve_run(runs_dir, RunConfig(), group=None))
+    settings = AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data")
     app = BntuiApp(settings, devices=DEVICES, poll_seconds=0.1)
     async with app.run_test(size=(140, 44), message_hook=collect_notifications(notes)) as pilot:
-        app.views["job-1"] = RunView(key="job-1", config=RunConfig(), status="queued", live=True)
-        app._touch("job-1")
         await wait_for(pilot, lambda: app.main.runs.row_count == 1, "the queued row")
         app.main.runs.focus()
         for key in ("c", "d"):

@@ -33,8 +33,8 @@ async def test_a_run_written_by_another_process_appears_and_updates(tmp_path: Pa
         writer = RunWriter(tmp_path / "runs", RunConfig(epochs=2, hidden_sizes=[8]))
         writer.write_event(RunStarted("cpu", "CPU", "2", 10, 5, 2, 40, 10, 10, "h", time.time()))
         key = writer.run_id
-        await wait_for(pilot, lambda: key in app.views and app.main.runs.row_count == 1, "the new run")
-        assert app.views[key].status == "running" and not app.views[key].live
+        await wait_for(pilot, lambda: key in app.session.views and app.main.runs.row_count == 1, "the new run")
+        assert app.session.views[key].status == "running"
 
         writer.write_event(EpochEnded(1, 5, 1.0, 1.1, 0.5, 0.45, 0.1, 0.1))
         await wait_for(pilot, lambda: "1/2" in row(app, key), "the first epoch in the run list")
@@ -46,9 +46,9 @@ async def test_a_run_written_by_another_process_appears_and_updates(tmp_path: Pa
         assert "2/2" in row(app, key) and "50.0%" in row(app, key)
         assert app.main.plots[0].curves  # the only run is selected and plotted
 
-        # Stopping a run another process trains is not ours to do: the app says so, nothing breaks.
+        # A run that has ended cannot be stopped: the app says so, nothing breaks.
         await pilot.press("ctrl+t")
-        assert app.views[key].status == "finished"
+        assert app.session.views[key].status == "finished"
 
 
 async def test_the_command_palette_lists_and_runs_every_action(tmp_path: Path) -> None:

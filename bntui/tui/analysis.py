@@ -37,7 +37,9 @@ class AnalysisHost(Protocol):
 
 
 def _records_by_id(app: AnalysisHost) -> dict[str, RunRecord]:
-    return app.session.records
+    """Records of the runs that have started: a queued run has nothing to show yet (it joins
+    an open screen when it starts, refresh_open_screen)."""
+    return {run_id: record for run_id, record in app.session.records.items() if record.status != "queued"}
 
 
 def _selected_view(app: AnalysisHost) -> RunView | None:
