@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,16 +45,20 @@ def _kill(pid: int) -> None:
 
 def stop_everything(root: Path) -> None:
     """Kill every scheduler and trainer serving a runs dir under `root`, and empty the queues."""
-    from bntui.runs.scheduler import LOCK_FILE, scheduler_pid
-    from bntui.store.queue import entries, withdraw
+    from bntui.runs.scheduler import scheduler_pid
+    from bntui.store.queue import QUEUE_DIR, entries, withdraw
+    from bntui.store.reader import slurm_job_of
 
-    for lock in root.rglob(LOCK_FILE):
-        runs_dir = lock.parent
+    for queue in root.rglob(QUEUE_DIR):  # every runs dir a launch wrote to
+        runs_dir = queue.parent
         for entry in entries(runs_dir):
             withdraw(runs_dir, entry.run_id)
         pid = scheduler_pid(runs_dir)
         if pid:
             _kill(pid)
         for run in runs_in(runs_dir):
+            job = slurm_job_of(run.path)
+            if job and run.active:
+                subprocess.run(["scancel", job], capture_output=True, timeout=30)
             if run.status == "running" and run.owner is not None and run.owner.pid != os.getpid():
                 _kill(run.owner.pid)
