@@ -126,10 +126,11 @@ async def run_in_app(
         await pilot.pause()
         probe.start()
         await pilot.press("ctrl+r")
-        await wait_until(app, lambda: app.views and not app.trainers and not app.queue.waiting, "the run", 1800,
-                         lambda: [(v.status, v.epochs_done) for v in app.views.values()])
+        views = app.session.views
+        await wait_until(app, lambda: views and not any(v.active for v in views.values()), "the run", 1800,
+                         lambda: [(v.status, v.epochs_done) for v in views.values()])
         training = probe.stop()
-        statuses = [view.status for view in app.views.values()]
+        statuses = [view.status for view in views.values()]
         assert statuses == ["finished"], statuses
     return idle, training, steps_per_second(runs_dir)
 

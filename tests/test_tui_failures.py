@@ -244,3 +244,20 @@ async def test_a_runs_dir_that_is_a_file_refuses_the_start_in_one_message(tmp_pa
         assert [note.message for note in refusals] == [f"runs dir {tmp_path / 'runs'} is a file, not a folder"]
         assert not app.session.views
     assert (tmp_path / "runs").read_text() == "not a folder"
+
+
+async def test_the_backend_choice_appears_only_with_slurm_and_reaches_the_launch(tmp_path: Path, monkeypatch) -> None:
+    async with make_app(tmp_path).run_test(size=(100, 50)) as pilot:
+        assert not pilot.app.screen.query("#field-backend")  # no sbatch: nothing to choose
+
+    notes: list[Notification] = []
+    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    app = BntuiApp(settings, devices=CPU_ONLY, backends=("local", "slurm"), poll_seconds=0.2)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # the cluster's tools went away since
+    async with app.run_test(size=(100, 50), message_hook=collect_notifications(notes)) as pilot:
+        app.main.form.set_value("backend", "slurm")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: any(note.title == "Cannot start" for note in notes), "the refusal")
+        (refusal,) = [note for note in notes if note.title == "Cannot start"]
+        assert refusal.message.startswith("--backend slurm: sbatch is not on PATH")
+        assert not app.session.views and list_runs(tmp_path / "runs") == []

@@ -9,6 +9,7 @@ and run list are redrawn from a 0.25 s timer, never once per event."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from textual.widgets import Button
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from bntui.config import format_validation_error
+from bntui.runs.launch import LaunchOptions
 from bntui.settings import AppSettings
 from bntui.themes import install_themes, load_themes, no_color_requested, plot_theme_for
 from bntui.tui import analysis
@@ -56,13 +58,16 @@ class BntuiApp(App[int]):
         settings: AppSettings,
         *,
         devices: Sequence[DeviceChoice] | None = None,
+        backends: Sequence[str] = ("local",),
         save_theme: bool = False,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         """`devices` skips device detection (tests and snapshots pass a fixed list);
+        `backends`: where runs may train (run_app adds "slurm" when sbatch is on the PATH);
         `save_theme` writes a theme picked in the app to the config file (run_app sets it)."""
         super().__init__()
         self.settings = settings
+        self.backends = tuple(backends)
         self.devices: list[DeviceChoice] | None = list(devices) if devices is not None else None
         self.save_theme = save_theme
         self.poll_seconds = poll_seconds
@@ -77,7 +82,8 @@ class BntuiApp(App[int]):
 
     # -- start-up ----------------------------------------------------------------------------
     def get_default_screen(self) -> Screen:
-        return MainScreen(self.settings.data_dir, self.settings.device, self.devices)
+        return MainScreen(self.settings.data_dir, self.settings.device, self.devices, self.backends,
+                          self.settings.backend)
 
     def on_mount(self) -> None:
         note = install_themes(self, self.themes_catalog, self.settings.theme)
@@ -225,20 +231,23 @@ class BntuiApp(App[int]):
         except ValueError as exc:
             self.notify(str(exc), title="Cannot start", severity="error", markup=False)
             return
-        self.run_worker(partial(self._launch, plan), thread=True, exit_on_error=False,
+        options = LaunchOptions.from_settings(self.settings)
+        if reading.backend is not None:
+            options = dataclasses.replace(options, backend=reading.backend)
+        self.run_worker(partial(self._launch, plan, options), thread=True, exit_on_error=False,
                         group="launch", name="launch")
 
-    def _launch(self, plan) -> None:
+    def _launch(self, plan, options: LaunchOptions) -> None:
         """Worker: queue the plan in the store (file I/O and, for SLURM, sbatch: off the loop)."""
-        from bntui.runs.launch import LaunchError, LaunchOptions, launch
+        from bntui.runs.launch import LaunchError, launch
 
         try:
-            run_ids = launch(plan, LaunchOptions.from_settings(self.settings))
+            run_ids = launch(plan, options)
         except LaunchError as exc:
-            self.post_message(LaunchDone([], str(exc)))
+            self.post_message(LaunchDone([], options.backend, str(exc)))
             return
         self._poll_now.set()
-        self.post_message(LaunchDone(run_ids, None))
+        self.post_message(LaunchDone(run_ids, options.backend))
 
     def on_launch_done(self, message: LaunchDone) -> None:
         if message.error is not None:
@@ -246,7 +255,7 @@ class BntuiApp(App[int]):
             return
         self.session.launched.extend(message.run_ids)
         self.session.to_select = message.run_ids[0]
-        where = " on SLURM" if self.settings.backend == "slurm" else ""
+        where = " on SLURM" if message.backend == "slurm" else ""
         self.notify(f"{counted(len(message.run_ids), 'run')} queued{where}; they go on if this terminal closes",
                     markup=False)
 
@@ -449,6 +458,9 @@ def _caption(views: list[RunView]) -> str:
 
 def run_app(settings: AppSettings) -> int:
     """Run the TUI until the user quits; returns the exit status. Runs go on without it."""
-    app = BntuiApp(settings, save_theme=True)
+    from bntui.runs import slurm
+
+    backends = ("local", "slurm") if slurm.available() else ("local",)
+    app = BntuiApp(settings, backends=backends, save_theme=True)
     app.run()
     return app.return_code or 0  # 1 when the app stopped on an unexpected error

@@ -16,6 +16,7 @@ class LaunchDone(Message):
     """A launch was queued in the run store (its run ids), or refused (`error`, one line)."""
 
     run_ids: list[str]
+    backend: str
     error: str | None = None
 
 

@@ -23,15 +23,25 @@ class MainScreen(Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
 
-    def __init__(self, data_dir: Path, device: str, devices: list[DeviceChoice] | None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        device: str,
+        devices: list[DeviceChoice] | None,
+        backends: tuple[str, ...] = ("local",),
+        backend: str = "local",
+    ) -> None:
         super().__init__()
         self.data_dir = data_dir
         self.device = device
         self.devices = devices
+        self.backends = backends
+        self.backend = backend
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            yield SettingsForm(self.data_dir, self.device, self.devices, id="settings")
+            yield SettingsForm(self.data_dir, self.device, self.devices, backends=self.backends,
+                               backend=self.backend, id="settings")
             with Vertical(id="workspace"):
                 with Horizontal(id="plots") as plots:
                     plots.border_title = "Curves"

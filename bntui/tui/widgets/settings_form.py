@@ -46,6 +46,7 @@ class FormReading:
     bn: str
     seeds: int
     errors: dict[str, str] = field(default_factory=dict)
+    backend: str | None = None  # where to train, when the form offers a choice (SLURM found)
 
 
 def _arch_defaults(defaults: dict[str, object]) -> str:
@@ -113,10 +114,16 @@ class SettingsForm(VerticalScroll):
         device: str = "auto",
         devices: list[DeviceChoice] | None = None,
         *,
+        backends: tuple[str, ...] = ("local",),
+        backend: str = "local",
         id: str | None = None,
     ) -> None:
-        """`devices` None: not known yet (the app calls `set_devices` once detected)."""
+        """`devices` None: not known yet (the app calls `set_devices` once detected);
+        `backends`: where runs can train here ("slurm" when sbatch is on the PATH): with more
+        than one, the Training pane offers the choice, starting on `backend`."""
         super().__init__(id=id)
+        self.backends = backends
+        self.backend = backend if backend in backends else backends[0]
         self._preset_extras: dict[str, Any] = {}  # preset settings without a field of their own
         self.data_dir = data_dir
         self.initial_device = device
@@ -161,9 +168,17 @@ class SettingsForm(VerticalScroll):
             *field_row("seed", "seed", Input(str(d.seed), compact=True)),
             *field_row("seeds", "seeds", Input("1", compact=True)),
             *field_row("device", "device", Select(device_options(self.devices), value=self._device_value(self.devices), allow_blank=False, compact=True)),
+            *self._backend_row(),
             Button("Start  ^r", id="start", variant="primary", compact=True),
             id="pane-training",
         )
+
+    def _backend_row(self) -> list[Widget]:
+        if len(self.backends) < 2:
+            return []
+        choices = Select(_choices(self.backends), value=self.backend, allow_blank=False, compact=True,
+                         tooltip="local: processes on this machine; slurm: one cluster job per run")
+        return field_row("run on", "backend", choices)
 
     def on_mount(self) -> None:
         # Looked up once: validation runs on every keystroke.
@@ -230,7 +245,8 @@ class SettingsForm(VerticalScroll):
         if fields is not None and "seeds" not in errors:
             if problem := seed_range_problem(fields.seed, seeds):
                 errors["seeds"] = problem
-        return FormReading(fields, bn, seeds, errors)
+        backend = str(self.value("backend")) if "backend" in self._controls else None
+        return FormReading(fields, bn, seeds, errors, backend)
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for name, label in self._error_labels.items():
