@@ -72,3 +72,10 @@ def test_wheel_carries_every_module(wheel):
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bntui").rglob("*.py"))
     missing = [source for source in sources if source not in names]
     assert not missing, f"add these packages to pyproject.toml [tool.setuptools] packages: {missing}"
+
+
+def test_the_layers_hold():
+    """lint-imports checks the contracts in pyproject.toml: no layer imports one above it."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")  # the dev extra's script
+    result = subprocess.run([str(lint_imports)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
