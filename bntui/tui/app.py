@@ -74,7 +74,6 @@ class BntuiApp(App[int]):
         self.session = RunSession()
         self.watcher = StoreWatcher(settings.runs_dir)
         self._plotted: object = None
-        self._shutting_down = False
         self._stop_polling = threading.Event()
         self._poll_now = threading.Event()
         self._device_detection = DeviceDetection()
@@ -182,7 +181,6 @@ class BntuiApp(App[int]):
             self.notify(message.problem, title="Run store", severity="error", timeout=15, markup=False)
         before = {run_id: view.status for run_id, view in self.session.views.items()}
         self.session.apply_store(message.changed, message.removed)
-        self._plotted = None if message.removed else self._plotted
         for stored in message.changed:
             if stored.id in self.session.launched and before.get(stored.id) != stored.status:
                 self._tell_ending(self.session.views[stored.id])
@@ -396,7 +394,7 @@ class BntuiApp(App[int]):
     def _ui_ready(self) -> bool:
         """False before the main screen is up and while the app shuts down (its widgets are
         being removed)."""
-        if self._shutting_down or not self.screen_stack or being_removed(self.main):
+        if not self.screen_stack or being_removed(self.main):
             return False
         return bool(self.main.query(RunTable))
 
