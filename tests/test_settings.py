@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bntui.settings import AppSettings, ConfigFileError, load_settings, save_setting
+from bntui.settings import AppSettings, ConfigFileError, SettingsValueError, load_settings, save_setting
 
 
 @pytest.fixture
 def config_file(tmp_path, monkeypatch) -> Path:
-    for name in ("RUNS_DIR", "DATA_DIR", "DEVICE", "THREADS", "DOWNLOAD", "THEME"):
+    for name in ("RUNS_DIR", "DATA_DIR", "DEVICE", "THREADS", "DOWNLOAD", "THEME", "MAX_PARALLEL", "BACKEND"):
         monkeypatch.delenv(f"BNTUI_{name}", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))  # never the real user dirs
     path = tmp_path / "config.toml"
@@ -136,7 +136,8 @@ def test_bad_flag_value_names_the_flag(config_file):
         ('device = "tpu"', "device: must be auto, cpu, cuda, cuda:N or mps"),  # a run's own rule
         (
             'colour = "red"',
-            "colour: unknown setting (known: data_dir, runs_dir, device, download, threads, theme)",
+            "colour: unknown setting (known: data_dir, runs_dir, device, download, threads, theme, "
+            "max_parallel, backend, slurm)",
         ),
     ],
 )
@@ -183,3 +184,31 @@ def test_unknown_device_in_environment_is_refused(config_file, monkeypatch):
     monkeypatch.setenv("BNTUI_DEVICE", "tpu")
     with pytest.raises(ValueError, match=r"^BNTUI_DEVICE: must be auto, cpu, cuda, cuda:N or mps$"):
         load_settings()
+
+
+def test_the_slurm_table_and_launch_settings_come_from_the_file_flags_and_environment(config_file, monkeypatch):
+    config_file.write_text('backend = "slurm"\nmax_parallel = 3\n[slurm]\npartition = "gpu"\ntime_min = 30\n')
+    settings = load_settings()
+    assert (settings.backend, settings.max_parallel) == ("slurm", 3)
+    assert (settings.slurm.partition, settings.slurm.time_min, settings.slurm.cpus) == ("gpu", 30, 1)
+    # A flag for one key of the table keeps the others from the file.
+    settings = load_settings(slurm={"time_min": 5}, max_parallel=None)
+    assert (settings.slurm.partition, settings.slurm.time_min) == ("gpu", 5)
+    monkeypatch.setenv("BNTUI_MAX_PARALLEL", "2")
+    assert load_settings().max_parallel == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "expected"),
+    [
+        ("[slurm]\ngpus = -1\n", {}, "config file {path}: slurm.gpus: must be greater than or equal to 0"),
+        ("[slurm]\nnodes = 2\n", {}, "config file {path}: slurm.nodes: unknown setting"),
+        ("", {"slurm": {"cpus": 0}}, "--slurm-cpus: must be greater than or equal to 1"),
+        ("max_parallel = 0\n", {}, "config file {path}: max_parallel: must be greater than or equal to 1"),
+    ],
+)
+def test_bad_launch_settings_name_where_they_came_from(config_file, text, flags, expected):
+    config_file.write_text(text)
+    with pytest.raises(SettingsValueError) as caught:
+        load_settings(**flags)
+    assert str(caught.value).startswith(expected.format(path=config_file))

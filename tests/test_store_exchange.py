@@ -386,3 +386,20 @@ def test_same_id_with_different_content_is_imported_under_a_new_id(tmp_path):
     report = import_runs(tmp_path / "runs", path)
     assert report.imported == [("r", "r"), ("r", "r-import2")]
     assert report.skipped == []
+
+
+def test_a_run_exported_while_queued_is_imported_as_crashed(tmp_path):
+    from bntui.config import RunConfig
+    from bntui.store import export_document, import_runs, list_runs, write_export
+    from bntui.store.queue import LaunchSpec, write_entry
+    from bntui.store.writer import reserve_run
+
+    source = tmp_path / "source"
+    run_id = reserve_run(source, RunConfig(), group=None)
+    write_entry(source, LaunchSpec(run_id=run_id, data_dir=tmp_path))
+    document = export_document(list_runs(source))
+    assert [run.status for run in document.runs] == ["queued"]
+    write_export(document, tmp_path / "out.json")
+    report = import_runs(tmp_path / "target", tmp_path / "out.json")
+    assert len(report.imported) == 1
+    assert [run.status for run in list_runs(tmp_path / "target")] == ["crashed"]  # nothing runs it here

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from bntui.config import format_validation_error
 from bntui.store.layout import StoreError, atomic_write_bytes
 from bntui.store.reader import StoredRun, list_runs
-from bntui.store.schema import SUPPORTED_SCHEMA_VERSIONS, ExportDocument, RunRecord
+from bntui.store.schema import SUPPORTED_SCHEMA_VERSIONS, ExportDocument, RunRecord, as_imported
 from bntui.store.writer import ensure_runs_dir, write_record
 
 _MAX_ID = 128
@@ -141,11 +141,9 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
 
 
 def _content(record: RunRecord) -> str:
-    """What two records must share to be the same run. A run exported while running is stored
-    as crashed (nothing runs it here), so that is the status it is compared with."""
-    if record.status == "running":
-        record = record.model_copy(update={"status": "crashed"})
-    return record.model_dump_json()
+    """What two records must share to be the same run. A run exported while queued or running
+    is stored as crashed (nothing runs it here), so that is the status it is compared with."""
+    return record.model_copy(update={"status": as_imported(record.status)}).model_dump_json()
 
 
 def _already_stored(record: RunRecord, stored: dict[str, RunRecord]) -> bool:

@@ -40,6 +40,7 @@ from bntui.store.layout import (
 from bntui.store.owner import owner_alive
 from bntui.store.queue import queued_run_ids
 from bntui.store.schema import (
+    ACTIVE_STATUSES,
     SUPPORTED_SCHEMA_VERSIONS,
     FinalMetrics,
     RunRecord,
@@ -76,7 +77,7 @@ class StoredRun:
     @property
     def active(self) -> bool:
         """Queued or training: it may still change."""
-        return self.status in ("queued", "running")
+        return self.status in ACTIVE_STATUSES
 
     @property
     def config(self) -> RunConfig | None:

@@ -33,6 +33,13 @@ SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 # "queued": waiting in the runs dir's launch queue (bntui.store.queue) for a trainer.
 RunStatus = Literal["queued", "running", "finished", "cancelled", "failed", "diverged", "crashed"]
 TERMINAL_STATUSES = ("finished", "cancelled", "failed", "diverged")
+ACTIVE_STATUSES = ("queued", "running")  # may still change; imported, nothing would run them
+
+
+def as_imported(status: RunStatus) -> RunStatus:
+    """The status a run gets in another store: one still queued or running there is crashed
+    here, since nothing here trains it."""
+    return "crashed" if status in ACTIVE_STATUSES else status
 
 # Run ids become folder names: letters, digits, dot, dash, underscore; no leading dot.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -50,6 +50,7 @@ from bntui.store.layout import (
 from bntui.store.owner import current_owner, hostname
 from bntui.store.schema import (
     SCHEMA_VERSION,
+    as_imported,
     Environment,
     FinalMetrics,
     RunRecord,
@@ -528,7 +529,7 @@ def write_record(
     ensure_runs_dir(runs_dir)
     run_id, target = reserve_folder(runs_dir, candidates)
     stage = runs_dir / f".stage-{run_id}-{secrets.token_hex(4)}"
-    status = "crashed" if record.status == "running" else record.status  # nothing runs it here
+    status = as_imported(record.status)
     created = record.timings.started_at or datetime.now().astimezone()
     try:
         try:

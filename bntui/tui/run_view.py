@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bntui.config import RunConfig
-ACTIVE_STATUSES = ("queued", "running")
+from bntui.store.schema import ACTIVE_STATUSES
 
 
 @dataclass
