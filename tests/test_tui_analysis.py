@@ -130,10 +130,11 @@ async def test_diagnostics_open_for_the_selected_run_and_its_twin(app, marked, s
 
 
 def queue_without_scheduler(runs_dir, run_id: str) -> None:
-    """Make `run_id` a queued run: its config alone, and a queue entry (no scheduler takes it)."""
+    """Make `run_id` a queued run: its config alone, and a queue entry that no local scheduler
+    takes (the app starts one for local entries): one for a cluster that has not started it."""
     from bntui.store.queue import LaunchSpec, write_entry
 
-    write_entry(runs_dir, LaunchSpec(run_id=run_id, data_dir=runs_dir))
+    write_entry(runs_dir, LaunchSpec(run_id=run_id, data_dir=runs_dir, backend="slurm"))
 
 
 async def test_a_run_still_queued_when_compare_opened_joins_it_once_it_starts(tmp_path):

@@ -533,7 +533,7 @@ def _read_run(
         return cache.built
 
     record, record_problem = _build_record(folder.name, cache, status)
-    if record is not None and status == "crashed" and not record.message:
+    if record is not None and status == "crashed" and cache.summary is None and not record.message:
         record = record.model_copy(update={"message": _crash_reason(folder, record.environment)})
     problems.append(record_problem)
     reasons = [p for p in problems if p]
