@@ -13,6 +13,7 @@ part of any run."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 from datetime import datetime
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bntui.config import RunConfig
 from bntui.store.schema import (
+    RUN_ID_PATTERN,
     Environment,
     FinalMetrics,
     RunStatus,
@@ -87,6 +89,31 @@ class SummaryFile(BaseModel):
     environment: Environment | None = None
     split_hash: str = ""
     epochs_done: int = 0
+
+
+def not_a_store_run(path: Path) -> str | None:
+    """Why `path` is not a run folder that bntui itself created, or None when it is.
+
+    The proof of ownership, checked before anything is deleted: a real folder (not a link)
+    with a run id for a name, whose config.json (which the store writes first, before any
+    other file) names that same id. A folder someone else made in the runs dir, or the runs
+    dir pointing at a folder of other things, never passes; a run whose config.json cannot be
+    read does not either: such a folder is left for a person to remove by hand."""
+    if path.is_symlink() or not path.is_dir():
+        return f"{path} is not a run folder"
+    if not RUN_ID_PATTERN.match(path.name):
+        return f"{path} is not a run folder (its name is not a run id)"
+    try:
+        data = json.loads((path / CONFIG_FILE).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return f"{path} holds no readable {CONFIG_FILE}: not a run bntui can prove it created"
+    if not isinstance(data, dict) or data.get("id") != path.name:
+        return f"{path}: its {CONFIG_FILE} does not name this folder: not a run bntui created"
+    return None
+
+
+def is_store_run(path: Path) -> bool:
+    return not_a_store_run(path) is None
 
 
 def describe_os_error(error: OSError) -> str:

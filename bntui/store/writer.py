@@ -44,6 +44,7 @@ from bntui.store.layout import (
     atomic_write_model,
     fsync_dir,
     not_a_folder,
+    not_a_store_run,
     write_all,
     write_error,
 )
@@ -563,9 +564,13 @@ def _remove_tree(path: Path) -> None:
 
 def remove_run(run_path: Path, *, live: bool = False) -> None:
     """Delete a run folder. It is first renamed to a hidden name, so that a removal cut short
-    never leaves a half-deleted folder that would read as a damaged run. Refuses a live run."""
+    never leaves a half-deleted folder that would read as a damaged run. Refuses a live run and
+    any folder the store cannot prove it created (layout.not_a_store_run)."""
     if live:
         raise StoreError(f"run {run_path.name} is running: stop it before removing it")
+    problem = not_a_store_run(run_path)
+    if problem is not None:  # never delete what the store did not create
+        raise StoreError(f"not removed: {problem} (remove it by hand if it is yours)")
     trash = run_path.with_name(f".trash-{run_path.name}-{secrets.token_hex(4)}")
     try:
         os.rename(run_path, trash)
