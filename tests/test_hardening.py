@@ -77,3 +77,54 @@ def test_remove_run_refuses_a_link_to_a_run(tmp_path):
     with pytest.raises(StoreError, match="not a run folder"):
         remove_run(link)
     assert run.path.is_dir()
+
+
+# -- 2. running code from the working folder ------------------------------------------------------
+
+BAIT_MODULES = ("torch", "numpy", "json", "runpy", "bntui")
+
+
+def modules_run_from(folder: Path, command: list[str], stdin: str = "") -> list[str]:
+    """Run `command` in `folder`, which is first filled with modules named like the ones a
+    bntui child imports (torch.py, json.py, a bntui/ package...), each leaving a mark when it
+    runs; the names of those that ran. Any helper process's command line can be checked so."""
+    marks = folder / ".marks"
+    marks.mkdir()
+    for name in BAIT_MODULES:
+        bait = f"open({str(marks / name)!r}, 'w').close()\n"
+        if name == "bntui":
+            (folder / "bntui").mkdir()
+            (folder / "bntui" / "__init__.py").write_text(bait)
+        else:
+            (folder / f"{name}.py").write_text(bait)
+    subprocess.run(command, cwd=folder, input=stdin, capture_output=True, text=True, timeout=300)
+    return sorted(path.name for path in marks.iterdir())
+
+
+def test_the_bait_works_on_a_plain_python_command(tmp_path):
+    # the check itself can fail: plain `python -c` does import from the working folder
+    assert modules_run_from(tmp_path, [sys.executable, "-c", "import json"]) == ["json"]
+
+
+@pytest.mark.parametrize("pretend_310", [False, True], ids=["3.11+ (-P)", "3.10 (path pop)"])
+def test_python_command_keeps_the_working_folder_off_the_path(pretend_310, tmp_path, monkeypatch):
+    from bntui import child_python
+
+    if pretend_310:
+        monkeypatch.setattr(child_python.sys, "version_info", (3, 10, 13))
+        code = child_python.python_command("-c", "import json, runpy")
+        module = child_python.python_command("-m", "json.tool")
+        monkeypatch.undo()
+    else:
+        code = child_python.python_command("-c", "import json, runpy")
+        module = child_python.python_command("-m", "json.tool")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "m").mkdir()
+    assert modules_run_from(tmp_path / "c", code) == []
+    assert modules_run_from(tmp_path / "m", module, stdin="{}") == []
+
+
+def test_the_device_probe_never_imports_from_the_working_folder(tmp_path):
+    from bntui.tui.devices import detect_command
+
+    assert modules_run_from(tmp_path, detect_command()) == []
