@@ -8,12 +8,11 @@ stat calls per run."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,17 +20,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from bntui.config import RunConfig, format_validation_error
-from bntui.engine.events import EVENT_TYPES, TERMINAL_EVENTS, EpochEnded, Event, RunStarted
+from bntui.engine.events import EVENT_TYPES, TERMINAL_EVENTS, Event, RunStarted
+from bntui.store.event_model import OPTIONAL_EPOCH_FIELDS, is_known_kind, validate_event
 from bntui.store.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
     HEARTBEAT_FILE,
+    MAX_FILE_BYTES,
     MODEL_FILE,
     SUMMARY_FILE,
     ConfigFile,
+    JsonProblem,
     StoreError,
     SummaryFile,
     not_a_folder,
+    parse_json,
 )
 from bntui.store.owner import owner_alive
 from bntui.store.schema import (
@@ -137,43 +140,23 @@ def load_model_state(run: StoredRun) -> dict[str, Any]:
 
 # -- events.jsonl ------------------------------------------------------------------------------
 
-_OPTIONAL_EPOCH_KEYS = (
-    "step",
-    "epoch_seconds",
-    "elapsed",
-    "val_loss_batch_stats",
-    "val_accuracy_batch_stats",
-)
+_OPTIONAL_EPOCH_KEYS = OPTIONAL_EPOCH_FIELDS
 _REQUIRED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_TYPE_CHECKS = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": _is_number,
-    "float | None": lambda v: v is None or _is_number(v),
-    "str": lambda v: isinstance(v, str),
-    "list[dict[str, Any]]": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
-}
-
-
-def _event_problem(data: dict[str, Any], cls: type[Event]) -> str | None:
-    """Why this line is not a valid `cls` event, or None. Imported runs' epoch lines may lack
-    the optional history fields (older exports did not have them)."""
-    optional = _OPTIONAL_EPOCH_KEYS if cls is EpochEnded else ()
-    for spec in fields(cls):
-        if spec.name not in data:
-            no_default = spec.default is MISSING and spec.default_factory is MISSING
-            if no_default and spec.name not in optional:
-                return f"{cls.kind} event without {spec.name!r}"
-            continue
-        check = _TYPE_CHECKS.get(str(spec.type))
-        if check is not None and not check(data[spec.name]):
-            return f"{cls.kind} event: {spec.name}={data[spec.name]!r} is not a {spec.type}"
-    return None
+def parse_event_line(line: bytes) -> dict[str, Any] | None:
+    """One events.jsonl line as a validated event's data (the event model: bntui.store.event_model),
+    None for a blank line or an event kind from a newer bntui; ValueError (one-line reason) for
+    anything else. Every value in the result is within the store's limits."""
+    if not line.strip():
+        return None
+    data = parse_json(line)
+    if not isinstance(data, dict):
+        raise JsonProblem("not a JSON object")
+    if not is_known_kind(data):
+        return None  # an event kind from a newer bntui: skip it, keep reading
+    validate_event(data)  # strict: the values that pass are the values as written
+    return data
 
 
 @dataclass
@@ -222,20 +205,13 @@ class EventLog:
             start = stop
 
     def _add_line(self, line: bytes) -> str | None:
-        if not line.strip():
-            return None
         try:
-            data = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
-        if not isinstance(data, dict):
-            return "not a JSON object"
-        cls = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
-        if cls is None:
-            return None  # an event kind from a newer bntui: skip it, keep reading
-        problem = _event_problem(data, cls)
-        if problem is not None:
-            return problem
+            data = parse_event_line(line)
+        except ValueError as exc:
+            return str(exc)
+        if data is None:
+            return None
+        cls = EVENT_TYPES[data["type"]]
         kind = cls.kind
         if kind == "progress":
             for key in self.progress:
@@ -285,21 +261,23 @@ def _signature(stat: os.stat_result | None) -> Signature:
 
 def _read_json(path: Path, name: str) -> tuple[Any, str | None]:
     try:
-        text = path.read_bytes()
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return None, f"{name}: cannot read ({exc.strerror or exc})"
+    if len(text) > MAX_FILE_BYTES:
+        return None, f"{name} is larger than {MAX_FILE_BYTES // 2**20} MiB: not a file bntui wrote"
     try:
-        return json.loads(text), None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        return None, f"{name} is not valid JSON ({detail})"
+        return parse_json(text), None
+    except JsonProblem as exc:
+        return None, f"{name} is {exc}"
 
 
 def _version_problem(data: Any, name: str) -> str | None:
     if not isinstance(data, dict):
         return f"{name} is not a JSON object"
     version = data.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:  # true == 1
         supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
         return f"{name}: schema_version {version!r} is not supported (this bntui reads {supported})"
     return None
