@@ -421,8 +421,12 @@ def _read_run(folder: Path, cache: _RunCache, now: float) -> StoredRun | None:
     events_stat = _stat(folder / EVENTS_FILE)
     heartbeat_stat = _stat(folder / HEARTBEAT_FILE)
 
-    if config_stat is None and not _has_visible_files(folder):
-        return None  # an empty folder: a run or an import being created, or not a run
+    if config_stat is None:
+        visible, unreadable = _folder_contents(folder)
+        if unreadable is not None:  # e.g. chmod 000: still listed, so it can be seen and fixed
+            return _unreadable_run(folder, cache, unreadable)
+        if not visible:
+            return None  # an empty folder: a run or an import being created, or not a run
 
     config_sig = _signature(config_stat)
     if config_sig != cache.config_sig:
@@ -465,6 +469,7 @@ def _read_run(folder: Path, cache: _RunCache, now: float) -> StoredRun | None:
     problems.append(log.error)
     if log.error is None and log.tail and not live:
         problems.append("truncated last line in events.jsonl")
+    problems.append(_cut_short(cache.summary, log))
 
     key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems))
     if key == cache.built_key and cache.built is not None:
@@ -491,12 +496,39 @@ def _read_run(folder: Path, cache: _RunCache, now: float) -> StoredRun | None:
     return run
 
 
-def _has_visible_files(folder: Path) -> bool:
+def _folder_contents(folder: Path) -> tuple[bool, str | None]:
+    """(whether the folder holds any visible file, why it cannot be read or None)."""
     try:
         with os.scandir(folder) as entries:
-            return any(not entry.name.startswith(".") for entry in entries)
-    except OSError:
-        return False
+            return any(not entry.name.startswith(".") for entry in entries), None
+    except FileNotFoundError:
+        return False, None  # removed meanwhile
+    except OSError as exc:
+        return False, f"cannot read the folder ({exc.strerror or exc})"
+
+
+def _unreadable_run(folder: Path, cache: _RunCache, problem: str) -> StoredRun:
+    key = ("unreadable", problem)
+    if cache.built_key != key or cache.built is None:
+        folder_stat = _stat(folder)
+        created = datetime.fromtimestamp(folder_stat.st_mtime).astimezone() if folder_stat else None
+        cache.built_key = key
+        cache.built = StoredRun(
+            id=folder.name, path=folder, record=None, status="crashed", damaged=problem,
+            live=False, created=created,
+        )
+    return cache.built
+
+
+def _cut_short(summary: SummaryFile | None, log: EventLog) -> str | None:
+    """An events.jsonl that ends at a line boundary but holds fewer epochs than summary.json
+    says were done lost its end (a copy or a disk cut it short)."""
+    if summary is None or log.error is not None:
+        return None
+    found = len(log.epochs["epoch"])
+    if found < summary.epochs_done:
+        return f"events.jsonl holds {found} of the {summary.epochs_done} epochs summary.json records (cut short)"
+    return None
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -556,7 +588,14 @@ class RunStoreReader:
 
     def _read(self, name: str, now: float) -> StoredRun | None:
         cache = self._cache.setdefault(name, _RunCache())
-        return _read_run(self.runs_dir / name, cache, now)
+        try:
+            return _read_run(self.runs_dir / name, cache, now)
+        except Exception as exc:  # noqa: BLE001 - a last line of defence: one run, not the store
+            # Each kind of bad content has its own check; this keeps a kind nobody thought of
+            # from taking every other run (and the TUI's watcher) down with it.
+            self._cache[name] = _RunCache()
+            folder = self.runs_dir / name
+            return _unreadable_run(folder, _RunCache(), f"cannot read: unexpected {type(exc).__name__}: {str(exc)[:200]}")
 
 
 _readers: dict[str, RunStoreReader] = {}
