@@ -8,6 +8,15 @@ import math
 from collections.abc import Sequence
 
 
+def _as_float(value: float) -> float:
+    """float(value), or NaN for a value no float holds (an integer of 400 digits): dropped
+    or passed through like any other non-finite value, never an OverflowError."""
+    try:
+        return float(value)
+    except (OverflowError, TypeError, ValueError):
+        return math.nan
+
+
 def ema(values: Sequence[float], weight: float) -> list[float]:
     """Exponential moving average with debiasing, as TensorBoard's smoothing slider does.
 
@@ -18,12 +27,12 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
     if not (0.0 <= weight < 1.0):
         raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
     if weight == 0.0:
-        return [float(v) for v in values]
+        return [_as_float(v) for v in values]
     smoothed: list[float] = []
     state = 0.0
     count = 0
     for value in values:
-        value = float(value)
+        value = _as_float(value)
         if not math.isfinite(value):
             smoothed.append(value)
             continue
@@ -43,11 +52,8 @@ def downsample(
     point (the newest value of a live curve); width <= 0 gives nothing."""
     if len(xs) != len(ys):
         raise ValueError(f"xs and ys differ in length: {len(xs)} vs {len(ys)}")
-    points = [
-        (float(x), float(y))
-        for x, y in zip(xs, ys)
-        if math.isfinite(float(x)) and math.isfinite(float(y))
-    ]
+    pairs = ((_as_float(x), _as_float(y)) for x, y in zip(xs, ys))
+    points = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
     if width <= 0 or not points:
         return [], []
     if len(points) <= width:
@@ -81,7 +87,7 @@ def log_safe(values: Sequence[float], *, clamp: bool = True) -> list[float]:
     are (-inf counts as non-positive). A series without any positive value comes back all NaN
     (nothing to draw on a log axis).
     """
-    data = [float(v) for v in values]
+    data = [_as_float(v) for v in values]
     positive = [v for v in data if v > 0 and math.isfinite(v)]
     floor = min(positive) if positive and clamp else math.nan
     return [v if (v > 0 or math.isnan(v)) else floor for v in data]

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
+from bntui.text import escape
 from rich.table import Table
 
 from bntui.settings import AppSettings

@@ -101,7 +101,10 @@ def layer_names(records: Sequence[RunRecord]) -> list[tuple[str, str]]:
 
 def _number(value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer too large for a float: not drawable
+            return math.nan
     return math.nan  # None (not measured, or not finite) and anything unexpected
 
 
@@ -195,9 +198,12 @@ def shared_range(curves: Sequence[PlotSeries], *, log: bool = False) -> tuple[fl
     low, high = min(values), max(values)
     if log:
         pad = (high / low) ** 0.05 if high > low else 2.0
-        return low / pad, high * pad
-    pad = 0.05 * (high - low) or 0.5 * abs(high) or 1.0
-    return low - pad, high + pad
+        limits = (low / pad, high * pad)
+    else:
+        pad = 0.05 * (high - low) or 0.5 * abs(high) or 1.0
+        limits = (low - pad, high + pad)
+    # Values near the float limits (1e308) overflow the headroom: let the plot pick its own.
+    return limits if all(math.isfinite(limit) for limit in limits) else None
 
 
 def ordered_records(records: Sequence[RunRecord]) -> list[RunRecord]:
