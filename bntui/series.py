@@ -17,6 +17,14 @@ def _as_float(value: float) -> float:
         return math.nan
 
 
+# Beyond this a plot's span (max - min) overflows to infinity: such a value is not drawn.
+PLOT_LIMIT = 1e300
+
+
+def _drawable(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= PLOT_LIMIT
+
+
 def ema(values: Sequence[float], weight: float) -> list[float]:
     """Exponential moving average with debiasing, as TensorBoard's smoothing slider does.
 
@@ -48,12 +56,12 @@ def downsample(
     """At most `width` points that keep the curve's shape honest: the first and the last point,
     and for each of (width - 2) // 2 equal-count buckets in between its lowest and highest point
     (in x order). Spikes therefore survive and the global min and max are always kept (for
-    width >= 4). Pairs where x or y is NaN or infinite are dropped first. width 1 keeps the last
+    width >= 4). Pairs where x or y is NaN, infinite or beyond +-PLOT_LIMIT are dropped first. width 1 keeps the last
     point (the newest value of a live curve); width <= 0 gives nothing."""
     if len(xs) != len(ys):
         raise ValueError(f"xs and ys differ in length: {len(xs)} vs {len(ys)}")
     pairs = ((_as_float(x), _as_float(y)) for x, y in zip(xs, ys))
-    points = [(x, y) for x, y in pairs if math.isfinite(x) and math.isfinite(y)]
+    points = [(x, y) for x, y in pairs if _drawable(x) and _drawable(y)]
     if width <= 0 or not points:
         return [], []
     if len(points) <= width:
