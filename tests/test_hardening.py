@@ -203,6 +203,7 @@ def _replace(data, key, value):
          "events.jsonl line 1: not usable JSON (a number of more than 4300 digits)"),
         (b"[" * 100_000 + b"\n", "events.jsonl line 1: not usable JSON (nested deeper than 64 levels)"),
     ],
+    ids=["5000 digits", "100000 levels"],
 )
 def test_a_hostile_events_line_names_the_file_and_line(tmp_path, content, reason):
     run = make_run(tmp_path / "runs", epochs=1)
