@@ -123,6 +123,8 @@ def load_settings(**overrides: Any) -> AppSettings:
             in_file = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigFileError(f"config file {path}: not valid TOML ({exc})") from None
+        except RecursionError:  # tomllib recurses per nesting level: a hostile file overflows it
+            raise ConfigFileError(f"config file {path}: not usable TOML (nested too deeply)") from None
     try:
         return AppSettings(**given)
     except ValidationError as exc:
@@ -180,6 +182,8 @@ def save_setting(key: str, value: Any) -> Path:
             document = tomlkit.parse(path.read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, TOMLKitError) as exc:
             raise OSError(f"config file {path}: not valid TOML, left unchanged ({exc})") from None
+        except RecursionError:
+            raise OSError(f"config file {path}: not usable TOML (nested too deeply), left unchanged") from None
     else:
         document = tomlkit.document()
     # tomlkit keeps a replaced value's trailing comment and puts a new key before any table

@@ -440,3 +440,24 @@ async def test_a_small_terminal_gets_a_message_not_a_broken_layout(tmp_path, siz
             await pilot.resize_terminal(100, 30)
             await pilot.pause()
             assert "Make the terminal" not in "\n".join(screen_text(app))
+
+
+@pytest.mark.parametrize(
+    ("labels", "count", "problem"),
+    [([3, 11], 300, "holds the label 11: labels must be 0..9"),
+     ([0, 1], 299, "holds 299 labels for the 300 images of"),],
+    ids=["label 11", "299 labels"],
+)
+def test_mnist_files_with_foreign_labels_fail_at_load_naming_the_file(tmp_path, labels, count, problem):
+    import numpy as np
+
+    from bntui.engine.data import DatasetMissing, load_raw
+    from datafixtures import write_idx, write_mnist
+
+    write_mnist(tmp_path)
+    label_file = tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    write_idx(label_file, np.resize(np.array(labels, dtype=np.uint8), count))
+    with pytest.raises(DatasetMissing) as caught:
+        load_raw("mnist", tmp_path)
+    message = str(caught.value)
+    assert problem in message and str(label_file) in message and "\n" not in message

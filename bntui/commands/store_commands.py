@@ -387,6 +387,9 @@ def cmd_export(
 ) -> int:
     """All runs when none are named. With output "-" the document is the only thing on stdout.
     An existing file is only replaced with force (the TUI's export dialog asks instead)."""
+    if not output.strip():  # Path("") is the current folder, which "exists"
+        _error("-o: give a file name (or - for stdout)")
+        return 2
     if output != "-" and not force and Path(output).exists():
         _error(f"{output} exists: nothing written (--force replaces it)")
         return 1

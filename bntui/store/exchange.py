@@ -125,8 +125,8 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
     report = ImportReport()
     for index, item in enumerate(items):
         source = f"#{index + 1}"
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            source = item["id"]
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and len(item["id"]) <= _MAX_ID:
+            source = item["id"]  # named by its id when that is short enough to print
         try:
             record = RunRecord.model_validate(item)
         except ValidationError as exc:
