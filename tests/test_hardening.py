@@ -374,9 +374,7 @@ def test_plots_draw_steps_and_values_at_the_float_limits():
 
 def test_stored_strings_reach_the_terminal_as_visible_text(tmp_path, capsys):
     from bntui.cli import main
-    from bntui.text import printable
 
-    assert printable("a\x1b[2Jb\x07\u202ec\n") == "a\\x1b[2Jb\\x07\\u202ec\\x0a"
     run = make_run(tmp_path / "runs", epochs=1, status="failed")
     summary = json.loads((run.path / "summary.json").read_text())
     summary["message"] = "boom \x1b]0;pwned\x07 \x1b[2J"
@@ -389,6 +387,10 @@ def test_stored_strings_reach_the_terminal_as_visible_text(tmp_path, capsys):
         out, err = capsys.readouterr()
         assert "\x1b" not in out + err and "\x07" not in out + err
         assert "\\x1b" in out + err
+
+    from bntui.text import printable
+
+    assert printable("a\x1b[2Jb\x07\u202ec\n") == "a\\x1b[2Jb\\x07\\u202ec\\x0a"
 
 
 async def test_the_tui_shows_stored_control_characters_as_text(tmp_path):
@@ -424,7 +426,6 @@ async def test_a_small_terminal_gets_a_message_not_a_broken_layout(tmp_path, siz
     from bntui.settings import AppSettings
     from bntui.tui.app import BntuiApp
     from bntui.tui.devices import DeviceChoice
-    from bntui.tui.screens.main import MIN_HEIGHT, MIN_WIDTH
     from test_tui_layout import screen_text
 
     app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
@@ -432,7 +433,7 @@ async def test_a_small_terminal_gets_a_message_not_a_broken_layout(tmp_path, siz
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         text = "\n".join(screen_text(app))
-        message = f"Make the terminal at least {MIN_WIDTH}x{MIN_HEIGHT}"
+        message = "Make the terminal at least 70x20"  # bntui.tui.screens.main.MIN_WIDTH, MIN_HEIGHT
         assert (message in text) is too_small
         assert (f"(it is {size[0]}x{size[1]})" in text) is too_small
         assert ("Runs" in text) is not too_small  # the run list's title
