@@ -120,7 +120,9 @@ def parse_json(text: bytes | str) -> Any:
     except ValueError:  # an integer of thousands of digits (Python's conversion limit)
         limit = sys.get_int_max_str_digits()
         raise JsonProblem(f"not usable JSON (a number of more than {limit} digits)") from None
-    if _too_deep(data):
+    opening = ("[", "{") if isinstance(text, str) else (b"[", b"{")
+    few = text.count(opening[0]) + text.count(opening[1]) <= MAX_JSON_DEPTH  # cannot nest deeper
+    if not few and _too_deep(data):
         raise JsonProblem(f"not usable JSON (nested deeper than {MAX_JSON_DEPTH} levels)")
     return data
 
