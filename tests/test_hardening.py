@@ -329,6 +329,16 @@ def test_import_refuses_what_the_reader_would_refuse(tmp_path, changes, reason):
     assert reason in report.rejected[0][1], report.rejected
 
 
+def test_every_event_the_engine_writes_passes_the_event_model_unchanged():
+    from bntui.store.event_model import to_event, validate_event
+    from test_store_support import diagnostics_event, epoch_event, progress_event, started, terminal_event
+
+    events = [started(), progress_event(1, 4), diagnostics_event(1, 10), epoch_event(1), epoch_event(2, bn=False),
+              *(terminal_event(status, 2) for status in ("finished", "failed", "cancelled", "diverged"))]
+    for event in events:
+        assert to_event(validate_event(json.loads(json.dumps(event.to_dict())))) == event
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     path=st.sampled_from(["history.step.0", "history.epoch.1", "progress.step.0", "progress.elapsed.1",
