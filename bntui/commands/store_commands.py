@@ -13,7 +13,6 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from bntui.text import escape
 from rich.table import Table
 
 from bntui.settings import AppSettings
@@ -28,6 +27,7 @@ from bntui.store import (
     write_export,
 )
 from bntui.store.schema import json_schema
+from bntui.text import escape
 from bntui.words import counted
 
 _RUNS_COLUMNS = ("dataset", "arch", "BN", "seed", "status", "epochs", "best val loss", "test acc", "time")

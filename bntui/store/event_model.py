@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_mod
 
 from bntui.config import plain_message
 from bntui.engine.events import EVENT_TYPES, EpochEnded, Event
-from bntui.store.schema import MAX_COUNT, MAX_TEXT, Accuracy, Count, Loss, Seconds, Timestamp
+from bntui.store.schema import MAX_TEXT, Accuracy, Count, Loss, Seconds, Timestamp
 
 # The limits of each field, by name, whatever event it is in. A field not named here keeps the
 # dataclass's own type (checked strictly: 1 is not a str, true is not an int).
@@ -31,7 +31,6 @@ _LIMITS: dict[str, Any] = {
     **dict.fromkeys(("epoch_seconds", "elapsed", "train_seconds", "total_seconds"), Seconds),
     "val_loss_batch_stats": Loss | None,
     "val_accuracy_batch_stats": Accuracy | None,
-    "steps_per_second": Annotated[float, Field(ge=0, le=MAX_COUNT)],
     "time": Timestamp,
 }
 
