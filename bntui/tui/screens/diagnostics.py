@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Select, Static
 
 from bntui.store.schema import RunRecord
+from bntui.text import printable
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.words import counted
@@ -83,7 +84,7 @@ def _layer_name(row: object) -> str | None:
     if not isinstance(row, dict):
         return None
     name = row.get("layer", row.get("name"))
-    return str(name) if name is not None else None
+    return printable(str(name)) if name is not None else None  # from a file: shown as text
 
 
 def layer_names(records: Sequence[RunRecord]) -> list[tuple[str, str]]:
@@ -95,7 +96,7 @@ def layer_names(records: Sequence[RunRecord]) -> list[tuple[str, str]]:
         for point in points[:1] + points[-1:]:
             for row in point.get("layers", []) or []:
                 if isinstance(row, dict) and (name := _layer_name(row)) and name not in seen:
-                    seen[name] = str(row.get("kind", ""))
+                    seen[name] = printable(str(row.get("kind", "")))
     return list(seen.items())
 
 
