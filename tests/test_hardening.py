@@ -489,3 +489,22 @@ def test_mnist_files_with_foreign_labels_fail_at_load_naming_the_file(tmp_path, 
         load_raw("mnist", tmp_path)
     message = str(caught.value)
     assert problem in message and str(label_file) in message and "\n" not in message
+
+
+# -- the limits never refuse what bntui itself writes ---------------------------------------------
+
+def test_a_run_failing_with_a_huge_message_and_a_clock_set_back_reads_back_clean(tmp_path, monkeypatch):
+    from datetime import datetime, timedelta
+
+    from bntui.engine.events import RunFailed
+    from test_store_support import make_run as make
+
+    run = make(tmp_path / "runs", epochs=1, status=None)
+    run.write_event(RunFailed(message="ValueError: " + "x" * 50_000))
+    run.created = datetime.now().astimezone() + timedelta(hours=1)  # ended "before" it started
+    monkeypatch.setattr(run, "started", None)
+    run.finish()
+    [shown] = list_runs(tmp_path / "runs")
+    assert shown.damaged is None and shown.status == "failed"
+    assert len(shown.record.message) == 10_000 and shown.record.message.endswith("...")
+    assert shown.record.timings.total_seconds < 0

@@ -244,7 +244,7 @@ def test_schema_file_is_current():
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 any_float = st.floats(width=64)
 fraction = st.floats(min_value=0.0, max_value=1.0, width=64)
-seconds = st.floats(min_value=0.0, max_value=1e9, width=64)  # the store's limits (schema.Seconds)
+seconds = st.floats(min_value=-1e9, max_value=1e9, width=64)  # the store's limits (schema.Seconds)
 small_int = st.integers(min_value=0, max_value=10_000)
 aware_time = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)

@@ -79,15 +79,26 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 def _check_seconds(value: float) -> float:
-    if not (math.isfinite(value) and 0.0 <= value <= MAX_SECONDS):
-        raise ValueError(f"{value} is not a duration: must be between 0 and {MAX_SECONDS:.0e} seconds")
+    # Not required to be positive: a wall-clock duration goes negative when the clock is set back.
+    if not (math.isfinite(value) and abs(value) <= MAX_SECONDS):
+        raise ValueError(f"{value} is not a duration: must be finite and at most {MAX_SECONDS:.0e} seconds")
     return value
 
 
-# A duration in seconds: finite, from 0 to MAX_SECONDS.
+# A duration in seconds: finite, at most MAX_SECONDS either way.
 Seconds = Annotated[
-    float, AfterValidator(_check_seconds), Field(json_schema_extra={"minimum": 0, "maximum": MAX_SECONDS})
+    float,
+    AfterValidator(_check_seconds),
+    Field(json_schema_extra={"minimum": -MAX_SECONDS, "maximum": MAX_SECONDS}),
 ]
+
+
+def cap_text(text: str | None) -> str | None:
+    """`text` cut to MAX_TEXT characters (ending in "..."): what the store writes of a message
+    it did not make up itself (an exception's text), so that its own files always read back."""
+    if text is None or len(text) <= MAX_TEXT:
+        return text
+    return text[: MAX_TEXT - 3] + "..."
 
 _EARLIEST = datetime(1970, 1, 2, tzinfo=timezone.utc)
 _LATEST = datetime(9998, 12, 31, tzinfo=timezone.utc)

@@ -8,6 +8,7 @@ later line would glue onto. `write_record` writes a whole run at once (used by i
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import os
@@ -56,6 +57,7 @@ from bntui.store.schema import (
     RunRecord,
     RunStatus,
     Timings,
+    cap_text,
 )
 
 _MAX_ID_ATTEMPTS = 100
@@ -207,6 +209,9 @@ class RunWriter:
         """Append one event. Epoch and terminal events are fsync'd; progress points are not."""
         if self.finished or self._fd is None:
             raise StoreError(f"run {self.run_id} is already finished: cannot add events")
+        message = getattr(event, "message", None)
+        if isinstance(message, str) and cap_text(message) != message:  # a very long exception text
+            event = dataclasses.replace(event, message=cap_text(message))  # type: ignore[type-var]
         durable = isinstance(event, (EpochEnded, *TERMINAL_EVENTS))
         self._append(event_line(event.to_dict()), durable=durable)
         self._note(event)
@@ -255,6 +260,7 @@ class RunWriter:
             status = self.terminal.kind  # type: ignore[assignment]
         if message is None:
             message = getattr(self.terminal, "message", None)
+        message = cap_text(message)
         if self.terminal is None:
             self._append_missing_terminal(status, message)
         summary = self._summary(status, message)
