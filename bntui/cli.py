@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from bntui.config import BnChoice, TrainingFields, format_validation_error
 from bntui.presets import PresetName
-from bntui.settings import AppSettings, ConfigFileError, load_settings
+from bntui.settings import AppSettings, ConfigFileError, FolderPath, load_settings
 
 
 RUNS_DIR_HELP = "run store folder (default: BNTUI_RUNS_DIR, config file, or the user data dir)"
@@ -35,7 +35,7 @@ DATA_DIR_HELP = "dataset folder (default: BNTUI_DATA_DIR, config file, or the us
 class StoreOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    runs_dir: Path | None = Field(None, description=RUNS_DIR_HELP)
+    runs_dir: FolderPath | None = Field(None, description=RUNS_DIR_HELP)
 
     def app_settings(self, **extra: Any) -> AppSettings:
         return load_settings(runs_dir=self.runs_dir, **extra)
@@ -49,7 +49,7 @@ class RunCommand(TrainingFields, StoreOptions):
     device: str | None = Field(
         None, description="auto, cpu, cuda, cuda:N or mps (default: BNTUI_DEVICE, config file, or auto)"
     )
-    data_dir: Path | None = Field(None, description=DATA_DIR_HELP)
+    data_dir: FolderPath | None = Field(None, description=DATA_DIR_HELP)
     download: bool | None = Field(
         None, description="allow downloading datasets (default: BNTUI_DOWNLOAD, config file, or no)"
     )
@@ -228,8 +228,8 @@ GLOBAL_OPTIONS = ("runs_dir", "data_dir")
 class Bntui(StoreOptions):
     """Run and compare batch-normalization experiments. Without a command, opens the TUI."""
 
-    runs_dir: Path | None = Field(None, description="for the TUI or the command after it: " + RUNS_DIR_HELP)
-    data_dir: Path | None = Field(None, description="for the TUI or the command after it: " + DATA_DIR_HELP)
+    runs_dir: FolderPath | None = Field(None, description="for the TUI or the command after it: " + RUNS_DIR_HELP)
+    data_dir: FolderPath | None = Field(None, description="for the TUI or the command after it: " + DATA_DIR_HELP)
     run: CliSubCommand[RunCommand] = Field(description=RunCommand.__doc__)
     runs: CliSubCommand[RunsCommand] = Field(description=RunsCommand.__doc__)
     queue: CliSubCommand[QueueCommand] = Field(description=QueueCommand.__doc__)

@@ -8,6 +8,23 @@ import math
 from collections.abc import Sequence
 
 
+def _as_float(value: float) -> float:
+    """float(value), or NaN for a value no float holds (an integer of 400 digits): dropped
+    or passed through like any other non-finite value, never an OverflowError."""
+    try:
+        return float(value)
+    except (OverflowError, TypeError, ValueError):
+        return math.nan
+
+
+# Beyond this a plot's span (max - min) overflows to infinity: such a value is not drawn.
+PLOT_LIMIT = 1e300
+
+
+def _drawable(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= PLOT_LIMIT
+
+
 def ema(values: Sequence[float], weight: float) -> list[float]:
     """Exponential moving average with debiasing, as TensorBoard's smoothing slider does.
 
@@ -18,12 +35,12 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
     if not (0.0 <= weight < 1.0):
         raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
     if weight == 0.0:
-        return [float(v) for v in values]
+        return [_as_float(v) for v in values]
     smoothed: list[float] = []
     state = 0.0
     count = 0
     for value in values:
-        value = float(value)
+        value = _as_float(value)
         if not math.isfinite(value):
             smoothed.append(value)
             continue
@@ -39,15 +56,12 @@ def downsample(
     """At most `width` points that keep the curve's shape honest: the first and the last point,
     and for each of (width - 2) // 2 equal-count buckets in between its lowest and highest point
     (in x order). Spikes therefore survive and the global min and max are always kept (for
-    width >= 4). Pairs where x or y is NaN or infinite are dropped first. width 1 keeps the last
+    width >= 4). Pairs where x or y is NaN, infinite or beyond +-PLOT_LIMIT are dropped first. width 1 keeps the last
     point (the newest value of a live curve); width <= 0 gives nothing."""
     if len(xs) != len(ys):
         raise ValueError(f"xs and ys differ in length: {len(xs)} vs {len(ys)}")
-    points = [
-        (float(x), float(y))
-        for x, y in zip(xs, ys)
-        if math.isfinite(float(x)) and math.isfinite(float(y))
-    ]
+    pairs = ((_as_float(x), _as_float(y)) for x, y in zip(xs, ys))
+    points = [(x, y) for x, y in pairs if _drawable(x) and _drawable(y)]
     if width <= 0 or not points:
         return [], []
     if len(points) <= width:
@@ -81,7 +95,7 @@ def log_safe(values: Sequence[float], *, clamp: bool = True) -> list[float]:
     are (-inf counts as non-positive). A series without any positive value comes back all NaN
     (nothing to draw on a log axis).
     """
-    data = [float(v) for v in values]
+    data = [_as_float(v) for v in values]
     positive = [v for v in data if v > 0 and math.isfinite(v)]
     floor = min(positive) if positive and clamp else math.nan
     return [v if (v > 0 or math.isnan(v)) else floor for v in data]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -47,6 +47,18 @@ def default_theme_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "themes"
 
 
+def _not_empty(value: Any) -> Any:
+    # An empty path would silently mean the current folder: every folder there would then be
+    # listed as a run. (The CLI passes its flags as text, so "" still reaches this check.)
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty: give a folder (an empty path means no folder)")
+    return value
+
+
+# A folder setting (runs_dir, data_dir), from a flag, a BNTUI_* variable or the config file.
+FolderPath = Annotated[Path, BeforeValidator(_not_empty)]
+
+
 class SettingsValueError(SettingsError):
     """A setting's value is not allowed; the message names the flag or variable it came from.
 
@@ -76,8 +88,8 @@ class AppSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BNTUI_", extra="forbid", validate_default=True)
 
-    data_dir: Path = Field(default_factory=default_data_dir, description="where datasets live")
-    runs_dir: Path = Field(default_factory=default_runs_dir, description="the run store")
+    data_dir: FolderPath = Field(default_factory=default_data_dir, description="where datasets live")
+    runs_dir: FolderPath = Field(default_factory=default_runs_dir, description="the run store")
     device: str = Field("auto", description="default device: auto, cpu, cuda, cuda:N or mps")
     download: bool = Field(False, description="allow downloading datasets")
     threads: int = Field(0, ge=0, le=1024, description="CPU threads for torch (0: torch's default)")
@@ -131,6 +143,8 @@ def load_settings(**overrides: Any) -> AppSettings:
             in_file = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigFileError(f"config file {path}: not valid TOML ({exc})") from None
+        except RecursionError:  # tomllib recurses per nesting level: a hostile file overflows it
+            raise ConfigFileError(f"config file {path}: not usable TOML (nested too deeply)") from None
     try:
         return AppSettings(**given)
     except ValidationError as exc:
@@ -193,6 +207,8 @@ def save_setting(key: str, value: Any) -> Path:
             document = tomlkit.parse(path.read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, TOMLKitError) as exc:
             raise OSError(f"config file {path}: not valid TOML, left unchanged ({exc})") from None
+        except RecursionError:
+            raise OSError(f"config file {path}: not usable TOML (nested too deeply), left unchanged") from None
     else:
         document = tomlkit.document()
     # tomlkit keeps a replaced value's trailing comment and puts a new key before any table

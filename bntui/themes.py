@@ -358,6 +358,8 @@ def read_theme_file(path: Path) -> tuple[ThemeFile | None, str | None]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, f"{label}: not valid TOML ({exc})"
+    except RecursionError:  # tomllib recurses per nesting level
+        return None, f"{label}: not usable TOML (nested too deeply)"
     return parse_theme(data, label)
 
 

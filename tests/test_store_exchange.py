@@ -244,6 +244,7 @@ def test_schema_file_is_current():
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 any_float = st.floats(width=64)
 fraction = st.floats(min_value=0.0, max_value=1.0, width=64)
+seconds = st.floats(min_value=-1e9, max_value=1e9, width=64)  # the store's limits (schema.Seconds)
 small_int = st.integers(min_value=0, max_value=10_000)
 aware_time = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
@@ -261,15 +262,15 @@ def records(draw) -> RunRecord:
         "val_loss": column(any_float),
         "train_accuracy": column(fraction),
         "val_accuracy": column(fraction),
-        "epoch_seconds": optional(finite),
+        "epoch_seconds": optional(seconds),
         "step": optional(small_int),
-        "elapsed": optional(finite),
+        "elapsed": optional(seconds),
         "val_loss_batch_stats": optional(st.none() | finite),
         "val_accuracy_batch_stats": optional(st.none() | fraction),
     }
     m = draw(st.integers(min_value=0, max_value=6))
     progress = {key: draw(st.lists(values, min_size=m, max_size=m)) for key, values in
-                (("step", small_int), ("epoch", small_int), ("train_loss", finite), ("elapsed", finite))}
+                (("step", small_int), ("epoch", small_int), ("train_loss", finite), ("elapsed", seconds))}
     points = draw(st.lists(st.fixed_dictionaries(
         {"step": small_int, "epoch": small_int},
         optional={"layers": st.lists(st.fixed_dictionaries({"name": st.text(max_size=5), "mean": finite}), max_size=2)},
@@ -288,7 +289,7 @@ def records(draw) -> RunRecord:
         "progress": progress,
         "final": final,
         "timings": {"started_at": draw(st.none() | aware_time), "ended_at": draw(st.none() | aware_time),
-                    "train_seconds": draw(st.none() | finite), "total_seconds": draw(st.none() | finite),
+                    "train_seconds": draw(st.none() | seconds), "total_seconds": draw(st.none() | seconds),
                     "steps": draw(small_int)},
         "diagnostics": {"points": points} if points else None,
     })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def fixture_views() -> list[RunView]:
 
 
 def started(steps_per_epoch: int = 10) -> RunStarted:
-    return RunStarted("cpu", "CPU", "2", 100, steps_per_epoch, 3, 80, 20, 10, "hash", 0.0)
+    return RunStarted("cpu", "CPU", "2", 100, steps_per_epoch, 3, 80, 20, 10, "hash", time.time())
 
 
 def epoch(n: int, step: int) -> EpochEnded:

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bntui.stats import BN_BETTER, NO_BN_BETTER, ArmSummary, GroupSummary
+from bntui.text import printable
 from bntui.words import counted
 
 # Seed-by-seed rows make the card long; past this many pairs only the summary is shown.
@@ -172,7 +173,7 @@ def render_group_card(summary: GroupSummary) -> RenderableType:
     verdict = Text("Verdict: ")
     verdict.append(card.verdict, style=_verdict_style(card.verdict))
     parts.append(verdict)
-    parts += [Text(f"⚠ {w}", style="yellow") for w in card.warnings]
+    parts += [Text(f"⚠ {printable(w)}", style="yellow") for w in card.warnings]
 
     if card.target_line:
         targets = Table.grid(padding=(0, 2))
@@ -194,6 +195,6 @@ def render_group_card(summary: GroupSummary) -> RenderableType:
 
     if card.excluded:
         parts.append(Text("Excluded runs:", style="bold"))
-        parts += [Text(f"  {e}", style="dim") for e in card.excluded]
-    parts += [Text(f"Note: {n}", style="dim") for n in card.notes]
+        parts += [Text(f"  {printable(e)}", style="dim") for e in card.excluded]
+    parts += [Text(f"Note: {printable(n)}", style="dim") for n in card.notes]
     return Panel(Group(*parts), title=card.title, title_align="left", expand=False)

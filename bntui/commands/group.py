@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from bntui.settings import AppSettings
+from bntui.text import escape
 
 
 def print_group_card(settings: AppSettings, console: Console, group: str) -> int:
@@ -19,7 +20,7 @@ def print_group_card(settings: AppSettings, console: Console, group: str) -> int
     try:
         summary = summarize_group(records)
     except ValueError as exc:
-        console.print(f"[red]bntui: error:[/] group {group!r}: {exc}", highlight=False)
+        console.print(f"[red]bntui: error:[/] group {group!r}: {escape(str(exc))}", highlight=False)
         return 1
     console.print(render_group_card(summary))
     return 0

@@ -30,6 +30,7 @@ from bntui.config import BnChoice, TrainingFields, check_device_available, forma
 from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, ensure_runs_dir
+from bntui.store.layout import describe_os_error
 from bntui.words import counted
 
 
@@ -96,6 +97,14 @@ def output_file_problem(path: Path) -> str | None:
         return f"{folder} is a file, not a folder"
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"cannot write {path}: permission denied"
+    # os.access says yes to root everywhere, /proc included: create a file where the export's
+    # atomic write will, as the only proof that it can.
+    probe = folder / f".{path.name}.{os.getpid()}.probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write {path}: {describe_os_error(exc)}"
     return None
 
 

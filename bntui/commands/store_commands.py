@@ -13,7 +13,6 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from bntui.settings import AppSettings
@@ -28,6 +27,7 @@ from bntui.store import (
     write_export,
 )
 from bntui.store.schema import json_schema
+from bntui.text import escape
 from bntui.words import counted
 
 _RUNS_COLUMNS = ("dataset", "arch", "BN", "seed", "status", "epochs", "best val loss", "test acc", "time")
@@ -388,6 +388,9 @@ def cmd_export(
 ) -> int:
     """All runs when none are named. With output "-" the document is the only thing on stdout.
     An existing file is only replaced with force (the TUI's export dialog asks instead)."""
+    if not output.strip():  # Path("") is the current folder, which "exists"
+        _error("-o: give a file name (or - for stdout)")
+        return 2
     if output != "-" and not force and Path(output).exists():
         _error(f"{output} exists: nothing written (--force replaces it)")
         return 1

@@ -189,7 +189,35 @@ def load_raw(name: str, data_dir: Path, download: bool = False):
             f"dataset {name} in {data_dir} has images of shape {tuple(train_images.shape[1:])}, "
             f"expected {spec.image_shape}"
         )
-    return train_images, labels(train_set), test_images, labels(test_set)
+    train_labels, test_labels = labels(train_set), labels(test_set)
+    files = expected_files(name, data_dir)
+    for split, split_images, split_labels in (("train", train_images, train_labels), ("test", test_images, test_labels)):
+        _check_labels(name, _split_files(name, files, split), split_images, split_labels, len(spec.classes))
+    return train_images, train_labels, test_images, test_labels
+
+
+def _split_files(name: str, files: list[Path], split: str) -> tuple[Path, Path]:
+    """(file of the images, file of the labels) of a split, for messages."""
+    if name == "cifar10":
+        folder = files[0].parent
+        return (folder, folder) if split == "train" else (files[-2], files[-2])
+    return (files[0], files[1]) if split == "train" else (files[2], files[3])
+
+
+def _check_labels(name: str, paths: tuple[Path, Path], images, labels, classes: int) -> None:
+    """A damaged or foreign file must fail at load with its name, not train on misaligned
+    pairs (counts that differ) or end in an index error (a label outside the classes)."""
+    image_file, label_file = paths
+    if len(images) != len(labels):
+        raise DatasetMissing(
+            f"dataset {name}: {label_file} holds {len(labels)} labels for the {len(images)} images "
+            f"of {image_file}: the files do not belong together"
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        wrong = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise DatasetMissing(
+            f"dataset {name}: {label_file} holds the label {wrong}: labels must be 0..{classes - 1}"
+        )
 
 
 def _torchvision_splits(name: str, data_dir: Path, download: bool):

@@ -1,23 +1,24 @@
 """Starting bntui's own processes so that they belong to no terminal.
 
 A detached process gets its own session (no controlling terminal: an SSH drop's SIGHUP never
-reaches it), reads nothing from stdin, and writes its output to a log file. It is started with
-`python -P` and from a folder of the store, so that no module in the user's working folder
-(a stray torch.py) can shadow one of ours."""
+reaches it), reads nothing from stdin, and writes its output to a log file. It is started
+without the working folder on its import path (bntui.child_python) and from a folder of the
+store, so that no module in the user's working folder (a stray torch.py) can shadow one of ours."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from bntui.child_python import python_command
 
-def python_command(module: str, *args: object) -> list[str]:
-    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
-    return [sys.executable, *safe_path, "-m", module, *(str(arg) for arg in args)]
+
+def module_command(module: str, *args: object) -> list[str]:
+    """`python -m MODULE ARGS`, the working folder off the import path (bntui.child_python)."""
+    return python_command("-m", module, *(str(arg) for arg in args))
 
 
 def spawn_detached(

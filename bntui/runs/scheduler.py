@@ -20,7 +20,7 @@ from pathlib import Path
 from subprocess import Popen
 from typing import IO
 
-from bntui.runs.detach import python_command, spawn_detached
+from bntui.runs.detach import module_command, spawn_detached
 
 LOCK_FILE = ".scheduler.lock"
 LOG_FILE = ".scheduler.log"
@@ -66,7 +66,7 @@ def ensure_scheduler(runs_dir: Path) -> bool:
         return False
     lock.close()
     spawn_detached(
-        python_command("bntui.runs.scheduler", runs_dir.resolve()),
+        module_command("bntui.runs.scheduler", runs_dir.resolve()),
         log_path=runs_dir / LOG_FILE,
         cwd=runs_dir,
     )
@@ -205,7 +205,7 @@ class Scheduler:
             atomic_write_model(queue_dir(self.runs_dir) / entry_name, spec)
         run_dir = self.runs_dir / spec.run_id
         process = spawn_detached(
-            python_command("bntui.runs.trainer", self.runs_dir, entry_name),
+            module_command("bntui.runs.trainer", self.runs_dir, entry_name),
             log_path=run_dir / TRAINER_LOG,
             cwd=run_dir,
             reap=False,

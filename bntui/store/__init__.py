@@ -12,7 +12,7 @@ from bntui.store.exchange import (
     import_runs,
     write_export,
 )
-from bntui.store.layout import StoreError, StoreWriteError
+from bntui.store.layout import StoreError, StoreWriteError, is_store_run
 from bntui.store.reader import (
     AmbiguousRun,
     RunNotFound,
@@ -39,6 +39,7 @@ __all__ = [
     "export_document",
     "export_text",
     "import_runs",
+    "is_store_run",
     "list_runs",
     "load_model_state",
     "load_run",

@@ -9,7 +9,6 @@ nothing."""
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bntui.config import format_validation_error
-from bntui.store.layout import StoreError, atomic_write_bytes
+from bntui.store.layout import JsonProblem, StoreError, atomic_write_bytes, parse_json
 from bntui.store.reader import StoredRun, list_runs
 from bntui.store.schema import SUPPORTED_SCHEMA_VERSIONS, ExportDocument, RunRecord, as_imported
 from bntui.store.writer import ensure_runs_dir, write_record
@@ -59,30 +58,41 @@ def write_export(doc: ExportDocument, path_or_dash: str | Path, *, stdout: TextI
     atomic_write_bytes(Path(path_or_dash), text.encode("utf-8"))
 
 
+MAX_IMPORT_BYTES = 512 * 2**20  # far above any real export; /dev/zero is refused, not read forever
+
+
 def read_export(path: str | Path, *, stdin: TextIO | None = None) -> list[object]:
     """Check a file's envelope and return its runs, still unvalidated. "-" reads stdin."""
     name = "stdin" if str(path) == "-" else str(path)
     try:
         if str(path) == "-":
-            text = (stdin or sys.stdin).read()
+            source = stdin or sys.stdin
+            raw = getattr(source, "buffer", None)
+            data = (raw or source).read(MAX_IMPORT_BYTES + 1)
         else:
-            text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ImportFileError(f"{name}: not a bntui export (not UTF-8 text)") from None
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_IMPORT_BYTES + 1)
     except OSError as exc:
         raise ImportFileError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    if len(data) > MAX_IMPORT_BYTES:
         raise ImportFileError(
-            f"{name}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        ) from None
+            f"{name}: larger than {MAX_IMPORT_BYTES // 2**20} MiB, not a bntui export (export fewer runs per file)"
+        )
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ImportFileError(f"{name}: not a bntui export (not UTF-8 text)") from None
+    try:
+        data = parse_json(data)
+    except JsonProblem as exc:
+        raise ImportFileError(f"{name}: {exc}") from None
     if not isinstance(data, dict) or "runs" not in data:
         raise ImportFileError(
             f"{name}: not a bntui export (expected a JSON object with schema_version and runs)"
         )
     version = data.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:  # true == 1
         supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
         shown = "missing" if "schema_version" not in data else f"{version!r} is not supported"
         raise ImportFileError(f"{name}: schema_version {shown} (this bntui reads {supported})")
@@ -115,8 +125,8 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
     report = ImportReport()
     for index, item in enumerate(items):
         source = f"#{index + 1}"
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            source = item["id"]
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and len(item["id"]) <= _MAX_ID:
+            source = item["id"]  # named by its id when that is short enough to print
         try:
             record = RunRecord.model_validate(item)
         except ValidationError as exc:

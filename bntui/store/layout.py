@@ -18,18 +18,25 @@ part of any run."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
-from datetime import datetime
+import sys
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bntui.config import RunConfig
 from bntui.store.schema import (
+    MAX_TEXT,
+    RUN_ID_PATTERN,
+    Count,
     Environment,
     FinalMetrics,
     RunStatus,
+    SchemaVersion,
+    StoreTime,
     Timings,
 )
 
@@ -57,25 +64,25 @@ class Owner(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    pid: int
+    pid: int = Field(ge=1, le=2**31 - 1)  # os.kill overflows on more
     host: str
     # Process start time in clock ticks since boot (/proc/<pid>/stat field 22): a pid that the
     # system reused for another process has another start time.
-    start_ticks: int | None = None
+    start_ticks: Count | None = None
     boot_id: str | None = None
 
 
 class ConfigFile(BaseModel):
     """config.json. Extra keys are ignored so that reading stays best-effort."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", str_max_length=MAX_TEXT)
 
-    schema_version: int
+    schema_version: SchemaVersion
     id: str
     group: str | None = None
     config: RunConfig
     environment: Environment = Environment()
-    created: datetime
+    created: StoreTime
     owner: Owner | None = None  # None for a run that was imported
     imported_from: str | None = None  # the id the run had in the file it was imported from
 
@@ -85,9 +92,9 @@ class SummaryFile(BaseModel):
 
     # Non-finite numbers as "NaN"/"Infinity" strings, as in the export: the file stays strict
     # JSON, and readers (pydantic, lax) take both these and the bare constants older files hold.
-    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings")
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings", str_max_length=MAX_TEXT)
 
-    schema_version: int
+    schema_version: SchemaVersion
     id: str
     status: RunStatus
     message: str | None = None
@@ -95,7 +102,75 @@ class SummaryFile(BaseModel):
     timings: Timings = Timings()
     environment: Environment | None = None
     split_hash: str = ""
-    epochs_done: int = 0
+    epochs_done: Count = 0
+
+
+MAX_JSON_DEPTH = 64  # nesting levels of any stored JSON value: real files use about 10
+MAX_FILE_BYTES = 64 * 2**20  # config.json / summary.json: real ones are a few kB
+
+
+class JsonProblem(ValueError):
+    """Why some bytes are not JSON the store can use; the message is one line, without a name
+    (callers prefix the file or line)."""
+
+
+def parse_json(text: bytes | str) -> Any:
+    """json.loads for anything read from a file: whatever the content, either a value (the
+    constants NaN / Infinity included, as events.jsonl holds them) or JsonProblem, never
+    RecursionError, a digit-limit ValueError or a value nested deeper than MAX_JSON_DEPTH."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JsonProblem(f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except UnicodeDecodeError:
+        raise JsonProblem("not valid JSON (not UTF-8)") from None
+    except RecursionError:
+        raise JsonProblem(f"not usable JSON (nested deeper than {MAX_JSON_DEPTH} levels)") from None
+    except ValueError:  # an integer of thousands of digits (Python's conversion limit)
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()  # 3.10.7+
+        raise JsonProblem(f"not usable JSON (a number of more than {limit} digits)") from None
+    opening = ("[", "{") if isinstance(text, str) else (b"[", b"{")
+    few = text.count(opening[0]) + text.count(opening[1]) <= MAX_JSON_DEPTH  # cannot nest deeper
+    if not few and _too_deep(data):
+        raise JsonProblem(f"not usable JSON (nested deeper than {MAX_JSON_DEPTH} levels)")
+    return data
+
+
+def _too_deep(data: Any) -> bool:
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def not_a_store_run(path: Path) -> str | None:
+    """Why `path` is not a run folder that bntui itself created, or None when it is.
+
+    The proof of ownership, checked before anything is deleted: a real folder (not a link)
+    with a run id for a name, whose config.json (which the store writes first, before any
+    other file) names that same id. A folder someone else made in the runs dir, or the runs
+    dir pointing at a folder of other things, never passes; a run whose config.json cannot be
+    read does not either: such a folder is left for a person to remove by hand."""
+    if path.is_symlink() or not path.is_dir():
+        return f"{path} is not a run folder"
+    if not RUN_ID_PATTERN.match(path.name):
+        return f"{path} is not a run folder (its name is not a run id)"
+    try:
+        data = parse_json((path / CONFIG_FILE).read_bytes())
+    except (OSError, ValueError):
+        return f"{path} holds no readable {CONFIG_FILE}: not a run bntui can prove it created"
+    if not isinstance(data, dict) or data.get("id") != path.name:
+        return f"{path}: its {CONFIG_FILE} does not name this folder: not a run bntui created"
+    return None
+
+
+def is_store_run(path: Path) -> bool:
+    return not_a_store_run(path) is None
 
 
 def describe_os_error(error: OSError) -> str:

@@ -8,12 +8,11 @@ stat calls per run."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,21 +20,25 @@ from typing import Any
 from pydantic import ValidationError
 
 from bntui.config import RunConfig, format_validation_error
-from bntui.engine.events import EVENT_TYPES, TERMINAL_EVENTS, EpochEnded, Event, RunStarted
+from bntui.engine.events import EVENT_TYPES, TERMINAL_EVENTS, Event, RunStarted
+from bntui.store.event_model import OPTIONAL_EPOCH_FIELDS, is_known_kind, validate_event
 from bntui.store.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
     HEARTBEAT_FILE,
     LAUNCH_FILE,
+    MAX_FILE_BYTES,
     MODEL_FILE,
     SLURM_JOB_FILE,
     TRAINER_LOG,
     SUMMARY_FILE,
     ConfigFile,
+    JsonProblem,
     Owner,
     StoreError,
     SummaryFile,
     not_a_folder,
+    parse_json,
 )
 from bntui.store.owner import owner_alive
 from bntui.store.queue import queued_run_ids
@@ -151,43 +154,23 @@ def load_model_state(run: StoredRun) -> dict[str, Any]:
 
 # -- events.jsonl ------------------------------------------------------------------------------
 
-_OPTIONAL_EPOCH_KEYS = (
-    "step",
-    "epoch_seconds",
-    "elapsed",
-    "val_loss_batch_stats",
-    "val_accuracy_batch_stats",
-)
+_OPTIONAL_EPOCH_KEYS = OPTIONAL_EPOCH_FIELDS
 _REQUIRED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_TYPE_CHECKS = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": _is_number,
-    "float | None": lambda v: v is None or _is_number(v),
-    "str": lambda v: isinstance(v, str),
-    "list[dict[str, Any]]": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
-}
-
-
-def _event_problem(data: dict[str, Any], cls: type[Event]) -> str | None:
-    """Why this line is not a valid `cls` event, or None. Imported runs' epoch lines may lack
-    the optional history fields (older exports did not have them)."""
-    optional = _OPTIONAL_EPOCH_KEYS if cls is EpochEnded else ()
-    for spec in fields(cls):
-        if spec.name not in data:
-            no_default = spec.default is MISSING and spec.default_factory is MISSING
-            if no_default and spec.name not in optional:
-                return f"{cls.kind} event without {spec.name!r}"
-            continue
-        check = _TYPE_CHECKS.get(str(spec.type))
-        if check is not None and not check(data[spec.name]):
-            return f"{cls.kind} event: {spec.name}={data[spec.name]!r} is not a {spec.type}"
-    return None
+def parse_event_line(line: bytes) -> dict[str, Any] | None:
+    """One events.jsonl line as a validated event's data (the event model: bntui.store.event_model),
+    None for a blank line or an event kind from a newer bntui; ValueError (one-line reason) for
+    anything else. Every value in the result is within the store's limits."""
+    if not line.strip():
+        return None
+    data = parse_json(line)
+    if not isinstance(data, dict):
+        raise JsonProblem("not a JSON object")
+    if not is_known_kind(data):
+        return None  # an event kind from a newer bntui: skip it, keep reading
+    validate_event(data)  # strict: the values that pass are the values as written
+    return data
 
 
 @dataclass
@@ -236,20 +219,13 @@ class EventLog:
             start = stop
 
     def _add_line(self, line: bytes) -> str | None:
-        if not line.strip():
-            return None
         try:
-            data = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
-        if not isinstance(data, dict):
-            return "not a JSON object"
-        cls = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
-        if cls is None:
-            return None  # an event kind from a newer bntui: skip it, keep reading
-        problem = _event_problem(data, cls)
-        if problem is not None:
-            return problem
+            data = parse_event_line(line)
+        except ValueError as exc:
+            return str(exc)
+        if data is None:
+            return None
+        cls = EVENT_TYPES[data["type"]]
         kind = cls.kind
         if kind == "progress":
             for key in self.progress:
@@ -299,21 +275,23 @@ def _signature(stat: os.stat_result | None) -> Signature:
 
 def _read_json(path: Path, name: str) -> tuple[Any, str | None]:
     try:
-        text = path.read_bytes()
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         return None, f"{name}: cannot read ({exc.strerror or exc})"
+    if len(text) > MAX_FILE_BYTES:
+        return None, f"{name} is larger than {MAX_FILE_BYTES // 2**20} MiB: not a file bntui wrote"
     try:
-        return json.loads(text), None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        return None, f"{name} is not valid JSON ({detail})"
+        return parse_json(text), None
+    except JsonProblem as exc:
+        return None, f"{name} is {exc}"
 
 
 def _version_problem(data: Any, name: str) -> str | None:
     if not isinstance(data, dict):
         return f"{name} is not a JSON object"
     version = data.get("schema_version")
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:  # true == 1
         supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
         return f"{name}: schema_version {version!r} is not supported (this bntui reads {supported})"
     return None
@@ -481,8 +459,12 @@ def _read_run(
     events_stat = _stat(folder / EVENTS_FILE)
     heartbeat_stat = _stat(folder / HEARTBEAT_FILE)
 
-    if config_stat is None and not _has_visible_files(folder):
-        return None  # an empty folder: a run or an import being created, or not a run
+    if config_stat is None:
+        visible, unreadable = _folder_contents(folder)
+        if unreadable is not None:  # e.g. chmod 000: still listed, so it can be seen and fixed
+            return _unreadable_run(folder, cache, unreadable)
+        if not visible:
+            return None  # an empty folder: a run or an import being created, or not a run
 
     config_sig = _signature(config_stat)
     if config_sig != cache.config_sig:
@@ -527,6 +509,7 @@ def _read_run(
     problems.append(log.error)
     if log.error is None and log.tail and not live:
         problems.append("truncated last line in events.jsonl")
+    problems.append(_cut_short(cache.summary, log))
 
     key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems), queue_place)
     if key == cache.built_key and cache.built is not None:
@@ -575,12 +558,39 @@ def _waiting(folder: Path, queue_place: int | None, now: float) -> bool:
     return launch is not None and now - launch.st_ctime < STARTING_GRACE_S
 
 
-def _has_visible_files(folder: Path) -> bool:
+def _folder_contents(folder: Path) -> tuple[bool, str | None]:
+    """(whether the folder holds any visible file, why it cannot be read or None)."""
     try:
         with os.scandir(folder) as entries:
-            return any(not entry.name.startswith(".") for entry in entries)
-    except OSError:
-        return False
+            return any(not entry.name.startswith(".") for entry in entries), None
+    except FileNotFoundError:
+        return False, None  # removed meanwhile
+    except OSError as exc:
+        return False, f"cannot read the folder ({exc.strerror or exc})"
+
+
+def _unreadable_run(folder: Path, cache: _RunCache, problem: str) -> StoredRun:
+    key = ("unreadable", problem)
+    if cache.built_key != key or cache.built is None:
+        folder_stat = _stat(folder)
+        created = datetime.fromtimestamp(folder_stat.st_mtime).astimezone() if folder_stat else None
+        cache.built_key = key
+        cache.built = StoredRun(
+            id=folder.name, path=folder, record=None, status="crashed", damaged=problem,
+            live=False, created=created,
+        )
+    return cache.built
+
+
+def _cut_short(summary: SummaryFile | None, log: EventLog) -> str | None:
+    """An events.jsonl that ends at a line boundary but holds fewer epochs than summary.json
+    says were done lost its end (a copy or a disk cut it short)."""
+    if summary is None or log.error is not None:
+        return None
+    found = len(log.epochs["epoch"])
+    if found < summary.epochs_done:
+        return f"events.jsonl holds {found} of the {summary.epochs_done} epochs summary.json records (cut short)"
+    return None
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -646,7 +656,14 @@ class RunStoreReader:
 
     def _read(self, name: str, now: float, queue_place: int | None) -> StoredRun | None:
         cache = self._cache.setdefault(name, _RunCache())
-        return _read_run(self.runs_dir / name, cache, now, queue_place)
+        try:
+            return _read_run(self.runs_dir / name, cache, now, queue_place)
+        except Exception as exc:  # noqa: BLE001 - a last line of defence: one run, not the store
+            # Each kind of bad content has its own check; this keeps a kind nobody thought of
+            # from taking every other run (and the TUI's watcher) down with it.
+            self._cache[name] = _RunCache()
+            folder = self.runs_dir / name
+            return _unreadable_run(folder, _RunCache(), f"cannot read: unexpected {type(exc).__name__}: {str(exc)[:200]}")
 
 
 _readers: dict[str, RunStoreReader] = {}

@@ -11,7 +11,8 @@ Regenerate docs/export-schema.json with: python -m bntui schema > docs/export-sc
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import math
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -74,11 +76,64 @@ Loss = Annotated[
     WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]}),
 ]
 
+# Limits on what a stored number may be. Far beyond any real run, far below what the plots'
+# arithmetic (ticks, scales, widths) can take: a file holding 1e30 steps is damaged, not drawn.
+MAX_COUNT = 10**12  # steps, epochs, examples, parameters
+MAX_SECONDS = 10.0**9  # about 31 years
+MAX_TEXT = 10_000  # characters of one stored string (a message, a name)
+
+# Steps, epochs, sizes: whole numbers from 0 to MAX_COUNT.
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
+def _check_seconds(value: float) -> float:
+    # Not required to be positive: a wall-clock duration goes negative when the clock is set back.
+    if not (math.isfinite(value) and abs(value) <= MAX_SECONDS):
+        raise ValueError(f"{value} is not a duration: must be finite and at most {MAX_SECONDS:.0e} seconds")
+    return value
+
+
+# A duration in seconds: finite, at most MAX_SECONDS either way.
+Seconds = Annotated[
+    float,
+    AfterValidator(_check_seconds),
+    Field(json_schema_extra={"minimum": -MAX_SECONDS, "maximum": MAX_SECONDS}),
+]
+
+
+def cap_text(text: str | None) -> str | None:
+    """`text` cut to MAX_TEXT characters (ending in "..."): what the store writes of a message
+    it did not make up itself (an exception's text), so that its own files always read back."""
+    if text is None or len(text) <= MAX_TEXT:
+        return text
+    return text[: MAX_TEXT - 3] + "..."
+
+_EARLIEST = datetime(1970, 1, 2, tzinfo=timezone.utc)
+_LATEST = datetime(9998, 12, 31, tzinfo=timezone.utc)
+
+
+def _check_time(value: datetime) -> datetime:
+    # Year 1 or 9999 pass JSON but break local-time arithmetic (astimezone, timestamp()).
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if not _EARLIEST <= aware <= _LATEST:
+        raise ValueError(f"{value.isoformat()} is not a time bntui can store: must be between 1970 and 9998")
+    return value
+
+
+# A moment stored in a file (created, started_at, ended_at).
+StoreTime = Annotated[datetime, AfterValidator(_check_time)]
+
+# A clock reading in seconds since 1970 (RunStarted.time), within the same years.
+Timestamp = Annotated[float, Field(ge=_EARLIEST.timestamp(), le=_LATEST.timestamp())]
+
+# A file's schema_version: a whole number, not `true` (which equals 1 in Python).
+SchemaVersion = StrictInt
+
 
 class Strict(BaseModel):
     # NaN/Infinity as strings: a diverged run's losses survive export -> import, and the
     # document stays strict JSON.
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings", str_max_length=MAX_TEXT)
 
 
 class Environment(Strict):
@@ -88,7 +143,7 @@ class Environment(Strict):
     device: str = ""
     device_name: str = ""
     platform: str = ""
-    cpu_threads: int = 0
+    cpu_threads: Count = 0
     hostname: str = ""
     # Where the run was trained: "local" (a trainer process on this host) or "slurm", and
     # for SLURM the job id ("123_4": array job 123, task 4), so `bntui cancel` can scancel it.
@@ -109,14 +164,14 @@ class History(Strict):
     """Per-epoch arrays, all of the same length. The optional ones (timings, steps, batch-stats
     validation) may instead be empty, for records that never had them."""
 
-    epoch: list[int] = Field(default_factory=list)
+    epoch: list[Count] = Field(default_factory=list)
     train_loss: list[Loss] = Field(default_factory=list)
     val_loss: list[Loss] = Field(default_factory=list)
     train_accuracy: list[Accuracy] = Field(default_factory=list)
     val_accuracy: list[Accuracy] = Field(default_factory=list)
-    epoch_seconds: list[float] = Field(default_factory=list)
-    step: list[int] = Field(default_factory=list)
-    elapsed: list[float] = Field(default_factory=list)
+    epoch_seconds: list[Seconds] = Field(default_factory=list)
+    step: list[Count] = Field(default_factory=list)
+    elapsed: list[Seconds] = Field(default_factory=list)
     val_loss_batch_stats: list[Loss | None] = Field(default_factory=list)
     val_accuracy_batch_stats: list[Accuracy | None] = Field(default_factory=list)
 
@@ -144,10 +199,10 @@ class History(Strict):
 class ProgressPoints(Strict):
     """Running train loss at each progress point (for step-resolution plots)."""
 
-    step: list[int] = Field(default_factory=list)
-    epoch: list[int] = Field(default_factory=list)
+    step: list[Count] = Field(default_factory=list)
+    epoch: list[Count] = Field(default_factory=list)
     train_loss: list[Loss] = Field(default_factory=list)
-    elapsed: list[float] = Field(default_factory=list)
+    elapsed: list[Seconds] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _same_length(self) -> ProgressPoints:
@@ -170,18 +225,29 @@ class FinalMetrics(Strict):
 
 
 class Timings(Strict):
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    train_seconds: float | None = None
-    total_seconds: float | None = None
-    steps: int = 0
+    started_at: StoreTime | None = None
+    ended_at: StoreTime | None = None
+    train_seconds: Seconds | None = None
+    total_seconds: Seconds | None = None
+    steps: Count = 0
+
+
+def _check_point(point: dict[str, Any]) -> dict[str, Any]:
+    # The events.jsonl line this point becomes is checked by the reader's own event model, so
+    # an import accepts exactly the points that read back (imported here: it imports this module).
+    from bntui.store.event_model import check_diagnostics_point
+
+    return check_diagnostics_point(point)
+
+
+DiagnosticsPoint = Annotated[dict[str, Any], AfterValidator(_check_point)]
 
 
 class DiagnosticsRecord(Strict):
     """BatchNorm diagnostics (schema version 2). `points` hold one entry per measurement: a
     Diagnostics event without its "type" key, i.e. {"step", "epoch", "layers": [...]}."""
 
-    points: list[dict[str, Any]] = Field(default_factory=list)
+    points: list[DiagnosticsPoint] = Field(default_factory=list)
 
 
 class RunRecord(Strict):
@@ -217,9 +283,9 @@ class RunRecord(Strict):
 
 
 class ExportDocument(Strict):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     bntui_version: str = __version__
-    created: datetime = Field(default_factory=lambda: datetime.now().astimezone())
+    created: StoreTime = Field(default_factory=lambda: datetime.now().astimezone())
     runs: list[RunRecord] = Field(default_factory=list)
 
     @field_validator("schema_version")

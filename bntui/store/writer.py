@@ -8,6 +8,7 @@ later line would glue onto. `write_record` writes a whole run at once (used by i
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import os
@@ -44,6 +45,7 @@ from bntui.store.layout import (
     atomic_write_model,
     fsync_dir,
     not_a_folder,
+    not_a_store_run,
     write_all,
     write_error,
 )
@@ -56,6 +58,7 @@ from bntui.store.schema import (
     RunRecord,
     RunStatus,
     Timings,
+    cap_text,
 )
 
 _MAX_ID_ATTEMPTS = 100
@@ -248,6 +251,9 @@ class RunWriter:
         """Append one event. Epoch and terminal events are fsync'd; progress points are not."""
         if self.finished or self._fd is None:
             raise StoreError(f"run {self.run_id} is already finished: cannot add events")
+        message = getattr(event, "message", None)
+        if isinstance(message, str) and cap_text(message) != message:  # a very long exception text
+            event = dataclasses.replace(event, message=cap_text(message))  # type: ignore[type-var]
         durable = isinstance(event, (EpochEnded, *TERMINAL_EVENTS))
         self._append(event_line(event.to_dict()), durable=durable)
         self._note(event)
@@ -296,6 +302,7 @@ class RunWriter:
             status = self.terminal.kind  # type: ignore[assignment]
         if message is None:
             message = getattr(self.terminal, "message", None)
+        message = cap_text(message)
         if self.terminal is None:
             self._append_missing_terminal(status, message)
         summary = self._summary(status, message)
@@ -605,9 +612,13 @@ def _remove_tree(path: Path) -> None:
 
 def remove_run(run_path: Path, *, live: bool = False) -> None:
     """Delete a run folder. It is first renamed to a hidden name, so that a removal cut short
-    never leaves a half-deleted folder that would read as a damaged run. Refuses a live run."""
+    never leaves a half-deleted folder that would read as a damaged run. Refuses a live run and
+    any folder the store cannot prove it created (layout.not_a_store_run)."""
     if live:
         raise StoreError(f"run {run_path.name} is running: stop it before removing it")
+    problem = not_a_store_run(run_path)
+    if problem is not None:  # never delete what the store did not create
+        raise StoreError(f"not removed: {problem} (remove it by hand if it is yours)")
     trash = run_path.with_name(f".trash-{run_path.name}-{secrets.token_hex(4)}")
     try:
         os.rename(run_path, trash)

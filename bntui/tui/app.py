@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from textual import on
 from textual.app import App
@@ -25,6 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from bntui.config import format_validation_error
 from bntui.runs.launch import LaunchOptions
 from bntui.settings import AppSettings
+from bntui.text import printable
 from bntui.themes import install_themes, load_themes, no_color_requested, plot_theme_for
 from bntui.tui import analysis
 from bntui.tui.commands import ActionsProvider
@@ -105,6 +107,10 @@ class BntuiApp(App[int]):
         screen = self.screen_stack[0]
         assert isinstance(screen, MainScreen)
         return screen
+
+    def notify(self, message: str, *, title: str = "", **options: Any) -> None:
+        # Notifications quote run ids, messages and reasons read from files: shown as text.
+        super().notify(printable(message), title=printable(title), **options)
 
     # -- workers (threads: they post messages and never touch widgets) -----------------------
     def _watch_store(self) -> None:

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
+
+from bntui.child_python import python_command
 
 _DETECT = (
     "import json\n"
     "from bntui.engine.device import available_devices\n"
     "print(json.dumps([[d.name, d.description] for d in available_devices()]))\n"
 )
+
+
+def detect_command() -> list[str]:
+    return python_command("-c", _DETECT)  # never imports from the working folder
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ class DeviceDetection:
             raise DeviceDetectionError("device detection cancelled")
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _DETECT],
+                detect_command(),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
             )
             stdout, stderr = self._process.communicate(timeout=self.timeout)

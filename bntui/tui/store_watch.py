@@ -19,9 +19,14 @@ class StoreWatcher:
     def poll(self) -> tuple[list[Any], list[str]]:
         """(runs that are new or changed, ids of runs that vanished) since the last poll.
         Raises bntui.store.StoreError when the runs dir cannot be read."""
-        from bntui.store import list_runs  # no torch; imported here to keep start-up lean
+        from bntui.store import StoreError, list_runs  # no torch; imported here to keep start-up lean
 
-        runs = {run.id: run for run in list_runs(self.runs_dir)}
+        try:
+            runs = {run.id: run for run in list_runs(self.runs_dir)}
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported like a store problem: the watcher lives on
+            raise StoreError(f"cannot read the run store: unexpected {type(exc).__name__}: {exc}") from None
         changed = [run for run_id, run in runs.items() if self._last.get(run_id) is not run]
         removed = [run_id for run_id in self._last if run_id not in runs]
         self._last = runs

@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Select, Static
 
 from bntui.store.schema import RunRecord
+from bntui.text import printable
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.words import counted
@@ -83,7 +84,7 @@ def _layer_name(row: object) -> str | None:
     if not isinstance(row, dict):
         return None
     name = row.get("layer", row.get("name"))
-    return str(name) if name is not None else None
+    return printable(str(name)) if name is not None else None  # from a file: shown as text
 
 
 def layer_names(records: Sequence[RunRecord]) -> list[tuple[str, str]]:
@@ -95,13 +96,16 @@ def layer_names(records: Sequence[RunRecord]) -> list[tuple[str, str]]:
         for point in points[:1] + points[-1:]:
             for row in point.get("layers", []) or []:
                 if isinstance(row, dict) and (name := _layer_name(row)) and name not in seen:
-                    seen[name] = str(row.get("kind", ""))
+                    seen[name] = printable(str(row.get("kind", "")))
     return list(seen.items())
 
 
 def _number(value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer too large for a float: not drawable
+            return math.nan
     return math.nan  # None (not measured, or not finite) and anything unexpected
 
 
@@ -195,9 +199,12 @@ def shared_range(curves: Sequence[PlotSeries], *, log: bool = False) -> tuple[fl
     low, high = min(values), max(values)
     if log:
         pad = (high / low) ** 0.05 if high > low else 2.0
-        return low / pad, high * pad
-    pad = 0.05 * (high - low) or 0.5 * abs(high) or 1.0
-    return low - pad, high + pad
+        limits = (low / pad, high * pad)
+    else:
+        pad = 0.05 * (high - low) or 0.5 * abs(high) or 1.0
+        limits = (low - pad, high + pad)
+    # Values near the float limits (1e308) overflow the headroom: let the plot pick its own.
+    return limits if all(math.isfinite(limit) for limit in limits) else None
 
 
 def ordered_records(records: Sequence[RunRecord]) -> list[RunRecord]:

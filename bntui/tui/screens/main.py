@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.keys import bindings
@@ -15,6 +16,11 @@ from bntui.tui.widgets.metric_plot import MetricPlot
 from bntui.tui.widgets.progress_line import ProgressLine
 from bntui.tui.widgets.run_table import RunTable
 from bntui.tui.widgets.settings_form import SettingsForm
+
+
+# Below this the settings, plots and run list cannot all fit (at 40x12 the run list was two
+# columns wide): the screen says how large to make the terminal instead of drawing them broken.
+MIN_WIDTH, MIN_HEIGHT = 70, 20
 
 
 class MainScreen(Screen):
@@ -51,6 +57,7 @@ class MainScreen(Screen):
                 runs = RunTable(id="runs")
                 runs.border_title = "Runs"
                 yield runs
+        yield Static(id="too-small")
         yield Footer()
 
     @property
@@ -76,7 +83,14 @@ class MainScreen(Screen):
     def toggle_metric(self) -> None:
         self.toggle_class("show-accuracy")
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: events.Resize) -> None:
+        width, height = event.size
+        too_small = width < MIN_WIDTH or height < MIN_HEIGHT
+        self.set_class(too_small, "-too-small")
+        if too_small:
+            self.query_one("#too-small", Static).update(
+                f"Make the terminal at least {MIN_WIDTH}x{MIN_HEIGHT}\n(it is {width}x{height})"
+            )
         # Runs after Textual set the breakpoint classes: crossing the wide breakpoint shows or
         # hides ^g in the footer (BntuiApp.check_action).
         self.refresh_bindings()

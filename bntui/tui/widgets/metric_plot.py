@@ -90,12 +90,13 @@ def even_yticks(low: float, high: float, rows: int) -> list[float]:
     plot the rows they land on are unevenly spaced, and two ticks on one row overwrite each
     other (labels 1.87, 1.72, 1.43, 1.28). A tick placed on a row's own value lands exactly
     there, so rows and values both step evenly."""
-    if rows < 2 or not low < high:
-        return []  # a single row or a flat line: plotext's own ticks are fine
+    if rows < 2 or not low < high or not math.isfinite(high - low):
+        return []  # a single row, a flat line, or no finite span: plotext's own ticks are fine
     fewest = math.ceil((rows - 1) / (MAX_Y_TICKS - 1))
     # A gap that divides the rows puts a tick on the top row too (the highest value).
     gap = next((g for g in range(fewest, 2 * fewest + 1) if (rows - 1) % g == 0), fewest)
-    return [low + (high - low) * row / (rows - 1) for row in range(0, rows, gap)]
+    # The fraction first: (high - low) * row can overflow where the span itself is finite.
+    return [low + (high - low) * (row / (rows - 1)) for row in range(0, rows, gap)]
 
 
 def set_even_yticks(plt, ys: list[float], rows: int, limits: tuple[float, float] | None = None) -> None:
@@ -112,14 +113,23 @@ def set_even_yticks(plt, ys: list[float], rows: int, limits: tuple[float, float]
 
 def integer_ticks(low: float, high: float, most: int = 5) -> list[int]:
     """At most `most` round whole numbers (steps of 1, 2 or 5 x 10^k) between low and high:
-    plotext's own ticks split the range evenly and land on fractions of a step."""
+    plotext's own ticks split the range evenly and land on fractions of a step. Total: any
+    finite range gives ticks (whole-number arithmetic, whatever its size), a non-finite one none."""
+    if not (math.isfinite(low) and math.isfinite(high)) or most < 1:
+        return []
+    low, high = min(low, high), max(low, high)
     first, last = math.ceil(low), math.floor(high)
     if last <= first:
         return [first] if first == last else [round(low)]
-    step = 1
-    while (last - first) // step + 1 > most:
-        step = next(s * 10 ** k for k in range(20) for s in (1, 2, 5) if s * 10 ** k > step)
-    return list(range(-(-first // step) * step, last + 1, step))
+    span = last - first
+    # Every step up to span // most gives more than `most` ticks: start at its power of ten.
+    power = 10 ** (len(str(span // most)) - 1)
+    while True:
+        for multiple in (1, 2, 5):
+            step = multiple * power
+            if span // step + 1 <= most:
+                return list(range(-(-first // step) * step, last + 1, step))
+        power *= 10
 
 
 def plot_title(metric: str, caption: str, width: int) -> str:

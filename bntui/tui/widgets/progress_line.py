@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
+from bntui.text import escape
 from textual.widgets import Static
 
 from bntui.tui.run_view import RunView

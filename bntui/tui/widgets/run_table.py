@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
+from bntui.text import printable
 from bntui.tui.keys import bindings
 from bntui.tui.run_view import RunView
 
@@ -62,7 +63,7 @@ class RunIdCell:
         return self.run_id
 
     def __rich__(self) -> Text:
-        return Text(fit_cell(self.run_id, self.width))
+        return Text(fit_cell(printable(self.run_id), self.width))  # a folder name: any bytes
 
 
 def _number(value: float | None, fmt: str) -> str:
