@@ -17,6 +17,7 @@ Activation = Literal["relu", "sigmoid", "tanh"]
 Placement = Literal["before", "after"]
 Optimizer = Literal["adam", "sgd"]
 BnChoice = Literal["on", "off", "both"]
+CudaGraphs = Literal["auto", "off"]
 
 DATASETS: tuple[str, ...] = ("mnist-mini", "mnist", "fashion-mnist", "cifar10")
 ARCHITECTURES: tuple[str, ...] = ("mlp", "lenet5")
@@ -57,6 +58,9 @@ class TrainingFields(BaseModel):
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set held out")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    cuda_graphs: CudaGraphs = Field(
+        "auto", description="replay the training step as a CUDA graph: auto (on CUDA only) or off"
+    )
     progress_every: int = Field(50, ge=1, description="steps between progress events")
     # 25, not 10 (the paper-fig1 preset's interval): on a CPU one measurement of the small MLP
     # costs most of a training step, and every 10 steps that is over 5% of training

@@ -82,6 +82,12 @@ class Environment(Strict):
     platform: str = ""
     cpu_threads: int = 0
     hostname: str = ""
+    # The kernel settings the run trained under (absent, so unknown, in older records).
+    cuda: str = ""  # CUDA runtime version on a CUDA device, else ""
+    cudnn: str = ""
+    deterministic: bool | None = None  # cuDNN's deterministic algorithms, no benchmarking
+    tf32: bool | None = None  # TF32 allowed in convolutions or float32 matrix products
+    cuda_graphs: bool | None = None  # the training step replayed as a CUDA graph
 
 
 _OPTIONAL_HISTORY = (

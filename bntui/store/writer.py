@@ -43,6 +43,7 @@ from bntui.store.layout import (
     SummaryFile,
     atomic_write_model,
     fsync_dir,
+    started_kernels,
     not_a_folder,
     write_all,
     write_error,
@@ -216,6 +217,7 @@ class RunWriter:
                     "device_name": event.device_name,
                     "torch": event.torch_version or self.environment.torch,
                     "cpu_threads": _cpu_threads(),
+                    **started_kernels(event),
                 }
             )
             self._write_config()
