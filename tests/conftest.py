@@ -1,6 +1,9 @@
-"""Shared fixtures: tiny real-format datasets on disk (see tests/datafixtures.py)."""
+"""Shared fixtures: tiny real-format datasets on disk (see tests/datafixtures.py); every test
+on the CPU unless it is marked `cuda` (those are skipped where CUDA is absent)."""
 
 from __future__ import annotations
+
+import platform
 
 import pytest
 from datafixtures import accept_cifar_files_without_md5, write_cifar, write_mnist
@@ -39,3 +42,35 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BNTUI_DATA_DIR", str(home / "datasets"))
     for name in ("BNTUI_DEVICE", "BNTUI_DOWNLOAD", "BNTUI_THREADS", "BNTUI_THEME", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run only where CUDA is present. Asking torch here, before any test
+    hides the GPUs (see _pinned_to_the_cpu), lets CUDA start with the real environment."""
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    if not marked:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in marked:
+        item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _pinned_to_the_cpu(request, monkeypatch, _isolated_user_dirs):
+    """Tests not marked `cuda` train on the CPU even on a GPU machine (their assertions, such as
+    device == "cpu" or LeNet-5 repeating bit for bit, are about the CPU): this process sees a
+    CPU-only machine, so `auto` means the CPU; subprocesses (trainers, the device probe, the
+    CLI) see no CUDA device; and the settings' default device is the CPU (also where MPS
+    cannot be hidden). Tests about the settings' own defaults remove BNTUI_DEVICE again."""
+    if request.node.get_closest_marker("cuda"):
+        return
+    import bntui.engine.device as device_module
+
+    cpu_only = ((device_module.DeviceInfo("cpu", platform.processor() or "CPU"),), ())
+    monkeypatch.setattr(device_module, "_probe", lambda: cpu_only)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("BNTUI_DEVICE", "cpu")

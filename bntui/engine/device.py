@@ -16,8 +16,8 @@ class DeviceInfo:
     description: str  # human label, e.g. the GPU's name
 
 
-@lru_cache(maxsize=1)
-def _probe() -> tuple[tuple[DeviceInfo, ...], tuple[str, ...]]:
+def probe_devices() -> tuple[tuple[DeviceInfo, ...], tuple[str, ...]]:
+    """(the devices, torch's warnings while looking), asked afresh; see available_devices."""
     import platform
 
     import torch
@@ -35,6 +35,9 @@ def _probe() -> tuple[tuple[DeviceInfo, ...], tuple[str, ...]]:
             found.append(DeviceInfo("mps", "Apple Metal"))
     reasons = tuple(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
     return tuple(found), reasons
+
+
+_probe = lru_cache(maxsize=1)(probe_devices)  # what the machine has does not change
 
 
 def available_devices() -> tuple[DeviceInfo, ...]:
