@@ -60,12 +60,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _pinned_to_the_cpu(request, monkeypatch, _isolated_user_dirs):
+def _pinned_to_the_cpu(request, monkeypatch):
     """Tests not marked `cuda` train on the CPU even on a GPU machine (their assertions, such as
     device == "cpu" or LeNet-5 repeating bit for bit, are about the CPU): this process sees a
-    CPU-only machine, so `auto` means the CPU; subprocesses (trainers, the device probe, the
-    CLI) see no CUDA device; and the settings' default device is the CPU (also where MPS
-    cannot be hidden). Tests about the settings' own defaults remove BNTUI_DEVICE again."""
+    CPU-only machine, so `auto` and the settings' default mean the CPU, and subprocesses
+    (trainers, the device probe, the CLI) see no CUDA device. BNTUI_DEVICE is left unset:
+    AppSettings reads it, and the TUI's tests and snapshots show the default device, auto.
+    (MPS has no such switch: on a Mac, `auto` in a trainer subprocess may still pick it.)"""
     if request.node.get_closest_marker("cuda"):
         return
     import bntui.engine.device as device_module
@@ -73,4 +74,3 @@ def _pinned_to_the_cpu(request, monkeypatch, _isolated_user_dirs):
     cpu_only = ((device_module.DeviceInfo("cpu", platform.processor() or "CPU"),), ())
     monkeypatch.setattr(device_module, "_probe", lambda: cpu_only)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.setenv("BNTUI_DEVICE", "cpu")

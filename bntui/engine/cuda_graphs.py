@@ -22,9 +22,12 @@ The rules of capture, and how this module keeps them:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 3  # eager steps before capture (torch's examples use three)
 MIN_GRAPHED_STEPS = 8  # fewer full batches per epoch than this: capturing is not worth it
@@ -45,18 +48,24 @@ class GraphedStep:
         self.data, self.eager, self.batch_size = prepared.data, eager, batch_size
         self.device = prepared.data.train_x.device
         self.eager_left = WARMUP_STEPS
+        self.failed = False  # capture failed: the run goes on with eager steps
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_batch: torch.Tensor | None = None
         self.static_loss: torch.Tensor | None = None
 
     def __call__(self, batch: torch.Tensor, before_update: Callable[[], None] | None):
-        if before_update is not None or len(batch) != self.batch_size:
+        if before_update is not None or len(batch) != self.batch_size or self.failed:
             return self.eager(batch, before_update)
         if self.eager_left > 0:
             self.eager_left -= 1
             return self._side_stream_step(batch)
         if self.graph is None:
-            self._capture(batch)
+            try:
+                self._capture(batch)
+            except RuntimeError as exc:  # an operation that cannot be captured: train without
+                log.warning("CUDA graph capture failed, training on without it: %s", exc)
+                self.failed = True
+                return self.eager(batch, None)
         self.static_batch.copy_(batch)
         self.graph.replay()
         return self.static_loss
