@@ -161,15 +161,14 @@ def check_device_available(device: str) -> None:
     """Raise ValueError when `device` names hardware this machine does not have.
 
     Imports torch, so call it where training is about to happen, not at start-up."""
-    from bntui.engine.device import available_devices
+    from bntui.engine.device import absent_device_message, available_devices
 
     if device in ("auto", "cpu"):
         return
     present = available_devices()
     wanted = "cuda:0" if device == "cuda" else device
     if wanted not in {d.name for d in present}:
-        names = ", ".join(d.name for d in present)
-        raise ValueError(f"device: {device!r} is not present on this machine (present: {names})")
+        raise ValueError(absent_device_message(device, [d.name for d in present]))
 
 
 def format_validation_error(error: ValidationError, skip_prefixes: tuple[str, ...] = ()) -> str:

@@ -81,10 +81,15 @@ def resolve_device(name: str):  # -> torch.device
     present = {d.name for d in available_devices()}
     wanted = canonical_device_name(name, present)
     if wanted not in present:
-        raise ValueError(
-            f"device: {name!r} is not present on this machine (present: {', '.join(sorted(present))})"
-        )
+        raise ValueError(absent_device_message(name, present))
     return torch.device(wanted)
+
+
+def absent_device_message(name: str, present: Iterable[str]) -> str:
+    """One line: the device is not here, what is, and torch's reason if it gave one."""
+    message = f"device: {name!r} is not present on this machine (present: {', '.join(sorted(present))})"
+    reasons = device_warnings()
+    return f"{message}; torch says: {reasons[0]}" if reasons else message
 
 
 def describe_device(device) -> str:

@@ -69,18 +69,24 @@ def device_memory_bytes(device: torch.device) -> int | None:
     return None  # MPS shares the host's memory; nothing more to ask
 
 
-def planned_parameters(build) -> int:
+def planned_parameters(build) -> int | None:
     """How many parameters `build()` would create, counted on the meta device: no memory
-    is allocated and no random numbers are drawn."""
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        model = build()
+    is allocated and no random numbers are drawn. None if the model cannot be built there
+    (a layer that reads a value while it is built): then the real build is the test."""
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            model = build()
+    except (NotImplementedError, RuntimeError):
+        return None
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def check_model_fits(parameters: int, config, device: torch.device) -> None:
+def check_model_fits(parameters: int | None, config, device: torch.device) -> None:
     """ValueError naming hidden_sizes when a model of `parameters` parameters cannot train
     here: it is built in host memory (its weights must fit there), then trains on `device`
-    (weights, gradients and optimizer state must fit there)."""
+    (weights, gradients and optimizer state must fit there). None: nothing to check."""
+    if parameters is None:
+        return
     host = host_memory_bytes()
     on_device = device_memory_bytes(device)
     needed = training_bytes(parameters, config)

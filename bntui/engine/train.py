@@ -223,7 +223,8 @@ def uses_cuda_graphs(config, device: torch.device, num_train: int) -> bool:
     from bntui.engine.cuda_graphs import worth_capturing
 
     setting = getattr(config, "cuda_graphs", "off")
-    return setting == "auto" and device.type == "cuda" and worth_capturing(num_train, config.batch_size)
+    wanted = setting == "auto" and device.type == "cuda"
+    return wanted and worth_capturing(num_train, config.batch_size)
 
 
 class _Run:
@@ -380,7 +381,10 @@ class _Run:
         return _EpochOutcome(event, train_eval_loss)
 
 
-def training_step(prepared: Prepared, batch_size: int) -> Callable[[torch.Tensor, Callable[[], None] | None], torch.Tensor]:
+StepFunction = Callable[[torch.Tensor, Callable[[], None] | None], torch.Tensor]
+
+
+def training_step(prepared: Prepared, batch_size: int) -> StepFunction:
     """`step(batch, before_update)`: one optimizer step on the training images at the indices
     `batch`, calling `before_update()` (if given) between backward and the update; returns the
     batch's loss (on the device, not read). A CUDA graph replay where prepared says so."""
@@ -393,7 +397,9 @@ def training_step(prepared: Prepared, batch_size: int) -> Callable[[torch.Tensor
     return GraphedStep(prepared, graph_eager, batch_size)
 
 
-def eager_step(model: nn.Module, optimizer: torch.optim.Optimizer, data: SplitTensors, keep_grads: bool = False):
+def eager_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, data: SplitTensors, keep_grads: bool = False
+) -> StepFunction:
     """The training step as plain PyTorch. `keep_grads` zeroes the gradients in place instead
     of dropping them (a CUDA graph holds on to their memory)."""
     train_x, train_y = data.train_x, data.train_y
