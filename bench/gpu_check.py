@@ -374,8 +374,13 @@ def main() -> int:
             for name, function in CPU_CHECKS:
                 run_check(name, function, "cpu", data)
             print_table(started)
+            print("gpu_check: no CUDA device, so the GPU checks did not run (exit status 2)")
             return 2
-        device = str(torch.device(args.device))
+        device = lane_for(args.device, [d.name for d in available_devices()])
+        if device not in {d.name for d in available_devices()} or not device.startswith("cuda"):
+            names = ", ".join(d.name for d in available_devices())
+            print(f"gpu_check: --device {args.device!r} is not a CUDA device here (present: {names})")
+            return 2
         print(f"gpu_check on {device}: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
               f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}", flush=True)
         checks = GPU_CHECKS + ([] if args.skip_tests else [("2 pytest -m cuda", check_tests)])
