@@ -2,7 +2,7 @@
 interval against diagnostics off, side by side in one process (target: under 5%).
 
     python bench/diagnostics_overhead.py [--reps 21] [--models mlp,lenet5,paper-fig1]
-                                         [--interval N] [--threads N]
+                                         [--interval N] [--threads N] [--device cpu]
 
 MLP 784-128-64-10 with BatchNorm on mnist-mini (embedded, 10 epochs of 50 steps); LeNet-5
 with BatchNorm on CIFAR-10-format files written to a temp dir (3 epochs of 62 steps); the
@@ -23,6 +23,10 @@ order swapped every repetition). Printed per model:
   (snapshot, capture and flush), timed directly, and the milliseconds per measurement: steadier
   on a busy machine, but blind to what measuring costs the training steps after it;
 - the load average before and after, to judge how busy the machine was.
+
+On CUDA (`--device cuda`) the recorder's clock reads wait for the device first (its work is
+queued, not done, when the call returns), so "in measure" is the device's time; those waits
+are syncs training would not have, so there the cost figure is an upper bound.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import torch  # noqa: E402
 from datafixtures import accept_cifar_files_without_md5, write_cifar  # noqa: E402
 
 import bntui.engine.train as engine_train  # noqa: E402
@@ -69,21 +74,26 @@ class TimedRecorder(DiagnosticsRecorder):
     seconds = 0.0
     measurements = 0
 
+    def clock(self) -> float:
+        if self.probe.device.type == "cuda":  # time work done, not work queued
+            torch.cuda.synchronize(self.probe.device)
+        return time.perf_counter()
+
     def snapshot(self) -> None:
-        start = time.perf_counter()
+        start = self.clock()
         super().snapshot()
-        TimedRecorder.seconds += time.perf_counter() - start
+        TimedRecorder.seconds += self.clock() - start
 
     def capture(self, step: int, epoch: int) -> None:
-        start = time.perf_counter()
+        start = self.clock()
         super().capture(step, epoch)
-        TimedRecorder.seconds += time.perf_counter() - start
+        TimedRecorder.seconds += self.clock() - start
         TimedRecorder.measurements += 1
 
     def flush(self) -> list[Diagnostics]:
-        start = time.perf_counter()
+        start = self.clock()
         events = super().flush()
-        TimedRecorder.seconds += time.perf_counter() - start
+        TimedRecorder.seconds += self.clock() - start
         return events
 
 
@@ -120,6 +130,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=21)
     parser.add_argument("--models", default="mlp,lenet5,paper-fig1")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.add_argument(
         "--interval",
         type=int,
@@ -141,7 +152,9 @@ def main() -> None:
                 order = (every, 0) if rep % 2 == 0 else (0, every)
                 rates = {}
                 for interval in order:
-                    config = RunConfig(**CASES[name], diagnostics_every=interval, bn=True)
+                    config = RunConfig(
+                        **CASES[name], diagnostics_every=interval, bn=True, device=args.device
+                    )
                     seen = timed_run(config, data_dir, args.threads)
                     rates[interval] = seen["rate"]
                     (epochs_on if interval else epochs_off).extend(seen["epoch_rates"])

@@ -1,6 +1,7 @@
 """How much faster is one training epoch in bntui's engine than in the lab's own pipeline?
 
     python bench/epoch_speed.py [--size 1.0] [--reps 3] [--models mlp,lenet5] [--threads N]
+                                [--device auto|cpu|cuda|cuda:N|mps]
 
 Runs offline: it writes MNIST-format (IDX) and CIFAR-10-format (pickle) files of random-ish
 images into a temp dir, full size by default (60,000 + 10,000 and 50,000 + 10,000 images;
@@ -16,8 +17,9 @@ pipelines.
     timed by the epoch_seconds it reports; once without diagnostics (like for like) and
     once with them at the default interval.
 
-Both time the training steps of one epoch; a second figure adds each pipeline's end-of-epoch
-evaluation (lab: validation loss; engine: validation loss/accuracy, train accuracy, and the
+Both pipelines train on the same device (`--device`, resolved as a run resolves it; the lab
+copies each batch there, as its notebook does on a GPU). Both time the training steps of
+one epoch; a second figure adds each pipeline's end-of-epoch evaluation (lab: validation loss; engine: validation loss/accuracy, train accuracy, and the
 batch-statistics validation). The two alternate, `--reps` times; medians are printed.
 """
 
@@ -39,7 +41,8 @@ import torch.nn.functional as F  # noqa: E402
 from datafixtures import accept_cifar_files_without_md5, write_cifar, write_mnist  # noqa: E402
 from torchvision import datasets, transforms  # noqa: E402
 
-from bntui.config import RunConfig  # noqa: E402
+from bntui.config import RunConfig, check_device_name  # noqa: E402
+from bntui.engine.device import resolve_device  # noqa: E402
 from bntui.engine.events import EpochEnded  # noqa: E402
 from bntui.engine.models import build_model  # noqa: E402
 from bntui.engine.train import train  # noqa: E402
@@ -50,7 +53,7 @@ CASES = {
 }
 
 
-def lab_epoch(config: RunConfig, data_dir: Path) -> tuple[float, float]:
+def lab_epoch(config: RunConfig, data_dir: Path, device: torch.device) -> tuple[float, float]:
     """(train seconds, train + validation-loss seconds) of one lab-style epoch."""
     channels = 3 if config.dataset == "cifar10" else 1
     transform = transforms.Compose(
@@ -70,24 +73,36 @@ def lab_epoch(config: RunConfig, data_dir: Path) -> tuple[float, float]:
         validset, batch_size=64, shuffle=True, num_workers=workers
     )
     torch.manual_seed(config.seed)
-    model = build_model(config, (channels, *trainset.data.shape[1:3]))
+    model = build_model(config, (channels, *trainset.data.shape[1:3])).to(device)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    synchronize(device)
     start = time.perf_counter()
     running_loss = 0.0
     model.train()
     for images, labels in trainloader:
+        images, labels = images.to(device), labels.to(device)
         optimizer.zero_grad()
         loss = F.nll_loss(model(images), labels)
         running_loss += loss.item()
         loss.backward()
         optimizer.step()
+    synchronize(device)  # (loss.item() every step already waits; this says so)
     trained = time.perf_counter() - start
     with torch.no_grad():
         model.eval()
         valid_loss = 0.0
         for images, labels in validloader:
+            images, labels = images.to(device), labels.to(device)
             valid_loss += F.nll_loss(model(images), labels).item()
     return trained, time.perf_counter() - start
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device, so that a clock read next times work done, not work queued."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def engine_epoch(config: RunConfig, data_dir: Path, threads: int) -> tuple[float, float]:
@@ -110,26 +125,32 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--models", default="mlp,lenet5")
     parser.add_argument("--threads", type=int, default=0, help="engine threads (0: default)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     args = parser.parse_args()
     accept_cifar_files_without_md5()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default")
+    try:
+        device = resolve_device(check_device_name(args.device))
+    except ValueError as exc:
+        raise SystemExit(f"--device: {exc}") from None
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
+          f"both pipelines on {device}")
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         print("writing datasets ...", flush=True)
         write_mnist(data_dir, num_train=int(60000 * args.size), num_test=1000)
         write_cifar(data_dir, per_batch=int(10000 * args.size), num_test=1000)
         for name in args.models.split(","):
-            compare(name, data_dir, args.reps, args.threads)
+            compare(name, data_dir, args.reps, args.threads, device)
 
 
-def compare(name: str, data_dir: Path, reps: int, threads: int) -> None:
+def compare(name: str, data_dir: Path, reps: int, threads: int, device: torch.device) -> None:
     """Alternate lab, engine without diagnostics (like for like: the lab has none) and engine
     with diagnostics at the default interval; print median times and ratios."""
-    base = RunConfig(**CASES[name], epochs=1, batch_size=64, lr=1e-3, bn=True)
+    base = RunConfig(**CASES[name], epochs=1, batch_size=64, lr=1e-3, bn=True, device=str(device))
     plain = base.model_copy(update={"diagnostics_every": 0})
     runs: dict[str, list[tuple[float, float]]] = {"lab": [], "plain": [], "diagnostics": []}
     for _ in range(reps):
-        runs["lab"].append(lab_epoch(base, data_dir))
+        runs["lab"].append(lab_epoch(base, data_dir, device))
         runs["plain"].append(engine_epoch(plain, data_dir, threads))
         runs["diagnostics"].append(engine_epoch(base, data_dir, threads))
         print(

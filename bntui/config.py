@@ -17,6 +17,7 @@ Activation = Literal["relu", "sigmoid", "tanh"]
 Placement = Literal["before", "after"]
 Optimizer = Literal["adam", "sgd"]
 BnChoice = Literal["on", "off", "both"]
+CudaGraphs = Literal["auto", "off"]
 
 DATASETS: tuple[str, ...] = ("mnist-mini", "mnist", "fashion-mnist", "cifar10")
 ARCHITECTURES: tuple[str, ...] = ("mlp", "lenet5")
@@ -57,6 +58,9 @@ class TrainingFields(BaseModel):
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set held out")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    cuda_graphs: CudaGraphs = Field(
+        "auto", description="replay the training step as a CUDA graph: auto (on CUDA only) or off"
+    )
     progress_every: int = Field(50, ge=1, description="steps between progress events")
     # 25, not 10 (the paper-fig1 preset's interval): on a CPU one measurement of the small MLP
     # costs most of a training step, and every 10 steps that is over 5% of training
@@ -157,15 +161,14 @@ def check_device_available(device: str) -> None:
     """Raise ValueError when `device` names hardware this machine does not have.
 
     Imports torch, so call it where training is about to happen, not at start-up."""
-    from bntui.engine.device import available_devices
+    from bntui.engine.device import absent_device_message, available_devices
 
     if device in ("auto", "cpu"):
         return
     present = available_devices()
     wanted = "cuda:0" if device == "cuda" else device
     if wanted not in {d.name for d in present}:
-        names = ", ".join(d.name for d in present)
-        raise ValueError(f"device: {device!r} is not present on this machine (present: {names})")
+        raise ValueError(absent_device_message(device, [d.name for d in present]))
 
 
 def format_validation_error(error: ValidationError, skip_prefixes: tuple[str, ...] = ()) -> str:

@@ -1,6 +1,9 @@
-"""Shared fixtures: tiny real-format datasets on disk (see tests/datafixtures.py)."""
+"""Shared fixtures: tiny real-format datasets on disk (see tests/datafixtures.py); every test
+on the CPU unless it is marked `cuda` (those are skipped where CUDA is absent)."""
 
 from __future__ import annotations
+
+import platform
 
 import pytest
 from datafixtures import accept_cifar_files_without_md5, write_cifar, write_mnist
@@ -51,3 +54,35 @@ def _no_detached_run_outlives_its_test(request):
         from runhelpers import stop_everything
 
         stop_everything(tmp_path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run only where CUDA is present. Asking torch here, before any test
+    hides the GPUs (see _pinned_to_the_cpu), lets CUDA start with the real environment."""
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    if not marked:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in marked:
+        item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _pinned_to_the_cpu(request, monkeypatch):
+    """Tests not marked `cuda` train on the CPU even on a GPU machine (their assertions, such as
+    device == "cpu" or LeNet-5 repeating bit for bit, are about the CPU): this process sees a
+    CPU-only machine, so `auto` and the settings' default mean the CPU, and subprocesses
+    (trainers, the device probe, the CLI) see no CUDA device. BNTUI_DEVICE is left unset:
+    AppSettings reads it, and the TUI's tests and snapshots show the default device, auto.
+    (MPS has no such switch: on a Mac, `auto` in a trainer subprocess may still pick it.)"""
+    if request.node.get_closest_marker("cuda"):
+        return
+    import bntui.engine.device as device_module
+
+    cpu_only = ((device_module.DeviceInfo("cpu", platform.processor() or "CPU"),), ())
+    monkeypatch.setattr(device_module, "_probe", lambda: cpu_only)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

@@ -146,7 +146,10 @@ class DiagnosticsRecorder:
             for index, layer in enumerate(self.layers)
             if layer.norm is not None and layer.norm.running_mean is not None
         ]
-        _, norm_stats = self.probe_forward()  # once, for the shapes at each BatchNorm
+        preacts, norm_stats = self.probe_forward()  # once, for the shapes at each BatchNorm
+        for pre in preacts:  # and the percentiles' ranks, on the device before training starts
+            device_ranks(pre.numel(), pre.device, pre.dtype)
+            device_ranks(pre[:, PROBE_UNIT].numel(), pre.device, pre.dtype)
         self._norm_layout: list[_NormLayout] = []
         start = 0
         for index, norm in self._norms:
@@ -622,12 +625,22 @@ def _adjacent_groups(ranks: list[int]) -> list[list[int]]:
 
 def percentiles_torch(values: torch.Tensor) -> torch.Tensor:
     """The same on the device (finite values), along the last dimension."""
-    below, above, weight, _ = _ranks(values.shape[-1])
+    below, above, weight = device_ranks(values.shape[-1], values.device, values.dtype)
     ordered = values.sort(dim=-1).values
-    device = values.device
-    lower = ordered[..., torch.from_numpy(below).to(device)]
-    upper = ordered[..., torch.from_numpy(above).to(device)]
-    return torch.lerp(lower, upper, torch.from_numpy(weight).to(device, values.dtype))
+    return torch.lerp(ordered[..., below], ordered[..., above], weight)
+
+
+@functools.lru_cache(maxsize=64)
+def device_ranks(count: int, device: torch.device, dtype: torch.dtype):
+    """_ranks' ranks below and above and weights as tensors on `device`, made once: copying
+    them there at every flush would cost three host-to-device copies (each a host sync) per
+    percentile call, a dozen and more per flush where one is enough."""
+    below, above, weight, _ = _ranks(count)
+    return (
+        torch.from_numpy(below).to(device),
+        torch.from_numpy(above).to(device),
+        torch.from_numpy(weight).to(device, dtype),
+    )
 
 
 def _layer_identity(layer) -> dict:

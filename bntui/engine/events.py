@@ -29,6 +29,12 @@ class RunStarted(Event):
     test_size: int
     split_hash: str
     time: float
+    # How the kernels were set up (absent from runs recorded before they were kept).
+    cuda_version: str = ""  # CUDA runtime torch uses on the run's device; "" off CUDA
+    cudnn_version: str = ""  # "" off CUDA
+    deterministic: bool | None = None  # cuDNN's deterministic algorithms, no benchmarking
+    tf32: bool | None = None  # TF32 allowed in convolutions or float32 matrix products
+    cuda_graphs: bool | None = None  # the training step replayed as a CUDA graph
 
 
 @dataclass(frozen=True)

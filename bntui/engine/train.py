@@ -14,11 +14,16 @@ Reported numbers:
   touching the running statistics.
 - epoch_seconds times the epoch's training steps (diagnostics included, evaluation not);
   elapsed counts from the first step and includes evaluation.
+- Progress steps_per_second times training only: the clock restarts after each epoch's
+  evaluation, and one warm-up step on a copy of the model (RNG untouched) pays the device's
+  start-up costs before the clock starts. On an accelerator a point comes at most every
+  MIN_PROGRESS_SECONDS (it does thousands of steps a second).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -31,7 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from bntui.engine.data import DatasetMissing, SplitTensors, derive_seed, load_split_tensors
-from bntui.engine.device import describe_device, resolve_device
+from bntui.engine.device import (
+    KernelSettings,
+    describe_device,
+    on_device,
+    reproducible_kernels,
+    resolve_device,
+    seeded_gpus,
+)
 from bntui.engine.diagnostics import DiagnosticsRecorder
 from bntui.engine.events import (
     EpochEnded,
@@ -44,6 +56,13 @@ from bntui.engine.events import (
     RunResult,
     RunStarted,
 )
+from bntui.engine.memory import (
+    check_model_fits,
+    is_out_of_memory,
+    out_of_memory_message,
+    planned_parameters,
+    release_device_memory,
+)
 from bntui.engine.models import batch_statistics_mode, build_model, parameter_count
 
 log = logging.getLogger(__name__)
@@ -53,6 +72,15 @@ def eval_batch_size(device: torch.device) -> int:
     """A GPU wants large evaluation batches; on a CPU, LeNet-5's activations must stay in the
     caches (batches of 256 evaluate about 1.5x faster per image than batches of 1,024)."""
     return 256 if device.type == "cpu" else 4096
+
+
+# A GPU does thousands of steps a second: a point per progress_every steps would be a hundred
+# events a second of noise (and as many host syncs). The CPU keeps one per progress_every.
+MIN_PROGRESS_SECONDS = 0.1
+
+
+def min_progress_seconds(device: torch.device) -> float:
+    return 0.0 if device.type == "cpu" else MIN_PROGRESS_SECONDS
 
 
 class _Stop(Exception):
@@ -88,31 +116,37 @@ def train(
             result.final = event
 
     previous_threads = torch.get_num_threads()
+    device = None
     try:
         if threads > 0:
             torch.set_num_threads(threads)
         device = resolve_device(config.device)
-        rng_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=rng_devices):
-            _Run(config, device, emit, should_stop).run(data_dir, download)
+        with (
+            torch.random.fork_rng(devices=seeded_gpus(device)),
+            on_device(device),
+            reproducible_kernels(device) as kernels,
+        ):
+            _Run(config, device, emit, should_stop, kernels).run(data_dir, download)
         result.status = "finished"
     except _Stop as stop:
         emit(stop.event)
         result.status, result.message = stop.status, stop.message
     except Exception as exc:  # every run-level failure ends as RunFailed, see docstring
-        message = failure_message(exc)
+        message = failure_message(exc, device)
         emit(RunFailed(message))
         result.status, result.message = "failed", message
     finally:
         torch.set_num_threads(previous_threads)
+        if result.status == "failed":  # (the traceback holding its tensors is gone by now)
+            release_device_memory(device)
     return result
 
 
-def failure_message(exc: Exception) -> str:
+def failure_message(exc: Exception, device: torch.device | None = None) -> str:
     """One line for the user. Unexpected errors also log their traceback for bug reports."""
     text = " ".join(str(exc).split())
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return f"out of memory on the device: try a smaller batch_size or the cpu ({text[:160]})"
+    if is_out_of_memory(exc):
+        return f"{out_of_memory_message(device)} ({text[:160]})"
     if isinstance(exc, (DatasetMissing, ValueError)):
         return text
     log.error("training failed", exc_info=exc)
@@ -132,17 +166,31 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def make_optimizer(config, model: nn.Module) -> torch.optim.Optimizer:
+def fused_optimizer_devices() -> tuple[str, ...]:
+    """Device types this torch has fused Adam and SGD kernels for. Asked, not tried: since
+    torch 2.4 `fused=True` is accepted for any device and fails only at the first step()."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # older than this project supports: CUDA only
+        return ("cuda",)
+    return tuple(_get_fused_kernels_supported_devices())
+
+
+def make_optimizer(config, model: nn.Module, capturable: bool = False) -> torch.optim.Optimizer:
     """Adam or SGD, as their fused implementations where this torch has one for the device
-    (the same update rule, a third less time per step for the small MLP on a CPU)."""
+    (the same update rule, a third less time per step for the small MLP on a CPU).
+    `capturable` keeps Adam's step count on the device, for CUDA graphs."""
     if config.optimizer == "adam":
         cls, options = torch.optim.Adam, {"lr": config.lr}
+        if capturable:
+            options["capturable"] = True
     else:
         cls, options = torch.optim.SGD, {"lr": config.lr, "momentum": config.sgd_momentum}
-    try:
-        return cls(model.parameters(), **options, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/torch
-        return cls(model.parameters(), **options)
+    parameters = list(model.parameters())
+    fused = all(
+        p.device.type in fused_optimizer_devices() and p.is_floating_point() for p in parameters
+    )
+    return cls(parameters, **options, fused=fused or None)
 
 
 @dataclass
@@ -151,6 +199,7 @@ class Prepared:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     steps_per_epoch: int
+    cuda_graphs: bool = False  # the training step is replayed as a CUDA graph
 
 
 def prepare(config, device: torch.device, data_dir: Path, download: bool = False) -> Prepared:
@@ -160,16 +209,31 @@ def prepare(config, device: torch.device, data_dir: Path, download: bool = False
     steps = steps_per_epoch(len(data.train_y), config.batch_size)
     if steps == 0:
         raise ValueError(f"the training split has {len(data.train_y)} image(s): too few to train")
+    parameters = planned_parameters(lambda: build_model(config, data.image_shape))
+    check_model_fits(parameters, config, device)
     torch.manual_seed(config.seed)
     model = build_model(config, data.image_shape).to(device)
-    return Prepared(data, model, make_optimizer(config, model), steps)
+    graphs = uses_cuda_graphs(config, device, len(data.train_y))
+    return Prepared(data, model, make_optimizer(config, model, capturable=graphs), steps, graphs)
+
+
+def uses_cuda_graphs(config, device: torch.device, num_train: int) -> bool:
+    """Whether the training step runs as a CUDA graph: `cuda_graphs = auto` on a CUDA device,
+    with enough full batches per epoch to be worth capturing. Off everywhere else."""
+    from bntui.engine.cuda_graphs import worth_capturing
+
+    setting = getattr(config, "cuda_graphs", "off")
+    wanted = setting == "auto" and device.type == "cuda"
+    return wanted and worth_capturing(num_train, config.batch_size)
 
 
 class _Run:
-    def __init__(self, config, device: torch.device, emit, should_stop):
+    def __init__(self, config, device: torch.device, emit, should_stop, kernels: KernelSettings):
         self.config, self.device = config, device
         self.emit, self.should_stop = emit, should_stop
+        self.kernels = kernels
         self.step = 0
+        self.min_progress_seconds = min_progress_seconds(device)
 
     def run(self, data_dir: Path, download: bool) -> None:
         config = self.config
@@ -179,6 +243,8 @@ class _Run:
         diagnostics = None
         if config.diagnostics_every > 0 and len(data.val_y) >= 2:
             diagnostics = DiagnosticsRecorder(model, data.val_x, config.seed)
+        self.train_step = training_step(prepared, config.batch_size)
+        warm_up(prepared, config)
         self.emit(
             RunStarted(
                 device=str(self.device),
@@ -192,6 +258,11 @@ class _Run:
                 test_size=len(data.test_y),
                 split_hash=data.split_hash,
                 time=wall_start,
+                cuda_version=self.kernels.cuda,
+                cudnn_version=self.kernels.cudnn,
+                deterministic=self.kernels.deterministic,
+                tf32=self.kernels.tf32,
+                cuda_graphs=prepared.cuda_graphs,
             )
         )
         self.order_generator = torch.Generator().manual_seed(derive_seed(config.seed, "order"))
@@ -225,7 +296,7 @@ class _Run:
 
     def run_epoch(self, epoch: int, prepared: Prepared, diagnostics) -> _EpochOutcome:
         config, data, model = self.config, prepared.data, prepared.model
-        optimizer, batch_size = prepared.optimizer, config.batch_size
+        batch_size = config.batch_size
         every, progress_every = config.diagnostics_every, config.progress_every
         order = torch.randperm(len(data.train_y), generator=self.order_generator).to(self.device)
         epoch_start = time.perf_counter()
@@ -234,27 +305,27 @@ class _Run:
             if self.should_stop():
                 raise _Stop(RunCancelled(epochs_done=epoch - 1, step=self.step), "cancelled")
             batch = order[index * batch_size : (index + 1) * batch_size]
-            images = data.train_x.index_select(0, batch)
-            loss = F.nll_loss(model(images), data.train_y.index_select(0, batch))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             measuring = diagnostics is not None and (self.step + 1) % every == 0
-            if measuring:
-                diagnostics.snapshot()
-            optimizer.step()
+            loss = self.train_step(batch, diagnostics.snapshot if measuring else None)
             self.loss_total.add_(loss.detach())
             self.step += 1
             if measuring:
                 diagnostics.capture(self.step, epoch)
                 if diagnostics.due():
                     self.emit_diagnostics(diagnostics)
-            if self.step % progress_every == 0:
+            if self.step % progress_every == 0 and self.progress_due():
                 self.progress(epoch)
         self.emit_diagnostics(diagnostics)  # inside the epoch's time: measuring is training's cost
         total = self.read_total(epoch)
         train_loss = (total - self.total_at_epoch_start) / prepared.steps_per_epoch
         self.total_at_epoch_start = total
-        return self.end_epoch(epoch, train_loss, time.perf_counter() - epoch_start, prepared)
+        outcome = self.end_epoch(epoch, train_loss, time.perf_counter() - epoch_start, prepared)
+        # The next point times training steps only, not this evaluation.
+        self.point = (total, self.step, time.perf_counter())
+        return outcome
+
+    def progress_due(self) -> bool:
+        return time.perf_counter() - self.point[2] >= self.min_progress_seconds
 
     def emit_diagnostics(self, diagnostics) -> None:
         if diagnostics is not None:
@@ -308,6 +379,59 @@ class _Run:
         )
         self.emit(event)
         return _EpochOutcome(event, train_eval_loss)
+
+
+StepFunction = Callable[[torch.Tensor, Callable[[], None] | None], torch.Tensor]
+
+
+def training_step(prepared: Prepared, batch_size: int) -> StepFunction:
+    """`step(batch, before_update)`: one optimizer step on the training images at the indices
+    `batch`, calling `before_update()` (if given) between backward and the update; returns the
+    batch's loss (on the device, not read). A CUDA graph replay where prepared says so."""
+    eager = eager_step(prepared.model, prepared.optimizer, prepared.data)
+    if not prepared.cuda_graphs:
+        return eager
+    from bntui.engine.cuda_graphs import GraphedStep
+
+    graph_eager = eager_step(prepared.model, prepared.optimizer, prepared.data, keep_grads=True)
+    return GraphedStep(prepared, graph_eager, batch_size)
+
+
+def eager_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, data: SplitTensors, keep_grads: bool = False
+) -> StepFunction:
+    """The training step as plain PyTorch. `keep_grads` zeroes the gradients in place instead
+    of dropping them (a CUDA graph holds on to their memory)."""
+    train_x, train_y = data.train_x, data.train_y
+
+    def step(batch: torch.Tensor, before_update: Callable[[], None] | None) -> torch.Tensor:
+        loss = F.nll_loss(model(train_x.index_select(0, batch)), train_y.index_select(0, batch))
+        optimizer.zero_grad(set_to_none=not keep_grads)
+        loss.backward()
+        if before_update is not None:
+            before_update()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def warm_up(prepared: Prepared, config) -> None:
+    """One training step on a copy of the model and optimizer, so that the device's one-off
+    costs (CUDA's context and kernel loading, cuBLAS handles, the allocator's first blocks,
+    the CPU's first-touch page faults) are paid before the clock starts, by every run alike.
+    The model, its optimizer and every random number generator are left as they were."""
+    model = copy.deepcopy(prepared.model)
+    optimizer = make_optimizer(config, model, capturable=prepared.cuda_graphs)
+    device = prepared.data.train_x.device
+    count = min(config.batch_size, len(prepared.data.train_y))
+    batch = torch.arange(count, device=device)
+    with torch.random.fork_rng(devices=seeded_gpus(device)):
+        eager_step(model, optimizer, prepared.data)(batch, None)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 @dataclass

@@ -74,17 +74,14 @@ def ensure_scheduler(runs_dir: Path) -> bool:
 
 
 def normalise_lane(lane: str) -> str:
-    """One name per device: `cuda` is `cuda:0`; `auto` is what resolve_device picks (torch is
-    imported only for lanes that need it)."""
+    """One name per device, by the engine's rule (bntui.engine.device.lane_for): `cuda`,
+    `cuda:0` and, on a GPU machine, `auto` are one lane. torch is imported only for lanes
+    other than the CPU's."""
     if lane == "cpu":
         return lane
-    if lane == "cuda":
-        return "cuda:0"
-    if lane == "auto":
-        from bntui.engine.device import resolve_device
+    from bntui.engine.device import available_devices, lane_for
 
-        return str(resolve_device("auto"))
-    return lane
+    return lane_for(lane, (device.name for device in available_devices()))
 
 
 def default_parallel(lane: str) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bntui.config import RunConfig
+from bntui.engine.events import RunStarted
 from bntui.store.schema import (
     MAX_TEXT,
     RUN_ID_PATTERN,
@@ -240,3 +241,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_model(path: Path, model: BaseModel) -> None:
     atomic_write_bytes(path, (model.model_dump_json(indent=2) + "\n").encode("utf-8"))
+
+
+def started_kernels(event: RunStarted) -> dict[str, Any]:
+    """The Environment fields RunStarted reports about the kernels (CUDA, cuDNN, flags)."""
+    return {
+        "cuda": event.cuda_version,
+        "cudnn": event.cudnn_version,
+        "deterministic": event.deterministic,
+        "tf32": event.tf32,
+        "cuda_graphs": event.cuda_graphs,
+    }

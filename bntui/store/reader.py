@@ -39,6 +39,7 @@ from bntui.store.layout import (
     SummaryFile,
     not_a_folder,
     parse_json,
+    started_kernels,
 )
 from bntui.store.owner import owner_alive
 from bntui.store.queue import queued_run_ids
@@ -242,7 +243,10 @@ class EventLog:
         elif kind == "diagnostics":
             self.diagnostics.append({k: v for k, v in data.items() if k != "type"})
         elif kind == "started":
-            self.started = RunStarted(**{f.name: data[f.name] for f in fields(RunStarted)})
+            # Fields RunStarted gained later have defaults; older lines lack them.
+            self.started = RunStarted(
+                **{f.name: data[f.name] for f in fields(RunStarted) if f.name in data}
+            )
         elif any(cls is terminal for terminal in TERMINAL_EVENTS):
             names = {f.name for f in fields(cls)}
             self.terminal = cls(**{k: v for k, v in data.items() if k in names})
@@ -396,6 +400,7 @@ def _build_record(
                 "device": log.started.device,
                 "device_name": log.started.device_name,
                 "torch": log.started.torch_version or environment.torch,
+                **started_kernels(log.started),
             }
         )
     split_hash = summary.split_hash if summary is not None else ""

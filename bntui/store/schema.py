@@ -149,6 +149,12 @@ class Environment(Strict):
     # for SLURM the job id ("123_4": array job 123, task 4), so `bntui cancel` can scancel it.
     backend: str = ""
     slurm_job_id: str | None = None
+    # The kernel settings the run trained under (absent, so unknown, in older records).
+    cuda: str = ""  # CUDA runtime version on a CUDA device, else ""
+    cudnn: str = ""
+    deterministic: bool | None = None  # cuDNN's deterministic algorithms, no benchmarking
+    tf32: bool | None = None  # TF32 allowed in convolutions or float32 matrix products
+    cuda_graphs: bool | None = None  # the training step replayed as a CUDA graph
 
 
 _OPTIONAL_HISTORY = (

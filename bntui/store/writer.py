@@ -44,6 +44,7 @@ from bntui.store.layout import (
     SummaryFile,
     atomic_write_model,
     fsync_dir,
+    started_kernels,
     not_a_folder,
     not_a_store_run,
     write_all,
@@ -264,6 +265,7 @@ class RunWriter:
                     "device_name": event.device_name,
                     "torch": event.torch_version or self.environment.torch,
                     "cpu_threads": _cpu_threads(),
+                    **started_kernels(event),
                 }
             )
             self._write_config()

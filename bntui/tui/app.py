@@ -161,7 +161,7 @@ class BntuiApp(App[int]):
             if self._device_detection.cancelled:
                 return  # the app is quitting
             raise  # reported by on_worker_state_changed
-        self.post_message(DevicesFound(devices))
+        self.post_message(DevicesFound(devices, self._device_detection.warnings))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a failed worker is reported; the app carries on."""
@@ -176,6 +176,8 @@ class BntuiApp(App[int]):
     # -- messages ----------------------------------------------------------------------------
     def on_devices_found(self, message: DevicesFound) -> None:
         self._apply_devices(message.devices)
+        for warning in message.warnings:  # e.g. why there is no GPU: a driver too old for torch
+            self.notify(warning, title="Device detection", severity="warning", timeout=15, markup=False)
 
     def _apply_devices(self, devices: list[DeviceChoice]) -> None:
         self.devices = devices

@@ -10,11 +10,13 @@ import subprocess
 from dataclasses import dataclass
 
 from bntui.child_python import python_command
+from bntui.engine.device import lane_for
 
 _DETECT = (
     "import json\n"
-    "from bntui.engine.device import available_devices\n"
-    "print(json.dumps([[d.name, d.description] for d in available_devices()]))\n"
+    "from bntui.engine.device import available_devices, device_warnings\n"
+    "print(json.dumps({'devices': [[d.name, d.description] for d in available_devices()],\n"
+    "                  'warnings': list(device_warnings())}))\n"
 )
 
 
@@ -38,6 +40,8 @@ class DeviceDetection:
 
     def __init__(self, timeout: float = 120.0) -> None:
         self.timeout = timeout
+        # What torch warned about while looking (why a GPU is missing), once `run` returned.
+        self.warnings: list[str] = []
         self._process: subprocess.Popen[str] | None = None
         self._cancelled = False
 
@@ -59,9 +63,12 @@ class DeviceDetection:
             reason = (stderr.strip().splitlines() or ["no message"])[-1]
             raise DeviceDetectionError(f"device detection failed: {reason}")
         try:
-            return [DeviceChoice(str(name), str(text)) for name, text in json.loads(stdout)]
-        except (ValueError, TypeError) as exc:
-            raise DeviceDetectionError(f"device detection printed something unexpected: {exc}") from None
+            found = json.loads(stdout.strip().splitlines()[-1])
+            devices = [DeviceChoice(str(name), str(text)) for name, text in found["devices"]]
+            self.warnings = [str(text) for text in found.get("warnings", [])]
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise DeviceDetectionError(f"device detection printed something unexpected: {exc!r}") from None
+        return devices
 
     @property
     def cancelled(self) -> bool:
@@ -74,12 +81,8 @@ class DeviceDetection:
 
 
 def auto_device(devices: list[DeviceChoice]) -> str:
-    """What `auto` resolves to (the engine's rule): the first GPU, else the CPU."""
-    names = [d.name for d in devices]
-    for name in names:
-        if name.startswith("cuda"):
-            return name
-    return "mps" if "mps" in names else "cpu"
+    """What `auto` resolves to (the engine's rule): cuda:0, else mps, else the CPU."""
+    return lane_for("auto", [d.name for d in devices])
 
 
 def device_options(devices: list[DeviceChoice] | None) -> list[tuple[str, str]]:

@@ -41,6 +41,7 @@ class DevicesFound(Message):
     """The devices this machine has (found by a short subprocess, so the UI never imports torch)."""
 
     devices: list[Any]  # bntui.tui.devices.DeviceChoice
+    warnings: list[str] = field(default_factory=list)  # why a GPU may be missing
 
 
 @dataclass
