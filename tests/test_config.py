@@ -55,6 +55,16 @@ def test_lab_defaults_depend_on_the_architecture():
         ({"lr": "inf"}, "lr", "finite number"),
         ({"bn_momentum": float("nan")}, "bn_momentum", "finite number"),
         ({"sgd_momentum": "-inf"}, "sgd_momentum", "finite number"),
+        ({"norm": "group", "hidden_sizes": [64], "norm_groups": 7}, "norm_groups",
+         "7 does not divide layer fc1's width 64; must divide every hidden layer's width "
+         "(1, 2, 4, 8, 16, 32, 64)"),
+        ({"norm": "group", "arch": "lenet5", "norm_groups": 4}, "norm_groups",
+         "4 does not divide layer conv1's width 6; must divide every hidden layer's width (1, 2)"),
+        ({"ghost_batch_size": 1}, "ghost_batch_size", "greater than or equal to 2"),
+        ({"renorm_rmax": 0.5}, "renorm_rmax", "greater than or equal to 1"),
+        ({"renorm_dmax": -1}, "renorm_dmax", "greater than or equal to 0"),
+        ({"renorm_warmup_steps": -1}, "renorm_warmup_steps", "greater than or equal to 0"),
+        ({"landscape_every": -1}, "landscape_every", "greater than or equal to 0"),
     ],
 )
 def test_invalid_values_name_the_field_and_what_is_allowed(values, field, allowed):
@@ -136,3 +146,24 @@ def test_a_plan_whose_seeds_would_pass_the_largest_seed_is_refused():
         plan_runs(TrainingFields(seed=MAX_SEED), "both", seeds=2)
     assert str(caught.value).startswith("seeds: 2 seeds from seed 2147483647 go past the largest seed")
     assert f"start at seed {MAX_SEED - 1} or lower" in str(caught.value)
+
+
+def test_groups_are_checked_only_for_group_norm_with_normalization_on():
+    assert RunConfig(norm="batch", hidden_sizes=[64], norm_groups=7).norm_groups == 7
+    assert RunConfig(norm="group", bn=False, hidden_sizes=[64], norm_groups=7).bn is False
+    assert RunConfig(norm="group", arch="lenet5", norm_groups=2).norm_groups == 2
+
+
+def test_a_config_without_norm_reads_as_batch_norm():
+    old = RunConfig().model_dump()
+    for name in ("norm", "norm_groups", "ghost_batch_size", "renorm_rmax", "renorm_dmax",
+                 "renorm_warmup_steps", "landscape_every"):
+        del old[name]
+    config = RunConfig.model_validate(old)
+    assert (config.norm, config.landscape_every) == ("batch", 0)
+
+
+def test_labels_name_the_norm():
+    assert RunConfig(norm="group").label == "mnist-mini/mlp/gn/s0"
+    assert RunConfig(norm="renorm", bn=False).label == "mnist-mini/mlp/no-bn/s0"
+    assert RunConfig().label == "mnist-mini/mlp/bn/s0"

@@ -44,7 +44,12 @@ from bntui.engine.events import (
     RunResult,
     RunStarted,
 )
-from bntui.engine.models import batch_statistics_mode, build_model, parameter_count
+from bntui.engine.models import (
+    batch_norm_layers,
+    batch_statistics_mode,
+    build_model,
+    parameter_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +348,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def evaluate_batch_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int):
     """(mean loss, accuracy) with BatchNorm normalizing each batch by its own statistics,
-    running statistics untouched. A last batch of one image joins the one before it."""
-    if len(y) < 2:
+    running statistics untouched. A last batch of one image joins the one before it. None
+    without batch statistics (GroupNorm and LayerNorm normalize each image alone)."""
+    if len(y) < 2 or not batch_norm_layers(model):
         return None, None
     starts = list(range(0, len(y), batch_size))
     if len(y) - starts[-1] == 1:
