@@ -184,6 +184,26 @@ class RunConfig(TrainingFields):
         return f"{self.dataset}/{self.arch}/{arm}/s{self.seed}"
 
 
+def norm_cell(config: RunConfig) -> str:
+    """The norm in a table cell: bn, gn, ln, brn, gbn, or off without normalization."""
+    return config.norm_tag if config.bn else "off"
+
+
+def norm_description(config: RunConfig) -> str:
+    """The norm and the parameters it reads, for titles: e.g. "GroupNorm (G=4)"."""
+    if not config.bn:
+        return "no normalization"
+    name = NORM_NAMES[config.norm]
+    if config.norm == "group":
+        return f"{name} (G={config.norm_groups})"
+    if config.norm == "ghost":
+        return f"{name} (N={config.ghost_batch_size})"
+    if config.norm == "renorm":
+        return (f"{name} (rmax {config.renorm_rmax:g}, dmax {config.renorm_dmax:g}, "
+                f"warm-up {config.renorm_warmup_steps} steps)")
+    return name
+
+
 def check_device_name(value: str) -> str:
     """The device name normalized ("CUDA:1 " -> "cuda:1"); ValueError for a name no run takes.
     Runs and the app settings share this rule."""

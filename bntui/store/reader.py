@@ -109,6 +109,7 @@ class StoredRun:
             "dataset": config.dataset if config else None,
             "arch": config.arch if config else None,
             "bn": config.bn if config else None,
+            "norm": config.norm if config else None,
             "seed": config.seed if config else None,
             "best_val_loss": self.best_val_loss,
             "test_accuracy": self.test_accuracy,

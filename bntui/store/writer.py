@@ -63,7 +63,7 @@ _MAX_ID_ATTEMPTS = 100
 def new_run_id(config: RunConfig, when: datetime) -> str:
     """e.g. 20261126-153012-mnist-mini-mlp-bn-s0-a1b2: sortable, readable, and unique thanks to
     the random suffix (the folder is still created exclusively, in case two runs draw the same)."""
-    bn = "bn" if config.bn else "nobn"
+    bn = config.norm_tag  # bn, gn, ln, brn, gbn or nobn
     stamp = when.strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{config.dataset}-{config.arch}-{bn}-s{config.seed}-{secrets.token_hex(2)}"
 
