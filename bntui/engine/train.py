@@ -33,6 +33,7 @@ from torch import nn
 from bntui.engine.data import DatasetMissing, SplitTensors, derive_seed, load_split_tensors
 from bntui.engine.device import describe_device, resolve_device
 from bntui.engine.diagnostics import DiagnosticsRecorder
+from bntui.engine.landscape import LandscapeRecorder
 from bntui.engine.events import (
     EpochEnded,
     Event,
@@ -184,6 +185,9 @@ class _Run:
         diagnostics = None
         if config.diagnostics_every > 0 and len(data.val_y) >= 2:
             diagnostics = DiagnosticsRecorder(model, data.val_x, config.seed)
+        self.landscape = None  # measured by the hook in run_epoch; never changes training
+        if config.landscape_every > 0:
+            self.landscape = LandscapeRecorder(model, config.landscape_every)
         self.emit(
             RunStarted(
                 device=str(self.device),
@@ -243,6 +247,9 @@ class _Run:
             loss = F.nll_loss(model(images), data.train_y.index_select(0, batch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.landscape is not None and self.landscape.due(self.step + 1):
+                targets = data.train_y.index_select(0, batch)
+                self.emit(self.landscape.measure(images, targets, self.step + 1, epoch))
             measuring = diagnostics is not None and (self.step + 1) % every == 0
             if measuring:
                 diagnostics.snapshot()
