@@ -113,3 +113,13 @@ def test_an_overflowing_loss_is_recorded_as_none():
             parameter.mul_(1e30)
     found = measure(model, torch.randn(4, 1, 2, 2), torch.randint(0, 10, (4,)))
     assert None in found.values()
+
+
+def test_a_stored_run_keeps_its_landscape_points_with_their_step(tmp_path):
+    from bntui.execute import run_and_store
+    from bntui.store import load_run
+
+    outcome = run_and_store(tiny(landscape_every=25), runs_dir=tmp_path, data_dir=tmp_path)
+    record = load_run(tmp_path, outcome.run_id).record
+    assert [p["step"] for p in record.landscape.points] == [25, 50]
+    assert set(record.landscape.points[0]) == {"step", "epoch", *KEYS}

@@ -190,7 +190,7 @@ def test_import_of_a_bad_file_is_one_line_error(settings, console, tmp_path, cap
     path.write_text(json.dumps({"schema_version": 42, "runs": []}))
     assert cmd_import(settings, console, path) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"bntui: error: {path}: schema_version 42 is not supported (this bntui reads 1, 2)"
+    assert err == f"bntui: error: {path}: schema_version 42 is not supported (this bntui reads 1, 2, 3)"
 
 
 def test_rm_asks_and_respects_no(settings, console):

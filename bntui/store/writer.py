@@ -22,6 +22,7 @@ from bntui.config import RunConfig
 from bntui.engine.events import (
     TERMINAL_EVENTS,
     Diagnostics,
+    Landscape,
     EpochEnded,
     Event,
     Progress,
@@ -319,7 +320,7 @@ class RunWriter:
         elif isinstance(event, Progress):
             self.last_step = event.step
             self.last_elapsed = event.elapsed
-        elif isinstance(event, Diagnostics):
+        elif isinstance(event, (Diagnostics, Landscape)):
             self.last_step = max(self.last_step, event.step)
         elif isinstance(event, TERMINAL_EVENTS):
             self.terminal = event
@@ -426,7 +427,8 @@ class RunWriter:
 # -- whole runs (import) ---------------------------------------------------------------------
 
 def _record_events(record: RunRecord) -> list[dict[str, Any]]:
-    """Rebuild events.jsonl lines from a record: progress, diagnostics and epoch events merged
+    """Rebuild events.jsonl lines from a record: progress, diagnostics (and landscape) and epoch
+    events merged
     by (epoch, step) while each kind keeps its own order, so reading them back gives the
     same arrays. Optional history arrays that are empty are left out of the lines."""
     history = record.history
@@ -470,7 +472,17 @@ def _record_events(record: RunRecord) -> list[dict[str, Any]]:
         )
         diagnostics.append((key, {**point, "type": Diagnostics.kind}))
 
-    merged = heapq.merge(progress, diagnostics, epochs, key=lambda item: item[0])
+    landscape = []
+    for point in record.landscape.points if record.landscape else ():
+        epoch, step = point.get("epoch"), point.get("step")
+        key = (
+            epoch if isinstance(epoch, (int, float)) else 0,
+            step if isinstance(step, (int, float)) else 0,
+            1,
+        )
+        landscape.append((key, {**point, "type": Landscape.kind}))
+
+    merged = heapq.merge(progress, diagnostics, landscape, epochs, key=lambda item: item[0])
     return [line for _key, line in merged]
 
 
