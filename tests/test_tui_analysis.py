@@ -130,6 +130,18 @@ async def test_diagnostics_open_for_the_selected_run_and_its_twin(app, marked, s
         assert sorted(record.id for record in app.screen.records) == shown
 
 
+async def test_landscape_opens_for_the_selected_run_and_its_twin(app):
+    from bntui.tui.screens.landscape import LandscapeScreen
+
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        select(table, "fx-nobn-s2")
+        await pilot.press("l")
+        await pilot.pause()
+        assert isinstance(app.screen, LandscapeScreen)
+        assert [record.id for record in app.screen.records] == ["fx-bn-s2", "fx-nobn-s2"]  # BN left
+
+
 async def test_a_run_still_queued_when_compare_opened_joins_it_once_it_starts(tmp_path):
     runs_dir = tmp_path / "runs"
     shutil.copytree(FIXTURE, runs_dir, ignore=shutil.ignore_patterns("*.py", "fx-nobn-s1"))
@@ -185,7 +197,7 @@ async def test_compare_on_a_run_that_has_not_started_says_so(tmp_path):
         app._touch("job-1")
         await wait_for(pilot, lambda: app.main.runs.row_count == 1, "the queued row")
         app.main.runs.focus()
-        for key in ("c", "d"):
+        for key in ("c", "d", "l"):
             await pilot.press(key)
             await wait_for(pilot, lambda: bool(notes), f"a message for {key}")
             assert notes.pop().message == "Not started yet: open this again once the run is training."
