@@ -167,3 +167,42 @@ def test_labels_name_the_norm():
     assert RunConfig(norm="group").label == "mnist-mini/mlp/gn/s0"
     assert RunConfig(norm="renorm", bn=False).label == "mnist-mini/mlp/no-bn/s0"
     assert RunConfig().label == "mnist-mini/mlp/bn/s0"
+
+
+def test_a_sweep_plans_one_run_per_combination_in_one_group():
+    plan = plan_runs(TrainingFields(arch="lenet5"), "on", seeds=2,
+                     sweep={"batch_size": [4, 32], "norm": ["batch", "group", "renorm"]})
+    assert [(c.batch_size, c.norm, c.seed) for c in plan.configs] == [
+        (4, "batch", 0), (4, "batch", 1), (4, "group", 0), (4, "group", 1), (4, "renorm", 0),
+        (4, "renorm", 1), (32, "batch", 0), (32, "batch", 1), (32, "group", 0), (32, "group", 1),
+        (32, "renorm", 0), (32, "renorm", 1),
+    ]
+    assert plan.group is not None and all(c.bn for c in plan.configs)
+
+
+def test_every_preset_plans_valid_runs():
+    from bntui.presets import PRESETS, preset_values
+
+    for name in PRESETS:
+        values = preset_values(name, dataset_present=False)
+        sweep = values.pop("sweep", None)
+        bn, seeds = values.pop("bn"), values.pop("seeds")
+        plan = plan_runs(TrainingFields(**values), bn, seeds, sweep)
+        assert plan.configs and all(c.dataset == "mnist-mini" for c in plan.configs), name
+    santurkar = preset_values("santurkar-landscape", dataset_present=True)
+    assert (santurkar["dataset"], santurkar["landscape_every"], santurkar["bn"]) == ("cifar10", 25, "both")
+
+
+def test_a_flag_the_user_gives_replaces_the_presets_sweep_over_it(tmp_path):
+    from bntui.cli import RunCommand
+    from bntui.commands.run import build_plan
+    from bntui.settings import AppSettings
+
+    settings = AppSettings(data_dir=tmp_path, runs_dir=tmp_path / "runs")
+    plan, note = build_plan(RunCommand(preset="small-batch"), settings)
+    assert sorted({(c.batch_size, c.norm) for c in plan.configs}) == [
+        (4, "batch"), (4, "group"), (4, "renorm"), (32, "batch"), (32, "group"), (32, "renorm")
+    ]
+    assert "preset uses mnist-mini" in note
+    plan, _ = build_plan(RunCommand(preset="small-batch", batch_size=8), settings)
+    assert [(c.batch_size, c.norm) for c in plan.configs] == [(8, "batch"), (8, "group"), (8, "renorm")]
