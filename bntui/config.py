@@ -32,6 +32,7 @@ NORM_NAMES = {
     "batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm",
     "renorm": "Batch Renorm", "ghost": "Ghost BN",
 }  # fmt: skip
+BATCH_STATISTICS_NORMS = ("batch", "renorm", "ghost")
 # The settings that only one norm reads (the form shows them only for it).
 NORM_PARAMETERS = {
     "group": ("norm_groups",),
@@ -147,7 +148,8 @@ class RunConfig(TrainingFields):
 
     @model_validator(mode="after")
     def _check_combination(self) -> RunConfig:
-        if self.bn and self.batch_size < 2:
+        # GroupNorm and LayerNorm normalize each image alone: they train on batches of one.
+        if self.bn and self.norm in BATCH_STATISTICS_NORMS and self.batch_size < 2:
             raise ValueError(
                 "batch_size: must be at least 2 with BatchNorm on (it cannot train on one sample)"
             )

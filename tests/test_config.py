@@ -85,6 +85,10 @@ def test_field_errors_map_fields_for_the_form():
 
 def test_batch_size_one_is_fine_without_batchnorm():
     assert RunConfig(bn=False, batch_size=1).batch_size == 1
+    assert RunConfig(norm="group", batch_size=1).batch_size == 1  # per-image statistics
+    assert RunConfig(norm="layer", batch_size=1).batch_size == 1
+    for norm in ("ghost", "renorm"):
+        assert "one sample" in message_for(norm=norm, batch_size=1)
 
 
 def test_bn_accepts_on_and_off_words():

@@ -22,6 +22,7 @@ from bntui.config import (
     DEFAULT_DROPOUT,
     DEFAULT_EPOCHS,
     Activation,
+    BATCH_STATISTICS_NORMS,
     NORM_PARAMETERS,
     BnChoice,
     Norm,
@@ -112,7 +113,7 @@ NORM_TIP = "on: the chosen norm; off: none; both: paired runs, same init and bat
 # Settings that only some norms read; the form shows each only where it applies.
 SHOWN_FOR: dict[str, tuple[str, ...]] = {
     **{name: (norm,) for norm, names in NORM_PARAMETERS.items() for name in names},
-    "bn_momentum": ("batch", "renorm", "ghost"),  # GroupNorm, LayerNorm: no running statistics
+    "bn_momentum": BATCH_STATISTICS_NORMS,  # GroupNorm, LayerNorm: no running statistics
 }
 
 
