@@ -44,7 +44,7 @@ class StoreOptions(BaseModel):
 class RunCommand(TrainingFields, StoreOptions):
     """Train runs headlessly and keep them in the run store."""
 
-    bn: BnChoice = Field("on", description="BatchNorm: on, off, or both (paired runs per seed)")
+    bn: BnChoice = Field("on", description="normalization (--norm): on, off, or both (paired runs per seed)")
     seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
     device: str | None = Field(
         None, description="auto, cpu, cuda, cuda:N or mps (default: BNTUI_DEVICE, config file, or auto)"

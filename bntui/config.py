@@ -186,6 +186,14 @@ class RunConfig(TrainingFields):
         return f"{self.dataset}/{self.arch}/{arm}/s{self.seed}"
 
 
+def arm_name(config: RunConfig) -> str:
+    """An arm in plot legends and titles: BN, GN, LN, BRN or GBN; no BN (no norm beside a
+    norm that is not BatchNorm)."""
+    if not config.bn:
+        return "no BN" if config.norm == "batch" else "no norm"
+    return NORM_TAGS[config.norm].upper()
+
+
 def norm_cell(config: RunConfig) -> str:
     """The norm in a table cell: bn, gn, ln, brn, gbn, or off without normalization."""
     return config.norm_tag if config.bn else "off"

@@ -210,3 +210,14 @@ def test_a_flag_the_user_gives_replaces_the_presets_sweep_over_it(tmp_path):
     assert "preset uses mnist-mini" in note
     plan, _ = build_plan(RunCommand(preset="small-batch", batch_size=8), settings)
     assert [(c.batch_size, c.norm) for c in plan.configs] == [(8, "batch"), (8, "group"), (8, "renorm")]
+
+
+def test_arm_names_say_which_norm():
+    from bntui.config import arm_name, norm_description
+
+    assert [arm_name(RunConfig(norm=n)) for n in ("batch", "group", "layer", "renorm", "ghost")] == [
+        "BN", "GN", "LN", "BRN", "GBN"
+    ]
+    assert arm_name(RunConfig(bn=False)) == "no BN" and arm_name(RunConfig(norm="group", bn=False)) == "no norm"
+    assert norm_description(RunConfig(norm="group", norm_groups=4)) == "GroupNorm (G=4)"
+    assert norm_description(RunConfig(norm="renorm")) == "Batch Renorm (rmax 3, dmax 5, warm-up 100 steps)"
