@@ -63,7 +63,9 @@ class RunCommand(TrainingFields, StoreOptions):
         validation_alias=AliasChoices("json", "json_file"),
         description="also write the runs to this JSON file (export format)",
     )
-    preset: PresetName | None = Field(None, description="start from a named preset: paper-fig1, santurkar-landscape or small-batch")
+    preset: PresetName | None = Field(
+        None, description="start from a named preset: paper-fig1, santurkar-landscape or small-batch"
+    )
 
     def cli_cmd(self) -> int:
         from bntui.commands.run import cmd_run
