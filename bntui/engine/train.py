@@ -33,7 +33,6 @@ from torch import nn
 from bntui.engine.data import DatasetMissing, SplitTensors, derive_seed, load_split_tensors
 from bntui.engine.device import describe_device, resolve_device
 from bntui.engine.diagnostics import DiagnosticsRecorder
-from bntui.engine.landscape import LandscapeRecorder
 from bntui.engine.events import (
     EpochEnded,
     Event,
@@ -45,12 +44,8 @@ from bntui.engine.events import (
     RunResult,
     RunStarted,
 )
-from bntui.engine.models import (
-    batch_norm_layers,
-    batch_statistics_mode,
-    build_model,
-    parameter_count,
-)
+from bntui.engine.landscape import LandscapeRecorder
+from bntui.engine.models import batch_norm_layers, batch_statistics_mode, build_model, parameter_count
 
 log = logging.getLogger(__name__)
 
