@@ -3,6 +3,7 @@ interval against diagnostics off, side by side in one process (target: under 5%)
 
     python bench/diagnostics_overhead.py [--reps 21] [--models mlp,lenet5,paper-fig1]
                                          [--interval N] [--threads N] [--device cpu]
+                                         [--landscape 50,100] [--no-diagnostics]
 
 MLP 784-128-64-10 with BatchNorm on mnist-mini (embedded, 10 epochs of 50 steps); LeNet-5
 with BatchNorm on CIFAR-10-format files written to a temp dir (3 epochs of 62 steps); the
@@ -27,6 +28,10 @@ order swapped every repetition). Printed per model:
 On CUDA (`--device cuda`) the recorder's clock reads wait for the device first (its work is
 queued, not done, when the call returns), so "in measure" is the device's time; those waits
 are syncs training would not have, so there the cost figure is an upper bound.
+
+Then the loss-landscape measurement (bntui.engine.landscape) every K steps for each K of
+--landscape, against none, the same way (diagnostics off in both): cost and best epochs as
+above. --no-diagnostics skips the diagnostics part.
 """
 
 from __future__ import annotations
@@ -125,6 +130,27 @@ def timed_run(config: RunConfig, data_dir: Path, threads: int) -> dict:
     return seen
 
 
+def landscape_cost(name: str, every: int, reps: int, data_dir: Path, threads: int) -> None:
+    """Throughput with the landscape measured every `every` steps against none, side by side."""
+    rates: dict[int, list[float]] = {every: [], 0: []}
+    epochs: dict[int, list[float]] = {every: [], 0: []}
+    for rep in range(reps):
+        for interval in (every, 0) if rep % 2 == 0 else (0, every):
+            config = RunConfig(
+                **CASES[name], diagnostics_every=0, landscape_every=interval, bn=True
+            )
+            seen = timed_run(config, data_dir, threads)
+            rates[interval].append(seen["rate"])
+            epochs[interval].extend(seen["epoch_rates"])
+    best_on, best_off = max(rates[every]), max(rates[0])
+    print(
+        f"{name}: landscape every {every} steps: {best_off:.0f} steps/s without, {best_on:.0f} "
+        f"with: cost {100 * (1 - best_on / best_off):.1f}% of throughput (best epochs: "
+        f"{100 * (1 - max(epochs[every]) / max(epochs[0])):.1f}%; {reps} pairs)",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=21)
@@ -137,6 +163,8 @@ def main() -> None:
         default=None,
         help=f"steps between measurements (default {DEFAULT_INTERVAL}; paper-fig1: its preset's)",
     )
+    parser.add_argument("--landscape", default="50,100", help="landscape intervals ('' skips them)")
+    parser.add_argument("--no-diagnostics", action="store_true", help="only the landscape costs")
     args = parser.parse_args()
     accept_cifar_files_without_md5()
     engine_train.DiagnosticsRecorder = TimedRecorder  # time the recorder the engine builds
@@ -144,7 +172,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         write_cifar(data_dir, per_batch=1000, num_test=500)  # 4,000 training images
-        for name in args.models.split(","):
+        for name in args.models.split(",") if not args.no_diagnostics else []:
             on, off, pair_costs, epochs_on, epochs_off = [], [], [], [], []
             events, in_recorder, seconds, measured = 0, 0.0, 0.0, 0
             every = args.interval or INTERVALS.get(name, DEFAULT_INTERVAL)
@@ -177,6 +205,9 @@ def main() -> None:
                 f"{1000 * in_recorder / max(measured, 1):.2f} ms per measurement)",
                 flush=True,
             )
+        for name in args.models.split(","):
+            for every in [int(k) for k in args.landscape.split(",") if k.strip()]:
+                landscape_cost(name, every, args.reps, data_dir, args.threads)
     load_after = os.getloadavg()[0]
     print(f"load average: {load_before:.2f} before, {load_after:.2f} after (2 cores)")
 

@@ -44,7 +44,7 @@ class StoreOptions(BaseModel):
 class RunCommand(TrainingFields, StoreOptions):
     """Train runs headlessly and keep them in the run store."""
 
-    bn: BnChoice = Field("on", description="BatchNorm: on, off, or both (paired runs per seed)")
+    bn: BnChoice = Field("on", description="normalization (--norm): on, off, or both (paired runs per seed)")
     seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
     device: str | None = Field(
         None, description="auto, cpu, cuda, cuda:N or mps (default: BNTUI_DEVICE, config file, or auto)"
@@ -63,7 +63,9 @@ class RunCommand(TrainingFields, StoreOptions):
         validation_alias=AliasChoices("json", "json_file"),
         description="also write the runs to this JSON file (export format)",
     )
-    preset: PresetName | None = Field(None, description="start from a named preset: paper-fig1")
+    preset: PresetName | None = Field(
+        None, description="start from a named preset: paper-fig1, santurkar-landscape or small-batch"
+    )
     detach: bool = Field(False, description="queue the runs and return at once; they train without this terminal")
     max_parallel: int | None = Field(
         None, description="runs at once per device (default: BNTUI_MAX_PARALLEL, config file, or 1 on a CPU)"

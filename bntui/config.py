@@ -18,6 +18,7 @@ Placement = Literal["before", "after"]
 Optimizer = Literal["adam", "sgd"]
 BnChoice = Literal["on", "off", "both"]
 CudaGraphs = Literal["auto", "off"]
+Norm = Literal["batch", "group", "layer", "renorm", "ghost"]
 
 DATASETS: tuple[str, ...] = ("mnist-mini", "mnist", "fashion-mnist", "cifar10")
 ARCHITECTURES: tuple[str, ...] = ("mlp", "lenet5")
@@ -25,6 +26,22 @@ ARCHITECTURES: tuple[str, ...] = ("mlp", "lenet5")
 # The lab trains the MLP for 10 epochs and LeNet-5 for 20, LeNet-5 with dropout 0.3.
 DEFAULT_EPOCHS = {"mlp": 10, "lenet5": 20}
 DEFAULT_DROPOUT = {"mlp": 0.0, "lenet5": 0.3}
+
+# Short names for run ids, labels and tables; the "off" arm of every norm is "nobn".
+NORM_TAGS = {"batch": "bn", "group": "gn", "layer": "ln", "renorm": "brn", "ghost": "gbn"}
+NORM_NAMES = {
+    "batch": "BatchNorm", "group": "GroupNorm", "layer": "LayerNorm",
+    "renorm": "Batch Renorm", "ghost": "Ghost BN",
+}  # fmt: skip
+BATCH_STATISTICS_NORMS = ("batch", "renorm", "ghost")
+# The settings that only one norm reads (the form shows them only for it).
+NORM_PARAMETERS = {
+    "group": ("norm_groups",),
+    "ghost": ("ghost_batch_size",),
+    "renorm": ("renorm_rmax", "renorm_dmax", "renorm_warmup_steps"),
+}
+# Widths of LeNet-5's hidden layers (conv1, conv2, fc3, fc4), fixed by the architecture.
+LENET5_WIDTHS = (("conv1", 6), ("conv2", 16), ("fc3", 120), ("fc4", 84))
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -40,6 +57,19 @@ class TrainingFields(BaseModel):
     dataset: Dataset = Field("mnist-mini", description="dataset to train on")
     arch: Architecture = Field("mlp", description="network architecture")
     activation: Activation = Field("relu", description="hidden-layer non-linearity")
+    norm: Norm = Field(
+        "batch", description="normalization where --bn is on: batch, group, layer, renorm or ghost"
+    )
+    # 2, not Wu & He's 32: LeNet-5's first layer has 6 channels, and groups must divide it.
+    norm_groups: int = Field(2, ge=1, description="GroupNorm: groups per layer (must divide each width)")
+    ghost_batch_size: int = Field(
+        16, ge=2, description="Ghost BN: images per ghost batch whose statistics normalize it"
+    )
+    renorm_rmax: float = Field(3.0, ge=1, description="Batch Renorm: r is clipped to [1/rmax, rmax]")
+    renorm_dmax: float = Field(5.0, ge=0, description="Batch Renorm: d is clipped to [-dmax, dmax]")
+    renorm_warmup_steps: int = Field(
+        100, ge=0, description="Batch Renorm: steps of plain BatchNorm (r=1, d=0) before r, d apply"
+    )
     bn_momentum: float = Field(0.1, gt=0, le=1, description="BatchNorm running-stats momentum")
     bn_eps: float = Field(1e-5, gt=0, description="BatchNorm epsilon")
     bn_affine: bool = Field(True, description="BatchNorm learns a scale and shift")
@@ -67,6 +97,9 @@ class TrainingFields(BaseModel):
     # (bench/diagnostics_overhead.py).
     diagnostics_every: int = Field(
         25, ge=0, description="steps between BatchNorm diagnostics (0 turns them off)"
+    )
+    landscape_every: int = Field(
+        0, ge=0, description="steps between loss-landscape measurements (0 turns them off)"
     )
 
     @field_validator("hidden_sizes", mode="before")
@@ -99,7 +132,7 @@ class RunConfig(TrainingFields):
     """Everything one training run needs. Defaults that depend on the architecture are filled
     in at validation, so a stored config is explicit and round-trips exactly through JSON."""
 
-    bn: bool = Field(True, description="use BatchNorm")
+    bn: bool = Field(True, description="use the normalization `norm` (False: none)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability")
     epochs: int = Field(10, ge=1, le=10000, description="epochs")
 
@@ -119,16 +152,70 @@ class RunConfig(TrainingFields):
 
     @model_validator(mode="after")
     def _check_combination(self) -> RunConfig:
-        if self.bn and self.batch_size < 2:
+        # GroupNorm and LayerNorm normalize each image alone: they train on batches of one.
+        if self.bn and self.norm in BATCH_STATISTICS_NORMS and self.batch_size < 2:
             raise ValueError(
                 "batch_size: must be at least 2 with BatchNorm on (it cannot train on one sample)"
             )
+        if self.bn and self.norm == "group" and (problem := self.groups_problem()):
+            raise ValueError(f"norm_groups: {problem}")
         return self
+
+    def hidden_widths(self) -> list[tuple[str, int]]:
+        """(layer name, width) of each hidden layer, as models.build_model names them."""
+        if self.arch == "lenet5":
+            return list(LENET5_WIDTHS)
+        return [(f"fc{index}", size) for index, size in enumerate(self.hidden_sizes, start=1)]
+
+    def groups_problem(self) -> str | None:
+        """Why norm_groups cannot split every hidden layer into equal groups, or None."""
+        widths = self.hidden_widths()
+        for name, width in widths:
+            if width % self.norm_groups:
+                common = [g for g in range(1, width + 1) if all(w % g == 0 for _, w in widths)]
+                allowed = ", ".join(map(str, common))
+                return (f"{self.norm_groups} does not divide layer {name}'s width {width}; "
+                        f"must divide every hidden layer's width ({allowed})")
+        return None
+
+    @property
+    def norm_tag(self) -> str:
+        """"bn", "gn", "ln", "brn", "gbn", or "nobn" without normalization."""
+        return NORM_TAGS[self.norm] if self.bn else "nobn"
 
     @property
     def label(self) -> str:
-        """Short human label: dataset/arch/BN/seed."""
-        return f"{self.dataset}/{self.arch}/{'bn' if self.bn else 'no-bn'}/s{self.seed}"
+        """Short human label: dataset/arch/norm/seed (bn, gn, ln, brn, gbn or no-bn)."""
+        arm = "no-bn" if not self.bn else NORM_TAGS[self.norm]
+        return f"{self.dataset}/{self.arch}/{arm}/s{self.seed}"
+
+
+def arm_name(config: RunConfig) -> str:
+    """An arm in plot legends and titles: BN, GN, LN, BRN or GBN; no BN (no norm beside a
+    norm that is not BatchNorm)."""
+    if not config.bn:
+        return "no BN" if config.norm == "batch" else "no norm"
+    return NORM_TAGS[config.norm].upper()
+
+
+def norm_cell(config: RunConfig) -> str:
+    """The norm in a table cell: bn, gn, ln, brn, gbn, or off without normalization."""
+    return config.norm_tag if config.bn else "off"
+
+
+def norm_description(config: RunConfig) -> str:
+    """The norm and the parameters it reads, for titles: e.g. "GroupNorm (G=4)"."""
+    if not config.bn:
+        return "no normalization"
+    name = NORM_NAMES[config.norm]
+    if config.norm == "group":
+        return f"{name} (G={config.norm_groups})"
+    if config.norm == "ghost":
+        return f"{name} (N={config.ghost_batch_size})"
+    if config.norm == "renorm":
+        return (f"{name} (rmax {config.renorm_rmax:g}, dmax {config.renorm_dmax:g}, "
+                f"warm-up {config.renorm_warmup_steps} steps)")
+    return name
 
 
 def check_device_name(value: str) -> str:

@@ -1,10 +1,14 @@
-"""Named experiment presets: settings that reproduce a known result in one flag."""
+"""Named experiment presets: settings that reproduce a known result in one flag.
+
+A preset's "sweep" (setting -> values) launches one run per combination of those values (per
+seed and BN arm), in one group; a flag the user gives for a swept setting replaces the sweep
+over it."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-PresetName = Literal["paper-fig1"]
+PresetName = Literal["paper-fig1", "santurkar-landscape", "small-batch"]
 
 # Ioffe & Szegedy (2015), Figure 1: an MNIST MLP with 3 fully connected hidden layers of 100
 # sigmoid units, batch 60, trained by SGD, with and without BN; diagnostics every 10 steps show
@@ -23,10 +27,43 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": 1,
         "diagnostics_every": 10,
     },
+    # Santurkar et al. (2018), section 3.1 and Fig. 4: VGG on CIFAR-10 with and without BN,
+    # the same SGD learning rate (0.1) for both, batch 128, the loss landscape measured along
+    # the gradient during training. Scaled to what trains here: LeNet-5 instead of VGG, plain
+    # SGD without momentum or weight decay, no dropout (the measurement has it off anyway),
+    # 10 epochs, measured every 25 steps.
+    "santurkar-landscape": {
+        "dataset": "cifar10",
+        "arch": "lenet5",
+        "activation": "relu",
+        "dropout": 0.0,
+        "batch_size": 128,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "sgd_momentum": 0.0,
+        "epochs": 10,
+        "bn": "both",
+        "seeds": 1,
+        "landscape_every": 25,
+    },
+    # Where BatchNorm is known to suffer (Wu & He 2018, Fig. 1; Ioffe 2017): tiny batches, whose
+    # statistics are noisy and far from the running ones used at test time. BatchNorm, GroupNorm
+    # and Batch Renorm at batch 4 and 32 on LeNet-5; the sweep gives one run per combination.
+    "small-batch": {
+        "dataset": "mnist",
+        "arch": "lenet5",
+        "epochs": 5,
+        "bn": "on",
+        "seeds": 1,
+        "norm_groups": 2,
+        "sweep": {"batch_size": [4, 32], "norm": ["batch", "group", "renorm"]},
+    },
 }
 
-# The preset falls back to the embedded subset when full MNIST is not on disk.
-PRESET_FALLBACK_DATASET = {"paper-fig1": "mnist-mini"}
+# The preset falls back to the embedded subset when its dataset is not on disk.
+PRESET_FALLBACK_DATASET = {
+    "paper-fig1": "mnist-mini", "santurkar-landscape": "mnist-mini", "small-batch": "mnist-mini",
+}  # fmt: skip
 
 
 def preset_values(name: str, dataset_present: bool) -> dict[str, Any]:

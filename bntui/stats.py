@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from bntui.config import norm_description
+
 if TYPE_CHECKING:
     from bntui.store.schema import RunRecord
 
@@ -35,7 +37,9 @@ NO_PAIRS_WARNING = "no complete BN / no-BN pair (same seed, both finished): noth
 BandKind = Literal["std", "minmax"]
 
 # Settings that may differ between the runs of a group without changing what is compared.
-_HARMLESS_FIELDS = {"bn", "seed", "device", "progress_every", "diagnostics_every"}
+_HARMLESS_FIELDS = {
+    "bn", "seed", "device", "progress_every", "diagnostics_every", "landscape_every",
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- Student t
@@ -523,6 +527,9 @@ def summarize_group(
         if first is not None
         else "empty group"
     )
+    normalized = (bn_runs or [r for r in records if r.config.bn] or [None])[0]
+    if normalized is not None and normalized.config.norm != "batch":
+        title += f", {norm_description(normalized.config)}"  # what "BN" stands for
     return GroupSummary(
         group=groups[0] if groups else None,
         title=title,

@@ -39,6 +39,14 @@ def test_help_lists_commands_without_importing_torch():
         (["run", "--dataset", "imagenet"], "dataset: must be 'mnist-mini'"),
         (["run", "--device", "tpu"], "device: must be auto, cpu, cuda, cuda:N or mps"),
         (["run", "--batch-size", "1"], "batch_size: must be at least 2 with BatchNorm on"),
+        (["run", "--norm", "group", "--hidden-sizes", "64", "--norm-groups", "7"],
+         "norm_groups: 7 does not divide layer fc1's width 64; must divide every hidden layer's"),
+        (["run", "--norm", "ghost", "--ghost-batch-size", "1"],
+         "ghost_batch_size: must be greater than or equal to 2"),
+        (["run", "--norm", "renorm", "--renorm-rmax", "0.5"],
+         "renorm_rmax: must be greater than or equal to 1"),
+        (["run", "--landscape-every", "-1"], "landscape_every: must be greater than or equal to 0"),
+        (["run", "--norm", "weight"], "norm: must be 'batch', 'group', 'layer', 'renorm' or 'ghost'"),
     ],
 )
 def test_bad_flags_get_one_line_naming_the_field(args, expected, tmp_path):

@@ -55,6 +55,16 @@ def test_lab_defaults_depend_on_the_architecture():
         ({"lr": "inf"}, "lr", "finite number"),
         ({"bn_momentum": float("nan")}, "bn_momentum", "finite number"),
         ({"sgd_momentum": "-inf"}, "sgd_momentum", "finite number"),
+        ({"norm": "group", "hidden_sizes": [64], "norm_groups": 7}, "norm_groups",
+         "7 does not divide layer fc1's width 64; must divide every hidden layer's width "
+         "(1, 2, 4, 8, 16, 32, 64)"),
+        ({"norm": "group", "arch": "lenet5", "norm_groups": 4}, "norm_groups",
+         "4 does not divide layer conv1's width 6; must divide every hidden layer's width (1, 2)"),
+        ({"ghost_batch_size": 1}, "ghost_batch_size", "greater than or equal to 2"),
+        ({"renorm_rmax": 0.5}, "renorm_rmax", "greater than or equal to 1"),
+        ({"renorm_dmax": -1}, "renorm_dmax", "greater than or equal to 0"),
+        ({"renorm_warmup_steps": -1}, "renorm_warmup_steps", "greater than or equal to 0"),
+        ({"landscape_every": -1}, "landscape_every", "greater than or equal to 0"),
     ],
 )
 def test_invalid_values_name_the_field_and_what_is_allowed(values, field, allowed):
@@ -75,6 +85,10 @@ def test_field_errors_map_fields_for_the_form():
 
 def test_batch_size_one_is_fine_without_batchnorm():
     assert RunConfig(bn=False, batch_size=1).batch_size == 1
+    assert RunConfig(norm="group", batch_size=1).batch_size == 1  # per-image statistics
+    assert RunConfig(norm="layer", batch_size=1).batch_size == 1
+    for norm in ("ghost", "renorm"):
+        assert "one sample" in message_for(norm=norm, batch_size=1)
 
 
 def test_bn_accepts_on_and_off_words():
@@ -136,3 +150,74 @@ def test_a_plan_whose_seeds_would_pass_the_largest_seed_is_refused():
         plan_runs(TrainingFields(seed=MAX_SEED), "both", seeds=2)
     assert str(caught.value).startswith("seeds: 2 seeds from seed 2147483647 go past the largest seed")
     assert f"start at seed {MAX_SEED - 1} or lower" in str(caught.value)
+
+
+def test_groups_are_checked_only_for_group_norm_with_normalization_on():
+    assert RunConfig(norm="batch", hidden_sizes=[64], norm_groups=7).norm_groups == 7
+    assert RunConfig(norm="group", bn=False, hidden_sizes=[64], norm_groups=7).bn is False
+    assert RunConfig(norm="group", arch="lenet5", norm_groups=2).norm_groups == 2
+
+
+def test_a_config_without_norm_reads_as_batch_norm():
+    old = RunConfig().model_dump()
+    for name in ("norm", "norm_groups", "ghost_batch_size", "renorm_rmax", "renorm_dmax",
+                 "renorm_warmup_steps", "landscape_every"):
+        del old[name]
+    config = RunConfig.model_validate(old)
+    assert (config.norm, config.landscape_every) == ("batch", 0)
+
+
+def test_labels_name_the_norm():
+    assert RunConfig(norm="group").label == "mnist-mini/mlp/gn/s0"
+    assert RunConfig(norm="renorm", bn=False).label == "mnist-mini/mlp/no-bn/s0"
+    assert RunConfig().label == "mnist-mini/mlp/bn/s0"
+
+
+def test_a_sweep_plans_one_run_per_combination_in_one_group():
+    plan = plan_runs(TrainingFields(arch="lenet5"), "on", seeds=2,
+                     sweep={"batch_size": [4, 32], "norm": ["batch", "group", "renorm"]})
+    assert [(c.batch_size, c.norm, c.seed) for c in plan.configs] == [
+        (4, "batch", 0), (4, "batch", 1), (4, "group", 0), (4, "group", 1), (4, "renorm", 0),
+        (4, "renorm", 1), (32, "batch", 0), (32, "batch", 1), (32, "group", 0), (32, "group", 1),
+        (32, "renorm", 0), (32, "renorm", 1),
+    ]
+    assert plan.group is not None and all(c.bn for c in plan.configs)
+
+
+def test_every_preset_plans_valid_runs():
+    from bntui.presets import PRESETS, preset_values
+
+    for name in PRESETS:
+        values = preset_values(name, dataset_present=False)
+        sweep = values.pop("sweep", None)
+        bn, seeds = values.pop("bn"), values.pop("seeds")
+        plan = plan_runs(TrainingFields(**values), bn, seeds, sweep)
+        assert plan.configs and all(c.dataset == "mnist-mini" for c in plan.configs), name
+    santurkar = preset_values("santurkar-landscape", dataset_present=True)
+    assert (santurkar["dataset"], santurkar["landscape_every"], santurkar["bn"]) == ("cifar10", 25, "both")
+
+
+def test_a_flag_the_user_gives_replaces_the_presets_sweep_over_it(tmp_path):
+    from bntui.cli import RunCommand
+    from bntui.commands.run import build_plan
+    from bntui.settings import AppSettings
+
+    settings = AppSettings(data_dir=tmp_path, runs_dir=tmp_path / "runs")
+    plan, note = build_plan(RunCommand(preset="small-batch"), settings)
+    assert sorted({(c.batch_size, c.norm) for c in plan.configs}) == [
+        (4, "batch"), (4, "group"), (4, "renorm"), (32, "batch"), (32, "group"), (32, "renorm")
+    ]
+    assert "preset uses mnist-mini" in note
+    plan, _ = build_plan(RunCommand(preset="small-batch", batch_size=8), settings)
+    assert [(c.batch_size, c.norm) for c in plan.configs] == [(8, "batch"), (8, "group"), (8, "renorm")]
+
+
+def test_arm_names_say_which_norm():
+    from bntui.config import arm_name, norm_description
+
+    assert [arm_name(RunConfig(norm=n)) for n in ("batch", "group", "layer", "renorm", "ghost")] == [
+        "BN", "GN", "LN", "BRN", "GBN"
+    ]
+    assert arm_name(RunConfig(bn=False)) == "no BN" and arm_name(RunConfig(norm="group", bn=False)) == "no norm"
+    assert norm_description(RunConfig(norm="group", norm_groups=4)) == "GroupNorm (G=4)"
+    assert norm_description(RunConfig(norm="renorm")) == "Batch Renorm (rmax 3, dmax 5, warm-up 100 steps)"

@@ -463,3 +463,14 @@ def test_stats_and_series_do_not_import_torch_textual_or_rich():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_group_title_names_a_norm_other_than_batch_norm():
+    def with_norm(record: RunRecord, **fields) -> RunRecord:
+        return record.model_copy(update={"config": record.config.model_copy(update=fields)})
+
+    batch = summarize_group([make_run(True, 0, 0.6), make_run(False, 0, 0.5)])
+    assert batch.title == "mnist-mini / mlp, 3 epochs"
+    group = summarize_group([with_norm(make_run(True, 0, 0.6), norm="group", norm_groups=4),
+                             with_norm(make_run(False, 0, 0.5), norm="group", norm_groups=4)])
+    assert group.title == "mnist-mini / mlp, 3 epochs, GroupNorm (G=4)"

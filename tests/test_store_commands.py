@@ -50,12 +50,12 @@ def test_runs_json_has_the_documented_fields(settings, console):
     assert cmd_runs(settings, console, as_json=True) == 0
     rows = {row["id"]: row for row in json.loads(output(console))["runs"]}
     row = rows[finished.run_id]
-    assert set(row) == {"id", "status", "epochs_done", "dataset", "arch", "bn", "seed",
+    assert set(row) == {"id", "status", "epochs_done", "dataset", "arch", "bn", "norm", "seed",
                         "best_val_loss", "test_accuracy", "duration_seconds", "group", "damaged"}
     run = {r.id: r for r in list_runs(settings.runs_dir)}[finished.run_id]
     assert row == {
         "id": finished.run_id, "status": "finished", "epochs_done": 3, "dataset": "mnist-mini",
-        "arch": "mlp", "bn": False, "seed": 3, "best_val_loss": min(run.record.history.val_loss),
+        "arch": "mlp", "bn": False, "norm": "batch", "seed": 3, "best_val_loss": min(run.record.history.val_loss),
         "test_accuracy": run.record.final.test_accuracy, "duration_seconds": run.record.timings.total_seconds,
         "group": "g-7", "damaged": None,
     }
@@ -190,7 +190,7 @@ def test_import_of_a_bad_file_is_one_line_error(settings, console, tmp_path, cap
     path.write_text(json.dumps({"schema_version": 42, "runs": []}))
     assert cmd_import(settings, console, path) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"bntui: error: {path}: schema_version 42 is not supported (this bntui reads 1, 2)"
+    assert err == f"bntui: error: {path}: schema_version 42 is not supported (this bntui reads 1, 2, 3)"
 
 
 def test_rm_asks_and_respects_no(settings, console):
@@ -316,7 +316,7 @@ def test_runs_table_is_readable_on_narrow_terminals(settings, width):
     note = " ".join(text[text.index("not shown at this width:"):].split())
     rule = next(index for index, line in enumerate(lines) if line.startswith("─"))
     header = " ".join(lines[max(rule - 2, 0):rule])  # the header: one or two lines above the rule
-    for column in ("dataset", "arch", "BN", "seed", "status", "epochs", "test acc", "time"):
+    for column in ("dataset", "arch", "norm", "seed", "status", "epochs", "test acc", "time"):
         assert column in header or column in note, (column, text)
     if "dataset" not in header:
         assert "(the run id says them)" in note

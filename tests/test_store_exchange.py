@@ -204,6 +204,28 @@ def test_schema_version_1_documents_import(tmp_path):
     assert import_runs(tmp_path / "runs", path).imported == [("old-run", "old-run")]
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_runs_from_before_the_norm_setting_import_as_batch_norm(tmp_path, version):
+    path = tmp_path / "old.json"
+    run = _minimal_run("old-run", config={"dataset": "mnist-mini", "bn": True})
+    path.write_text(json.dumps({**_document_with(run), "schema_version": version}))
+    import_runs(tmp_path / "runs", path)
+    [stored] = list_runs(tmp_path / "runs")
+    assert (stored.config.norm, stored.config.bn, stored.config.label) == ("batch", True, "mnist-mini/mlp/bn/s0")
+
+
+def test_landscape_points_survive_export_and_import(tmp_path):
+    point = {"step": 5, "epoch": 1, "loss_min": 0.5, "loss_max": 2.0, "grad_change_min": 0.1,
+             "grad_change_max": 0.4, "beta_smoothness": None}
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(_document_with(_minimal_run("r1", landscape={"points": [point]}))))
+    import_runs(tmp_path / "runs", path)
+    [stored] = list_runs(tmp_path / "runs")
+    assert stored.record.landscape.points == [point]
+    again = export_file([stored], tmp_path / "again.json")
+    assert json.loads(again.read_text())["runs"][0]["landscape"] == {"points": [point]}
+
+
 def test_a_run_exported_while_running_imports_as_crashed(tmp_path):
     writer = make_run(tmp_path / "a", epochs=2, status=None)
     [live] = list_runs(tmp_path / "a")
@@ -275,6 +297,10 @@ def records(draw) -> RunRecord:
         {"step": small_int, "epoch": small_int},
         optional={"layers": st.lists(st.fixed_dictionaries({"name": st.text(max_size=5), "mean": finite}), max_size=2)},
     ), max_size=3))
+    landscape = draw(st.lists(st.fixed_dictionaries(
+        {"step": small_int, "epoch": small_int, **{key: st.none() | finite for key in (
+            "loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta_smoothness")}},
+    ), max_size=3))
     final = draw(st.none() | st.fixed_dictionaries({name: fraction if "accuracy" in name else any_float for name in (
         "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")}))
     return RunRecord.model_validate({
@@ -282,7 +308,8 @@ def records(draw) -> RunRecord:
         "status": draw(st.sampled_from(["finished", "cancelled", "failed", "diverged", "crashed"])),
         "message": draw(st.none() | st.text(max_size=20)),
         "group": draw(st.none() | st.just("g-1")),
-        "config": RunConfig(seed=draw(small_int), bn=draw(st.booleans())),
+        "config": RunConfig(seed=draw(small_int), bn=draw(st.booleans()),
+                            norm=draw(st.sampled_from(["batch", "group", "layer", "renorm", "ghost"]))),
         "environment": {"python": "3.11", "device": draw(st.sampled_from(["cpu", "cuda:0"]))},
         "split_hash": draw(st.text(alphabet="0123456789abcdef", max_size=8)),
         "history": history,
@@ -292,6 +319,7 @@ def records(draw) -> RunRecord:
                     "train_seconds": draw(st.none() | seconds), "total_seconds": draw(st.none() | seconds),
                     "steps": draw(small_int)},
         "diagnostics": {"points": points} if points else None,
+        "landscape": {"points": landscape} if landscape else None,
     })
 
 

@@ -345,3 +345,15 @@ def test_summary_is_strict_json_and_events_keep_the_constants_older_readers_expe
     path.write_text(path.read_text().replace('"NaN"', "NaN").replace('"-Infinity"', "-Infinity"))
     reader_final = load_run(tmp_path, "r").record.final
     assert reader_final.test_loss == float("-inf") and reader_final.train_loss != reader_final.train_loss
+
+
+@pytest.mark.parametrize(
+    ("fields", "tag"),
+    [({}, "bn"), ({"bn": False}, "nobn"), ({"norm": "group"}, "gn"), ({"norm": "layer"}, "ln"),
+     ({"norm": "renorm"}, "brn"), ({"norm": "ghost"}, "gbn"), ({"norm": "ghost", "bn": False}, "nobn")],
+)
+def test_run_ids_name_the_norm(fields, tag):
+    from datetime import datetime
+
+    run_id = writer_module.new_run_id(RunConfig(seed=4, **fields), datetime(2026, 1, 2, 3, 4, 5))
+    assert run_id.startswith(f"20260102-030405-mnist-mini-mlp-{tag}-s4-")

@@ -129,6 +129,18 @@ async def test_diagnostics_open_for_the_selected_run_and_its_twin(app, marked, s
         assert sorted(record.id for record in app.screen.records) == shown
 
 
+async def test_landscape_opens_for_the_selected_run_and_its_twin(app):
+    from bntui.tui.screens.landscape import LandscapeScreen
+
+    async with app.run_test(size=(140, 44)) as pilot:
+        table = await loaded(pilot)
+        select(table, "fx-nobn-s2")
+        await pilot.press("l")
+        await pilot.pause()
+        assert isinstance(app.screen, LandscapeScreen)
+        assert [record.id for record in app.screen.records] == ["fx-bn-s2", "fx-nobn-s2"]  # BN left
+
+
 def queue_without_scheduler(runs_dir, run_id: str) -> None:
     """Make `run_id` a queued run: its config alone, and a queue entry that no local scheduler
     takes (the app starts one for local entries): one for a cluster that has not started it."""
@@ -192,7 +204,7 @@ async def test_compare_on_a_run_that_has_not_started_says_so(tmp_path):
     async with app.run_test(size=(140, 44), message_hook=collect_notifications(notes)) as pilot:
         await wait_for(pilot, lambda: app.main.runs.row_count == 1, "the queued row")
         app.main.runs.focus()
-        for key in ("c", "d"):
+        for key in ("c", "d", "l"):
             await pilot.press(key)
             await wait_for(pilot, lambda: bool(notes), f"a message for {key}")
             assert notes.pop().message == "Not started yet: open this again once the run is training."

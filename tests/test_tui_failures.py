@@ -116,6 +116,39 @@ async def test_a_negative_diagnostics_interval_is_refused_next_to_the_field(tmp_
         assert app.main.form.read().fields.diagnostics_every == 0
 
 
+async def test_each_norm_shows_only_its_own_parameters_and_their_errors(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = app.main.form
+
+        def shown() -> set[str]:
+            names = ("norm_groups", "ghost_batch_size", "renorm_rmax", "renorm_dmax",
+                     "renorm_warmup_steps", "bn_momentum")
+            return {n for n in names if app.screen.query_one(f"#field-{n}").parent.display}
+
+        assert shown() == {"bn_momentum"}  # BatchNorm: momentum only
+        form.set_value("norm", "group")
+        await wait_for(pilot, lambda: shown() == {"norm_groups"}, "the groups field alone")
+        await set_field(pilot, "hidden_sizes", "64")
+        await set_field(pilot, "norm_groups", "7")
+        error = app.screen.query_one("#error-norm_groups", Static)
+        await shows(pilot, error, "7 does not divide layer fc1's width 64")
+        await pilot.press("ctrl+r")
+        assert not app.session.views  # refused
+        form.set_value("norm", "ghost")  # groups do not apply: their error goes with them
+        await wait_for(pilot, lambda: str(error.render()) == "", "the groups error to clear")
+        assert shown() == {"ghost_batch_size", "bn_momentum"}
+        form.set_value("norm", "renorm")
+        await wait_for(pilot, lambda: "renorm_rmax" in shown(), "the renorm fields")
+        assert shown() == {"renorm_rmax", "renorm_dmax", "renorm_warmup_steps", "bn_momentum"}
+        await set_field(pilot, "renorm_rmax", "0.5")
+        await shows(pilot, app.screen.query_one("#error-renorm_rmax", Static), "greater than or equal to 1")
+        await set_field(pilot, "renorm_rmax", "2")
+        await wait_for(pilot, lambda: not form.read().errors, "no errors")
+        fields = form.read().fields
+        assert (fields.norm, fields.renorm_rmax) == ("renorm", 2.0)
+
+
 async def long_runs(pilot: Pilot) -> None:
     """Both arms of a launch that trains far longer than any test waits."""
     await set_field(pilot, "epochs", "500")

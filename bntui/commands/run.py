@@ -59,7 +59,7 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
     """The launch plan from flags, preset and settings. Flags the user gave win over the preset."""
     values = command.model_dump(exclude=_LAUNCH_ONLY_FIELDS)
     bn, seeds = command.bn, command.seeds
-    note = None
+    note, sweep = None, None
     if command.preset:
         from bntui.engine.data import dataset_info
         from bntui.presets import PRESETS, preset_values
@@ -73,14 +73,16 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
         for key, value in preset.items():
             if key in given:
                 continue
-            if key == "bn":
+            if key == "sweep":  # a flag the user gave fixes that setting instead
+                sweep = {name: values for name, values in value.items() if name not in given} or None
+            elif key == "bn":
                 bn = value
             elif key == "seeds":
                 seeds = value
             else:
                 values[key] = value
     values["device"] = command.device or settings.device
-    return plan_runs(TrainingFields(**values), bn, seeds), note
+    return plan_runs(TrainingFields(**values), bn, seeds, sweep), note
 
 
 def output_file_problem(path: Path) -> str | None:
@@ -312,9 +314,10 @@ def _print_results(console: Console, runs: list[StoredRun]) -> None:
     console.print(table, crop=False)  # a terminal narrower than an id: wrap it, never cut it
 
     arms: dict[str, list] = {}
+    configs = [run.record.config for run in runs if run.record is not None]
     for run in runs:
         if run.record is not None and run.record.final is not None:
-            arms.setdefault("bn" if run.record.config.bn else "no-bn", []).append(run.record.final)
+            arms.setdefault(_arm_name(run.record.config, configs), []).append(run.record.final)
     if any(len(finals) > 1 for finals in arms.values()):
         summary = Table(title="Per arm: mean ± std over seeds", title_justify="left", box=SIMPLE_HEAD)
         for column in ("arm", "runs", "train acc %", "val acc %", "test acc %", "test loss"):
@@ -328,6 +331,14 @@ def _print_results(console: Console, runs: list[StoredRun]) -> None:
                 _mean_std([f.test_loss for f in finals], digits=4),
             )
         console.print(summary)
+
+
+def _arm_name(config, configs: list) -> str:
+    """bn / no-bn (or the norm's tag), with the batch size where a sweep varies it."""
+    name = "no-bn" if not config.bn else ("bn" if config.norm == "batch" else config.norm_tag)
+    if len({c.batch_size for c in configs}) > 1:
+        name += f" batch {config.batch_size}"
+    return name
 
 
 def _mean_std(values: list[float], *, digits: int) -> str:

@@ -27,14 +27,15 @@ from bntui.store import (
     write_export,
 )
 from bntui.store.schema import json_schema
+from bntui.config import norm_cell
 from bntui.text import escape
 from bntui.words import counted
 
-_RUNS_COLUMNS = ("dataset", "arch", "BN", "seed", "status", "epochs", "best val loss", "test acc", "time")
+_RUNS_COLUMNS = ("dataset", "arch", "norm", "seed", "status", "epochs", "best val loss", "test acc", "time")
 _NUMERIC = ("seed", "epochs", "best val loss", "test acc", "time")
 # On a narrow terminal whole columns are left out, in this order: first those the id already
 # says (e.g. 20261126-153012-mnist-mini-mlp-bn-s0-a1b2), then the least telling numbers.
-_DROP_ORDER = ("dataset", "arch", "BN", "seed", "time", "best val loss", "epochs", "test acc", "status")
+_DROP_ORDER = ("dataset", "arch", "norm", "seed", "time", "best val loss", "epochs", "test acc", "status")
 
 _STATUS_STYLE = {
     "queued": "cyan",
@@ -178,7 +179,7 @@ def _runs_row(run: StoredRun) -> dict[str, str]:
         "id": run.id,
         "dataset": info["dataset"] or "?",
         "arch": info["arch"] or "?",
-        "BN": "?" if info["bn"] is None else ("on" if info["bn"] else "off"),
+        "norm": "?" if run.config is None else norm_cell(run.config),
         "seed": "?" if info["seed"] is None else str(info["seed"]),
         "status": run.status,
         "epochs": _epochs_text(run),

@@ -74,6 +74,21 @@ class Diagnostics(Event):
 
 
 @dataclass(frozen=True)
+class Landscape(Event):
+    """Santurkar et al.'s loss-landscape measurements at one step (see engine.landscape);
+    None where the number was not finite."""
+
+    kind: ClassVar[str] = "landscape"
+    step: int
+    epoch: int
+    loss_min: float | None
+    loss_max: float | None
+    grad_change_min: float | None
+    grad_change_max: float | None
+    beta_smoothness: float | None
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     kind: ClassVar[str] = "finished"
     train_loss: float
@@ -115,6 +130,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Progress,
         EpochEnded,
         Diagnostics,
+        Landscape,
         RunFinished,
         RunFailed,
         RunCancelled,

@@ -1,4 +1,4 @@
-"""The lab's two networks, with BatchNorm as a switch.
+"""The lab's two networks, with normalization (BatchNorm or a variant, engine.norms) as a switch.
 
 Paired initialisation: layers are created in the same order with and without BatchNorm,
 and BatchNorm layers draw no random numbers (their weights start at 1 and 0), so after
@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bntui.engine.norms import make_norm
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -30,7 +32,9 @@ class HiddenLayer:
 
     name: str
     weight: nn.Module  # nn.Linear or nn.Conv2d
-    norm: nn.Module | None  # BatchNorm1d/2d, or None without BatchNorm
+    # BatchNorm1d/2d (or Ghost BN, Batch Renorm: subclasses), or None without one (no norm,
+    # GroupNorm, LayerNorm: these sit in the model's layers but have no batch statistics).
+    norm: nn.Module | None
     activation: nn.Module
 
 
@@ -59,16 +63,11 @@ class _Builder:
         self.layers[name] = module
 
     def hidden_block(self, index: int, weight: nn.Module, features: int, conv: bool) -> None:
-        """weight -> [BN] -> activation (BN placement `before`), or weight -> activation -> [BN]
-        (`after`)."""
+        """weight -> [norm] -> activation (placement `before`), or weight -> activation -> [norm]
+        (`after`); the norm is config.norm (see engine.norms) where config.bn is on."""
         config = self.config
         self.add(f"{'conv' if conv else 'fc'}{index}", weight)
-        norm = None
-        if config.bn:
-            norm_type = nn.BatchNorm2d if conv else nn.BatchNorm1d
-            norm = norm_type(
-                features, eps=config.bn_eps, momentum=config.bn_momentum, affine=config.bn_affine
-            )
+        norm = make_norm(config, features, conv) if config.bn else None
         activation = ACTIVATIONS[config.activation]()
         if norm is not None and config.bn_placement == "before":
             self.add(f"bn{index}", norm)
@@ -76,7 +75,9 @@ class _Builder:
         if norm is not None and config.bn_placement == "after":
             self.add(f"bn{index}", norm)
         name = f"{'conv' if conv else 'fc'}{index}"
-        self.hidden.append(HiddenLayer(name, weight, norm, activation))
+        # Diagnostics read batch statistics: only BatchNorm and its variants have them.
+        batch_norm = norm if isinstance(norm, BATCH_NORM_TYPES) else None
+        self.hidden.append(HiddenLayer(name, weight, batch_norm, activation))
 
     def dropout(self, index: int) -> None:
         if self.config.dropout > 0:

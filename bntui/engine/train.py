@@ -56,6 +56,7 @@ from bntui.engine.events import (
     RunResult,
     RunStarted,
 )
+from bntui.engine.landscape import LandscapeRecorder
 from bntui.engine.memory import (
     check_model_fits,
     is_out_of_memory,
@@ -63,7 +64,7 @@ from bntui.engine.memory import (
     planned_parameters,
     release_device_memory,
 )
-from bntui.engine.models import batch_statistics_mode, build_model, parameter_count
+from bntui.engine.models import batch_norm_layers, batch_statistics_mode, build_model, parameter_count
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,9 @@ class _Run:
         diagnostics = None
         if config.diagnostics_every > 0 and len(data.val_y) >= 2:
             diagnostics = DiagnosticsRecorder(model, data.val_x, config.seed)
+        self.landscape = None  # measured between backward and the update; never changes training
+        if config.landscape_every > 0:
+            self.landscape = LandscapeRecorder(model, config.landscape_every)
         self.train_step = training_step(prepared, config.batch_size)
         warm_up(prepared, config)
         self.emit(
@@ -294,6 +298,24 @@ class _Run:
             )
         )
 
+    def before_update(self, batch, epoch: int, data, diagnostics) -> Callable[[], None] | None:
+        """What runs between this step's backward and its update, at the weights and gradient
+        of the step: a diagnostics snapshot (`diagnostics` given) and the landscape
+        measurement when one is due. Neither changes training."""
+        step = self.step + 1
+        landscape = self.landscape if self.landscape is not None and self.landscape.due(step) else None
+        if diagnostics is None and landscape is None:
+            return None
+
+        def measure() -> None:
+            if diagnostics is not None:
+                diagnostics.snapshot()
+            if landscape is not None:
+                images, targets = data.train_x.index_select(0, batch), data.train_y.index_select(0, batch)
+                self.emit(landscape.measure(images, targets, step, epoch))
+
+        return measure
+
     def run_epoch(self, epoch: int, prepared: Prepared, diagnostics) -> _EpochOutcome:
         config, data, model = self.config, prepared.data, prepared.model
         batch_size = config.batch_size
@@ -306,7 +328,7 @@ class _Run:
                 raise _Stop(RunCancelled(epochs_done=epoch - 1, step=self.step), "cancelled")
             batch = order[index * batch_size : (index + 1) * batch_size]
             measuring = diagnostics is not None and (self.step + 1) % every == 0
-            loss = self.train_step(batch, diagnostics.snapshot if measuring else None)
+            loss = self.train_step(batch, self.before_update(batch, epoch, data, diagnostics if measuring else None))
             self.loss_total.add_(loss.detach())
             self.step += 1
             if measuring:
@@ -467,8 +489,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def evaluate_batch_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int):
     """(mean loss, accuracy) with BatchNorm normalizing each batch by its own statistics,
-    running statistics untouched. A last batch of one image joins the one before it."""
-    if len(y) < 2:
+    running statistics untouched. A last batch of one image joins the one before it. None
+    without batch statistics (GroupNorm and LayerNorm normalize each image alone)."""
+    if len(y) < 2 or not batch_norm_layers(model):
         return None, None
     starts = list(range(0, len(y), batch_size))
     if len(y) - starts[-1] == 1:

@@ -127,6 +127,7 @@ class StoredRun:
             "dataset": config.dataset if config else None,
             "arch": config.arch if config else None,
             "bn": config.bn if config else None,
+            "norm": config.norm if config else None,
             "seed": config.seed if config else None,
             "best_val_loss": self.best_val_loss,
             "test_accuracy": self.test_accuracy,
@@ -194,6 +195,7 @@ class EventLog:
         default_factory=lambda: {k: [] for k in ("step", "epoch", "train_loss", "elapsed")}
     )
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    landscape: list[dict[str, Any]] = field(default_factory=list)
     last_step: int = 0
 
     @property
@@ -242,6 +244,8 @@ class EventLog:
                 self.last_step = max(self.last_step, data["step"])
         elif kind == "diagnostics":
             self.diagnostics.append({k: v for k, v in data.items() if k != "type"})
+        elif kind == "landscape":
+            self.landscape.append({k: v for k, v in data.items() if k != "type"})
         elif kind == "started":
             # Fields RunStarted gained later have defaults; older lines lack them.
             self.started = RunStarted(
@@ -420,13 +424,14 @@ def _build_record(
         "final": summary.final if summary is not None else _final_from(log.terminal),
         "timings": summary.timings if summary is not None else _derived_timings(config, log),
         "diagnostics": {"points": log.diagnostics} if log.diagnostics else None,
+        "landscape": {"points": log.landscape} if log.landscape else None,
     }
     try:
         return RunRecord.model_validate(data), None
     except ValidationError as exc:
         problem = f"record: {format_validation_error(exc)}"
     # Keep what can be kept: the config and final status without the history.
-    data.update(history={}, progress={}, diagnostics=None)
+    data.update(history={}, progress={}, diagnostics=None, landscape=None)
     try:
         return RunRecord.model_validate(data), problem
     except ValidationError:

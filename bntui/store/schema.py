@@ -29,8 +29,10 @@ from pydantic import (
 from bntui import __version__
 from bntui.config import RunConfig
 
-SCHEMA_VERSION = 2  # 1: first release; 2: adds per-run BatchNorm diagnostics
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+# 1: first release; 2: adds per-run BatchNorm diagnostics; 3: adds the norm settings (a run
+# without them is a BatchNorm run) and the landscape measurements.
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3)
 
 # "queued": waiting in the runs dir's launch queue (bntui.store.queue) for a trainer.
 RunStatus = Literal["queued", "running", "finished", "cancelled", "failed", "diverged", "crashed"]
@@ -256,6 +258,14 @@ class DiagnosticsRecord(Strict):
     points: list[DiagnosticsPoint] = Field(default_factory=list)
 
 
+class LandscapeRecord(Strict):
+    """Loss-landscape measurements (schema version 3; see bntui.engine.landscape). `points`
+    hold one entry per measurement: {"step", "epoch", "loss_min", "loss_max",
+    "grad_change_min", "grad_change_max", "beta_smoothness"}, None where not finite."""
+
+    points: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class RunRecord(Strict):
     id: str
     status: RunStatus
@@ -269,6 +279,7 @@ class RunRecord(Strict):
     final: FinalMetrics | None = None
     timings: Timings = Field(default_factory=Timings)
     diagnostics: DiagnosticsRecord | None = None
+    landscape: LandscapeRecord | None = None
 
     @field_validator("id")
     @classmethod
@@ -285,6 +296,8 @@ class RunRecord(Strict):
         # One spelling for "no diagnostics", so a record compares equal after a round trip.
         if self.diagnostics is not None and not self.diagnostics.points:
             self.diagnostics = None
+        if self.landscape is not None and not self.landscape.points:
+            self.landscape = None
         return self
 
 

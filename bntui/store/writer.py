@@ -23,6 +23,7 @@ from bntui.config import RunConfig
 from bntui.engine.events import (
     TERMINAL_EVENTS,
     Diagnostics,
+    Landscape,
     EpochEnded,
     Event,
     Progress,
@@ -68,7 +69,7 @@ _MAX_ID_ATTEMPTS = 100
 def new_run_id(config: RunConfig, when: datetime) -> str:
     """e.g. 20261126-153012-mnist-mini-mlp-bn-s0-a1b2: sortable, readable, and unique thanks to
     the random suffix (the folder is still created exclusively, in case two runs draw the same)."""
-    bn = "bn" if config.bn else "nobn"
+    bn = config.norm_tag  # bn, gn, ln, brn, gbn or nobn
     stamp = when.strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{config.dataset}-{config.arch}-{bn}-s{config.seed}-{secrets.token_hex(2)}"
 
@@ -370,7 +371,7 @@ class RunWriter:
         elif isinstance(event, Progress):
             self.last_step = event.step
             self.last_elapsed = event.elapsed
-        elif isinstance(event, Diagnostics):
+        elif isinstance(event, (Diagnostics, Landscape)):
             self.last_step = max(self.last_step, event.step)
         elif isinstance(event, TERMINAL_EVENTS):
             self.terminal = event
@@ -477,7 +478,8 @@ class RunWriter:
 # -- whole runs (import) ---------------------------------------------------------------------
 
 def _record_events(record: RunRecord) -> list[dict[str, Any]]:
-    """Rebuild events.jsonl lines from a record: progress, diagnostics and epoch events merged
+    """Rebuild events.jsonl lines from a record: progress, diagnostics (and landscape) and epoch
+    events merged
     by (epoch, step) while each kind keeps its own order, so reading them back gives the
     same arrays. Optional history arrays that are empty are left out of the lines."""
     history = record.history
@@ -521,7 +523,17 @@ def _record_events(record: RunRecord) -> list[dict[str, Any]]:
         )
         diagnostics.append((key, {**point, "type": Diagnostics.kind}))
 
-    merged = heapq.merge(progress, diagnostics, epochs, key=lambda item: item[0])
+    landscape = []
+    for point in record.landscape.points if record.landscape else ():
+        epoch, step = point.get("epoch"), point.get("step")
+        key = (
+            epoch if isinstance(epoch, (int, float)) else 0,
+            step if isinstance(step, (int, float)) else 0,
+            1,
+        )
+        landscape.append((key, {**point, "type": Landscape.kind}))
+
+    merged = heapq.merge(progress, diagnostics, landscape, epochs, key=lambda item: item[0])
     return [line for _key, line in merged]
 
 

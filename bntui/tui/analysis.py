@@ -1,4 +1,4 @@
-"""Opening the analysis screens (compare, group, diagnostics, export) from the run list.
+"""Opening the analysis screens (compare, group, diagnostics, landscape, export) from the run list.
 
 The screens take run-store records; this module picks which runs (the marked ones, else the
 selected run and its BN twin), takes their records from the session (the store watcher's
@@ -145,6 +145,13 @@ def open_diagnostics(app: AnalysisHost) -> None:
     _open_tracking(app, _selected_and_twin(app), DiagnosticsScreen, "Select a run first.")
 
 
+def open_landscape(app: AnalysisHost) -> None:
+    """Like diagnostics: the selected run and its twin, side by side."""
+    from bntui.tui.screens.landscape import LandscapeScreen
+
+    _open_tracking(app, _selected_and_twin(app), LandscapeScreen, "Select a run first.")
+
+
 def open_export(app: AnalysisHost) -> None:
     from bntui.tui.screens.export_dialog import ExportDialog, default_export_path
 
@@ -166,9 +173,10 @@ def refresh_open_screen(app: AnalysisHost, removed: Sequence[str] = ()) -> None:
     from bntui.tui.screens.compare import CompareScreen
     from bntui.tui.screens.diagnostics import DiagnosticsScreen
     from bntui.tui.screens.group import GroupScreen
+    from bntui.tui.screens.landscape import LandscapeScreen
 
     screen = app.screen
-    if not isinstance(screen, (CompareScreen, DiagnosticsScreen, GroupScreen)):
+    if not isinstance(screen, (CompareScreen, DiagnosticsScreen, GroupScreen, LandscapeScreen)):
         return
     shown = [record.id for record in screen.records]
     shown += [run_id for run_id in _run_ids(app, app.session.analysis_ids.get(screen, [])) if run_id not in shown]

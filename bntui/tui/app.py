@@ -359,6 +359,9 @@ class BntuiApp(App[int]):
     def action_diagnostics(self) -> None:
         analysis.open_diagnostics(self)
 
+    def action_landscape(self) -> None:
+        analysis.open_landscape(self)
+
     def action_export(self) -> None:
         analysis.open_export(self)
 

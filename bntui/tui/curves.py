@@ -3,6 +3,7 @@ colour tells runs apart, the marker tells training from validation (bntui.themes
 
 from __future__ import annotations
 
+from bntui.config import arm_name
 from bntui.themes import ThemeFile, curve_style
 from bntui.tui.run_view import RunView
 from bntui.tui.widgets.metric_plot import Curve
@@ -13,7 +14,7 @@ STEP_MARKER = "·"  # the running train loss: sparse small points under the per-
 def _arm(view: RunView, paired: bool) -> str:
     if not paired or view.config is None:
         return ""
-    return "BN " if view.config.bn else "no BN "
+    return arm_name(view.config) + " "
 
 
 def _step_marker(theme: ThemeFile, index: int, runs: int, no_color: bool) -> str:

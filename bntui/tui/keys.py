@@ -36,6 +36,7 @@ KEYMAP: tuple[Key, ...] = (
     Key("c", "compare", "Compare", "Compare the marked runs (or the selected run and its BN twin)", scope="runs"),
     Key("g", "group_view", "Group", "Paired BN ablation of the selected run's group: bands and result card", scope="runs"),
     Key("d", "diagnostics", "Inside BN", "BatchNorm diagnostics of the selected run (and its twin)", scope="runs"),
+    Key("l", "landscape", "Landscape", "Loss landscape of the selected run (and its twin): Santurkar et al. Fig. 4", scope="runs"),
     Key("e", "export", "Export", "Export the marked runs (or the selected group) to JSON", scope="runs"),
     Key("x,delete", "cancel_selected", "Stop run", "Stop the selected run", scope="runs", show=False),
 )

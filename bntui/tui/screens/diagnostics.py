@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Select, Static
 
+from bntui.config import arm_name
 from bntui.store.schema import RunRecord
 from bntui.text import printable
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
@@ -221,7 +222,7 @@ def ordered_records(records: Sequence[RunRecord]) -> list[RunRecord]:
 
 
 def arm_label(record: RunRecord, paired: bool) -> str:
-    prefix = ("BN" if record.config.bn else "no BN") + " · " if paired else ""
+    prefix = arm_name(record.config) + " · " if paired else ""
     return f"{prefix}{record.config.label} ({record.id})"
 
 
@@ -445,11 +446,11 @@ class DiagnosticsScreen(LiveRecordsScreen):
                         list(history.val_accuracy),
                         painter.color(index),
                         painter.marker(index, "val"),
-                        ("BN" if record.config.bn else "no BN") if len(self.records) == 2 else None,
+                        arm_name(record.config) if len(self.records) == 2 else None,
                     )
                 )
             if record.final is not None:
-                arm = "BN" if record.config.bn else "no BN"
+                arm = arm_name(record.config)
                 tests.append(f"{arm} {100 * record.final.test_accuracy:.2f}%")
         title = "validation accuracy"
         if tests:

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
+from bntui.config import norm_cell
 from bntui.text import printable
 from bntui.tui.keys import bindings
 from bntui.tui.run_view import RunView
@@ -19,7 +20,7 @@ COLUMNS = (
     ("mark", " "),
     ("status", "status"),
     ("setup", "setup"),
-    ("bn", "BN"),
+    ("bn", "norm"),
     ("seed", "seed"),
     ("epoch", "epoch"),
     ("val_loss", "val loss"),
@@ -91,7 +92,7 @@ class RunTable(DataTable):
             "●" if view.key in self.marked else " ",
             Text.styled(view.status, status_style),  # a span: a theme change counts as a change
             f"{config.dataset}/{config.arch}" if config else "?",
-            ("on" if config.bn else "off") if config else "",
+            norm_cell(config) if config else "",
             str(config.seed) if config else "",
             f"{view.epochs_done}/{view.epochs_total}" if config else "",
             _number(curves.val_loss[-1] if curves.val_loss else None, ".4f"),

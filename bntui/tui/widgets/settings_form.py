@@ -22,7 +22,10 @@ from bntui.config import (
     DEFAULT_DROPOUT,
     DEFAULT_EPOCHS,
     Activation,
+    BATCH_STATISTICS_NORMS,
+    NORM_PARAMETERS,
     BnChoice,
+    Norm,
     Optimizer,
     Placement,
     RunConfig,
@@ -105,6 +108,14 @@ def field_row(label: str, name: str, control: Widget) -> list[Widget]:
 
 
 DIAGNOSTICS_TIP = "BatchNorm diagnostics (d on a run) every N training steps; 0 turns them off"
+LANDSCAPE_TIP = ("Loss-landscape measurements (l on a run) every N training steps; 0 turns them "
+                 "off; each costs 9 forward-backward passes of the batch")
+NORM_TIP = "on: the chosen norm; off: none; both: paired runs, same init and batches"
+# Settings that only some norms read; the form shows each only where it applies.
+SHOWN_FOR: dict[str, tuple[str, ...]] = {
+    **{name: (norm,) for norm, names in NORM_PARAMETERS.items() for name in names},
+    "bn_momentum": BATCH_STATISTICS_NORMS,  # GroupNorm, LayerNorm: no running statistics
+}
 
 
 class SettingsForm(VerticalScroll):
@@ -151,12 +162,19 @@ class SettingsForm(VerticalScroll):
         )
         yield Pane(
             "Normalization",
-            *field_row("BatchNorm", "bn", Select(_choices(BnChoice), value="both", allow_blank=False, compact=True)),
+            *field_row("normalize", "bn", Select(_choices(BnChoice), value="both", allow_blank=False, compact=True, tooltip=NORM_TIP)),
+            *field_row("norm", "norm", Select(_choices(Norm), value=d.norm, allow_blank=False, compact=True)),
+            *field_row("groups", "norm_groups", Input(str(d.norm_groups), compact=True)),
+            *field_row("ghost batch", "ghost_batch_size", Input(str(d.ghost_batch_size), compact=True)),
+            *field_row("rmax", "renorm_rmax", Input(f"{d.renorm_rmax:g}", compact=True)),
+            *field_row("dmax", "renorm_dmax", Input(f"{d.renorm_dmax:g}", compact=True)),
+            *field_row("warm-up", "renorm_warmup_steps", Input(str(d.renorm_warmup_steps), compact=True)),
             *field_row("momentum", "bn_momentum", Input(str(d.bn_momentum), compact=True)),
             *field_row("eps", "bn_eps", Input(str(d.bn_eps), compact=True)),
             *field_row("affine", "bn_affine", Checkbox("learn scale, shift", d.bn_affine, compact=True)),
             *field_row("placement", "bn_placement", Select(_choices(Placement), value=d.bn_placement, allow_blank=False, compact=True)),
             *field_row("diag every", "diagnostics_every", Input(str(d.diagnostics_every), compact=True, tooltip=DIAGNOSTICS_TIP)),
+            *field_row("landscape", "landscape_every", Input(str(d.landscape_every), compact=True, tooltip=LANDSCAPE_TIP)),
             id="pane-normalization",
         )
         yield Pane(
@@ -188,6 +206,7 @@ class SettingsForm(VerticalScroll):
         }
         self._update_dataset_info()
         self._update_arch_fields()
+        self._update_norm_fields()
         self.validate_now()
 
     # -- reading and validating ------------------------------------------------------------
@@ -217,7 +236,7 @@ class SettingsForm(VerticalScroll):
     def read(self) -> FormReading:
         data: dict[str, Any] = dict(self._preset_extras)
         for name in (name for name in TrainingFields.model_fields if name in self._controls):
-            if self._controls[name].disabled:
+            if self._controls[name].disabled or not self._applies(name):
                 continue  # e.g. hidden sizes with LeNet-5: they do not apply, so they cannot block a start
             value = self.value(name)
             if isinstance(value, str):
@@ -293,12 +312,27 @@ class SettingsForm(VerticalScroll):
         # Hidden sizes only mean something for the MLP.
         self._controls["hidden_sizes"].disabled = self.value("arch") != "mlp"
 
+    def _applies(self, name: str) -> bool:
+        norms = SHOWN_FOR.get(name)
+        return norms is None or self.value("norm") in norms
+
+    def _update_norm_fields(self) -> None:
+        """Show each norm's parameters only while that norm is chosen."""
+        for name in SHOWN_FOR:
+            shown = self._applies(name)
+            control = self._controls[name]
+            if control.parent is not None:
+                control.parent.display = shown  # the row: label and control
+            # A hidden field is not read (see read), so its error, if any, goes with it.
+
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "field-dataset":
             self._update_dataset_info()
         elif event.select.id == "field-arch":
             self._update_arch_fields()
+        elif event.select.id == "field-norm":
+            self._update_norm_fields()
         self._schedule_validation()
 
     @on(Input.Changed)
