@@ -514,7 +514,7 @@ def test_a_run_failing_with_a_huge_message_and_a_clock_set_back_reads_back_clean
     run = make(tmp_path / "runs", epochs=1, status=None)
     run.write_event(RunFailed(message="ValueError: " + "x" * 50_000))
     run.created = datetime.now().astimezone() + timedelta(hours=1)  # ended "before" it started
-    monkeypatch.setattr(run, "started", None)
+    monkeypatch.setattr(run.state, "started", None)
     run.finish()
     [shown] = list_runs(tmp_path / "runs")
     assert shown.damaged is None and shown.status == "failed"

@@ -357,3 +357,21 @@ def test_run_ids_name_the_norm(fields, tag):
 
     run_id = writer_module.new_run_id(RunConfig(seed=4, **fields), datetime(2026, 1, 2, 3, 4, 5))
     assert run_id.startswith(f"20260102-030405-mnist-mini-mlp-{tag}-s4-")
+
+
+def test_the_writer_and_the_reader_fold_events_with_the_one_reducer(tmp_path):
+    """What the writer knows of its run (for summary.json) is what any reader rebuilds from
+    events.jsonl: one RunState, fed the same lines."""
+    import dataclasses
+
+    from bntui.store.reader import reader_for
+    from bntui.store.run_state import RunState
+    from test_store_support import make_run
+
+    writer = make_run(tmp_path, epochs=3, status="cancelled")
+    reader = reader_for(tmp_path)
+    reader.list_runs()
+    log = reader._cache[writer.run_id].log
+    for spec in dataclasses.fields(RunState):
+        assert getattr(writer.state, spec.name) == getattr(log, spec.name), spec.name
+    assert writer.state.epochs_done == 3 and writer.state.diagnostics and writer.state.terminal.kind == "cancelled"

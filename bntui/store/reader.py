@@ -12,7 +12,7 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from bntui.config import RunConfig, format_validation_error
-from bntui.engine.events import EVENT_TYPES, TERMINAL_EVENTS, Event, RunStarted
-from bntui.store.event_model import OPTIONAL_EPOCH_FIELDS, is_known_kind, validate_event
+from bntui.engine.events import Event
+from bntui.store.event_model import is_known_kind, validate_event
 from bntui.store.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
@@ -43,6 +43,7 @@ from bntui.store.layout import (
 )
 from bntui.store.owner import owner_alive
 from bntui.store.queue import queued_run_ids
+from bntui.store.run_state import RunState
 from bntui.store.schema import (
     ACTIVE_STATUSES,
     SUPPORTED_SCHEMA_VERSIONS,
@@ -156,10 +157,6 @@ def load_model_state(run: StoredRun) -> dict[str, Any]:
 
 # -- events.jsonl ------------------------------------------------------------------------------
 
-_OPTIONAL_EPOCH_KEYS = OPTIONAL_EPOCH_FIELDS
-_REQUIRED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
-
-
 def parse_event_line(line: bytes) -> dict[str, Any] | None:
     """One events.jsonl line as a validated event's data (the event model: bntui.store.event_model),
     None for a blank line or an event kind from a newer bntui; ValueError (one-line reason) for
@@ -176,8 +173,9 @@ def parse_event_line(line: bytes) -> dict[str, Any] | None:
 
 
 @dataclass
-class EventLog:
-    """events.jsonl folded into what a RunRecord needs; extendable as the file grows."""
+class EventLog(RunState):
+    """events.jsonl folded into run state (the one reducer, store.run_state), extendable as
+    the file grows."""
 
     offset: int = 0  # bytes of complete lines consumed
     lines: int = 0
@@ -185,18 +183,6 @@ class EventLog:
     error: str | None = None  # the first bad line; reading stops there, the prefix stays
     identity: tuple[int, int] | None = None  # (device, inode) of the file read
     seen: tuple[int, int] | None = None  # (mtime_ns, size) when last read
-    started: RunStarted | None = None
-    terminal: Event | None = None
-    epochs: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in _REQUIRED_EPOCH_KEYS})
-    epoch_optional: dict[str, list[Any]] = field(
-        default_factory=lambda: {k: [] for k in _OPTIONAL_EPOCH_KEYS}
-    )
-    progress: dict[str, list[Any]] = field(
-        default_factory=lambda: {k: [] for k in ("step", "epoch", "train_loss", "elapsed")}
-    )
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    landscape: list[dict[str, Any]] = field(default_factory=list)
-    last_step: int = 0
 
     @property
     def version(self) -> tuple[int, int, str | None]:
@@ -226,43 +212,9 @@ class EventLog:
             data = parse_event_line(line)
         except ValueError as exc:
             return str(exc)
-        if data is None:
-            return None
-        cls = EVENT_TYPES[data["type"]]
-        kind = cls.kind
-        if kind == "progress":
-            for key in self.progress:
-                self.progress[key].append(data[key])
-            self.last_step = max(self.last_step, data["step"])
-        elif kind == "epoch":
-            for key in _REQUIRED_EPOCH_KEYS:
-                self.epochs[key].append(data[key])
-            for key in _OPTIONAL_EPOCH_KEYS:
-                if key in data:
-                    self.epoch_optional[key].append(data[key])
-            if "step" in data:
-                self.last_step = max(self.last_step, data["step"])
-        elif kind == "diagnostics":
-            self.diagnostics.append({k: v for k, v in data.items() if k != "type"})
-        elif kind == "landscape":
-            self.landscape.append({k: v for k, v in data.items() if k != "type"})
-        elif kind == "started":
-            # Fields RunStarted gained later have defaults; older lines lack them.
-            self.started = RunStarted(
-                **{f.name: data[f.name] for f in fields(RunStarted) if f.name in data}
-            )
-        elif any(cls is terminal for terminal in TERMINAL_EVENTS):
-            names = {f.name for f in fields(cls)}
-            self.terminal = cls(**{k: v for k, v in data.items() if k in names})
+        if data is not None:
+            self.apply(data)
         return None
-
-    def history(self) -> dict[str, list[Any]]:
-        count = len(self.epochs["epoch"])
-        result = {key: list(values) for key, values in self.epochs.items()}
-        for key, values in self.epoch_optional.items():
-            # All epochs or none: a partial column cannot be lined up with the epochs.
-            result[key] = list(values) if len(values) == count else []
-        return result
 
 
 # -- one run folder ----------------------------------------------------------------------------
@@ -375,12 +327,7 @@ def _derived_timings(config: ConfigFile | None, log: EventLog) -> Timings:
             total_seconds=terminal.total_seconds,  # type: ignore[attr-defined]
             steps=terminal.steps,  # type: ignore[attr-defined]
         )
-    elapsed = log.epoch_optional["elapsed"] or log.progress["elapsed"]
-    return Timings(
-        started_at=started_at,
-        train_seconds=max(elapsed) if elapsed else None,
-        steps=log.last_step,
-    )
+    return Timings(started_at=started_at, train_seconds=log.last_elapsed, steps=log.last_step)
 
 
 def _final_from(terminal: Event | None) -> FinalMetrics | None:

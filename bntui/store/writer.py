@@ -52,6 +52,7 @@ from bntui.store.layout import (
     write_error,
 )
 from bntui.store.owner import current_owner, hostname
+from bntui.store.run_state import RunState
 from bntui.store.schema import (
     SCHEMA_VERSION,
     as_imported,
@@ -207,11 +208,7 @@ class RunWriter:
         self.owner = current_owner()
         self.finished = False
         self.status: RunStatus | None = None
-        self.started: RunStarted | None = None
-        self.terminal: Event | None = None
-        self.epochs_done = 0
-        self.last_step = 0
-        self.last_elapsed: float | None = None
+        self.state = RunState()  # the events written, folded as every reader folds them
         self._fd: int | None = None
 
         ensure_runs_dir(self.runs_dir)
@@ -239,6 +236,14 @@ class RunWriter:
                 raise
             raise write_error(self.path, exc) from None
 
+    @property
+    def started(self) -> RunStarted | None:
+        return self.state.started
+
+    @property
+    def terminal(self) -> Event | None:
+        return self.state.terminal
+
     # -- paths ---------------------------------------------------------------------------
     @property
     def events_path(self) -> Path:
@@ -257,8 +262,9 @@ class RunWriter:
         if isinstance(message, str) and cap_text(message) != message:  # a very long exception text
             event = dataclasses.replace(event, message=cap_text(message))  # type: ignore[type-var]
         durable = isinstance(event, (EpochEnded, *TERMINAL_EVENTS))
-        self._append(event_line(event.to_dict()), durable=durable)
-        self._note(event)
+        line = event_line(event.to_dict())
+        self._append(line, durable=durable)
+        self.state.apply(json.loads(line))  # the line as a reader will see it
         if isinstance(event, RunStarted):
             self.environment = self.environment.model_copy(
                 update={
@@ -361,29 +367,14 @@ class RunWriter:
                 pass
             raise write_error(self.events_path, exc) from None
 
-    def _note(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.started = event
-        elif isinstance(event, EpochEnded):
-            self.epochs_done += 1
-            self.last_step = event.step
-            self.last_elapsed = event.elapsed
-        elif isinstance(event, Progress):
-            self.last_step = event.step
-            self.last_elapsed = event.elapsed
-        elif isinstance(event, (Diagnostics, Landscape)):
-            self.last_step = max(self.last_step, event.step)
-        elif isinstance(event, TERMINAL_EVENTS):
-            self.terminal = event
-
     def _append_missing_terminal(self, status: str, message: str | None) -> None:
         event: Event | None = None
         if status == "failed":
             event = RunFailed(message=message or "")
         elif status == "cancelled":
-            event = RunCancelled(epochs_done=self.epochs_done, step=self.last_step)
+            event = RunCancelled(epochs_done=self.state.epochs_done, step=self.state.last_step)
         elif status == "diverged":
-            event = RunDiverged(epoch=self.epochs_done, step=self.last_step, message=message or "")
+            event = RunDiverged(epoch=self.state.epochs_done, step=self.state.last_step, message=message or "")
         if event is not None and self._fd is not None:
             try:
                 self.write_event(event)
@@ -396,9 +387,9 @@ class RunWriter:
             datetime.fromtimestamp(self.started.time).astimezone() if self.started else self.created
         )
         final = None
-        train_seconds = self.last_elapsed
+        train_seconds = self.state.last_elapsed
         total_seconds = (ended - started_at).total_seconds()
-        steps = self.last_step
+        steps = self.state.last_step
         if isinstance(self.terminal, RunFinished):
             t = self.terminal
             final = FinalMetrics(
@@ -427,7 +418,7 @@ class RunWriter:
             ),
             environment=self.environment,
             split_hash=self.started.split_hash if self.started else "",
-            epochs_done=self.epochs_done,
+            epochs_done=self.state.epochs_done,
         )
 
     def _write_config(self) -> None:
