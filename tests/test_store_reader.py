@@ -158,7 +158,7 @@ def test_reader_during_writing_sees_whole_lines_only(tmp_path):
     reader = RunStoreReader(tmp_path)
     seen = []
     while not done.is_set() or not seen or len(seen[-1].record.progress) < total:
-        [run] = reader.list_runs()
+        run = reader.list_runs()[0].full()  # the series as read now: a snapshot of its own
         assert run.damaged is None, run.damaged
         steps = run.record.progress.step
         assert steps == list(range(1, len(steps) + 1))  # a prefix, never a torn line

@@ -43,7 +43,7 @@ def test_layout_of_a_finished_run(tmp_path):
     assert RUN_ID_PATTERN.match(writer.run_id)
     assert "-mnist-mini-mlp-nobn-s7-" in writer.run_id
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "events.jsonl", "heartbeat", "summary.json"
+        "config.json", "events.jsonl", "heartbeat", "listing.json", "summary.json"
     ]
 
     config = json.loads((folder / "config.json").read_text())
@@ -370,7 +370,7 @@ def test_the_writer_and_the_reader_fold_events_with_the_one_reducer(tmp_path):
 
     writer = make_run(tmp_path, epochs=3, status="cancelled")
     reader = reader_for(tmp_path)
-    reader.list_runs()
+    reader.list_runs()[0].full()
     log = reader._cache[writer.run_id].log
     for spec in dataclasses.fields(RunState):
         assert getattr(writer.state, spec.name) == getattr(log, spec.name), spec.name

@@ -5,6 +5,9 @@
     <runs_dir>/<run_id>/events.jsonl  one event per line, appended as the run goes
     <runs_dir>/<run_id>/heartbeat     empty; its mtime says when the writer last made progress
     <runs_dir>/<run_id>/summary.json  written when the run ends: its final status
+    <runs_dir>/<run_id>/listing.json  what a listing needs (store.run_state.RunTotals), rewritten
+                                      when the run starts, at each epoch end and at its end:
+                                      readers fold only the events.jsonl lines after it
     <runs_dir>/<run_id>/model.pt      optional weights (torch.save of a state_dict)
     <runs_dir>/<run_id>/launch.json   the claimed queue entry (store.queue.LaunchSpec)
     <runs_dir>/<run_id>/cancel        a request to stop the run, from any process or host
@@ -45,6 +48,7 @@ CONFIG_FILE = "config.json"
 EVENTS_FILE = "events.jsonl"
 HEARTBEAT_FILE = "heartbeat"
 SUMMARY_FILE = "summary.json"
+LISTING_FILE = "listing.json"
 MODEL_FILE = "model.pt"
 LAUNCH_FILE = "launch.json"  # the claimed queue entry: how the run was launched (store.queue)
 CANCEL_FILE = "cancel"  # present: someone asked the run to stop (bntui cancel, ctrl+t)
@@ -104,6 +108,24 @@ class SummaryFile(BaseModel):
     environment: Environment | None = None
     split_hash: str = ""
     epochs_done: Count = 0
+
+
+class ListingFile(BaseModel):
+    """listing.json: the run state folded from the first `offset` bytes of events.jsonl, less
+    the series. Only a hint: the reader checks it against events.jsonl (store.reader) and reads
+    the whole log when it does not fit."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: SchemaVersion
+    id: str
+    offset: Count  # bytes of events.jsonl folded into it (whole lines)
+    lines: Count
+    events_seen: tuple[int, int]  # events.jsonl's (mtime_ns, size) right after those lines
+    last_step: Count = 0
+    started: dict[str, Any] | None = None  # the RunStarted line
+    terminal: dict[str, Any] | None = None  # the final event's line
+    totals: dict[str, Any]  # store.run_state.RunTotals
 
 
 MAX_JSON_DEPTH = 64  # nesting levels of any stored JSON value: real files use about 10

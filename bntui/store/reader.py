@@ -4,29 +4,36 @@ Every run folder becomes a StoredRun. A folder with bad files is still listed, m
 with the reason, with as much of its history as could be read (the valid prefix of
 events.jsonl). Parsed files are cached by (inode, mtime, size) and events.jsonl is read
 incrementally from where the last call stopped, so polling list_runs once a second costs a few
-stat calls per run."""
+stat calls per run.
+
+A listing reads a run's small files only: config.json, summary.json and listing.json (the run
+state the writer folded so far, without the series), then folds the few events.jsonl lines
+written after listing.json. The series (history, progress, diagnostics, landscape) are read
+when asked for: StoredRun.record / StoredRun.full(), load_run."""
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from pydantic import TypeAdapter
 
 from pydantic import ValidationError
 
 from bntui.config import RunConfig, format_validation_error
-from bntui.engine.events import Event
+from bntui.engine.events import TERMINAL_EVENTS, Event
 from bntui.store.event_model import is_known_kind, validate_event
 from bntui.store.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
     HEARTBEAT_FILE,
     LAUNCH_FILE,
+    LISTING_FILE,
     MAX_FILE_BYTES,
     MODEL_FILE,
     SLURM_JOB_FILE,
@@ -34,6 +41,7 @@ from bntui.store.layout import (
     SUMMARY_FILE,
     ConfigFile,
     JsonProblem,
+    ListingFile,
     Owner,
     StoreError,
     SummaryFile,
@@ -43,7 +51,7 @@ from bntui.store.layout import (
 )
 from bntui.store.owner import owner_alive
 from bntui.store.queue import queued_run_ids
-from bntui.store.run_state import RunState
+from bntui.store.run_state import RunState, RunTotals
 from bntui.store.schema import (
     ACTIVE_STATUSES,
     SUPPORTED_SCHEMA_VERSIONS,
@@ -65,11 +73,15 @@ class AmbiguousRun(StoreError):
 @dataclass(frozen=True, eq=False)
 class StoredRun:
     """One run folder as read now. The same object comes back from list_runs while nothing
-    about the run changed, so a UI may compare by identity to skip redrawing."""
+    about the run changed, so a UI may compare by identity to skip redrawing.
+
+    A listed run (complete=False) holds its record without the series: `brief`, `totals` and
+    the properties below are what a listing shows; `record` and `full()` read the series (once;
+    the reader then follows a live run's log from where it stopped)."""
 
     id: str
     path: Path
-    record: RunRecord | None
+    brief: RunRecord | None  # the record; listed: with empty history, progress, diagnostics, landscape
     status: RunStatus
     damaged: str | None
     live: bool
@@ -78,6 +90,29 @@ class StoredRun:
     queue_place: int | None = None  # queued: how many runs are ahead of it (0: next)
     owner: Owner | None = None  # the process that trains (or trained) it
     steps_per_epoch: int | None = None  # known once the run started
+    totals: RunTotals = field(default_factory=RunTotals)
+    complete: bool = True  # brief holds the series too
+    loader: Callable[[], StoredRun | None] | None = field(default=None, repr=False)
+
+    def full(self) -> StoredRun:
+        """This run with its series, read from its folder now (kept: asked again, the same)."""
+        if self.complete or self.loader is None:
+            return self
+        loaded = self.__dict__.get("_full")
+        if loaded is None:
+            loaded = self.loader() or replace(self, complete=True, loader=None)
+            object.__setattr__(self, "_full", loaded)  # frozen for callers, not for this cache
+        return loaded
+
+    @property
+    def record(self) -> RunRecord | None:
+        """The whole record (history, progress, diagnostics, landscape included)."""
+        return self.full().brief
+
+    @property
+    def last_epoch(self) -> dict[str, Any] | None:
+        """The latest epoch's events.jsonl line (epoch, losses, accuracies...)."""
+        return self.totals.last_epoch if self.brief is not None else None
 
     @property
     def active(self) -> bool:
@@ -86,32 +121,33 @@ class StoredRun:
 
     @property
     def config(self) -> RunConfig | None:
-        return self.record.config if self.record else None
+        return self.brief.config if self.brief else None
 
     @property
     def epochs_done(self) -> int:
-        return len(self.record.history) if self.record else 0
+        return self.totals.epochs_done if self.brief else 0
 
     @property
     def best_val_loss(self) -> float | None:
-        values = [v for v in self.record.history.val_loss if math.isfinite(v)] if self.record else []
-        return min(values) if values else None
+        return self.totals.best_val_loss if self.brief else None
 
     @property
     def test_accuracy(self) -> float | None:
-        return self.record.final.test_accuracy if self.record and self.record.final else None
+        return self.brief.final.test_accuracy if self.brief and self.brief.final else None
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.record is None:
+        if self.brief is None:
             return None
-        timings = self.record.timings
+        timings = self.brief.timings
         if timings.total_seconds is not None:
             return timings.total_seconds
         if self.live and timings.started_at is not None:
             return max(0.0, time.time() - timings.started_at.timestamp())
-        elapsed = self.record.history.elapsed or self.record.progress.elapsed
-        return elapsed[-1] if elapsed else None
+        totals = self.totals
+        if totals.epochs_done and totals.complete("elapsed") and totals.last_epoch is not None:
+            return totals.last_epoch["elapsed"]
+        return totals.last_progress["elapsed"] if totals.last_progress is not None else None
 
     @property
     def model_path(self) -> Path | None:
@@ -283,9 +319,12 @@ class _RunCache:
     summary_sig: Signature = _UNREAD
     summary: SummaryFile | None = None
     summary_problem: str | None = None
-    log: EventLog = field(default_factory=EventLog)
+    log: EventLog = field(default_factory=EventLog)  # the whole log, once a full read asked for it
+    light: EventLog | None = None  # what a listing folds: no series
     built_key: Any = None
     built: StoredRun | None = None
+    full_key: Any = None
+    full_built: StoredRun | None = None
 
 
 def _refresh_log(log: EventLog, path: Path, stat: os.stat_result | None) -> EventLog:
@@ -310,6 +349,76 @@ def _refresh_log(log: EventLog, path: Path, stat: os.stat_result | None) -> Even
     log.feed(chunk)
     log.seen = seen
     return log
+
+
+_TOTALS = TypeAdapter(RunTotals)
+_SEEDED_KINDS = {
+    "started": ("started",),
+    "terminal": tuple(cls.kind for cls in TERMINAL_EVENTS),
+    "last_epoch": ("epoch",),
+    "last_progress": ("progress",),
+}
+
+
+def _refresh_light(log: EventLog | None, folder: Path, stat: os.stat_result | None, live: bool) -> EventLog:
+    """A listing's log: seeded from listing.json when it fits events.jsonl, then followed from
+    there like the whole log; from the start of events.jsonl otherwise."""
+    if stat is None:
+        return EventLog(keep_series=False)
+    identity, size = (stat.st_dev, stat.st_ino), stat.st_size
+    fresh = (
+        log is None
+        or log.identity != identity
+        or size < log.offset
+        or (log.seen is not None and size == log.seen[1] and stat.st_mtime_ns != log.seen[0])
+    )
+    if fresh:
+        log = _seeded_log(folder, stat, live)
+    return _refresh_log(log, folder / EVENTS_FILE, stat)
+
+
+def _seeded_log(folder: Path, stat: os.stat_result, live: bool) -> EventLog:
+    """listing.json is trusted when events.jsonl is exactly as it was when the writer wrote it
+    (same mtime and size: what every cache here trusts), or, while the run is live, for the
+    prefix its writer still owns (the lines after it are read). Anything else: the whole log is
+    folded, as if there were no listing.json."""
+    identity = (stat.st_dev, stat.st_ino)
+    blank = EventLog(identity=identity, keep_series=False)
+    data, problem = _read_json(folder / LISTING_FILE, LISTING_FILE)
+    if problem is not None or not isinstance(data, dict) or data.get("id") != folder.name:
+        return blank
+    try:
+        listing = ListingFile.model_validate(data)
+        totals = _TOTALS.validate_python(listing.totals)
+        lines = {"started": listing.started, "terminal": listing.terminal,
+                 "last_epoch": totals.last_epoch, "last_progress": totals.last_progress}
+        for name, line in lines.items():
+            if line is not None and (line.get("type") not in _SEEDED_KINDS[name] or validate_event(line) is None):
+                return blank
+    except (ValueError, ValidationError):
+        return blank
+    exact = tuple(listing.events_seen) == (stat.st_mtime_ns, stat.st_size)
+    if listing.offset > stat.st_size or not (exact or (live and _ends_a_line(folder / EVENTS_FILE, listing.offset))):
+        return blank
+    seeded = EventLog(identity=identity, keep_series=False, offset=listing.offset, lines=listing.lines)
+    for line in (listing.started, listing.terminal):
+        if line is not None:
+            seeded.apply(line)
+    seeded.totals, seeded.last_step = totals, listing.last_step
+    if exact:
+        seeded.seen = (stat.st_mtime_ns, stat.st_size)
+    return seeded
+
+
+def _ends_a_line(path: Path, offset: int) -> bool:
+    if offset == 0:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset - 1)
+            return handle.read(1) == b"\n"
+    except OSError:
+        return False
 
 
 def _derived_timings(config: ConfigFile | None, log: EventLog) -> Timings:
@@ -337,9 +446,9 @@ def _final_from(terminal: Event | None) -> FinalMetrics | None:
 
 
 def _build_record(
-    run_id: str, cache: _RunCache, status: RunStatus
+    run_id: str, cache: _RunCache, status: RunStatus, log: EventLog
 ) -> tuple[RunRecord | None, str | None]:
-    config, summary, log = cache.config, cache.summary, cache.log
+    config, summary = cache.config, cache.summary
     if config is None:
         return None, None
     environment = config.environment
@@ -408,9 +517,15 @@ def _crash_reason(folder: Path, environment: Any) -> str:
 
 
 def _read_run(
-    folder: Path, cache: _RunCache, now: float, queue_place: int | None = None
+    folder: Path,
+    cache: _RunCache,
+    now: float,
+    queue_place: int | None = None,
+    *,
+    loader: Callable[[], StoredRun | None] | None = None,
 ) -> StoredRun | None:
-    """Bring `cache` up to date with `folder`; None when the folder holds nothing yet."""
+    """Bring `cache` up to date with `folder`; None when the folder holds nothing yet. With a
+    `loader` (how to read the run in full), a listing's read: the series are left out."""
     config_stat = _stat(folder / CONFIG_FILE)
     summary_stat = _stat(folder / SUMMARY_FILE)
     events_stat = _stat(folder / EVENTS_FILE)
@@ -441,16 +556,22 @@ def _read_run(
             cache.summary, cache.summary_problem = _parse_file(
                 folder / SUMMARY_FILE, "summary.json", SummaryFile
             )
-    cache.log = _refresh_log(cache.log, folder / EVENTS_FILE, events_stat)
-    log = cache.log
-
     live = False
+    owner = cache.config.owner if cache.config is not None else None
+    if cache.summary is None:
+        heartbeat_age = None if heartbeat_stat is None else now - heartbeat_stat.st_mtime
+        live = summary_stat is None and owner_alive(owner, heartbeat_age)
+    listing = loader is not None
+    if listing:
+        cache.light = _refresh_light(cache.light, folder, events_stat, live)
+        log = cache.light
+    else:
+        cache.log = _refresh_log(cache.log, folder / EVENTS_FILE, events_stat)
+        log = cache.log
+
     if cache.summary is not None:
         status: RunStatus = cache.summary.status
     else:
-        heartbeat_age = None if heartbeat_stat is None else now - heartbeat_stat.st_mtime
-        owner = cache.config.owner if cache.config is not None else None
-        live = summary_stat is None and owner_alive(owner, heartbeat_age)
         if live:
             status = "running"
         elif log.terminal is not None:
@@ -469,10 +590,12 @@ def _read_run(
     problems.append(_cut_short(cache.summary, log))
 
     key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems), queue_place)
-    if key == cache.built_key and cache.built is not None:
+    if listing and key == cache.built_key and cache.built is not None:
         return cache.built
+    if not listing and key == cache.full_key and cache.full_built is not None:
+        return cache.full_built
 
-    record, record_problem = _build_record(folder.name, cache, status)
+    record, record_problem = _build_record(folder.name, cache, status, log)
     if record is not None and status == "crashed" and cache.summary is None and not record.message:
         record = record.model_copy(update={"message": _crash_reason(folder, record.environment)})
     problems.append(record_problem)
@@ -484,7 +607,7 @@ def _read_run(
     run = StoredRun(
         id=folder.name,
         path=folder,
-        record=record,
+        brief=record,
         status=status,
         damaged="; ".join(reasons) if reasons else None,
         live=live,
@@ -493,8 +616,14 @@ def _read_run(
         queue_place=queue_place if status == "queued" else None,
         owner=cache.config.owner if cache.config is not None else None,
         steps_per_epoch=log.started.steps_per_epoch if log.started is not None else None,
+        totals=log.totals,
+        complete=not listing,
+        loader=loader,
     )
-    cache.built_key, cache.built = key, run
+    if listing:
+        cache.built_key, cache.built = key, run
+    else:
+        cache.full_key, cache.full_built = key, run
     return run
 
 
@@ -533,7 +662,7 @@ def _unreadable_run(folder: Path, cache: _RunCache, problem: str) -> StoredRun:
         created = datetime.fromtimestamp(folder_stat.st_mtime).astimezone() if folder_stat else None
         cache.built_key = key
         cache.built = StoredRun(
-            id=folder.name, path=folder, record=None, status="crashed", damaged=problem,
+            id=folder.name, path=folder, brief=None, status="crashed", damaged=problem,
             live=False, created=created,
         )
     return cache.built
@@ -544,7 +673,7 @@ def _cut_short(summary: SummaryFile | None, log: EventLog) -> str | None:
     says were done lost its end (a copy or a disk cut it short)."""
     if summary is None or log.error is not None:
         return None
-    found = len(log.epochs["epoch"])
+    found = log.epochs_done
     if found < summary.epochs_done:
         return f"events.jsonl holds {found} of the {summary.epochs_done} epochs summary.json records (cut short)"
     return None
@@ -586,8 +715,14 @@ class RunStoreReader:
         with self._lock:
             for gone in set(self._cache) - set(names):
                 del self._cache[gone]
-            runs = [self._read(name, now, queued.get(name)) for name in names]
+            runs = [self._read(name, now, queued.get(name), listing=True) for name in names]
         return sorted((run for run in runs if run is not None), key=_sort_key)
+
+    def full_run(self, name: str) -> StoredRun | None:
+        """Run folder `name` read in full now (None: gone or empty)."""
+        queued = queued_run_ids(self.runs_dir)
+        with self._lock:
+            return self._read(name, time.time(), queued.get(name), listing=False)
 
     def load_run(self, ref: str) -> StoredRun:
         names = self.folder_names()
@@ -599,7 +734,7 @@ class RunStoreReader:
         with self._lock:
             runs = [
                 run
-                for run in (self._read(n, time.time(), queued.get(n)) for n in matches)
+                for run in (self._read(n, time.time(), queued.get(n), listing=False) for n in matches)
                 if run is not None
             ]
         if not runs:
@@ -611,10 +746,11 @@ class RunStoreReader:
             )
         return runs[0]
 
-    def _read(self, name: str, now: float, queue_place: int | None) -> StoredRun | None:
+    def _read(self, name: str, now: float, queue_place: int | None, *, listing: bool) -> StoredRun | None:
         cache = self._cache.setdefault(name, _RunCache())
+        loader = (lambda: self.full_run(name)) if listing else None
         try:
-            return _read_run(self.runs_dir / name, cache, now, queue_place)
+            return _read_run(self.runs_dir / name, cache, now, queue_place, loader=loader)
         except Exception as exc:  # noqa: BLE001 - a last line of defence: one run, not the store
             # Each kind of bad content has its own check; this keeps a kind nobody thought of
             # from taking every other run (and the TUI's watcher) down with it.

@@ -8,6 +8,7 @@ line means "not recorded", which a dataclass's None default could not say."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -16,6 +17,43 @@ from bntui.store.event_model import OPTIONAL_EPOCH_FIELDS
 
 REQUIRED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
 PROGRESS_KEYS = ("step", "epoch", "train_loss", "elapsed")
+
+
+@dataclass
+class RunTotals:
+    """The few numbers a listing needs, kept as events are folded, so that a run can be listed
+    without its series (store.layout LISTING_FILE holds them; the reader then folds only the
+    lines written after them)."""
+
+    epochs_done: int = 0
+    best_val_loss: float | None = None  # the lowest finite val_loss
+    max_elapsed: float | None = None  # training seconds at the furthest epoch end or progress point
+    optional_counts: dict[str, int] = field(default_factory=dict)  # epochs that recorded each optional key
+    last_epoch: dict[str, Any] | None = None  # the latest epoch line
+    last_progress: dict[str, Any] | None = None  # the latest progress line
+    points: dict[str, int] = field(default_factory=dict)  # diagnostics / landscape points by kind
+
+    def add(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "epoch":
+            self.epochs_done += 1
+            self.last_epoch = data
+            value = data["val_loss"]
+            if math.isfinite(value) and (self.best_val_loss is None or value < self.best_val_loss):
+                self.best_val_loss = value
+            for key in OPTIONAL_EPOCH_FIELDS:
+                if key in data:
+                    self.optional_counts[key] = self.optional_counts.get(key, 0) + 1
+        elif kind == "progress":
+            self.last_progress = data
+        elif kind in ("diagnostics", "landscape"):
+            self.points[kind] = self.points.get(kind, 0) + 1
+        elapsed = data.get("elapsed") if kind in ("epoch", "progress") else None
+        if elapsed is not None and (self.max_elapsed is None or elapsed > self.max_elapsed):
+            self.max_elapsed = elapsed
+
+    def complete(self, key: str) -> bool:
+        """Whether every epoch recorded optional `key` (history() keeps only such columns)."""
+        return self.optional_counts.get(key, 0) == self.epochs_done
 
 
 @dataclass
@@ -30,12 +68,19 @@ class RunState:
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     landscape: list[dict[str, Any]] = field(default_factory=list)
     last_step: int = 0  # the furthest training step any event speaks of
+    totals: RunTotals = field(default_factory=RunTotals)
+    # False: only started, terminal, last_step and totals are kept (a listing's state), not the
+    # series; both kinds fold every line the same way.
+    keep_series: bool = True
 
     def apply(self, data: dict[str, Any]) -> None:
         """Fold one event, given as its events.jsonl line."""
         cls = EVENT_TYPES[data["type"]]
         kind = cls.kind
-        if kind == "progress":
+        self.totals.add(kind, data)
+        if kind in ("progress", "epoch", "diagnostics", "landscape") and not self.keep_series:
+            self.last_step = max(self.last_step, data.get("step") or 0)
+        elif kind == "progress":
             for key in PROGRESS_KEYS:
                 self.progress[key].append(data[key])
             self.last_step = max(self.last_step, data["step"])
@@ -60,13 +105,12 @@ class RunState:
 
     @property
     def epochs_done(self) -> int:
-        return len(self.epochs["epoch"])
+        return self.totals.epochs_done
 
     @property
     def last_elapsed(self) -> float | None:
         """Training seconds at the furthest epoch end or progress point."""
-        elapsed = [*self.epoch_optional["elapsed"], *self.progress["elapsed"]]
-        return max(elapsed) if elapsed else None
+        return self.totals.max_elapsed
 
     def history(self) -> dict[str, list[Any]]:
         count = len(self.epochs["epoch"])

@@ -37,12 +37,15 @@ from bntui.store.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
     HEARTBEAT_FILE,
+    LISTING_FILE,
     MODEL_FILE,
     SUMMARY_FILE,
     ConfigFile,
+    ListingFile,
     StoreError,
     StoreWriteError,
     SummaryFile,
+    atomic_write_bytes,
     atomic_write_model,
     fsync_dir,
     started_kernels,
@@ -209,6 +212,7 @@ class RunWriter:
         self.finished = False
         self.status: RunStatus | None = None
         self.state = RunState()  # the events written, folded as every reader folds them
+        self._listed_events = 0  # lines in events.jsonl (listing.json says how many it covers)
         self._fd: int | None = None
 
         ensure_runs_dir(self.runs_dir)
@@ -225,6 +229,8 @@ class RunWriter:
             self._fd = os.open(
                 self.path / EVENTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
             )
+            # Lines this writer did not fold (a folder taken over with a log) rule listing.json out.
+            self._listed_events = 0 if os.fstat(self._fd).st_size == 0 else -1
             (self.path / HEARTBEAT_FILE).touch()
             fsync_dir(self.path)
         except (OSError, StoreError) as exc:
@@ -265,6 +271,10 @@ class RunWriter:
         line = event_line(event.to_dict())
         self._append(line, durable=durable)
         self.state.apply(json.loads(line))  # the line as a reader will see it
+        if self._listed_events >= 0:
+            self._listed_events += 1
+        if (durable or isinstance(event, RunStarted)) and self._listed_events >= 0:
+            self._write_listing()
         if isinstance(event, RunStarted):
             self.environment = self.environment.model_copy(
                 update={
@@ -435,6 +445,16 @@ class RunWriter:
             ),
         )
 
+    def _write_listing(self) -> None:
+        """listing.json for the lines written so far. Only a hint for readers (they check it and
+        read the whole log when it does not fit), so a failure here never stops the run."""
+        assert self._fd is not None
+        try:
+            stat = os.fstat(self._fd)
+            write_listing(self.path, self.run_id, self.state, self._listed_events, stat)
+        except (OSError, StoreError):
+            pass
+
     def _touch_heartbeat(self) -> None:
         # Liveness for readers on other hosts; failing to touch it must not stop the run.
         try:
@@ -464,6 +484,29 @@ class RunWriter:
             self.path.rmdir()
         except OSError:
             pass
+
+
+def write_listing(folder: Path, run_id: str, state: RunState, lines: int, events: os.stat_result) -> None:
+    """listing.json: `state` folded from the `lines` lines that events.jsonl (`events`: its stat
+    right after them) holds."""
+    listing = ListingFile(
+        schema_version=SCHEMA_VERSION,
+        id=run_id,
+        offset=events.st_size,
+        lines=lines,
+        events_seen=(events.st_mtime_ns, events.st_size),
+        last_step=state.last_step,
+        started=_line_of(state.started),
+        terminal=_line_of(state.terminal),
+        totals=dataclasses.asdict(state.totals),
+    )
+    # json.dumps, as for events.jsonl: NaN losses stay numbers the reader folds as it folds the log.
+    data = json.dumps(listing.model_dump(), separators=(",", ":"), default=_json_default)
+    atomic_write_bytes(folder / LISTING_FILE, (data + "\n").encode("utf-8"))
+
+
+def _line_of(event: Event | None) -> dict[str, Any] | None:
+    return None if event is None else json.loads(event_line(event.to_dict()))
 
 
 # -- whole runs (import) ---------------------------------------------------------------------
@@ -570,6 +613,7 @@ def write_record(
                 os.fsync(handle.fileno())
         except OSError as exc:
             raise write_error(events_path, exc) from None
+        _write_imported_listing(stage, run_id, events_path)
         atomic_write_model(
             stage / SUMMARY_FILE,
             SummaryFile(
@@ -594,6 +638,16 @@ def write_record(
         raise
     fsync_dir(runs_dir)
     return run_id
+
+
+def _write_imported_listing(folder: Path, run_id: str, events_path: Path) -> None:
+    state = RunState(keep_series=False)
+    lines = 0
+    with open(events_path, "rb") as handle:
+        for line in handle:
+            state.apply(json.loads(line))
+            lines += 1
+    write_listing(folder, run_id, state, lines, os.stat(events_path))
 
 
 def _move_into_place(stage: Path, target: Path) -> None:
