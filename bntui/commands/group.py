@@ -13,7 +13,7 @@ def print_group_card(settings: AppSettings, console: Console, group: str) -> int
     from bntui.stats import summarize_group
     from bntui.store import list_runs
 
-    records = [run.record for run in list_runs(settings.runs_dir) if run.record and run.record.group == group]
+    records = [run.record for run in list_runs(settings.runs_dir) if run.group == group and run.record]
     if not records:
         console.print(f"[red]bntui: error:[/] group {group!r}: no runs in {settings.runs_dir}", highlight=False)
         return 1

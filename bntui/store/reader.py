@@ -366,11 +366,13 @@ def _refresh_light(log: EventLog | None, folder: Path, stat: os.stat_result | No
     if stat is None:
         return EventLog(keep_series=False)
     identity, size = (stat.st_dev, stat.st_ino), stat.st_size
+    seen = (stat.st_mtime_ns, size)
     fresh = (
         log is None
         or log.identity != identity
         or size < log.offset
-        or (log.seen is not None and size == log.seen[1] and stat.st_mtime_ns != log.seen[0])
+        # Only a live run's log grows by appends: any other change may be anywhere in it.
+        or (log.seen != seen and (not live or (log.seen is not None and size == log.seen[1])))
     )
     if fresh:
         log = _seeded_log(folder, stat, live)

@@ -1,0 +1,169 @@
+"""A listing reads each run's small files (listing.json, not the whole events.jsonl) and must
+still show exactly what a full read of the run folders shows, whatever happened to them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bntui.config import RunConfig
+from bntui.store import RunWriter, list_runs, load_run
+from bntui.store.reader import RunStoreReader
+from test_store_support import dead_pid, epoch_event, make_run, progress_event, set_owner, write_events
+
+STATUSES = ("finished", "failed", "cancelled", "diverged", None)  # None: live, its writer open
+
+# What can happen to an ended run's folder: (name, how).
+DAMAGE = (
+    "cut events", "cut events at a line", "garbage line", "flip a byte", "drop events", "drop summary",
+    "drop listing", "garbage listing", "listing of another run", "truncated listing", "old listing",
+    "writer died",
+)
+
+
+def _live_run(runs_dir: Path, epochs: int) -> RunWriter:
+    writer = RunWriter(runs_dir, RunConfig(epochs=20))
+    write_events(writer, epochs)
+    return writer
+
+
+def _listed(run) -> dict:
+    brief = run.brief
+    return {
+        **run.overview(),
+        "duration_seconds": None if run.live else run.duration_seconds,  # the clock moves on
+        "live": run.live,
+        "created": run.created,
+        "owner": run.owner,
+        "steps_per_epoch": run.steps_per_epoch,
+        "queue_place": run.queue_place,
+        "last_epoch": run.last_epoch,
+        "brief": None if brief is None else brief.model_dump(
+            exclude={"history", "progress", "diagnostics", "landscape"}
+        ),
+    }
+
+
+def _full_reads(runs_dir: Path) -> dict:
+    fresh = RunStoreReader(runs_dir)  # no cache: everything read from the files as they are now
+    return {name: _listed(run) for name in fresh.folder_names() if (run := fresh.full_run(name))}
+
+
+def _damage(folder: Path, how: str, where: float, other: Path) -> None:
+    events, listing = folder / "events.jsonl", folder / "listing.json"
+    data = events.read_bytes()
+    cut = int(len(data) * where)
+    if how == "cut events":
+        events.write_bytes(data[:cut])
+    elif how == "cut events at a line":
+        events.write_bytes(data[: data.rfind(b"\n", 0, max(cut, 1)) + 1])
+    elif how == "garbage line":
+        at = data.rfind(b"\n", 0, max(cut, 1)) + 1
+        events.write_bytes(data[:at] + b'{"type": "epoch", "epoch": "x"}\n' + data[at:])
+    elif how == "flip a byte" and data:
+        events.write_bytes(data[:cut] + bytes([data[min(cut, len(data) - 1)] ^ 0x20]) + data[cut + 1:])
+    elif how == "drop events":
+        events.unlink()
+    elif how == "drop summary":
+        (folder / "summary.json").unlink()
+    elif how == "drop listing":
+        listing.unlink()
+    elif how == "garbage listing":
+        listing.write_bytes(b"\x00{not json" * 3)
+    elif how == "listing of another run":
+        shutil.copy(other / "listing.json", listing)
+    elif how == "truncated listing":
+        listing.write_bytes(listing.read_bytes()[: int(listing.stat().st_size * where)])
+    elif how == "old listing":  # from an older bntui: an unknown schema version
+        payload = json.loads(listing.read_text())
+        payload["schema_version"] = 99
+        listing.write_text(json.dumps(payload))
+    elif how == "writer died":
+        (folder / "summary.json").unlink()
+        set_owner(folder, pid=dead_pid())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    runs=st.lists(st.tuples(st.sampled_from(STATUSES), st.integers(0, 4)), min_size=1, max_size=5),
+    damage=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(DAMAGE), st.floats(0, 1)), max_size=4),
+    appends=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 3)), max_size=3),
+    warm=st.booleans(),
+)
+def test_a_listing_shows_what_a_full_read_shows(tmp_path_factory, runs, damage, appends, warm):
+    runs_dir = tmp_path_factory.mktemp("runs")
+    writers = [make_run(runs_dir, epochs=epochs, status=status) if status else _live_run(runs_dir, epochs)
+               for status, epochs in runs]
+    other = make_run(tmp_path_factory.mktemp("elsewhere"), epochs=2)  # a run of another store
+    reader = RunStoreReader(runs_dir)
+    if warm:
+        reader.list_runs()  # a listing before the changes: it must follow them
+    ended = [w for w in writers if w.finished]
+    for index, how, where in damage:
+        if ended:
+            victim = ended[index % len(ended)]
+            if all((victim.path / name).exists() for name in ("events.jsonl", "listing.json", "summary.json")):
+                _damage(victim.path, how, where, other.path)
+    live = [w for w in writers if not w.finished]
+    for index, count in appends:  # the live runs go on: progress points, then whole epochs
+        if live:
+            writer = live[index % len(live)]
+            for _ in range(count):
+                done = writer.state.epochs_done
+                writer.write_event(progress_event(done + 1, done * 10 + 3))
+                writer.write_event(epoch_event(done + 1))
+    for writer in live[:1]:
+        with open(writer.events_path, "ab") as handle:  # a line being written right now
+            handle.write(b'{"type": "progress", "ep')
+    listed = {run.id: _listed(run) for run in reader.list_runs()}
+    assert listed == _full_reads(runs_dir)
+    for writer in live:
+        writer.close()
+
+
+def test_listing_needs_no_series_and_reads_them_once_asked(tmp_path):
+    writer = make_run(tmp_path, epochs=3)
+    [run] = list_runs(tmp_path)
+    assert not run.complete and run.brief.history.epoch == [] and run.epochs_done == 3
+    assert run.record.history.epoch == [1, 2, 3] and run.record.diagnostics is not None
+    assert run.record is run.full().brief  # read once, then kept
+    assert load_run(tmp_path, writer.run_id).complete
+
+
+def test_a_listing_does_not_read_the_log_an_exact_listing_json_covers(tmp_path, monkeypatch):
+    make_run(tmp_path, epochs=3)
+    opened = []
+    real_open = open
+
+    def spying_open(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spying_open)
+    [run] = RunStoreReader(tmp_path).list_runs()
+    assert run.epochs_done == 3 and run.status == "finished"
+    assert "events.jsonl" not in opened and "listing.json" in opened
+
+
+def test_a_live_run_is_listed_from_listing_json_and_the_lines_after_it(tmp_path):
+    writer = _live_run(tmp_path, 2)
+    writer.write_event(progress_event(3, 24))  # after the last listing.json
+    [run] = RunStoreReader(tmp_path).list_runs()
+    assert run.live and run.epochs_done == 2 and run.totals.last_progress["step"] == 24
+    writer.write_event(epoch_event(3))
+    writer.close()
+
+
+def test_a_read_only_runs_dir_lists_as_usual(tmp_path):
+    make_run(tmp_path, epochs=2)
+    os.chmod(tmp_path, 0o555)
+    try:
+        [run] = RunStoreReader(tmp_path).list_runs()
+        assert run.status == "finished" and run.damaged is None and run.epochs_done == 2
+    finally:
+        os.chmod(tmp_path, 0o755)
