@@ -385,10 +385,12 @@ def _seeded_log(folder: Path, stat: os.stat_result, live: bool) -> EventLog:
     prefix its writer still owns (the lines after it are read). Anything else: the whole log is
     folded, as if there were no listing.json."""
     identity = (stat.st_dev, stat.st_ino)
-    blank = EventLog(identity=identity, keep_series=False)
+    def blank() -> EventLog:
+        return EventLog(identity=identity, keep_series=False)
+
     data, problem = _read_json(folder / LISTING_FILE, LISTING_FILE)
     if problem is not None or not isinstance(data, dict) or data.get("id") != folder.name:
-        return blank
+        return blank()
     try:
         listing = ListingFile.model_validate(data)
         totals = _TOTALS.validate_python(listing.totals)
@@ -396,12 +398,12 @@ def _seeded_log(folder: Path, stat: os.stat_result, live: bool) -> EventLog:
                  "last_epoch": totals.last_epoch, "last_progress": totals.last_progress}
         for name, line in lines.items():
             if line is not None and (line.get("type") not in _SEEDED_KINDS[name] or validate_event(line) is None):
-                return blank
+                return blank()
     except (ValueError, ValidationError):
-        return blank
+        return blank()
     exact = tuple(listing.events_seen) == (stat.st_mtime_ns, stat.st_size)
     if listing.offset > stat.st_size or not (exact or (live and _ends_a_line(folder / EVENTS_FILE, listing.offset))):
-        return blank
+        return blank()
     seeded = EventLog(identity=identity, keep_series=False, offset=listing.offset, lines=listing.lines)
     for line in (listing.started, listing.terminal):
         if line is not None:
@@ -683,7 +685,7 @@ def _cut_short(summary: SummaryFile | None, log: EventLog) -> str | None:
 
 # -- the store -----------------------------------------------------------------------------------
 
-def _sort_key(run: StoredRun) -> tuple[float, str]:
+def sort_key(run: StoredRun) -> tuple[float, str]:
     return (run.created.timestamp() if run.created else 0.0, run.id)
 
 
@@ -718,7 +720,20 @@ class RunStoreReader:
             for gone in set(self._cache) - set(names):
                 del self._cache[gone]
             runs = [self._read(name, now, queued.get(name), listing=True) for name in names]
-        return sorted((run for run in runs if run is not None), key=_sort_key)
+        return sorted((run for run in runs if run is not None), key=sort_key)
+
+    def read_runs(self, names: list[str]) -> list[StoredRun | None]:
+        """Runs `names` as a listing reads them now (None: gone or empty), in that order; the
+        other runs are neither read nor forgotten (a watcher's poll: tui.store_watch)."""
+        now = time.time()
+        queued = queued_run_ids(self.runs_dir)
+        with self._lock:
+            runs = [self._read(name, now, queued.get(name), listing=True) for name in names]
+        for name, run in zip(names, runs):
+            if run is None and not os.path.isdir(self.runs_dir / name):
+                with self._lock:
+                    self._cache.pop(name, None)
+        return runs
 
     def full_run(self, name: str) -> StoredRun | None:
         """Run folder `name` read in full now (None: gone or empty)."""

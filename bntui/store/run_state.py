@@ -15,6 +15,9 @@ from typing import Any
 from bntui.engine.events import EVENT_TYPES, TERMINAL_EVENTS, Event, RunStarted
 from bntui.store.event_model import OPTIONAL_EPOCH_FIELDS
 
+# Field names of each event class, looked up once (dataclasses.fields is slow for thousands of runs).
+_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES.values()}
+
 REQUIRED_EPOCH_KEYS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy")
 PROGRESS_KEYS = ("step", "epoch", "train_loss", "elapsed")
 
@@ -98,9 +101,9 @@ class RunState:
             self.last_step = max(self.last_step, data["step"])
         elif kind == "started":
             # Fields RunStarted gained later have defaults; older lines lack them.
-            self.started = RunStarted(**{f.name: data[f.name] for f in fields(RunStarted) if f.name in data})
+            self.started = RunStarted(**{name: data[name] for name in _FIELD_NAMES[RunStarted] if name in data})
         elif any(cls is terminal for terminal in TERMINAL_EVENTS):
-            names = {f.name for f in fields(cls)}
+            names = _FIELD_NAMES[cls]
             self.terminal = cls(**{k: v for k, v in data.items() if k in names})
 
     @property

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from bntui.settings import AppSettings
 from bntui.store.schema import RunRecord
 from bntui.tui.run_view import RunView
-from bntui.tui.session import RunSession
+from bntui.tui.session import RunSession, StoredRecords
 
 
 class AnalysisHost(Protocol):
@@ -36,10 +36,10 @@ class AnalysisHost(Protocol):
 
 
 
-def _records_by_id(app: AnalysisHost) -> dict[str, RunRecord]:
+def _records_by_id(app: AnalysisHost) -> StoredRecords:
     """Records of the runs that have started: a queued run has nothing to show yet (it joins
     an open screen when it starts, refresh_open_screen)."""
-    return {run_id: record for run_id, record in app.session.records.items() if record.status != "queued"}
+    return StoredRecords(app.session.stored, lambda stored: stored.status != "queued")  # read when looked up
 
 
 def _selected_view(app: AnalysisHost) -> RunView | None:
@@ -183,7 +183,7 @@ def refresh_open_screen(app: AnalysisHost, removed: Sequence[str] = ()) -> None:
     records = _records_by_id(app)
     if isinstance(screen, GroupScreen) and screen.records:
         group = screen.records[0].group
-        shown = [run_id for run_id, record in records.items() if record.group == group]
+        shown = [run_id for run_id in records if app.session.stored[run_id].group == group]
     gone = [run_id for run_id in shown if run_id in removed]
     if gone:
         app.notify(f"removed from the run store: {', '.join(gone)}", severity="warning", markup=False)

@@ -438,7 +438,7 @@ class BntuiApp(App[int]):
         if view is None:
             return []
         twin = self.session.twin(view)
-        return [view] if twin is None else [view, twin]
+        return [self.session.full_view(v) for v in ([view] if twin is None else [view, twin])]
 
     def _redraw_selection(self) -> None:
         views = self._selected_views()

@@ -39,6 +39,11 @@ class RunView:
     test_accuracy: float | None = None
     total_seconds: float | None = None
     queue_place: int | None = None  # queued: runs ahead of it in the store's queue
+    # From a listing (the curves are read only for the runs a screen shows): the epochs done
+    # and the latest epoch's validation numbers.
+    listed_epochs: int = 0
+    listed_val_loss: float | None = None
+    listed_val_accuracy: float | None = None
 
     @property
     def epochs_total(self) -> int:
@@ -46,7 +51,15 @@ class RunView:
 
     @property
     def epochs_done(self) -> int:
-        return len(self.curves.epoch)
+        return max(len(self.curves.epoch), self.listed_epochs)
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.curves.val_loss[-1] if self.curves.val_loss else self.listed_val_loss
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return self.curves.val_accuracy[-1] if self.curves.val_accuracy else self.listed_val_accuracy
 
     @property
     def active(self) -> bool:
@@ -70,8 +83,9 @@ class RunView:
 
     @classmethod
     def from_stored(cls, stored: Any) -> RunView:
-        """Build a view from a bntui.store.StoredRun (a damaged one keeps what could be read)."""
-        record = getattr(stored, "record", None)
+        """Build a view from a bntui.store.StoredRun (a damaged one keeps what could be read).
+        A listed run gives the row's numbers without curves: from_stored(stored.full()) has them."""
+        record = stored.brief
         status = str(getattr(stored, "status", "crashed"))
         view = cls(key=stored.id, run_id=stored.id, config=None, status=status,
                    queue_place=getattr(stored, "queue_place", None))
@@ -83,6 +97,10 @@ class RunView:
         view.group = record.group
         view.message = record.message or damaged
         view.device = record.environment.device
+        totals, last_epoch = stored.totals, stored.last_epoch
+        view.listed_epochs = totals.epochs_done
+        if last_epoch is not None:
+            view.listed_val_loss, view.listed_val_accuracy = last_epoch["val_loss"], last_epoch["val_accuracy"]
         history = record.history
         for index, epoch in enumerate(history.epoch):
             view.curves.epoch.append(epoch)
@@ -93,16 +111,20 @@ class RunView:
         view.steps_per_epoch = getattr(stored, "steps_per_epoch", None) or 0
         if not view.steps_per_epoch and history.step and history.epoch:
             view.steps_per_epoch = history.step[0] // max(history.epoch[0], 1)
+        if not view.steps_per_epoch and last_epoch is not None and last_epoch.get("step"):
+            view.steps_per_epoch = last_epoch["step"] // max(last_epoch["epoch"], 1)
         view.progress_step = list(record.progress.step)
         view.progress_loss = list(record.progress.train_loss)
-        view.step = max([*history.step, *record.progress.step, record.timings.steps, 0])
+        last_progress = totals.last_progress or {}
+        listed_steps = [(last_epoch or {}).get("step") or 0, last_progress.get("step", 0)]
+        view.step = max([*history.step, *record.progress.step, record.timings.steps, *listed_steps, 0])
         if not view.steps_per_epoch and record.progress.epoch and record.progress.step:
             view.steps_per_epoch = max(record.progress.step[0] // record.progress.epoch[0], 1)
         if record.final is not None:
             view.test_accuracy = record.final.test_accuracy
         view.total_seconds = record.timings.total_seconds
-        if view.progress_step and record.progress.elapsed and record.progress.elapsed[-1] > 0:
-            view.steps_per_second = view.progress_step[-1] / record.progress.elapsed[-1]
+        if last_progress and last_progress["elapsed"] > 0:
+            view.steps_per_second = last_progress["step"] / last_progress["elapsed"]
         return view
 
     def twin_of(self, other: RunView) -> bool:

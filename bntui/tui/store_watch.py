@@ -2,27 +2,36 @@
 its own launches included. Polled about once a second from a thread worker.
 
 bntui.store's reader keeps parsed runs between calls and hands back the same StoredRun object
-while a run's files are unchanged, so a poll costs a few stats per run and "changed" is an
-identity check."""
+while a run's files are unchanged, so "changed" is an identity check. A poll costs the same
+whatever the size of the store: the runs dir is listed again only when its mtime changes (a
+run added or removed); runs that may still change (queued, running) are read at every poll,
+and the ended ones a few at a time in turn (SWEEP_PER_POLL), so that a file edited or
+damaged by hand still shows, later. Polling, not inotify: it works on network filesystems."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+SWEEP_PER_POLL = 64  # ended runs re-read per poll: a store of 6,400 is looked over every 100 s
 
 
 class StoreWatcher:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = Path(runs_dir)
         self._last: dict[str, Any] = {}
+        self._names: list[str] | None = None  # the run folders, as of _dir_seen
+        self._dir_seen: tuple[int, int] | None = None
+        self._sweep = 0  # where the next sweep of ended runs starts in _names
 
     def poll(self) -> tuple[list[Any], list[str]]:
         """(runs that are new or changed, ids of runs that vanished) since the last poll.
         Raises bntui.store.StoreError when the runs dir cannot be read."""
-        from bntui.store import StoreError, list_runs  # no torch; imported here to keep start-up lean
+        from bntui.store import StoreError  # no torch; imported here to keep start-up lean
 
         try:
-            runs = {run.id: run for run in list_runs(self.runs_dir)}
+            runs = self._read()
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported like a store problem: the watcher lives on
@@ -31,3 +40,30 @@ class StoreWatcher:
         removed = [run_id for run_id in self._last if run_id not in runs]
         self._last = runs
         return changed, removed
+
+    def _read(self) -> dict[str, Any]:
+        from bntui.store.reader import reader_for
+
+        reader = reader_for(self.runs_dir)
+        try:
+            stat = os.stat(self.runs_dir)
+            dir_seen: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
+        except OSError:
+            dir_seen = None  # missing or unreadable: list_runs says which
+        if self._names is None or dir_seen is None or dir_seen != self._dir_seen:
+            runs = reader.list_runs()  # every run: the first poll, or runs came or went
+            self._names, self._dir_seen = reader.folder_names(), dir_seen
+            return {run.id: run for run in runs}
+        names = self._names
+        start = self._sweep % max(len(names), 1)
+        turn = set(names[start:start + SWEEP_PER_POLL])
+        self._sweep = start + SWEEP_PER_POLL
+        wanted = [name for name in names
+                  if name in turn or (run := self._last.get(name)) is None or run.active or run.live]
+        runs = dict(self._last)
+        for name, run in zip(wanted, reader.read_runs(wanted)):
+            if run is None:
+                runs.pop(name, None)
+            else:
+                runs[name] = run
+        return runs  # in the last listing's order: new runs come only through list_runs

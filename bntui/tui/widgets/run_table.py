@@ -79,6 +79,10 @@ class RunTable(DataTable):
         self.marked: set[str] = set()
         self._drawn: dict[str, tuple] = {}  # what each row holds, the run id uncut
         self._run_width: int | None = None  # cells the run id may take; None: not laid out yet
+        # The widest cell of each column but the run id's, kept as rows come (not recounted
+        # over every row at each: thousands of rows are added at once).
+        self._widths: list[int] = [cell_len(label) for _, label in COLUMNS[:-1]]
+        self._widths_stale = False
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -86,7 +90,6 @@ class RunTable(DataTable):
 
     def _cells(self, view: RunView) -> tuple:
         config = view.config
-        curves = view.curves
         status_style = self.app.theme_variables.get(STATUS_STYLE.get(view.status, "foreground"), "")
         return (
             "●" if view.key in self.marked else " ",
@@ -95,8 +98,8 @@ class RunTable(DataTable):
             norm_cell(config) if config else "",
             str(config.seed) if config else "",
             f"{view.epochs_done}/{view.epochs_total}" if config else "",
-            _number(curves.val_loss[-1] if curves.val_loss else None, ".4f"),
-            _number(curves.val_accuracy[-1] if curves.val_accuracy else None, ".1%"),
+            _number(view.val_loss, ".4f"),
+            _number(view.val_accuracy, ".1%"),
             _number(view.test_accuracy, ".1%"),
             view.run_id or "(queued)",
         )
@@ -111,12 +114,17 @@ class RunTable(DataTable):
         room = self.scrollable_content_region.width
         if room <= 0:
             return None
-        widths = [cell_len(label) for _, label in COLUMNS[:-1]]
-        for cells in self._drawn.values():
-            for index, cell in enumerate(cells[:-1]):
-                widths[index] = max(widths[index], cell_len(cell.plain if isinstance(cell, Text) else cell))
+        if self._widths_stale:
+            self._widths_stale = False
+            self._widths = [cell_len(label) for _, label in COLUMNS[:-1]]
+            for cells in self._drawn.values():
+                self._widen(cells)
         padding = 2 * self.cell_padding
-        return max(room - sum(widths) - padding * len(COLUMNS), MIN_RUN_WIDTH)
+        return max(room - sum(self._widths) - padding * len(COLUMNS), MIN_RUN_WIDTH)
+
+    def _widen(self, cells: tuple) -> None:
+        for index, cell in enumerate(cells[:-1]):
+            self._widths[index] = max(self._widths[index], cell_len(cell.plain if isinstance(cell, Text) else cell))
 
     def _refit(self) -> bool:
         """Cut every run id again if the room for them changed; True if it did."""
@@ -137,6 +145,7 @@ class RunTable(DataTable):
         if previous == cells:
             return
         self._drawn[view.key] = cells
+        self._widen(cells)
         if previous is None:
             self.add_row(*self._shown(cells), key=view.key)
             self._refit()
@@ -151,6 +160,7 @@ class RunTable(DataTable):
     def remove(self, key: str) -> None:
         self._drawn.pop(key, None)
         self.marked.discard(key)
+        self._widths_stale = True  # recounted at the next fit: rows are often removed by the hundred
         try:
             self.remove_row(key)
         except RowDoesNotExist:
