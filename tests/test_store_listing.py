@@ -79,10 +79,14 @@ def _damage(folder: Path, how: str, where: float, other: Path) -> None:
         shutil.copy(other / "listing.json", listing)
     elif how == "truncated listing":
         listing.write_bytes(listing.read_bytes()[: int(listing.stat().st_size * where)])
-    elif how == "old listing":  # from an older bntui: an unknown schema version
-        payload = json.loads(listing.read_text())
-        payload["schema_version"] = 99
-        listing.write_text(json.dumps(payload))
+    elif how == "old listing":  # from another bntui: an unknown schema version
+        try:
+            payload = json.loads(listing.read_bytes())
+        except ValueError:
+            return  # already garbage
+        if isinstance(payload, dict):
+            payload["schema_version"] = 99
+            listing.write_text(json.dumps(payload))
     elif how == "writer died":
         (folder / "summary.json").unlink()
         set_owner(folder, pid=dead_pid())

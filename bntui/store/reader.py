@@ -272,7 +272,11 @@ def _signature(stat: os.stat_result | None) -> Signature:
 def _read_json(path: Path, name: str) -> tuple[Any, str | None]:
     try:
         with open(path, "rb") as handle:
-            text = handle.read(MAX_FILE_BYTES + 1)
+            # Sized by the file: read(64 MiB) would allocate that much for each small file.
+            size = min(os.fstat(handle.fileno()).st_size, MAX_FILE_BYTES) + 1
+            text = handle.read(size)
+            if len(text) == size:  # larger than it was a moment ago
+                text += handle.read(MAX_FILE_BYTES + 1 - size)
     except OSError as exc:
         return None, f"{name}: cannot read ({exc.strerror or exc})"
     if len(text) > MAX_FILE_BYTES:
@@ -389,8 +393,8 @@ def _seeded_log(folder: Path, stat: os.stat_result, live: bool) -> EventLog:
         return EventLog(identity=identity, keep_series=False)
 
     data, problem = _read_json(folder / LISTING_FILE, LISTING_FILE)
-    if problem is not None or not isinstance(data, dict) or data.get("id") != folder.name:
-        return blank()
+    if problem is not None or _version_problem(data, LISTING_FILE) or data.get("id") != folder.name:
+        return blank()  # another bntui's, another run's, or garbage: the log says it all
     try:
         listing = ListingFile.model_validate(data)
         totals = _TOTALS.validate_python(listing.totals)
@@ -402,7 +406,9 @@ def _seeded_log(folder: Path, stat: os.stat_result, live: bool) -> EventLog:
     except (ValueError, ValidationError):
         return blank()
     exact = tuple(listing.events_seen) == (stat.st_mtime_ns, stat.st_size)
-    if listing.offset > stat.st_size or not (exact or (live and _ends_a_line(folder / EVENTS_FILE, listing.offset))):
+    # A live run's log only grows: the same size at another mtime is a log rewritten in place.
+    grown = live and stat.st_size > listing.events_seen[1] and _ends_a_line(folder / EVENTS_FILE, listing.offset)
+    if listing.offset > stat.st_size or not (exact or grown):
         return blank()
     seeded = EventLog(identity=identity, keep_series=False, offset=listing.offset, lines=listing.lines)
     for line in (listing.started, listing.terminal):

@@ -59,6 +59,13 @@ class RunTotals:
         return self.optional_counts.get(key, 0) == self.epochs_done
 
 
+# The series of every state that keeps none (keep_series=False): empty, never appended to.
+_NO_EPOCHS: dict[str, list[Any]] = {k: [] for k in REQUIRED_EPOCH_KEYS}
+_NO_OPTIONAL: dict[str, list[Any]] = {k: [] for k in OPTIONAL_EPOCH_FIELDS}
+_NO_PROGRESS: dict[str, list[Any]] = {k: [] for k in PROGRESS_KEYS}
+_NO_POINTS: list[dict[str, Any]] = []
+
+
 @dataclass
 class RunState:
     started: RunStarted | None = None
@@ -75,6 +82,11 @@ class RunState:
     # False: only started, terminal, last_step and totals are kept (a listing's state), not the
     # series; both kinds fold every line the same way.
     keep_series: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.keep_series:  # thousands of listed runs: their (empty) series are shared
+            self.epochs, self.epoch_optional, self.progress = _NO_EPOCHS, _NO_OPTIONAL, _NO_PROGRESS
+            self.diagnostics = self.landscape = _NO_POINTS
 
     def apply(self, data: dict[str, Any]) -> None:
         """Fold one event, given as its events.jsonl line."""
