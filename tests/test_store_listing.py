@@ -10,11 +10,18 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_store_support import (
+    dead_pid,
+    epoch_event,
+    make_run,
+    progress_event,
+    set_owner,
+    write_events,
+)
 
 from bntui.config import RunConfig
 from bntui.store import RunWriter, list_runs, load_run
 from bntui.store.reader import RunStoreReader
-from test_store_support import dead_pid, epoch_event, make_run, progress_event, set_owner, write_events
 
 STATUSES = ("finished", "failed", "cancelled", "diverged", None)  # None: live, its writer open
 
@@ -171,3 +178,54 @@ def test_a_read_only_runs_dir_lists_as_usual(tmp_path):
         assert run.status == "finished" and run.damaged is None and run.epochs_done == 2
     finally:
         os.chmod(tmp_path, 0o755)
+
+
+def test_the_tui_watcher_reads_only_what_may_change_and_still_notices_everything(tmp_path, monkeypatch):
+    from bntui.store.reader import reader_for
+    from bntui.store.writer import remove_run
+    from bntui.tui import store_watch
+
+    monkeypatch.setattr(store_watch, "SWEEP_PER_POLL", 2)
+    monkeypatch.setattr(store_watch, "RACY_SECONDS", -1e9)  # trust the runs dir's mtime at once
+    ended = [make_run(tmp_path, epochs=1) for _ in range(6)]
+    live = _live_run(tmp_path, 1)
+    watcher = store_watch.StoreWatcher(tmp_path)
+    changed, removed = watcher.poll()
+    assert len(changed) == 7 and removed == []
+
+    reader = reader_for(tmp_path)
+    read = []
+    real_read = reader._read
+    monkeypatch.setattr(reader, "_read", lambda name, *a, **k: read.append(name) or real_read(name, *a, **k))
+    assert watcher.poll() == ([], [])
+    assert live.run_id in read and len(read) == 1 + 2  # the live run, and two ended ones in turn
+
+    live.write_event(epoch_event(2))
+    [run], _ = watcher.poll()
+    assert run.id == live.run_id and run.epochs_done == 2
+
+    remove_run(ended[0].path)
+    newcomer = make_run(tmp_path, epochs=1)
+    changed, removed = watcher.poll()
+    assert [run.id for run in changed] == [newcomer.run_id] and removed == [ended[0].run_id]
+
+    (ended[3].path / "summary.json").write_text("{broken")  # edited by hand: seen in a sweep
+    seen = []
+    for _ in range(4):
+        seen += [run.id for run in watcher.poll()[0]]
+    assert seen == [ended[3].run_id]
+    live.close()
+
+
+def test_a_run_added_within_the_runs_dirs_mtime_tick_is_still_found(tmp_path):
+    """A coarse mtime (NFS) may not change when a run is added right after a listing: the
+    watcher lists again while the runs dir's mtime is that recent."""
+    from bntui.tui.store_watch import StoreWatcher
+
+    make_run(tmp_path, epochs=1)
+    watcher = StoreWatcher(tmp_path)
+    assert len(watcher.poll()[0]) == 1
+    mtime = tmp_path.stat().st_mtime_ns
+    newcomer = make_run(tmp_path, epochs=1)
+    os.utime(tmp_path, ns=(mtime, mtime))  # as if in the same tick
+    assert [run.id for run in watcher.poll()[0]] == [newcomer.run_id]

@@ -11,9 +11,11 @@ damaged by hand still shows, later. Polling, not inotify: it works on network fi
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+RACY_SECONDS = 2.0  # a runs dir changed this recently is listed again at the next poll
 SWEEP_PER_POLL = 64  # ended runs re-read per poll: a store of 6,400 is looked over every 100 s
 
 
@@ -24,11 +26,14 @@ class StoreWatcher:
         self._names: list[str] | None = None  # the run folders, as of _dir_seen
         self._dir_seen: tuple[int, int] | None = None
         self._sweep = 0  # where the next sweep of ended runs starts in _names
+        self._racy = False
 
     def poll(self) -> tuple[list[Any], list[str]]:
         """(runs that are new or changed, ids of runs that vanished) since the last poll.
         Raises bntui.store.StoreError when the runs dir cannot be read."""
-        from bntui.store import StoreError  # no torch; imported here to keep start-up lean
+        from bntui.store import (
+            StoreError,  # no torch; imported here to keep start-up lean
+        )
 
         try:
             runs = self._read()
@@ -50,9 +55,13 @@ class StoreWatcher:
             dir_seen: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
         except OSError:
             dir_seen = None  # missing or unreadable: list_runs says which
-        if self._names is None or dir_seen is None or dir_seen != self._dir_seen:
+        if self._names is None or dir_seen is None or dir_seen != self._dir_seen or self._racy:
+            listed_at = time.time()
             runs = reader.list_runs()  # every run: the first poll, or runs came or went
             self._names, self._dir_seen = reader.folder_names(), dir_seen
+            # A folder made in the same mtime tick as this listing would leave the mtime as it
+            # is (coarse clocks, NFS): list again until the mtime is safely older.
+            self._racy = dir_seen is not None and dir_seen[1] / 1e9 > listed_at - RACY_SECONDS
             return {run.id: run for run in runs}
         names = self._names
         start = self._sweep % max(len(names), 1)
