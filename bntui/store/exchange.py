@@ -121,7 +121,8 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
     runs_dir = Path(runs_dir)
     items = read_export(path, stdin=stdin)
     ensure_runs_dir(runs_dir)  # one error for the whole import, not one per run
-    stored = {run.id: run for run in list_runs(runs_dir) if run.brief is not None}  # records read when compared
+    # Records are read only for the ids compared (a listing holds no series).
+    stored: dict[str, StoredRun | RunRecord] = {run.id: run for run in list_runs(runs_dir) if run.brief is not None}
     report = ImportReport()
     for index, item in enumerate(items):
         source = f"#{index + 1}"
@@ -156,12 +157,13 @@ def _content(record: RunRecord) -> str:
     return record.model_copy(update={"status": as_imported(record.status)}).model_dump_json()
 
 
-def _already_stored(record: RunRecord, stored: dict[str, StoredRun]) -> bool:
+def _already_stored(record: RunRecord, stored: dict[str, StoredRun | RunRecord]) -> bool:
     """Whether the run is in the store under its id or one of the ids an import gives it
     (only those runs are compared, not the whole store)."""
     attempt = 0
     while (candidate := import_id(record.id, attempt)) in stored:
-        found = stored[candidate].record
+        entry = stored[candidate]
+        found = entry if isinstance(entry, RunRecord) else entry.record  # imported just now, or a stored run
         if found is not None and _content(found) == _content(record.model_copy(update={"id": candidate})):
             return True
         attempt += 1

@@ -47,6 +47,7 @@ class StoreWatcher:
         return changed, removed
 
     def _read(self) -> dict[str, Any]:
+        from bntui.store import list_runs
         from bntui.store.reader import reader_for
 
         reader = reader_for(self.runs_dir)
@@ -57,7 +58,7 @@ class StoreWatcher:
             dir_seen = None  # missing or unreadable: list_runs says which
         if self._names is None or dir_seen is None or dir_seen != self._dir_seen or self._racy:
             listed_at = time.time()
-            runs = reader.list_runs()  # every run: the first poll, or runs came or went
+            runs = list_runs(self.runs_dir)  # every run: the first poll, or runs came or went
             self._names, self._dir_seen = reader.folder_names(), dir_seen
             # A folder made in the same mtime tick as this listing would leave the mtime as it
             # is (coarse clocks, NFS): list again until the mtime is safely older.
@@ -65,8 +66,8 @@ class StoreWatcher:
             return {run.id: run for run in runs}
         names = self._names
         start = self._sweep % max(len(names), 1)
-        turn = set(names[start:start + SWEEP_PER_POLL])
-        self._sweep = start + SWEEP_PER_POLL
+        turn = set(names[start:start + SWEEP_PER_POLL]) | set(names[:max(start + SWEEP_PER_POLL - len(names), 0)])
+        self._sweep = start + SWEEP_PER_POLL  # wraps around: every ended run in turn
         wanted = [name for name in names
                   if name in turn or (run := self._last.get(name)) is None or run.active or run.live]
         runs = dict(self._last)
