@@ -198,7 +198,7 @@ def test_the_tui_watcher_reads_only_what_may_change_and_still_notices_everything
     real_read = reader._read
     monkeypatch.setattr(reader, "_read", lambda name, *a, **k: read.append(name) or real_read(name, *a, **k))
     assert watcher.poll() == ([], [])
-    assert live.run_id in read and len(read) == 1 + 2  # the live run, and two ended ones in turn
+    assert live.run_id in read and len(read) <= 1 + 2  # the live run, and two runs in turn, not 7
 
     live.write_event(epoch_event(2))
     [run], _ = watcher.poll()
