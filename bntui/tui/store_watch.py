@@ -27,6 +27,8 @@ class StoreWatcher:
         self._dir_seen: tuple[int, int] | None = None
         self._sweep = 0  # where the next sweep of ended runs starts in _names
         self._racy = False
+        self._active: set[str] = set()  # runs that may still change: read at every poll
+        self._waiting: set[str] = set()  # folders that held no run yet
 
     def poll(self) -> tuple[list[Any], list[str]]:
         """(runs that are new or changed, ids of runs that vanished) since the last poll.
@@ -36,21 +38,16 @@ class StoreWatcher:
         )
 
         try:
-            runs = self._read()
+            return self._poll()
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported like a store problem: the watcher lives on
             raise StoreError(f"cannot read the run store: unexpected {type(exc).__name__}: {exc}") from None
-        changed = [run for run_id, run in runs.items() if self._last.get(run_id) is not run]
-        removed = [run_id for run_id in self._last if run_id not in runs]
-        self._last = runs
-        return changed, removed
 
-    def _read(self) -> dict[str, Any]:
+    def _poll(self) -> tuple[list[Any], list[str]]:
         from bntui.store import list_runs
         from bntui.store.reader import reader_for
 
-        reader = reader_for(self.runs_dir)
         try:
             stat = os.stat(self.runs_dir)
             dir_seen: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
@@ -58,22 +55,38 @@ class StoreWatcher:
             dir_seen = None  # missing or unreadable: list_runs says which
         if self._names is None or dir_seen is None or dir_seen != self._dir_seen or self._racy:
             listed_at = time.time()
-            runs = list_runs(self.runs_dir)  # every run: the first poll, or runs came or went
-            self._names, self._dir_seen = reader.folder_names(), dir_seen
+            runs = {run.id: run for run in list_runs(self.runs_dir)}  # the first poll, or runs came or went
+            names = reader_for(self.runs_dir).folder_names()
             # A folder made in the same mtime tick as this listing would leave the mtime as it
             # is (coarse clocks, NFS): list again until the mtime is safely older.
             self._racy = dir_seen is not None and dir_seen[1] / 1e9 > listed_at - RACY_SECONDS
-            return {run.id: run for run in runs}
+            self._names, self._dir_seen = names, dir_seen
+            self._waiting = {name for name in names if name not in runs}  # empty folders, for now
+            self._active = {run_id for run_id, run in runs.items() if run.active or run.live}
+            changed = [run for run_id, run in runs.items() if self._last.get(run_id) is not run]
+            removed = [run_id for run_id in self._last if run_id not in runs]
+            self._last = runs
+            return changed, removed
+        # Only the runs that may change, and a few ended ones in turn: the same work whatever
+        # the size of the store.
         names = self._names
         start = self._sweep % max(len(names), 1)
-        turn = set(names[start:start + SWEEP_PER_POLL]) | set(names[:max(start + SWEEP_PER_POLL - len(names), 0)])
+        turn = names[start:start + SWEEP_PER_POLL] + names[:max(start + SWEEP_PER_POLL - len(names), 0)]
         self._sweep = start + SWEEP_PER_POLL  # wraps around: every ended run in turn
-        wanted = [name for name in names
-                  if name in turn or (run := self._last.get(name)) is None or run.active or run.live]
-        runs = dict(self._last)
-        for name, run in zip(wanted, reader.read_runs(wanted)):
+        wanted = list(dict.fromkeys([*sorted(self._active | self._waiting), *turn]))
+        changed, removed = [], []
+        for name, run in zip(wanted, reader_for(self.runs_dir).read_runs(wanted)):
             if run is None:
-                runs.pop(name, None)
+                self._active.discard(name)
+                if self._last.pop(name, None) is not None:
+                    removed.append(name)
+                continue
+            self._waiting.discard(name)
+            if self._last.get(name) is not run:
+                changed.append(run)
+                self._last[name] = run
+            if run.active or run.live:
+                self._active.add(name)
             else:
-                runs[name] = run
-        return runs  # in the last listing's order: new runs come only through list_runs
+                self._active.discard(name)
+        return changed, removed
