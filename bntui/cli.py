@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         app = CliApp.run(Bntui, cli_args=args, cli_settings_source=source, cli_cmd_method_name="noop")
         return int(app.cli_cmd() or 0)
     except ValidationError as exc:
-        _error(format_validation_error(exc, skip_prefixes=_SUBCOMMANDS))
+        _error(format_validation_error(exc, skip_prefixes=_SUBCOMMANDS, as_flags=True))
     except (SettingsError, ConfigFileError) as exc:
         _error(str(exc).splitlines()[0])
     except KeyboardInterrupt:

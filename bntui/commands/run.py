@@ -121,7 +121,7 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
         ensure_runs_dir(settings.runs_dir)  # the first run would create it: fail now, not then
         run_ids = launch(plan, LaunchOptions.from_settings(settings))
     except ValidationError as exc:
-        print(f"bntui: error: {format_validation_error(exc)}", file=sys.stderr)
+        print(f"bntui: error: {format_validation_error(exc, as_flags=True)}", file=sys.stderr)
         return 2
     except (ValueError, StoreError, LaunchError) as exc:
         print(f"bntui: error: {exc}", file=sys.stderr)
