@@ -177,6 +177,7 @@ class Follower:
         self.console = console
         self.signals: list[int] = []
         self.stopping: int | None = None  # the signal that stopped the runs
+        self.told: set[str] = set()  # runs whose failure was printed
 
     def latest(self) -> list[StoredRun]:
         from bntui.store import list_runs
@@ -261,8 +262,8 @@ class Follower:
         if record is not None and record.timings.steps and not run.active:
             fields["completed"] = record.timings.steps
         progress.update(task, **fields)
-        if run.status in ("failed", "crashed", "diverged") and run.id not in getattr(self, "_told", set()):
-            self._told = getattr(self, "_told", set()) | {run.id}
+        if run.status in ("failed", "crashed", "diverged") and run.id not in self.told:
+            self.told.add(run.id)
             message = record.message if record is not None else run.damaged
             progress.console.print(f"[red]{label} {run.status}:[/] {message or ''}", highlight=False)
 

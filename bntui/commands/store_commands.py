@@ -480,10 +480,12 @@ def cmd_rm(
     if found is None:
         return 1
     unique = list({run.id: run for run in found}.values())
-    running = [run for run in unique if run.live]
+    # A queued run would be started by the scheduler after its folder is gone: stop it first.
+    running = [run for run in unique if run.active]
     for run in running:
-        _error(f"run {run.id} is running: stop it before removing it (nothing removed for it)")
-    removable = [run for run in unique if not run.live]
+        _error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it "
+               "(nothing removed for it)")
+    removable = [run for run in unique if not run.active]
     if not removable:
         return 1
     if not yes:
@@ -495,7 +497,7 @@ def cmd_rm(
     failed = False
     for run in removable:
         try:
-            remove_run(run.path, live=run.live)
+            remove_run(run.path, live=run.active)
         except StoreError as exc:
             _error(str(exc))
             failed = True
