@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
+from bntui.text import escape
 
 
 def _error(message: str) -> None:

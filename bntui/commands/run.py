@@ -31,6 +31,7 @@ from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, ensure_runs_dir
 from bntui.store.layout import describe_os_error
+from bntui.text import escape
 from bntui.words import counted
 
 
@@ -249,7 +250,7 @@ class Follower:
         epochs = config.epochs if config else 0
         style = {"finished": "green", "cancelled": "yellow", "queued": "dim", "running": ""}.get(run.status, "red")
         status = f" [{style}]{run.status}[/]" if style else ""
-        fields = {"description": f"{label}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
+        fields = {"description": f"{escape(label)}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
         if run.steps_per_epoch:
             fields["total"] = run.steps_per_epoch * epochs
         if record is not None and record.progress.step:
@@ -265,7 +266,8 @@ class Follower:
         if run.status in ("failed", "crashed", "diverged") and run.id not in self.told:
             self.told.add(run.id)
             message = record.message if record is not None else run.damaged
-            progress.console.print(f"[red]{label} {run.status}:[/] {message or ''}", highlight=False)
+            progress.console.print(f"[red]{escape(label)} {run.status}:[/] {escape(message or '')}",
+                                   highlight=False)
 
 
 def _ask_stop_or_leave() -> str:
