@@ -54,6 +54,16 @@ def test_a_run_view_shows_a_live_run_as_the_store_has_it(tmp_path: Path) -> None
     assert "test acc 85.0%" in describe_progress(view)
 
 
+def test_a_running_run_asked_to_stop_shows_as_stopping_until_it_ends(tmp_path: Path) -> None:
+    writer = RunWriter(tmp_path, RunConfig(epochs=3))
+    writer.write_event(started())
+    (writer.path / "cancel").touch()  # bntui cancel, or ctrl+t in any TUI
+    view = RunView.from_stored(load_run(tmp_path, writer.run_id))
+    assert view.status == "stopping" and view.active
+    writer.finish("cancelled")
+    assert RunView.from_stored(load_run(tmp_path, writer.run_id)).status == "cancelled"
+
+
 def test_a_stored_run_becomes_a_view_with_its_curves() -> None:
     bn, no_bn = fixture_views()
     assert bn.status == "finished" and bn.config is not None and bn.config.bn

@@ -23,6 +23,7 @@ from bntui.config import RunConfig, format_validation_error
 from bntui.engine.events import Event
 from bntui.store.event_model import is_known_kind, validate_event
 from bntui.store.layout import (
+    CANCEL_FILE,
     CONFIG_FILE,
     EVENTS_FILE,
     HEARTBEAT_FILE,
@@ -78,6 +79,7 @@ class StoredRun:
     queue_place: int | None = None  # queued: how many runs are ahead of it (0: next)
     owner: Owner | None = None  # the process that trains (or trained) it
     steps_per_epoch: int | None = None  # known once the run started
+    stop_requested: bool = False  # running, and asked to stop (its cancel file exists)
 
     @property
     def active(self) -> bool:
@@ -468,7 +470,10 @@ def _read_run(
         problems.append("truncated last line in events.jsonl")
     problems.append(_cut_short(cache.summary, log))
 
-    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems), queue_place)
+    # Someone asked it to stop (bntui cancel, ctrl+t): its trainer will end it at its next step.
+    stop_requested = live and _stat(folder / CANCEL_FILE) is not None
+    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems),
+           queue_place, stop_requested)
     if key == cache.built_key and cache.built is not None:
         return cache.built
 
@@ -493,6 +498,7 @@ def _read_run(
         queue_place=queue_place if status == "queued" else None,
         owner=cache.config.owner if cache.config is not None else None,
         steps_per_epoch=log.started.steps_per_epoch if log.started is not None else None,
+        stop_requested=stop_requested,
     )
     cache.built_key, cache.built = key, run
     return run

@@ -300,7 +300,7 @@ class BntuiApp(App[int]):
             return  # already asking: a second ^q must not stack a second question
         active = self.session.active()
         if active:
-            running = sum(1 for view in active if view.status == "running")
+            running = sum(1 for view in active if view.status != "queued")
             self.push_screen(ConfirmQuitScreen(running, len(active) - running), self._quit_answered)
         else:
             self.exit(0)

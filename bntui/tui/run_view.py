@@ -50,7 +50,7 @@ class RunView:
 
     @property
     def active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
+        return self.status in ACTIVE_STATUSES or self.status == "stopping"
 
     @property
     def label(self) -> str:
@@ -73,6 +73,8 @@ class RunView:
         """Build a view from a bntui.store.StoredRun (a damaged one keeps what could be read)."""
         record = getattr(stored, "record", None)
         status = str(getattr(stored, "status", "crashed"))
+        if status == "running" and getattr(stored, "stop_requested", False):
+            status = "stopping"  # its trainer ends it at its next step
         view = cls(key=stored.id, run_id=stored.id, config=None, status=status,
                    queue_place=getattr(stored, "queue_place", None))
         damaged = getattr(stored, "damaged", None)
