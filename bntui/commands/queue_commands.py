@@ -51,6 +51,7 @@ def cmd_queue(settings: AppSettings, console: Console, as_json: bool = False) ->
         return 1
     if as_json:
         rows = [{**run.overview(), "where": where(run), "queue_place": run.queue_place,
+                 "stop_requested": run.stop_requested,
                  "pid": run.owner.pid if run.owner else None,
                  "host": run.owner.host if run.owner else None} for run in runs]
         console.file.write(json.dumps({"runs": rows, "scheduler_pid": scheduler_pid(settings.runs_dir)},
@@ -67,7 +68,8 @@ def cmd_queue(settings: AppSettings, console: Console, as_json: bool = False) ->
     table.add_column("where")
     for run in runs:
         epochs = f"{run.epochs_done}/{run.config.epochs}" if run.config else str(run.epochs_done)
-        table.add_row(escape(run.id), run.status, epochs, escape(where(run)))
+        status = "stopping" if run.stop_requested else run.status
+        table.add_row(escape(run.id), status, epochs, escape(where(run)))
     console.print(table, crop=False)
     pid = scheduler_pid(settings.runs_dir)
     console.print(f"[dim]scheduler: {'pid ' + str(pid) if pid else 'not running'}[/]", highlight=False)
