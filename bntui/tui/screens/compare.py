@@ -14,13 +14,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from bntui.config import RunConfig
 from bntui.series import ema
 from bntui.store.schema import RunRecord
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.words import counted
+from bntui.tui.widgets.key_footer import KeyFooter
+from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.overlay_plot import (
     CurvePainter,
     OverlayPlot,
@@ -263,7 +265,7 @@ class CompareScreen(LiveRecordsScreen):
         return self.smoothing_tenths / 10
 
     def compose(self) -> ComposeResult:
-        yield Static(id="compare-status")
+        yield PartsLine(id="compare-status")
         yield OverlayPlot(id="compare-plot")
         yield Static(id="compare-legend")
         with Horizontal(id="compare-bottom"):
@@ -274,7 +276,7 @@ class CompareScreen(LiveRecordsScreen):
             with Vertical(id="compare-settings-pane"):
                 yield Static(id="compare-settings-title", classes="pane-title")
                 yield DataTable(id="compare-settings", cursor_type="row")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#compare-table", DataTable).focus()

@@ -17,11 +17,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Select, Static
+from textual.widgets import Select, Static
 
 from bntui.config import arm_name
 from bntui.store.schema import RunRecord
 from bntui.text import printable
+from bntui.tui.widgets.key_footer import KeyFooter
+from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.words import counted
@@ -287,7 +289,7 @@ class DiagnosticsScreen(LiveRecordsScreen):
         self._rebuilding = False
 
     def compose(self) -> ComposeResult:
-        yield Static(id="diag-status")
+        yield PartsLine(id="diag-status")
         with Horizontal(id="diag-controls"):
             yield Select(
                 self._layer_options(),
@@ -306,7 +308,7 @@ class DiagnosticsScreen(LiveRecordsScreen):
             for index in range(max(len(self.records), 1)):
                 yield DiagnosticsPanel(index, classes="-second" if index else "")
         yield OverlayPlot(id="diag-accuracy")
-        yield Footer()
+        yield KeyFooter()
 
     def update_records(self, records: Sequence[RunRecord]) -> None:
         """The same runs with newer data (the app polls the store). Redraws at most 4 Hz."""

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Select, Static
+from textual.widgets import Select, Static
 
 from bntui.config import norm_description
 from bntui.store.schema import RunRecord
@@ -30,6 +30,8 @@ from bntui.tui.screens.diagnostics import (
     shared_range,
 )
 from bntui.tui.screens.live import LiveRecordsScreen
+from bntui.tui.widgets.key_footer import KeyFooter
+from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandSeries
 from bntui.tui.widgets.overlay_plot import PlotSeries, painter_for
 from bntui.words import counted
@@ -124,7 +126,7 @@ class LandscapeScreen(LiveRecordsScreen):
         self.redraw_count = 0
 
     def compose(self) -> ComposeResult:
-        yield Static(id="land-status")
+        yield PartsLine(id="land-status")
         with Horizontal(id="land-controls"):
             yield Select(
                 [(measure.title, measure.key) for measure in MEASURES],
@@ -135,7 +137,7 @@ class LandscapeScreen(LiveRecordsScreen):
         with Horizontal(id="land-panels"):
             for index in range(2):  # a pair at most; the second hides for a single run
                 yield DiagnosticsPanel(index, classes="-second" if index else "")
-        yield Footer()
+        yield KeyFooter()
 
     def update_records(self, records: Sequence[RunRecord]) -> None:
         self.records = ordered_records(records)

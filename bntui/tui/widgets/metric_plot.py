@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rich.cells import cell_len
 from rich.color import Color as RichColor
 from rich.segment import Segment
 from rich.style import Style
@@ -63,8 +64,17 @@ _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 MAX_Y_TICKS = 7  # plotext's default number of y ticks
 
 
+# Where a title may be cut short without cutting a word: its last part goes first.
+TITLE_BREAKS = (" · ", " (", ": ", " - ")
+
+
 def fit_title(title: str, width: int) -> str:
-    """`title` cut to `width` cells, with an ellipsis when something was cut."""
+    """`title` fitted to `width` cells by dropping its last parts whole (TITLE_BREAKS); only a
+    title with no part left to drop is cut, with an ellipsis."""
+    if cell_len(title) > width:
+        for separator in TITLE_BREAKS:
+            if separator in title:
+                return fit_title(title.rsplit(separator, 1)[0], width)
     text = Text(title)
     text.truncate(max(width, 0), overflow="ellipsis")
     return text.plain

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bntui.text import escape
-from textual.widgets import Static
 
 from bntui.tui.run_view import RunView
+from bntui.tui.widgets.parts_line import PartsLine
 
 
 def _duration(seconds: float) -> str:
@@ -43,7 +43,7 @@ def describe_progress(view: RunView | None) -> str:
     return " · ".join(parts)
 
 
-class ProgressLine(Static):
+class ProgressLine(PartsLine):
     _shown: str | None = None
 
     def show(self, view: RunView | None) -> None:
