@@ -243,6 +243,13 @@ class CompareScreen(LiveRecordsScreen):
         Binding("r", "set_reference", "Reference", tooltip="Measure deltas against the selected run"),
         Binding("a", "toggle_all_settings", "All settings", tooltip="Settings: only differing, or all"),
     ]
+    HELP_NAME = "compare"
+    MARKERS = (
+        ("• dots", "validation, one point per epoch (or per logged step), joined"),
+        ("⠿ line", "training (t hides it)"),
+        ("colour", "the run: ■ #n in the key under the plot; ◆ the reference run"),
+        ("Δ", "run − reference (r makes the selected run the reference)"),
+    )
 
     def __init__(self, records: Sequence[RunRecord], reference: str | None = None) -> None:
         super().__init__()

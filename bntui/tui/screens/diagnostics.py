@@ -273,6 +273,14 @@ class DiagnosticsScreen(LiveRecordsScreen):
         Binding("s", "next_statistic", "Statistic", tooltip="Next statistic"),
         Binding("g", "toggle_log", "Log y", tooltip="Logarithmic y axis (gradient norm, update ratio)"),
     ]
+    HELP_NAME = "BatchNorm diagnostics"
+    MARKERS = (
+        ("⠿ line", "p50 (median), or the mean, or the statistic itself"),
+        ("× crosses", "p15 and p85: the percentile band around the median"),
+        ("╌ dashes", "mean ± 1 std, or a second statistic"),
+        ("• dots", "validation accuracy (the plot at the bottom)"),
+        ("colour", "BN: the 1st plot colour, no BN: the 2nd"),
+    )
 
     def __init__(self, records: Sequence[RunRecord]) -> None:
         super().__init__()
@@ -405,7 +413,8 @@ class DiagnosticsScreen(LiveRecordsScreen):
         if self.layer_name is None:
             return "no layer measured"
         bands, lines = statistic_curves(
-            record, self.layer_name, self.statistic, painter.color(index), painter.band_markers(index)
+            record, self.layer_name, self.statistic, painter.color(index),
+            painter.band_markers(index, "percentiles" if self.statistic.band else "band"),
         )
         if not bands and not lines:
             if self.statistic.needs_bn and not record.config.bn:

@@ -56,6 +56,12 @@ class GroupScreen(LiveRecordsScreen):
         # The main screen's key for the same thing; one footer entry is enough.
         Binding("ctrl+g", "cycle_view", "Loss/Acc", show=False, tooltip="Show both plots, only loss, or only accuracy"),
     ]
+    HELP_NAME = "group (paired BN ablation)"
+    MARKERS = (
+        ("⠿ line", "an arm's mean over seeds, per epoch"),
+        ("╌ dashes", "that mean ± 1 standard deviation over seeds (the band's edges)"),
+        ("colour", "BN: the 1st plot colour, no BN: the 2nd"),
+    )
 
     def __init__(self, records: Sequence[RunRecord]) -> None:
         super().__init__()

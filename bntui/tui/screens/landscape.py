@@ -115,6 +115,12 @@ class LandscapeScreen(LiveRecordsScreen):
         Binding("s", "next_measure", "Measure", tooltip="Next measurement"),
         Binding("g", "toggle_log", "Log y", tooltip="Logarithmic y axis (as in the paper)"),
     ]
+    HELP_NAME = "loss landscape"
+    MARKERS = (
+        ("⠿ line", "the measurement (or its max over η)"),
+        ("╌ dashes", "its min over η: the band between is the landscape's spread"),
+        ("colour", "BN: the 1st plot colour, no BN: the 2nd"),
+    )
 
     def __init__(self, records: Sequence[RunRecord]) -> None:
         super().__init__()

@@ -177,12 +177,13 @@ class CurvePainter:
     def val_marker(self) -> str:
         return self.theme.val_marker
 
-    def band_markers(self, index: int) -> tuple[str, str]:
-        """(centre, edges) markers of a band: a fine line between dotted edges, or without
-        colour the run's own two characters."""
+    def band_markers(self, index: int, edges: str = "band") -> tuple[str, str]:
+        """(centre, edges) markers of a band: a fine line between dashed edges (a ± std band)
+        or crosses (percentiles), never the validation dots; without colour the run's own two
+        characters. One vocabulary on every screen: see MARKER_KEY."""
         if self.no_color:
             return self.marker(index, "val"), self.marker(index, "train")
-        return "braille", "dot"
+        return "braille", PERCENTILE_MARKER if edges == "percentiles" else BAND_MARKER
 
     def swatch(self, index: int) -> str:
         """A style for rich Text naming run `index` in a legend or table."""
@@ -207,8 +208,12 @@ def painter_for(app: App) -> CurvePainter:
     return CurvePainter(theme, no_color=bool(app.no_color) or no_color_requested())
 
 
+BAND_MARKER = "╌"  # the edges of a mean ± 1 std band
+PERCENTILE_MARKER = "×"  # the p15 / p85 edges of the diagnostics' percentile band
+
 # What a plotext marker looks like, for legends written in text.
-_MARKER_SYMBOLS = {"braille": "⠿ (fine line)", "dot": "• (dotted)", "hd": "▞", "fhd": "▞", "sd": "█"}
+_MARKER_SYMBOLS = {"braille": "⠿ (fine line)", "dot": "• (dotted)", "hd": "▞", "fhd": "▞", "sd": "█",
+                   BAND_MARKER: "╌ (dashed)"}
 
 
 def marker_symbol(marker: str) -> str:
