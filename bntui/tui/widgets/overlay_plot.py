@@ -47,6 +47,50 @@ class PlotSeries:
     label: str | None = None  # shown in plotext's legend; None: not listed there
 
 
+def _key_symbol(marker: str) -> str:
+    """Two cells that look like a marker's curve, for the key line."""
+    return {"braille": "⠒⠒", "dot": "••"}.get(marker, marker * 2 if len(marker) == 1 else "⠒⠒")
+
+
+def _common_words(labels: list[str]) -> list[str]:
+    words = [label.split(" ") for label in labels]
+    common: list[str] = []
+    for group in zip(*words):
+        if len(set(group)) > 1:
+            break
+        common.append(group[0])
+    return common
+
+
+def overlay_key(series: Sequence[PlotSeries]) -> Text:
+    """The key line under an overlay plot (never on the data): each colour's run name ("BN",
+    "no BN": the words its labels share), then each kind of mark ("⠒⠒ mean", "╌╌ ± 1 std").
+    Without colour, every labelled curve with its own mark."""
+    labelled = [curve for curve in series if curve.label and curve.xs]
+    text = Text()
+    if not labelled:
+        return text
+    if any(curve.color is None for curve in labelled):
+        return Text("  ").join(Text(f"{_key_symbol(c.marker)} {c.label}") for c in labelled)
+    by_color: dict[tuple[int, int, int] | None, list[PlotSeries]] = {}
+    for curve in labelled:
+        by_color.setdefault(curve.color, []).append(curve)
+    kinds: dict[str, str] = {}
+    for color, curves in by_color.items():
+        labels = [curve.label or "" for curve in curves]
+        common = _common_words(labels) if len(labels) > 1 or len(by_color) > 1 else []
+        if len(labels) == 1 and len(by_color) > 1:
+            common = labels[0].split(" ")  # one curve per colour: the label names the run
+        if common:
+            text.append(f"■ {' '.join(common)} ", style=Style(color=f"rgb{tuple(color)}" if color else None, bold=True))
+        for curve in curves:
+            kind = " ".join((curve.label or "").split(" ")[len(common):])
+            if kind:
+                kinds.setdefault(kind, _key_symbol(curve.marker))
+    text.append(" ".join(f"{symbol} {kind}" for kind, symbol in kinds.items()))
+    return text.rstrip() or text
+
+
 class OverlayPlot(PlotextPlot):
     """Call `show(...)` with the curves; the widget redraws when it next renders."""
 
@@ -100,8 +144,11 @@ class OverlayPlot(PlotextPlot):
             # A blank plot with an explanation beats empty axes.
             return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
         _, _, background, foreground = self.colors
-        # The title is our own first line (see metric_plot.title_text); plotext draws the rest.
-        figure_height = height - 1 if self.title else height
+        # The title is our own first line (see metric_plot.title_text) and the key our last;
+        # plotext draws the rest, with no legend of its own (it sat on the data).
+        key = overlay_key(self.series)
+        key.truncate(width)
+        figure_height = height - (1 if self.title else 0) - (1 if key.plain else 0)
         plt = self.plt
         plt.clear_figure()
         plt.plotsize(width, figure_height)
@@ -120,10 +167,7 @@ class OverlayPlot(PlotextPlot):
             xs, ys = downsample(curve.xs, ys, columns)
             if not xs:
                 continue
-            options = {"marker": curve.marker, "color": curve.color or "default"}
-            if curve.label:
-                options["label"] = curve.label
-            plt.plot(xs, ys, **options)
+            plt.plot(xs, ys, marker=curve.marker, color=curve.color or "default")
             drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label))
         if self.log_y and drawn:
             plt.yscale("log")
@@ -142,12 +186,16 @@ class OverlayPlot(PlotextPlot):
         self.drawn = drawn
         if not drawn:
             return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
-        figure = Text.from_ansi(plt.build())
-        if not self.title:
-            return figure
-        title = title_text(self.title, width)
-        title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
-        return Text("\n").join([title, figure])
+        figure = Text.from_ansi(plt.build().rstrip("\n"))
+        lines = [figure]
+        if self.title:
+            title = title_text(self.title, width)
+            title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
+            lines.insert(0, title)
+        if key.plain:
+            key.stylize(Style(bgcolor=background.rich_color))
+            lines.append(key)
+        return Text("\n").join(lines)
 
 
 # -- colours ---------------------------------------------------------------------------------
