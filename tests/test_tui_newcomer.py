@@ -137,3 +137,36 @@ async def test_a_missing_dataset_says_how_to_download_it(tmp_path: Path) -> None
         await pilot.pause()
         info = str(app.main.form.query_one("#dataset-info", Static).content)
         assert "--download" in info and "download = true" in info
+
+
+def eight_run_store(tmp_path: Path) -> Path:
+    """The 7 runs of the compare fixtures and one more: Compare with 8 runs."""
+    runs = fixture_store(tmp_path)
+    extra = sorted(p for p in (Path(__file__).parent / "fixtures" / "runs").iterdir() if p.is_dir())[0]
+    shutil.copytree(extra, runs / extra.name)
+    return runs
+
+
+def screen_lines(app: BntuiApp) -> list[str]:
+    update = app.screen._compositor.render_full_update(simplify=True)  # noqa: SLF001
+    return ["".join(s.text for strip in line for s in strip) for line in update.strips]
+
+
+async def test_compare_with_8_runs_names_them_all_and_its_settings_scroll_to_the_last(tmp_path: Path) -> None:
+    from bntui.tui.screens.compare import CompareScreen
+
+    app = make_app(tmp_path, eight_run_store(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.main.runs
+        await wait_for(pilot, lambda: table.row_count == 8, "the fixture runs")
+        table.focus()
+        await pilot.press("A", "c")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare view")
+        await pilot.pause(0.3)
+        text = "\n".join(screen_lines(app))
+        assert all(f"#{n}" in text for n in range(1, 9))  # the legend names every run
+        assert "validation:" in text  # and the marks, on screen too
+        await pilot.press("tab")  # the settings that differ
+        await pilot.press(*["right"] * 12)
+        await pilot.pause(0.3)
+        assert "#8" in "\n".join(screen_lines(app)).split("Settings that differ")[1]

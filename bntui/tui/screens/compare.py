@@ -64,6 +64,19 @@ def run_labels(records: Sequence[RunRecord]) -> list[str]:
     ]
 
 
+LEGEND_RUN_LINES = 4  # the legend's lines for runs; one more says what the marks are
+
+
+def shorter_labels(labels: list[str]) -> list[str]:
+    """The labels without the leading "/"-parts every one of them shares:
+    mnist-mini/mlp/bn/s0, mnist-mini/mlp/no-bn/s0 -> bn/s0, no-bn/s0."""
+    parts = [label.split("/") for label in labels]
+    common = 0
+    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    return ["/".join(p[common:]) for p in parts]
+
+
 def _pair(xs: Sequence[float], ys: Sequence[float]) -> Curve | None:
     if not xs or len(xs) != len(ys):
         return None
@@ -282,7 +295,9 @@ class CompareScreen(LiveRecordsScreen):
                 yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
             with Vertical(id="compare-settings-pane"):
                 yield Static(id="compare-settings-title", classes="pane-title")
-                yield DataTable(id="compare-settings", cursor_type="row")
+                # A column cursor: right / left step a run at a time, the table scrolling with it;
+                # the setting names stay.
+                yield DataTable(id="compare-settings", cursor_type="column", fixed_columns=1)
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -360,21 +375,31 @@ class CompareScreen(LiveRecordsScreen):
         self.query_one("#compare-status", Static).update(Text(" · ".join(parts)))
 
     def _draw_legend(self, painter: CurvePainter) -> None:
-        entries = []
-        for index, label in enumerate(run_labels(self.records)):
-            entry = Text()
-            entry.append("■ " if not painter.no_color else "", style=painter.swatch(index))
-            entry.append(f"#{index + 1} {label}", style=painter.swatch(index))
-            if painter.no_color:
-                train = f", train {marker_symbol(painter.marker(index, 'train'))}" if self.show_train else ""
-                entry.append(f" (val {marker_symbol(painter.marker(index, 'val'))}{train})")
-            entries.append(entry)
         legend_widget = self.query_one("#compare-legend", Static)
-        legend = pack_entries(entries, legend_widget.content_region.width or self.size.width - 2)
+        width = legend_widget.content_region.width or self.size.width - 2
+        labels = run_labels(self.records)
+        # The legend has 4 lines for runs (and one for the marks): with many runs, the parts
+        # every run shares go (the status line and table say them), then the names.
+        for candidate in (labels, shorter_labels(labels), [""] * len(labels)):
+            legend = pack_entries(self._legend_entries(painter, candidate), width)
+            if legend.plain.count("\n") < LEGEND_RUN_LINES:
+                break
         if not painter.no_color:
             train = f"  training: {marker_symbol(painter.train_marker)}" if self.show_train else ""
             legend.append(f"\nvalidation: {marker_symbol(painter.val_marker)}{train}", style="dim")
         legend_widget.update(legend)
+
+    def _legend_entries(self, painter: CurvePainter, labels: list[str]) -> list[Text]:
+        entries = []
+        for index, label in enumerate(labels):
+            entry = Text()
+            entry.append("■ " if not painter.no_color else "", style=painter.swatch(index))
+            entry.append(f"#{index + 1} {label}".rstrip(), style=painter.swatch(index))
+            if painter.no_color:
+                train = f", train {marker_symbol(painter.marker(index, 'train'))}" if self.show_train else ""
+                entry.append(f" (val {marker_symbol(painter.marker(index, 'val'))}{train})")
+            entries.append(entry)
+        return entries
 
     def on_resize(self) -> None:
         # The legend is packed for the width it had: pack it again for the new one.
