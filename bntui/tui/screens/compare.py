@@ -64,6 +64,7 @@ def run_labels(records: Sequence[RunRecord]) -> list[str]:
     ]
 
 
+VAL_POINT = "•"  # as on the main screen (bntui.tui.curves.VAL_POINT)
 LEGEND_RUN_LINES = 4  # the legend's lines for runs; one more says what the marks are
 
 
@@ -338,9 +339,11 @@ class CompareScreen(LiveRecordsScreen):
                     PlotSeries(*self._smoothed(train), painter.color(index), painter.marker(index, "train"))
                 )
             if val is not None:
-                series.append(
-                    PlotSeries(*self._smoothed(val), painter.color(index), painter.marker(index, "val"))
-                )
+                # With colour: a point per measurement joined by a line (dots drew stair steps).
+                marker, points = painter.marker(index, "val"), ""
+                if not painter.no_color:
+                    marker, points = painter.train_marker, VAL_POINT
+                series.append(PlotSeries(*self._smoothed(val), painter.color(index), marker, points=points))
         self.notes = []
         if missing and self.records:
             self.notes.append(f"no {self.x_axis} data for {', '.join(missing)}")
@@ -386,7 +389,7 @@ class CompareScreen(LiveRecordsScreen):
                 break
         if not painter.no_color:
             train = f"  training: {marker_symbol(painter.train_marker)}" if self.show_train else ""
-            legend.append(f"\nvalidation: {marker_symbol(painter.val_marker)}{train}", style="dim")
+            legend.append(f"\nvalidation: ⠒{VAL_POINT}⠒ (points joined){train}", style="dim")
         legend_widget.update(legend)
 
     def _legend_entries(self, painter: CurvePainter, labels: list[str]) -> list[Text]:

@@ -456,8 +456,9 @@ class DiagnosticsScreen(LiveRecordsScreen):
                         [float(x) for x in xs],
                         list(history.val_accuracy),
                         painter.color(index),
-                        painter.marker(index, "val"),
+                        painter.marker(index, "val") if painter.no_color else painter.train_marker,
                         arm_name(record.config) if len(self.records) == 2 else None,
+                        points="" if painter.no_color else "•",  # validation: points joined
                     )
                 )
             if record.final is not None:

@@ -44,7 +44,8 @@ class PlotSeries:
     ys: list[float]
     color: tuple[int, int, int] | None  # None: the terminal's default colour (NO_COLOR)
     marker: str  # a plotext marker: "braille", "dot", "hd", or one character
-    label: str | None = None  # shown in plotext's legend; None: not listed there
+    label: str | None = None  # named in the key line under the plot; None: not listed there
+    points: str = ""  # a character drawn on each data point over the line ("": a line only)
 
 
 def _key_symbol(marker: str) -> str:
@@ -168,7 +169,9 @@ class OverlayPlot(PlotextPlot):
             if not xs:
                 continue
             plt.plot(xs, ys, marker=curve.marker, color=curve.color or "default")
-            drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label))
+            if curve.points and len(xs) <= columns // 2:  # per-epoch points, joined by the line
+                plt.scatter(xs, ys, marker=curve.points, color=curve.color or "default")
+            drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label, curve.points))
         if self.log_y and drawn:
             plt.yscale("log")
             if self.y_range is not None and 0 < self.y_range[0] < self.y_range[1]:
