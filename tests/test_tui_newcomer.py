@@ -7,12 +7,11 @@ from pathlib import Path
 
 from textual import events
 from textual.widgets import Input, Static
+from tuihelpers import COMPARE_RUNS, wait_for
 
 from bntui.settings import AppSettings
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
-from bntui.tui.widgets.run_table import RunTable
-from tuihelpers import COMPARE_RUNS, wait_for
 
 CPU_ONLY = [DeviceChoice("cpu", "x86_64")]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from tuihelpers import COMPARE_RUNS, wait_for
 
 from bntui.settings import AppSettings
 from bntui.tui.app import BntuiApp
@@ -27,7 +28,6 @@ from bntui.tui.screens.help import HelpScreen
 from bntui.tui.screens.landscape import LandscapeScreen
 from bntui.tui.widgets.metric_plot import MetricPlot
 from bntui.tui.widgets.run_table import RunTable
-from tuihelpers import COMPARE_RUNS, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEVICES = [DeviceChoice("cpu", "x86_64"), DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3")]
