@@ -72,8 +72,10 @@ async def test_capital_a_marks_every_run_then_unmarks_them(tmp_path: Path) -> No
         table.focus()
         await pilot.press("space", "A")
         assert len(table.marked) == 7
+        assert table.border_title == "Runs · 7 marked"  # what c and e will take, in sight
         await pilot.press("A")
         assert not table.marked
+        assert table.border_title == "Runs"
 
 
 async def test_capital_g_marks_a_partly_marked_group_fully(tmp_path: Path) -> None:

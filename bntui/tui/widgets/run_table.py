@@ -162,6 +162,7 @@ class RunTable(DataTable):
     def remove(self, key: str) -> None:
         self._drawn.pop(key, None)
         self.marked.discard(key)
+        self._show_mark_count()
         try:
             self.remove_row(key)
         except RowDoesNotExist:
@@ -219,3 +220,9 @@ class RunTable(DataTable):
             cells = list(self._drawn[key])
             cells[0] = "●" if on else " "
             self._drawn[key] = tuple(cells)
+        self._show_mark_count()
+
+    def _show_mark_count(self) -> None:
+        """Marks change what c, e compare and export: the list's title says how many there are."""
+        marked = len(self.marked)
+        self.border_title = f"Runs · {marked} marked" if marked else "Runs"
