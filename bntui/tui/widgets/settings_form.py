@@ -163,8 +163,8 @@ class SettingsForm(VerticalScroll):
             *field_row("network", "arch", Select(_choices(ARCHITECTURES), value=d.arch, allow_blank=False, compact=True)),
             *field_row("hidden", "hidden_sizes", FieldInput(",".join(map(str, d.hidden_sizes)), compact=True,
                                                        tooltip=HIDDEN_TIP)),
+            Static("LeNet-5 ignores this", id="note-hidden_sizes", classes="field-note"),
             *field_row("activation", "activation", Select(_choices(Activation), value=d.activation, allow_blank=False, compact=True)),
-            Static("not used: LeNet-5's layers are fixed", id="note-hidden_sizes", classes="field-note"),
             *field_row("dropout", "dropout", FieldInput("", placeholder=_arch_defaults(DEFAULT_DROPOUT), compact=True)),
             id="pane-architecture",
         )
