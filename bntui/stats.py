@@ -32,6 +32,8 @@ ONE_PAIR = "none from one seed pair: run more seeds (3 or more) for an interval"
 
 MIN_SEEDS_FOR_VERDICT = 3
 FEW_SEEDS_WARNING = "fewer than 3 seeds: the interval is wide and the verdict fragile"
+# One pair has no interval at all: warning that it is wide contradicted the card's own line.
+ONE_PAIR_WARNING = "one seed pair: no interval and no verdict; run 3 or more seeds"
 NO_PAIRS_WARNING = "no complete BN / no-BN pair (same seed, both finished): nothing to compare"
 
 BandKind = Literal["std", "minmax"]
@@ -387,6 +389,8 @@ def summarize_group(
     notes: list[str] = []
     if not pairs:
         warnings.append(NO_PAIRS_WARNING)
+    elif len(pairs) == 1:
+        warnings.append(ONE_PAIR_WARNING)
     elif len(pairs) < MIN_SEEDS_FOR_VERDICT:
         warnings.append(FEW_SEEDS_WARNING)
     differing = _differing_settings(bn_runs + nobn_runs)

@@ -342,10 +342,13 @@ class BntuiApp(App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.screen))  # that screen's keys and markers first
 
     def action_toggle_mark(self) -> None:
         self.main.runs.toggle_mark()
+
+    def action_mark_all(self) -> None:
+        self.main.runs.toggle_all_marks()
 
     def action_mark_group(self) -> None:
         analysis.mark_group(self)
