@@ -13,12 +13,13 @@ from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     CliApp,
     CliPositionalArg,
     CliSettingsSource,
     CliSubCommand,
+    CliSuppress,
     SettingsError,
     get_subcommand,
 )
@@ -42,7 +43,8 @@ class StoreOptions(BaseModel):
 
 
 class RunCommand(TrainingFields, StoreOptions):
-    """Train runs headlessly and keep them in the run store."""
+    """Train runs headlessly and keep them in the run store. A comma list in a setting
+    (--lr 0.01,0.1) makes a grid: one run per combination, in one group."""
 
     bn: BnChoice = Field("on", description="normalization (--norm): on, off, or both (paired runs per seed)")
     seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
@@ -75,6 +77,28 @@ class RunCommand(TrainingFields, StoreOptions):
     slurm_time_min: int | None = Field(None, description="SLURM time limit per run, minutes (default: 60)")
     slurm_gpus: int | None = Field(None, description="GPUs per SLURM run (default: 0)")
     slurm_cpus: int | None = Field(None, description="CPU cores per SLURM run (default: 1)")
+    sweep_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("sweep", "sweep_file"),
+        description="a TOML sweep file: fixed settings and a [grid] of lists (flags given win)",
+    )
+    dry_run: bool = Field(False, description="print the runs the launch would make, and launch nothing")
+    yes: bool = Field(False, description="launch a grid of more than 500 runs without asking")
+    # A comma list in a setting (--lr 0.01,0.1) is a grid: taken out before validation.
+    grid: CliSuppress[dict[str, list[str]]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_grid(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        from bntui.sweep import GridError, take_grid
+
+        try:
+            single, grid = take_grid(data)
+        except GridError as exc:
+            raise ValueError(str(exc)) from None
+        return {**single, "grid": grid} if grid else data
 
     def cli_cmd(self) -> int:
         from bntui.commands.run import cmd_run
