@@ -11,7 +11,7 @@ import re
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -28,6 +28,10 @@ from bntui.config import BnChoice, TrainingFields, format_validation_error
 from bntui.presets import PresetName
 from bntui.settings import AppSettings, ConfigFileError, FolderPath, load_settings
 
+
+SweepMetric = Literal["test_accuracy", "best_val_loss", "best_val_accuracy"]
+CompareFormat = Literal["text", "md", "latex", "csv"]
+ExportFormat = Literal["json", "csv", "md", "latex"]
 
 RUNS_DIR_HELP = "run store folder (default: BNTUI_RUNS_DIR, config file, or the user data dir)"
 DATA_DIR_HELP = "dataset folder (default: BNTUI_DATA_DIR, config file, or the user data dir)"
@@ -173,13 +177,17 @@ class CompareCommand(StoreOptions):
     runs: CliPositionalArg[list[str]] = Field(default_factory=list, description="run ids")
     all: bool = Field(False, description="show every config field, not only those that differ")
     group: str | None = Field(None, description="compare a group: result card with paired statistics")
+    metric: SweepMetric = Field("test_accuracy", description="a sweep's final metric")
+    output_format: CompareFormat = Field(
+        "text", validation_alias=AliasChoices("format", "output_format"), description="table format"
+    )
 
     def cli_cmd(self) -> int:
         settings = self.app_settings()
         if self.group:
             from bntui.commands.group import cmd_compare_group
 
-            return cmd_compare_group(settings, _console(), self.group)
+            return cmd_compare_group(settings, _console(), self.group, self.metric, self.output_format)
         from bntui.commands.store_commands import cmd_compare
 
         if len(self.runs) < 2:

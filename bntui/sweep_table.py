@@ -1,0 +1,136 @@
+"""A sweep as tables (terminal, Markdown, LaTeX, CSV) and as a terminal plot: the same rows for
+the CLI and the TUI, so they never disagree.
+
+One swept setting: a row per value (each arm's mean with its 95% CI, the paired BN - no-BN
+difference with its CI and verdict, diverged runs per arm). Two: the paired difference in a
+table, the first setting's values as rows and the second's as columns."""
+
+from __future__ import annotations
+
+from bntui.stats import BN_BETTER, NO_BN_BETTER
+from bntui.sweep_stats import ArmPoint, SweepPoint, SweepSummary
+from bntui.tables import PlainTable
+
+SHORT_VERDICTS = {BN_BETTER: "BN better", NO_BN_BETTER: "no BN better"}
+
+
+def value_text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def scaled(summary: SweepSummary, value: float) -> float:
+    """Accuracies in percent, losses as they are."""
+    return 100.0 * value if "accuracy" in summary.metric else value
+
+
+def number(summary: SweepSummary, value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    digits = 2 if "accuracy" in summary.metric else 4
+    return f"{scaled(summary, value):{'+' if signed else ''}.{digits}f}"
+
+
+def interval(summary: SweepSummary, low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "n/a"
+    return f"[{number(summary, low, signed=True)}, {number(summary, high, signed=True)}]"
+
+
+def arm_cell(summary: SweepSummary, arm: ArmPoint) -> str:
+    text = number(summary, arm.mean)
+    if arm.low is not None and arm.high is not None:
+        text += f" [{number(summary, arm.low)}, {number(summary, arm.high)}]"
+    return f"{text} (n={arm.n})"
+
+
+def diverged_cell(point: SweepPoint) -> str:
+    return f"{point.bn.diverged} / {point.no_bn.diverged}"
+
+
+def short_verdict(point: SweepPoint) -> str:
+    if point.paired is None:
+        return "no pair"
+    if point.paired.n < 2:
+        return "one pair"
+    return SHORT_VERDICTS.get(point.verdict, "no difference")
+
+
+def sweep_title(summary: SweepSummary) -> str:
+    unit = " (%)" if "accuracy" in summary.metric else ""
+    return (f"Sweep over {' x '.join(summary.settings)}: {summary.metric_label}{unit}, "
+            "mean [95% CI] over seeds; BN - no BN paired by seed")
+
+
+def sweep_table(summary: SweepSummary) -> PlainTable:
+    if len(summary.settings) == 2:
+        return _two_way_table(summary)
+    headers = [*summary.settings, "BN", "no BN", "BN - no BN", "95% CI", "verdict", "diverged BN / no BN"]
+    rows = [
+        [
+            *(value_text(v) for v in point.values),
+            arm_cell(summary, point.bn),
+            arm_cell(summary, point.no_bn),
+            number(summary, point.paired.mean_diff if point.paired else None, signed=True),
+            interval(summary, *(point.paired.ci_low, point.paired.ci_high) if point.paired else (None, None)),
+            short_verdict(point),
+            diverged_cell(point),
+        ]
+        for point in summary.points
+    ]
+    first = len(summary.settings)
+    return PlainTable(headers, rows, sweep_title(summary), numeric={first, first + 1, first + 2})
+
+
+def _two_way_table(summary: SweepSummary) -> PlainTable:
+    row_name, column_name = summary.settings
+    row_values = list(dict.fromkeys(p.values[0] for p in summary.points))
+    column_values = list(dict.fromkeys(p.values[1] for p in summary.points))
+    cells = {p.values: p for p in summary.points}
+    headers = [f"{row_name} \\ {column_name}", *(value_text(v) for v in column_values)]
+    rows = []
+    for row_value in row_values:
+        row = [value_text(row_value)]
+        for column_value in column_values:
+            point = cells.get((row_value, column_value))
+            row.append("-" if point is None else _difference_cell(summary, point))
+        rows.append(row)
+    title = (f"BN - no BN, {summary.metric_label}: paired mean [95% CI] over seeds; "
+             "d: diverged runs (BN/no BN)")
+    return PlainTable(headers, rows, title, numeric=set(range(1, len(headers))))
+
+
+def _difference_cell(summary: SweepSummary, point: SweepPoint) -> str:
+    paired = point.paired
+    text = "no pair" if paired is None else number(summary, paired.mean_diff, signed=True)
+    if paired is not None and paired.ci_low is not None:
+        text += f" {interval(summary, paired.ci_low, paired.ci_high)}"
+    if point.bn.diverged or point.no_bn.diverged:
+        text += f" d{point.bn.diverged}/{point.no_bn.diverged}"
+    return text
+
+
+def sweep_plot(summary: SweepSummary, width: int = 80, height: int = 20) -> str:
+    """The metric against the swept value: one curve per arm (mean) with its CI band as
+    dotted low/high lines; a log x axis for the learning rate. Text, for a terminal."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    xs = [float(p.values[0]) for p in summary.points]
+    if summary.log_x:
+        plt.xscale("log")
+    for label, pick, color in (("BN", lambda p: p.bn, "blue"), ("no BN", lambda p: p.no_bn, "red")):
+        points = [(x, pick(p)) for x, p in zip(xs, summary.points) if pick(p).mean is not None]
+        if not points:
+            continue
+        x = [x for x, _ in points]
+        plt.plot(x, [scaled(summary, a.mean) for _, a in points], label=label, color=color, marker="braille")
+        banded = [(x, a) for x, a in points if a.low is not None]
+        for bound in ("low", "high"):
+            if banded:
+                plt.plot([x for x, _ in banded], [scaled(summary, getattr(a, bound)) for _, a in banded],
+                         color=color, marker="dot")
+    plt.title(f"{summary.metric_label} against {summary.settings[0]} (bands: 95% CI)")
+    plt.xlabel(summary.settings[0] + (" (log)" if summary.log_x else ""))
+    return plt.build()
