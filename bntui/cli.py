@@ -70,7 +70,8 @@ class RunCommand(TrainingFields, StoreOptions):
         description="also write the runs to this JSON file (export format)",
     )
     preset: PresetName | None = Field(
-        None, description="start from a named preset: paper-fig1, santurkar-landscape or small-batch"
+        None,
+        description="start from a named preset: paper-fig1, santurkar-landscape, small-batch or lr-sensitivity",
     )
     detach: bool = Field(False, description="queue the runs and return at once; they train without this terminal")
     max_parallel: int | None = Field(
@@ -153,11 +154,51 @@ class RunsCommand(StoreOptions):
         validation_alias=AliasChoices("json", "as_json"),
         description="print {\"runs\": [...]} as JSON for machines",
     )
+    query: str | None = Field(
+        None,
+        validation_alias=AliasChoices("filter", "query"),
+        description="only the runs a query selects, e.g. 'bn=on lr<0.01 tag:paper status:finished id:2026'",
+    )
 
     def cli_cmd(self) -> int:
         from bntui.commands.store_commands import cmd_runs
 
-        return cmd_runs(self.app_settings(), _console(), as_json=self.as_json)
+        return cmd_runs(self.app_settings(), _console(), as_json=self.as_json, query=self.query)
+
+
+class TagCommand(StoreOptions):
+    """Tag runs (a group id tags each of its runs)."""
+
+    run: CliPositionalArg[str] = Field(description="run id (or unique prefix) or group id")
+    tags: CliPositionalArg[list[str]] = Field(description="tags to add")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.tag_commands import cmd_tag
+
+        return cmd_tag(self.app_settings(), _console(), self.run, add=self.tags)
+
+
+class UntagCommand(TagCommand):
+    """Take tags off runs (a group id: each of its runs)."""
+
+    tags: CliPositionalArg[list[str]] = Field(description="tags to remove")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.tag_commands import cmd_tag
+
+        return cmd_tag(self.app_settings(), _console(), self.run, remove=self.tags)
+
+
+class NoteCommand(StoreOptions):
+    """Write a run's note (an empty text clears it)."""
+
+    run: CliPositionalArg[str] = Field(description="run id (or unique prefix)")
+    text: CliPositionalArg[str] = Field(description="the note")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.tag_commands import cmd_note
+
+        return cmd_note(self.app_settings(), _console(), self.run, self.text)
 
 
 class ShowCommand(StoreOptions):
@@ -206,8 +247,18 @@ class ExportCommand(StoreOptions):
         description="file to write, '-' for stdout",
     )
     force: bool = Field(False, description="replace the output file if it exists (without it: refuse)")
+    output_format: ExportFormat = Field(
+        "json",
+        validation_alias=AliasChoices("format", "output_format"),
+        description="json (the round-trip format), or a table of one row per run: csv, md or latex",
+    )
 
     def cli_cmd(self) -> int:
+        if self.output_format != "json":
+            from bntui.commands.tag_commands import cmd_export_table
+
+            return cmd_export_table(self.app_settings(), _console(), self.runs, self.output,
+                                    self.output_format, force=self.force)
         from bntui.commands.store_commands import cmd_export
 
         return cmd_export(self.app_settings(), _console(), self.runs, self.output, force=self.force)
@@ -273,6 +324,9 @@ class Bntui(StoreOptions):
     export: CliSubCommand[ExportCommand] = Field(description=ExportCommand.__doc__)
     import_: CliSubCommand[ImportCommand] = Field(alias="import", description=ImportCommand.__doc__)
     rm: CliSubCommand[RmCommand] = Field(description=RmCommand.__doc__)
+    tag: CliSubCommand[TagCommand] = Field(description=TagCommand.__doc__)
+    untag: CliSubCommand[UntagCommand] = Field(description=UntagCommand.__doc__)
+    note: CliSubCommand[NoteCommand] = Field(description=NoteCommand.__doc__)
     schema_: CliSubCommand[SchemaCommand] = Field(alias="schema", description=SchemaCommand.__doc__)
     themes: CliSubCommand[ThemesCommand] = Field(description=ThemesCommand.__doc__)
 
@@ -359,4 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-_SUBCOMMANDS = ("run", "runs", "queue", "cancel", "show", "compare", "export", "import", "rm", "schema", "themes")
+_SUBCOMMANDS = (
+    "run", "runs", "queue", "cancel", "show", "compare", "export", "import", "rm", "schema", "themes",
+    "tag", "untag", "note",
+)

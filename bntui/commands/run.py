@@ -170,9 +170,9 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
     runs = follower.latest()
     _print_results(console, runs)
     if plan.group and any(c.bn for c in plan.configs) and any(not c.bn for c in plan.configs):
-        from bntui.commands.group import print_group_card
+        from bntui.commands.group import cmd_compare_group
 
-        print_group_card(settings, console, plan.group)
+        cmd_compare_group(settings, console, plan.group)  # a sweep's table, else the result card
     if request.json_file:
         from bntui.commands.store_commands import cmd_export
 
