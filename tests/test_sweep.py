@@ -108,3 +108,103 @@ def test_a_grid_over_the_limit_is_refused_without_a_terminal(tmp_path, capsys, m
     assert status == 2 and len(lines) == 1
     assert f"{GRID_LIMIT + 1} runs, more than {GRID_LIMIT}: pass --yes" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+# -- the sweep's numbers and tables ----------------------------------------------------------
+
+from bntui.config import RunConfig, swept_settings  # noqa: E402
+from bntui.store import list_runs  # noqa: E402
+from bntui.sweep_stats import summarize_sweep  # noqa: E402
+from bntui.stats import summarize_group  # noqa: E402
+from bntui.tui.run_view import RunView  # noqa: E402
+from sweephelpers import GROUP, LRS, accuracy, make_lr_sweep  # noqa: E402
+
+
+@pytest.fixture
+def sweep_records(tmp_path):
+    make_lr_sweep(tmp_path)
+    return [run.record for run in list_runs(tmp_path)]
+
+
+def test_a_sweep_has_one_point_per_value_with_paired_differences(sweep_records):
+    summary = summarize_sweep(sweep_records)
+    assert summary.settings == ("lr",) and summary.log_x
+    assert [p.values for p in summary.points] == [(lr,) for lr in LRS]
+    for point in summary.points[:3]:
+        (lr,) = point.values
+        assert point.paired.n == 3
+        assert point.paired.mean_diff == pytest.approx(accuracy(lr, True, 0) - accuracy(lr, False, 0))
+        assert point.bn.mean == pytest.approx(accuracy(lr, True, 1))  # seeds 0, 1, 2: the middle one
+        assert point.bn.low < point.bn.mean < point.bn.high
+    last = summary.points[-1]
+    assert last.no_bn.diverged == 3 and last.no_bn.n == 0 and last.paired is None  # counted, not dropped
+    assert last.bn.n == 3
+
+
+def test_seed_pairs_need_the_same_swept_value(sweep_records):
+    assert swept_settings(r.config for r in sweep_records) == ["lr"]
+    summary = summarize_group(sweep_records)
+    assert all(
+        next(r for r in sweep_records if r.id == p.bn_run_id).config.lr
+        == next(r for r in sweep_records if r.id == p.nobn_run_id).config.lr
+        for p in summary.pairs
+    )
+    assert summary.k == 9  # 3 seeds x 3 rates where both arms finished
+    bn, no_bn = (RunView(key=k, config=RunConfig(lr=lr, bn=b), status="finished", group=GROUP)
+                 for k, lr, b in (("a", 0.1, True), ("b", 0.01, False)))
+    twin = RunView(key="c", config=RunConfig(lr=0.1, bn=False), status="finished", group=GROUP)
+    assert not bn.twin_of(no_bn) and bn.twin_of(twin)
+
+
+def test_a_group_without_a_swept_setting_is_no_sweep(tmp_path):
+    from test_store_support import make_run
+
+    for bn in (True, False):
+        make_run(tmp_path, group="g", bn=bn)
+    assert summarize_sweep([run.record for run in list_runs(tmp_path)]) is None
+
+
+def test_two_swept_settings_make_a_rows_by_columns_table(tmp_path):
+    from bntui.sweep_table import sweep_table
+    from test_store_support import make_run
+
+    for lr in (0.01, 0.1):
+        for batch in (16, 64):
+            for bn in (True, False):
+                make_run(tmp_path, group="g2", lr=lr, batch_size=batch, bn=bn)
+    table = sweep_table(summarize_sweep([run.record for run in list_runs(tmp_path)]))
+    assert table.headers == ["lr \\ batch_size", "16", "64"]
+    assert [row[0] for row in table.rows] == ["0.01", "0.1"] and all(len(r) == 3 for r in table.rows)
+
+
+@pytest.mark.parametrize("fmt", ["text", "md", "latex", "csv"])
+def test_compare_group_prints_the_sweep(tmp_path, capsys, fmt):
+    import csv
+    import io
+
+    make_lr_sweep(tmp_path)
+    assert main(["compare", "--runs-dir", str(tmp_path), "--group", GROUP, "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert [row["lr"] for row in rows] == ["0.001", "0.01", "0.1", "1"]
+        assert rows[-1]["diverged BN / no BN"] == "0 / 3" and rows[2]["BN - no BN"] == "+3.00"
+    else:
+        assert "+3.00" in out and "0 / 3" in out
+    if fmt == "text":
+        assert "test accuracy against lr" in out  # the plot
+
+
+def test_compare_group_metric_best_val_loss(tmp_path, capsys):
+    make_lr_sweep(tmp_path)
+    assert main(["compare", "--runs-dir", str(tmp_path), "--group", GROUP, "--metric", "best_val_loss",
+                 "--format", "csv"]) == 0
+    assert "best validation loss" not in capsys.readouterr().err
+
+
+def test_lr_sensitivity_preset_plans_the_learning_rate_experiment(tmp_path):
+    plan = plan_of(tmp_path, preset="lr-sensitivity")
+    lrs = sorted({c.lr for c in plan.configs})
+    assert lrs[0] == 0.001 and lrs[-1] == 1.0 and len(lrs) >= 5
+    assert {c.optimizer for c in plan.configs} == {"sgd"} and {c.seed for c in plan.configs} == {0, 1, 2}
+    assert {c.bn for c in plan.configs} == {True, False} and len(plan.configs) == len(lrs) * 3 * 2
