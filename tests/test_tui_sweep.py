@@ -1,0 +1,76 @@
+"""The TUI's side of sweeps: the form's list syntax, the run count, the large-grid question."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Button, Input
+
+from bntui.settings import AppSettings
+from bntui.tui.app import BntuiApp
+from bntui.tui.devices import DeviceChoice
+from bntui.tui.screens.confirm_launch import ConfirmLaunchScreen
+
+CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
+
+
+def make_app(tmp_path: Path) -> BntuiApp:
+    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2)
+
+
+def capture_launches(app: BntuiApp) -> list:
+    plans: list = []
+    app._start_launch = lambda plan, options: plans.append(plan)  # no trainer in these tests
+    return plans
+
+
+async def set_field(pilot, name: str, text: str) -> None:
+    field = pilot.app.screen.query_one(f"#field-{name}", Input)
+    field.value = text
+    await pilot.pause(0.3)  # validation is debounced
+
+
+async def test_a_list_in_a_field_is_a_grid_and_the_button_counts_its_runs(tmp_path):
+    app = make_app(tmp_path)
+    plans = capture_launches(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        start = app.screen.query_one("#start", Button)
+        assert str(start.label) == "Start  ^r"  # no grid: the label is as ever
+        await set_field(pilot, "lr", "0.01, 0.1")
+        await set_field(pilot, "seeds", "2")
+        assert str(start.label) == "Start 8 runs  ^r" and not start.disabled  # bn both x 2 seeds x 2 rates
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        (plan,) = plans
+        assert [(c.lr, c.seed, c.bn) for c in plan.configs] == [
+            (lr, seed, bn) for lr in (0.01, 0.1) for seed in (0, 1) for bn in (True, False)
+        ]
+        assert plan.group is not None
+
+
+async def test_a_bad_value_in_a_list_is_shown_under_its_field(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await set_field(pilot, "lr", "0.01,-1")
+        error = str(app.screen.query_one("#error-lr").render())
+        assert "-1: must be greater than 0" in error
+        assert app.screen.query_one("#start", Button).disabled
+
+
+async def test_a_grid_over_the_limit_asks_first(tmp_path):
+    app = make_app(tmp_path)
+    plans = capture_launches(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await set_field(pilot, "lr", ",".join(f"{0.001 * (i + 1):g}" for i in range(251)))
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmLaunchScreen) and app.screen.count == 502
+        await pilot.press("n")
+        await pilot.pause()
+        assert plans == []
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert len(plans) == 1 and len(plans[0].configs) == 502
