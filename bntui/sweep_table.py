@@ -30,17 +30,24 @@ def number(summary: SweepSummary, value: float | None, signed: bool = False) -> 
     return f"{scaled(summary, value):{'+' if signed else ''}.{digits}f}"
 
 
-def interval(summary: SweepSummary, low: float | None, high: float | None) -> str:
-    if low is None or high is None:
-        return "n/a"
-    return f"[{number(summary, low, signed=True)}, {number(summary, high, signed=True)}]"
+def plus_minus(summary: SweepSummary, mean: float | None, low: float | None, high: float | None,
+               signed: bool = False) -> str:
+    """"80.70 ± 0.50": a mean and its CI's half-width ("n/a" without a mean, no ± from one seed)."""
+    text = number(summary, mean, signed=signed)
+    if mean is not None and low is not None and high is not None:
+        text += f" ± {number(summary, (high - low) / 2)}"
+    return text
 
 
 def arm_cell(summary: SweepSummary, arm: ArmPoint) -> str:
-    text = number(summary, arm.mean)
-    if arm.low is not None and arm.high is not None:
-        text += f" [{number(summary, arm.low)}, {number(summary, arm.high)}]"
-    return f"{text} (n={arm.n})"
+    return plus_minus(summary, arm.mean, arm.low, arm.high)
+
+
+def difference_cell(summary: SweepSummary, point: SweepPoint) -> str:
+    paired = point.paired
+    if paired is None:
+        return "n/a"
+    return plus_minus(summary, paired.mean_diff, paired.ci_low, paired.ci_high, signed=True)
 
 
 def diverged_cell(point: SweepPoint) -> str:
@@ -58,21 +65,22 @@ def short_verdict(point: SweepPoint) -> str:
 def sweep_title(summary: SweepSummary) -> str:
     unit = " (%)" if "accuracy" in summary.metric else ""
     return (f"Sweep over {' x '.join(summary.settings)}: {summary.metric_label}{unit}, "
-            "mean [95% CI] over seeds; BN - no BN paired by seed")
+            "mean ± 95% CI over seeds; BN - no BN paired by seed")
 
 
 def sweep_table(summary: SweepSummary) -> PlainTable:
     if len(summary.settings) == 2:
         return _two_way_table(summary)
-    headers = [*summary.settings, "BN", "no BN", "BN - no BN", "95% CI", "verdict", "diverged BN / no BN"]
+    headers = [*summary.settings, "BN", "no BN", "BN - no BN", "verdict", "seeds BN / no BN",
+               "diverged BN / no BN"]
     rows = [
         [
             *(value_text(v) for v in point.values),
             arm_cell(summary, point.bn),
             arm_cell(summary, point.no_bn),
-            number(summary, point.paired.mean_diff if point.paired else None, signed=True),
-            interval(summary, *(point.paired.ci_low, point.paired.ci_high) if point.paired else (None, None)),
+            difference_cell(summary, point),
             short_verdict(point),
+            f"{point.bn.n} / {point.no_bn.n}",
             diverged_cell(point),
         ]
         for point in summary.points
@@ -94,16 +102,13 @@ def _two_way_table(summary: SweepSummary) -> PlainTable:
             point = cells.get((row_value, column_value))
             row.append("-" if point is None else _difference_cell(summary, point))
         rows.append(row)
-    title = (f"BN - no BN, {summary.metric_label}: paired mean [95% CI] over seeds; "
+    title = (f"BN - no BN, {summary.metric_label}: paired mean ± 95% CI over seeds; "
              "d: diverged runs (BN/no BN)")
     return PlainTable(headers, rows, title, numeric=set(range(1, len(headers))))
 
 
 def _difference_cell(summary: SweepSummary, point: SweepPoint) -> str:
-    paired = point.paired
-    text = "no pair" if paired is None else number(summary, paired.mean_diff, signed=True)
-    if paired is not None and paired.ci_low is not None:
-        text += f" {interval(summary, paired.ci_low, paired.ci_high)}"
+    text = "no pair" if point.paired is None else difference_cell(summary, point)
     if point.bn.diverged or point.no_bn.diverged:
         text += f" d{point.bn.diverged}/{point.no_bn.diverged}"
     return text

@@ -188,7 +188,7 @@ def test_compare_group_prints_the_sweep(tmp_path, capsys, fmt):
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(out)))
         assert [row["lr"] for row in rows] == ["0.001", "0.01", "0.1", "1"]
-        assert rows[-1]["diverged BN / no BN"] == "0 / 3" and rows[2]["BN - no BN"] == "+3.00"
+        assert rows[-1]["diverged BN / no BN"] == "0 / 3" and rows[2]["BN - no BN"] == "+3.00 ± 0.00"
     else:
         assert "+3.00" in out and "0 / 3" in out
     if fmt == "text":

@@ -74,3 +74,67 @@ async def test_a_grid_over_the_limit_asks_first(tmp_path):
         await pilot.press("y")
         await pilot.pause()
         assert len(plans) == 1 and len(plans[0].configs) == 502
+
+
+# -- the sweep view --------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+from textual.app import App  # noqa: E402
+
+from bntui.store import list_runs  # noqa: E402
+from bntui.tui.screens.sweep import SweepScreen  # noqa: E402
+from sweephelpers import make_lr_sweep  # noqa: E402
+
+
+class SweepApp(App):
+    def __init__(self, records) -> None:
+        super().__init__()
+        self.records = records
+
+    def on_mount(self) -> None:
+        self.push_screen(SweepScreen(self.records))
+
+
+@pytest.fixture
+def sweep_app(tmp_path, monkeypatch) -> SweepApp:
+    monkeypatch.setenv("BNTUI_THEME_DIR", str(tmp_path / "no-user-themes"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    make_lr_sweep(tmp_path / "runs")
+    records = sorted((run.record for run in list_runs(tmp_path / "runs")),
+                     key=lambda r: (r.config.lr, r.config.seed, not r.config.bn))
+    return SweepApp(records)
+
+
+def test_sweep_view_at_80x24(sweep_app, snap_compare) -> None:
+    assert snap_compare(sweep_app, terminal_size=(80, 24))
+
+
+def test_sweep_view_at_160x48(sweep_app, snap_compare) -> None:
+    assert snap_compare(sweep_app, terminal_size=(160, 48))
+
+
+async def test_sweep_view_shows_each_rate_and_the_diverged_runs(sweep_app) -> None:
+    async with sweep_app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        screen = sweep_app.screen
+        assert isinstance(screen, SweepScreen)
+        status = str(screen.query_one("#sweep-status").render())
+        assert "lr" in status and "diverged runs: 3" in status
+        table = screen.summary
+        assert [p.values[0] for p in table.points] == [0.001, 0.01, 0.1, 1.0]
+        await pilot.press("m")
+        assert screen.metric == "best_val_loss" and screen.summary.metric == "best_val_loss"
+
+
+async def test_g_on_a_sweep_group_opens_the_sweep_view(tmp_path) -> None:
+    make_lr_sweep(tmp_path / "runs", seeds=1)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(200):
+            if app.main.runs.row_count == 8:
+                break
+            await pilot.pause(0.05)
+        app.main.runs.focus()
+        await pilot.press("g")
+        await pilot.pause()
+        assert isinstance(app.screen, SweepScreen)
