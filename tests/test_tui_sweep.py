@@ -138,3 +138,77 @@ async def test_g_on_a_sweep_group_opens_the_sweep_view(tmp_path) -> None:
         await pilot.press("g")
         await pilot.pause()
         assert isinstance(app.screen, SweepScreen)
+
+
+# -- the run list's filter, tags and notes ---------------------------------------------------
+
+from bntui.store.annotations import read_annotations  # noqa: E402
+from bntui.tui.screens.run_filter import AnnotateScreen, FilterScreen  # noqa: E402
+
+
+async def loaded(pilot, app, rows: int) -> None:
+    for _ in range(200):
+        if app.main.runs.row_count == rows:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"{app.main.runs.row_count} rows, not {rows}")
+
+
+async def test_slash_filters_the_run_list_live_with_one_line_errors(tmp_path) -> None:
+    make_lr_sweep(tmp_path / "runs", seeds=1)  # 4 rates x BN on/off
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app, 8)
+        app.main.runs.focus()
+        await pilot.press("slash")
+        await pilot.pause()
+        assert isinstance(app.screen, FilterScreen)
+        await pilot.press(*"bn=on lr>=0.1")
+        await pilot.pause(0.3)
+        assert app.main.runs.row_count == 2  # lr 0.1 and 1, BN on
+        await pilot.press(*" lr<x")
+        await pilot.pause(0.3)
+        assert "lr takes a number" in str(app.screen.query_one("#filter-error").render())
+        assert app.main.runs.row_count == 2  # a bad query leaves the list as it was
+        for _ in range(5):
+            await pilot.press("backspace")
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, FilterScreen) and app.main.runs.row_count == 2
+        assert "filter: bn=on lr>=0.1" in str(app.main.runs.border_title)
+        await pilot.press("slash")
+        await pilot.press(*["backspace"] * 20, "enter")
+        await pilot.pause(0.3)
+        assert app.main.runs.row_count == 8
+
+
+async def test_t_tags_and_n_notes_the_selected_run_and_the_filter_sees_tags(tmp_path) -> None:
+    make_lr_sweep(tmp_path / "runs", seeds=1)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app, 8)
+        app.main.runs.focus()
+        selected = app.main.runs.selected_key
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, AnnotateScreen)
+        await pilot.press(*"paper best", "enter")
+        for _ in range(100):
+            if not isinstance(app.screen, AnnotateScreen):
+                break
+            await pilot.pause(0.05)
+        path = app.session.stored[selected].path
+        assert read_annotations(path).tags == ["best", "paper"]
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press(*"a good run", "enter")
+        for _ in range(100):
+            if not isinstance(app.screen, AnnotateScreen):
+                break
+            await pilot.pause(0.05)
+        assert read_annotations(path).note == "a good run"
+        await pilot.press("slash")
+        await pilot.pause(0.5)  # the tags load in a worker
+        await pilot.press(*"tag:paper", "enter")
+        await pilot.pause(0.3)
+        assert app.main.runs.row_count == 1 and app.main.runs.selected_key == selected

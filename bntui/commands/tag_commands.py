@@ -8,17 +8,14 @@ from typing import Sequence
 
 from rich.console import Console
 
-from bntui.config import RunConfig
 from bntui.filters import matching
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
 from bntui.store.annotations import change_tags, read_annotations, set_note
-from bntui.tables import PlainTable, render
+from bntui.run_rows import runs_table
+from bntui.tables import render
 from bntui.text import escape
 from bntui.words import counted
-
-FINAL_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
-
 
 def _error(message: str) -> None:
     print(f"bntui: error: {message}", file=sys.stderr)
@@ -60,37 +57,6 @@ def cmd_note(settings: AppSettings, console: Console, ref: str, text: str) -> in
         return 2
     console.print(f"note of {escape(run.id)} {'written' if text else 'cleared'}", highlight=False, soft_wrap=True)
     return 0
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if value is None:
-        return ""
-    return str(value)
-
-
-def runs_table(runs: Sequence[StoredRun]) -> PlainTable:
-    """One row per run: id, group, status, every config setting, tags, note, final metrics."""
-    settings = list(RunConfig.model_fields)
-    headers = ["id", "group", "status", *settings, "tags", "note", *FINAL_METRICS]
-    rows = []
-    for run in runs:
-        record = run.record
-        if record is None:
-            continue
-        notes = read_annotations(run.path)
-        final = record.final
-        rows.append([
-            run.id, record.group or "", run.status,
-            *(_cell(getattr(record.config, name)) for name in settings),
-            " ".join(notes.tags), notes.note or "",
-            *(repr(getattr(final, name)) if final is not None else "" for name in FINAL_METRICS),
-        ])
-    numeric = {headers.index(name) for name in FINAL_METRICS}
-    return PlainTable(headers, rows, "", numeric)
 
 
 def cmd_export_table(settings: AppSettings, console: Console, refs: Sequence[str], output: str,

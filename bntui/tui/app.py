@@ -370,6 +370,21 @@ class BntuiApp(App[int]):
     def action_export(self) -> None:
         analysis.open_export(self)
 
+    def action_filter_runs(self) -> None:
+        from bntui.tui.screens.run_filter import open_filter
+
+        open_filter(self)
+
+    def action_tag_runs(self) -> None:
+        from bntui.tui.screens.run_filter import open_annotate
+
+        open_annotate(self, "tags")
+
+    def action_note_run(self) -> None:
+        from bntui.tui.screens.run_filter import open_annotate
+
+        open_annotate(self, "note")
+
     def action_preset_paper_fig1(self) -> None:
         from bntui.engine.data import dataset_info
         from bntui.presets import PRESETS, preset_values
