@@ -4,7 +4,8 @@ note and the final metrics (test_accuracy, ...), so a spreadsheet or pandas read
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bntui.config import RunConfig
 from bntui.store.annotations import read_annotations

@@ -7,11 +7,11 @@ Cheap to import (no torch): the CLI and the TUI form read it on every launch."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import tomllib
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from bntui.config import BnChoice, TrainingFields, format_validation_error
 

@@ -8,12 +8,13 @@ diverges is the result the sweep looks for."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 from bntui.config import swept_settings
-from bntui.store.schema import RunRecord
 from bntui.stats import PairedResult, mean_std, paired_difference, t_quantile, verdict
+from bntui.store.schema import RunRecord
 
 Metric = Literal["test_accuracy", "best_val_loss", "best_val_accuracy"]
 METRICS: dict[str, tuple[str, bool]] = {  # name -> (label, higher is better)

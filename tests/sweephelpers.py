@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from test_store_support import finished_event, terminal_event, write_events
+
 from bntui.config import RunConfig
 from bntui.store.writer import RunWriter
-
-from test_store_support import finished_event, terminal_event, write_events
 
 LRS = (0.001, 0.01, 0.1, 1.0)
 GROUP = "g-lr-sweep"

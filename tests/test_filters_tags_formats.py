@@ -8,7 +8,9 @@ import json
 import operator
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_store_support import make_run
 
 from bntui.cli import main
 from bntui.config import RunConfig
@@ -16,8 +18,6 @@ from bntui.filters import FilterError, RunFacts, parse_filter
 from bntui.store import list_runs
 from bntui.store.annotations import ANNOTATIONS_FILE, read_annotations
 from bntui.tables import PlainTable, to_csv, to_latex, to_markdown
-
-from test_store_support import make_run
 
 # -- the filter grammar ----------------------------------------------------------------------
 

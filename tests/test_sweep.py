@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from sweephelpers import GROUP, LRS, accuracy, make_lr_sweep
 
 from bntui.cli import RunCommand, main
 from bntui.commands.run import build_plan
+from bntui.config import RunConfig, swept_settings
 from bntui.settings import load_settings
+from bntui.stats import summarize_group
+from bntui.store import list_runs
 from bntui.sweep import GRID_LIMIT, GridError, SweepFile, load_sweep_file, take_grid
+from bntui.sweep_stats import summarize_sweep
+from bntui.tui.run_view import RunView
 
 
 def plan_of(tmp_path, **flags):
@@ -112,12 +118,6 @@ def test_a_grid_over_the_limit_is_refused_without_a_terminal(tmp_path, capsys, m
 
 # -- the sweep's numbers and tables ----------------------------------------------------------
 
-from bntui.config import RunConfig, swept_settings  # noqa: E402
-from bntui.store import list_runs  # noqa: E402
-from bntui.sweep_stats import summarize_sweep  # noqa: E402
-from bntui.stats import summarize_group  # noqa: E402
-from bntui.tui.run_view import RunView  # noqa: E402
-from sweephelpers import GROUP, LRS, accuracy, make_lr_sweep  # noqa: E402
 
 
 @pytest.fixture
@@ -165,8 +165,9 @@ def test_a_group_without_a_swept_setting_is_no_sweep(tmp_path):
 
 
 def test_two_swept_settings_make_a_rows_by_columns_table(tmp_path):
-    from bntui.sweep_table import sweep_table
     from test_store_support import make_run
+
+    from bntui.sweep_table import sweep_table
 
     for lr in (0.01, 0.1):
         for batch in (16, 64):

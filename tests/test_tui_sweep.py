@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from sweephelpers import make_lr_sweep
+from textual.app import App
 from textual.widgets import Button, Input
 
 from bntui.settings import AppSettings
+from bntui.store import list_runs
+from bntui.store.annotations import read_annotations
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.screens.confirm_launch import ConfirmLaunchScreen
+from bntui.tui.screens.run_filter import AnnotateScreen, FilterScreen
+from bntui.tui.screens.sweep import SweepScreen
 
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
 
@@ -78,12 +85,7 @@ async def test_a_grid_over_the_limit_asks_first(tmp_path):
 
 # -- the sweep view --------------------------------------------------------------------------
 
-import pytest  # noqa: E402
-from textual.app import App  # noqa: E402
 
-from bntui.store import list_runs  # noqa: E402
-from bntui.tui.screens.sweep import SweepScreen  # noqa: E402
-from sweephelpers import make_lr_sweep  # noqa: E402
 
 
 class SweepApp(App):
@@ -142,8 +144,6 @@ async def test_g_on_a_sweep_group_opens_the_sweep_view(tmp_path) -> None:
 
 # -- the run list's filter, tags and notes ---------------------------------------------------
 
-from bntui.store.annotations import read_annotations  # noqa: E402
-from bntui.tui.screens.run_filter import AnnotateScreen, FilterScreen  # noqa: E402
 
 
 async def loaded(pilot, app, rows: int) -> None:

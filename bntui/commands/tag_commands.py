@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rich.console import Console
 
 from bntui.filters import matching
+from bntui.run_rows import runs_table
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
 from bntui.store.annotations import change_tags, read_annotations, set_note
-from bntui.run_rows import runs_table
 from bntui.tables import render
 from bntui.text import escape
 from bntui.words import counted
+
 
 def _error(message: str) -> None:
     print(f"bntui: error: {message}", file=sys.stderr)

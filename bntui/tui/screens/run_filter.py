@@ -6,8 +6,9 @@ RunFilterState.tags; the filter matches against that copy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
