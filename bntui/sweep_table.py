@@ -89,25 +89,42 @@ def sweep_table(summary: SweepSummary) -> PlainTable:
     return PlainTable(headers, rows, sweep_title(summary), numeric={first, first + 1, first + 2})
 
 
+def single_arm(summary: SweepSummary) -> str | None:
+    """"bn" or "no_bn" when the sweep has runs of one arm only (e.g. `--bn on`), else None."""
+    present = {arm for arm in ("bn", "no_bn")
+               if any(getattr(p, arm).n or getattr(p, arm).diverged or getattr(p, arm).other
+                      for p in summary.points)}
+    return present.pop() if len(present) == 1 else None
+
+
 def _two_way_table(summary: SweepSummary) -> PlainTable:
+    """Paired differences; with one arm only, that arm's means."""
     row_name, column_name = summary.settings
     row_values = list(dict.fromkeys(p.values[0] for p in summary.points))
     column_values = list(dict.fromkeys(p.values[1] for p in summary.points))
     cells = {p.values: p for p in summary.points}
+    arm = single_arm(summary)
     headers = [f"{row_name} \\ {column_name}", *(value_text(v) for v in column_values)]
     rows = []
     for row_value in row_values:
         row = [value_text(row_value)]
         for column_value in column_values:
             point = cells.get((row_value, column_value))
-            row.append("-" if point is None else _difference_cell(summary, point))
+            row.append("-" if point is None else _two_way_cell(summary, point, arm))
         rows.append(row)
-    title = (f"BN - no BN, {summary.metric_label}: paired mean ± 95% CI over seeds; "
-             "d: diverged runs (BN/no BN)")
+    if arm is None:
+        title = (f"BN - no BN, {summary.metric_label}: paired mean ± 95% CI over seeds; "
+                 "d: diverged runs (BN/no BN)")
+    else:
+        title = f"{'BN' if arm == 'bn' else 'no BN'}, {summary.metric_label}: mean ± 95% CI over seeds; d: diverged runs"
     return PlainTable(headers, rows, title, numeric=set(range(1, len(headers))))
 
 
-def _difference_cell(summary: SweepSummary, point: SweepPoint) -> str:
+def _two_way_cell(summary: SweepSummary, point: SweepPoint, arm: str | None) -> str:
+    if arm is not None:
+        shown = getattr(point, arm)
+        text = arm_cell(summary, shown)
+        return text + (f" d{shown.diverged}" if shown.diverged else "")
     text = "no pair" if point.paired is None else difference_cell(summary, point)
     if point.bn.diverged or point.no_bn.diverged:
         text += f" d{point.bn.diverged}/{point.no_bn.diverged}"

@@ -209,3 +209,15 @@ def test_lr_sensitivity_preset_plans_the_learning_rate_experiment(tmp_path):
     assert lrs[0] == 0.001 and lrs[-1] == 1.0 and len(lrs) >= 5
     assert {c.optimizer for c in plan.configs} == {"sgd"} and {c.seed for c in plan.configs} == {0, 1, 2}
     assert {c.bn for c in plan.configs} == {True, False} and len(plan.configs) == len(lrs) * 3 * 2
+
+
+def test_a_sweep_of_one_arm_shows_that_arm_s_means(tmp_path):
+    from bntui.sweep_table import sweep_table
+    from test_store_support import make_run
+
+    for norm in ("batch", "group"):
+        for batch in (8, 32):
+            make_run(tmp_path, group="small", norm=norm, batch_size=batch, bn=True)
+    table = sweep_table(summarize_sweep([run.record for run in list_runs(tmp_path)]))
+    assert table.title.startswith("BN, test accuracy")
+    assert table.rows == [["batch", "87.00", "87.00"], ["group", "87.00", "87.00"]]
