@@ -142,7 +142,7 @@ async def test_help_wraps_its_lines_and_keeps_the_close_hint_at_80x24() -> None:
         words = " ".join(text.replace("█", " ").split())
         assert "Start the runs set up on the left (they queue)" in words  # wrapped, not cut
         assert "escape closes this help" in text
-        await pilot.press(*["down"] * 20)
+        await pilot.press(*["down"] * 40)
         await pilot.pause()
         text = " ".join(screen_text(app))
         assert BUILTIN_KEYS[-1][1] in text  # the last key, scrolled to
