@@ -234,6 +234,10 @@ class CompareCommand(StoreOptions):
         if len(self.runs) < 2:
             _error("compare: name at least two runs, or a group with --group G")
             return 2
+        if self.output_format != "text":  # for a paper: one row per run, settings and metrics
+            from bntui.commands.tag_commands import cmd_export_table
+
+            return cmd_export_table(settings, _console(), self.runs, "-", self.output_format)
         return cmd_compare(settings, _console(), self.runs, show_all=self.all)
 
 

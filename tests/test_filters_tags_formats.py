@@ -171,3 +171,24 @@ def test_export_tables_have_a_row_per_run(tmp_path, capsys, fmt):
     out = capsys.readouterr().out
     rows = [l for l in out.splitlines() if l.startswith("| 2") or (fmt == "latex" and l.endswith(r"\\"))]
     assert len(rows) == (2 if fmt == "md" else 3)  # LaTeX: the header row too
+
+
+def test_compare_runs_as_csv(tmp_path, capsys):
+    first = make_run(tmp_path, lr=0.1)
+    second = make_run(tmp_path, lr=0.01)
+    assert main(["compare", "--runs-dir", str(tmp_path), first.run_id, second.run_id, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(row["id"], row["lr"]) for row in rows] == [(first.run_id, "0.1"), (second.run_id, "0.01")]
+
+
+@pytest.mark.parametrize("fmt", ["md", "latex", "csv"])
+def test_a_group_s_result_card_as_a_table(tmp_path, capsys, fmt):
+    for seed in range(3):
+        for bn in (True, False):
+            make_run(tmp_path, group="g1", seed=seed, bn=bn)
+    assert main(["compare", "--runs-dir", str(tmp_path), "--group", "g1", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "BN - no BN" in out and "87.00%" in out.replace(r"\%", "%")
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(out)))
+        assert rows[0][:3] == ["arm", "n", "test accuracy"] and [r[0] for r in rows[1:]] == ["BN", "no BN", "BN - no BN"]
