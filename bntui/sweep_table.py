@@ -23,6 +23,13 @@ def scaled(summary: SweepSummary, value: float) -> float:
     return 100.0 * value if "accuracy" in summary.metric else value
 
 
+def band_edge(summary: SweepSummary, value: float) -> float:
+    """A CI edge as plotted: an accuracy's stays within 0 to 100% (with two seeds the t interval
+    is wide enough to leave it; the table keeps the true numbers)."""
+    shown = scaled(summary, value)
+    return min(max(shown, 0.0), 100.0) if "accuracy" in summary.metric else shown
+
+
 def number(summary: SweepSummary, value: float | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -151,7 +158,7 @@ def sweep_plot(summary: SweepSummary, width: int = 80, height: int = 20) -> str:
         banded = [(x, a) for x, a in points if a.low is not None]
         for bound in ("low", "high"):
             if banded:
-                plt.plot([x for x, _ in banded], [scaled(summary, getattr(a, bound)) for _, a in banded],
+                plt.plot([x for x, _ in banded], [band_edge(summary, getattr(a, bound)) for _, a in banded],
                          color=color, marker="dot")
     plt.title(f"{summary.metric_label} against {summary.settings[0]} (bands: 95% CI)")
     plt.xlabel(summary.settings[0] + (" (log)" if summary.log_x else ""))

@@ -35,7 +35,9 @@ def capture_launches(app: BntuiApp) -> list:
 async def set_field(pilot, name: str, text: str) -> None:
     field = pilot.app.screen.query_one(f"#field-{name}", Input)
     field.value = text
-    await pilot.pause(0.3)  # validation is debounced
+    await pilot.pause()
+    pilot.app.main.form.validate_now()  # as the debounced validation will (no race on a busy machine)
+    await pilot.pause()
 
 
 async def test_a_list_in_a_field_is_a_grid_and_the_button_counts_its_runs(tmp_path):

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static
 
 from bntui.store.schema import RunRecord
 from bntui.sweep_stats import METRICS, SweepSummary, summarize_sweep
-from bntui.sweep_table import scaled, sweep_table, value_text
+from bntui.sweep_table import band_edge, scaled, sweep_table, value_text
 from bntui.tables import PlainTable
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
@@ -119,8 +119,8 @@ class SweepScreen(LiveRecordsScreen):
             bands.append(BandSeries(
                 xs=[x for x, _ in points],
                 mid=mids,
-                low=[scaled(summary, arm.low) if arm.low is not None else mid for (_, arm), mid in zip(points, mids)],
-                high=[scaled(summary, arm.high) if arm.high is not None else mid for (_, arm), mid in zip(points, mids)],
+                low=[band_edge(summary, arm.low) if arm.low is not None else mid for (_, arm), mid in zip(points, mids)],
+                high=[band_edge(summary, arm.high) if arm.high is not None else mid for (_, arm), mid in zip(points, mids)],
                 color=painter.color(index),
                 label=f"{label} mean",
                 edge_label=f"{label} 95% CI",
