@@ -131,7 +131,8 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, que
         _write_raw(console, json.dumps({"runs": [run.overview() for run in runs]}, indent=2) + "\n")
         return 0
     if not runs:
-        console.print(f"no runs in {escape(str(settings.runs_dir))}", highlight=False, soft_wrap=True)
+        where = f"no runs match {query!r}" if query else "no runs"
+        console.print(f"{escape(where)} in {escape(str(settings.runs_dir))}", highlight=False, soft_wrap=True)
         return 0
     rows = [_runs_row(run) for run in runs]
     # The id is what the user copies into `bntui show`: never wrapped, folded or cut; the
