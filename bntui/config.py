@@ -7,6 +7,7 @@ to import (no torch): `bntui --help` and the TUI's first paint depend on it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -189,6 +190,37 @@ class RunConfig(TrainingFields):
         """Short human label: dataset/arch/norm/seed (bn, gn, ln, brn, gbn or no-bn)."""
         arm = "no-bn" if not self.bn else NORM_TAGS[self.norm]
         return f"{self.dataset}/{self.arch}/{arm}/s{self.seed}"
+
+
+# Settings that may differ between a BN run and its no-BN twin without changing what is
+# compared: the arm itself, and what only sets where or how often things are measured.
+PAIRING_IGNORED = frozenset(
+    {"bn", "seed", "device", "progress_every", "diagnostics_every", "landscape_every"}
+)
+
+
+def pairing_key(config: RunConfig, settings: Iterable[str] | None = None) -> str:
+    """What a BN / no-BN pair must share besides its seed: `settings` (None: every setting
+    but PAIRING_IGNORED). In a sweep the runs of one seed differ in the swept settings, and
+    only equal values pair up."""
+    if settings is None:
+        return config.model_dump_json(exclude=set(PAIRING_IGNORED))
+    return config.model_dump_json(include=set(settings))
+
+
+def swept_settings(configs: Iterable[RunConfig]) -> list[str]:
+    """The settings a group sweeps: those (beside PAIRING_IGNORED) that differ between runs of
+    the same BN arm and seed. A group of one setting has none."""
+    by_run: dict[tuple[bool, int], list[dict[str, Any]]] = {}
+    for config in configs:
+        dump = config.model_dump(exclude=set(PAIRING_IGNORED))
+        by_run.setdefault((config.bn, config.seed), []).append(dump)
+    swept: list[str] = []
+    for name in RunConfig.model_fields:
+        if name not in swept and any(len({repr(d[name]) for d in dumps}) > 1
+                                     for dumps in by_run.values() if name in dumps[0]):
+            swept.append(name)
+    return swept
 
 
 def arm_name(config: RunConfig) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from bntui.config import norm_description
+from bntui.config import PAIRING_IGNORED, norm_description, pairing_key, swept_settings
 
 if TYPE_CHECKING:
     from bntui.store.schema import RunRecord
@@ -39,9 +39,7 @@ NO_PAIRS_WARNING = "no complete BN / no-BN pair (same seed, both finished): noth
 BandKind = Literal["std", "minmax"]
 
 # Settings that may differ between the runs of a group without changing what is compared.
-_HARMLESS_FIELDS = {
-    "bn", "seed", "device", "progress_every", "diagnostics_every", "landscape_every",
-}  # fmt: skip
+_HARMLESS_FIELDS = set(PAIRING_IGNORED)
 
 
 # --------------------------------------------------------------------------- Student t
@@ -352,24 +350,28 @@ def summarize_group(
         raise ValueError(f"records belong to several groups ({names}); summarize one group")
 
     excluded: list[ExcludedRun] = []
-    by_arm: dict[bool, dict[int, RunRecord]] = {True: {}, False: {}}
+    # Runs pair by seed and every other setting (a sweep's runs of one seed differ in the
+    # swept value): keys are (seed, the swept settings' values).
+    swept = swept_settings(r.config for r in records)
+    by_arm: dict[bool, dict[tuple[int, str], RunRecord]] = {True: {}, False: {}}
     for record in records:
         arm, seed = record.config.bn, record.config.seed
+        key = (seed, pairing_key(record.config, swept))
         reason = _is_usable(record)
         if reason is not None:
             excluded.append(ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: {reason}"))
-        elif seed in by_arm[arm]:
-            kept = by_arm[arm][seed].id
+        elif key in by_arm[arm]:
+            kept = by_arm[arm][key].id
             excluded.append(
                 ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: duplicate (kept {kept})")
             )
         else:
-            by_arm[arm][seed] = record
+            by_arm[arm][key] = record
 
-    paired_seeds = sorted(by_arm[True].keys() & by_arm[False].keys())
+    paired_keys = sorted(by_arm[True].keys() & by_arm[False].keys())
     for arm in (True, False):
-        for seed, record in by_arm[arm].items():
-            if seed not in by_arm[not arm]:
+        for (seed, key), record in by_arm[arm].items():
+            if (seed, key) not in by_arm[not arm]:
                 excluded.append(
                     ExcludedRun(
                         record.id,
@@ -378,11 +380,11 @@ def summarize_group(
                     )
                 )
 
-    bn_runs = [by_arm[True][s] for s in paired_seeds]
-    nobn_runs = [by_arm[False][s] for s in paired_seeds]
+    bn_runs = [by_arm[True][k] for k in paired_keys]
+    nobn_runs = [by_arm[False][k] for k in paired_keys]
     pairs = tuple(
-        SeedPair(s, b.id, o.id, _test_accuracy(b), _test_accuracy(o))
-        for s, b, o in zip(paired_seeds, bn_runs, nobn_runs)
+        SeedPair(k[0], b.id, o.id, _test_accuracy(b), _test_accuracy(o))
+        for k, b, o in zip(paired_keys, bn_runs, nobn_runs)
     )
 
     warnings: list[str] = []

@@ -141,7 +141,7 @@ async def test_help_wraps_its_lines_and_keeps_the_close_hint_at_80x24() -> None:
         text = " ".join(screen_text(app))
         assert "What the plots draw" in text and "esc closes" in text
         seen = text
-        for _ in range(4):
+        for _ in range(6):
             await pilot.press(*["down"] * 8)
             await pilot.pause()
             text = " ".join(screen_text(app))

@@ -280,6 +280,10 @@ class RunRecord(Strict):
     timings: Timings = Field(default_factory=Timings)
     diagnostics: DiagnosticsRecord | None = None
     landscape: LandscapeRecord | None = None
+    # The user's tags and note (bntui.store.annotations): not the run's own record, but they
+    # travel with it through export and import.
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=1000)
+    note: str | None = None
 
     @field_validator("id")
     @classmethod

@@ -36,10 +36,13 @@ KEYMAP: tuple[Key, ...] = (
     Key("G", "mark_group", "Mark group", "Mark every run of the selected run's group (unmark it when all are marked)",
         scope="runs"),
     Key("c", "compare", "Compare", "Compare the marked runs (or the selected run and its BN twin)", scope="runs"),
-    Key("g", "group_view", "Group", "Paired BN ablation of the selected run's group: bands and result card", scope="runs"),
+    Key("g", "group_view", "Group", "Paired BN ablation of the selected run's group (a sweep: its sweep view)", scope="runs"),
     Key("d", "diagnostics", "Inside BN", "BatchNorm diagnostics of the selected run (and its twin)", scope="runs"),
     Key("l", "landscape", "Landscape", "Loss landscape of the selected run (and its twin): Santurkar et al. Fig. 4", scope="runs"),
-    Key("e", "export", "Export", "Export the marked runs (or the selected group) to JSON", scope="runs"),
+    Key("e", "export", "Export", "Export the marked runs (or the selected group): JSON, CSV, Markdown, LaTeX", scope="runs"),
+    Key("slash", "filter_runs", "Filter", "Filter the run list: bn=on lr<0.01 tag:paper status:finished", scope="runs"),
+    Key("t", "tag_runs", "Tag", "Tag the marked runs (or the selected one); -tag takes a tag off", scope="runs"),
+    Key("n", "note_run", "Note", "Write the selected run's note", scope="runs", show=False),
     Key("x,delete", "cancel_selected", "Stop run", "Stop the selected run", scope="runs", show=False),
 )
 
@@ -65,7 +68,7 @@ def bindings(scope: str) -> list[Binding]:
 
 def display_keys(keys: str) -> str:
     """`f1,question_mark` -> `F1 / ?` for the help screen."""
-    names = {"question_mark": "?", "space": "space", "delete": "Del"}
+    names = {"question_mark": "?", "space": "space", "delete": "Del", "slash": "/"}
     shown = []
     for name in keys.split(","):
         if name in names:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bntui.config import RunConfig
+from bntui.config import RunConfig, pairing_key
 from bntui.store.schema import ACTIVE_STATUSES
 
 
@@ -108,7 +108,8 @@ class RunView:
         return view
 
     def twin_of(self, other: RunView) -> bool:
-        """The paired run of a BN on/off launch: same group and seed, the other BN arm."""
+        """The paired run of a BN on/off launch: same group, seed and settings (a sweep's
+        swept value too), the other BN arm."""
         return (
             self.key != other.key
             and self.group is not None
@@ -117,4 +118,5 @@ class RunView:
             and other.config is not None
             and self.config.seed == other.config.seed
             and self.config.bn != other.config.bn
+            and pairing_key(self.config) == pairing_key(other.config)
         )

@@ -4,6 +4,7 @@ Rows are keyed by RunView.key; `space` marks runs (the compare view will take th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.cells import cell_len
@@ -90,6 +91,7 @@ class RunTable(DataTable):
         self.marked: set[str] = set()
         self._drawn: dict[str, tuple] = {}  # what each row holds, the run id uncut
         self._run_width: int | None = None  # cells the run id may take; None: not laid out yet
+        self.row_filter: Callable[[RunView], bool] | None = None  # `/`: only the runs it keeps
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -143,6 +145,13 @@ class RunTable(DataTable):
         self._refit()
 
     def upsert(self, view: RunView) -> None:
+        if self.row_filter is not None and not self.row_filter(view):
+            self._drawn.pop(view.key, None)  # hidden, still marked if it was
+            try:
+                self.remove_row(view.key)
+            except RowDoesNotExist:
+                pass
+            return
         cells = self._cells(view)
         previous = self._drawn.get(view.key)
         if previous == cells:
@@ -158,6 +167,11 @@ class RunTable(DataTable):
                 # A row is added while queued ("(queued)", "0/30"): its column widths must
                 # follow what the cells hold later (a run id, "cancelled", "56/500").
                 self.update_cell(view.key, column, shown, update_width=True)
+
+    def reset_rows(self) -> None:
+        """Empty the list; the next redraw adds every run the filter keeps, in store order."""
+        self._drawn.clear()
+        self.clear()
 
     def remove(self, key: str) -> None:
         self._drawn.pop(key, None)

@@ -36,6 +36,7 @@ from bntui.config import (
 from bntui.tui.devices import DeviceChoice, device_options
 from bntui.tui.messages import SettingsChanged
 from bntui.tui.widgets.field_input import FieldInput
+from bntui.words import counted
 
 MAX_SEEDS = 100
 # Fields left empty fall back to the architecture's default (lab: mlp 10 epochs, lenet5 20 + dropout 0.3).
@@ -51,6 +52,14 @@ class FormReading:
     seeds: int
     errors: dict[str, str] = field(default_factory=dict)
     backend: str | None = None  # where to train, when the form offers a choice (SLURM found)
+    grid: dict[str, list[str]] = field(default_factory=dict)  # comma lists in fields: a sweep
+
+    @property
+    def run_count(self) -> int:
+        """How many runs ctrl+r launches: each combination of the grid, per seed and BN arm."""
+        from bntui.sweep import grid_size
+
+        return grid_size(self.grid) * self.seeds * (2 if self.bn == "both" else 1)
 
 
 def _arch_defaults(defaults: dict[str, object]) -> str:
@@ -262,6 +271,7 @@ class SettingsForm(VerticalScroll):
                 raise ValueError
         except ValueError:
             errors["seeds"] = f"must be a whole number from 1 to {MAX_SEEDS}"
+        data, grid = self._take_grid(data, errors)
         fields: TrainingFields | None = None
         try:
             fields = TrainingFields(**data)
@@ -274,7 +284,30 @@ class SettingsForm(VerticalScroll):
             if problem := seed_range_problem(fields.seed, seeds):
                 errors["seeds"] = problem
         backend = str(self.value("backend")) if "backend" in self._controls else None
-        return FormReading(fields, bn, seeds, errors, backend)
+        return FormReading(fields, bn, seeds, errors, backend, grid)
+
+    @staticmethod
+    def _take_grid(data: dict[str, Any], errors: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The CLI's list syntax: "0.01,0.1" in a field sweeps it. The first value stands in
+        for the form's checks; every other one is checked here, by the same model."""
+        from bntui.sweep import GridError, take_grid
+
+        try:
+            single, grid = take_grid(data)
+        except GridError as exc:
+            name, _, message = str(exc).partition(": ")
+            errors[name] = message
+            return data, {}
+        for name, values in grid.items():
+            for value in values[1:]:
+                try:
+                    TrainingFields(**{**single, name: value})
+                except ValidationError as exc:
+                    problem = field_errors(exc).get(name)
+                    if problem:
+                        errors.setdefault(name, f"{value}: {problem}")
+                        break
+        return single, grid
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for name, label in self._error_labels.items():
@@ -289,8 +322,16 @@ class SettingsForm(VerticalScroll):
     def validate_now(self) -> FormReading:
         reading = self.read()
         self.show_errors(reading.errors)
+        self._show_run_count(reading)
         self.post_message(SettingsChanged(reading.errors))
         return reading
+
+    def _show_run_count(self, reading: FormReading) -> None:
+        """A grid says how many runs it makes on the Start button, before ctrl+r."""
+        label = f"Start {counted(reading.run_count, 'run')}  ^r" if reading.grid else "Start  ^r"
+        button = self.query_one("#start", Button)
+        if str(button.label) != label:
+            button.label = label
 
     # -- devices and dataset info ----------------------------------------------------------
     def _device_value(self, devices: list[DeviceChoice] | None) -> str:
