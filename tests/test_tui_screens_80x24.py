@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 from tuihelpers import COMPARE_RUNS, wait_for
 
 from bntui.settings import AppSettings
@@ -83,6 +84,8 @@ def opener(name: str, *, help: bool = False):
             await pilot.press(*keys)
             await wait_for(pilot, lambda: isinstance(app.screen, screen_type), f"the {name} screen")
             await pilot.pause(0.4)  # the analysis screens redraw at most 4 times a second
+            for field in app.screen.query(Input):
+                field.cursor_blink = False  # a blinking cursor would make the snapshot flaky
         if help:
             await pilot.press("f1")
             await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
