@@ -37,6 +37,7 @@ from bntui.engine.events import (
 from bntui.engine.memory import check_model_fits, is_out_of_memory, planned_parameters, release_device_memory
 from bntui.engine.models import build_model, parameter_count
 from bntui.engine.packed_model import PackedNetwork
+from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import (
     accumulator_dtype,
     evaluate,
@@ -46,24 +47,6 @@ from bntui.engine.train import (
     min_progress_seconds,
     steps_per_epoch,
 )
-
-# Fields a pack's members may differ in; every other setting must be equal.
-PACKABLE_DIFFERENCES = frozenset({"seed", "bn"})
-
-
-def pack_key(config) -> str:
-    """Equal for configs that can train in one pack (with pack_problem None for each)."""
-    return config.model_copy(update={"seed": 0, "bn": True}).model_dump_json()
-
-
-def pack_problem(config) -> str | None:
-    """Why this run cannot join a pack, or None."""
-    if config.diagnostics_every > 0:
-        return "diagnostics on"
-    if config.landscape_every > 0:
-        return "landscape measurement on"
-    return None
-
 
 class PackTooLarge(Exception):
     """The pack ran out of device memory before any member started: train fewer at once."""
