@@ -11,6 +11,7 @@ graphs (the packed step runs eagerly).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -35,13 +36,12 @@ from bntui.engine.events import (
     RunStarted,
 )
 from bntui.engine.memory import check_model_fits, is_out_of_memory, planned_parameters, release_device_memory
-from bntui.engine.models import build_model, parameter_count
+from bntui.engine.models import batch_norm_layers, batch_statistics_mode, build_model, parameter_count
 from bntui.engine.packed_model import PackedNetwork
 from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import (
     accumulator_dtype,
-    evaluate,
-    evaluate_batch_statistics,
+    eval_batch_size,
     failure_message,
     make_optimizer,
     min_progress_seconds,
@@ -222,11 +222,11 @@ class _PackedRun:
             if not any(member.active for member in self.members):
                 return
         train_seconds = time.perf_counter() - self.loop_start
+        test = self.evaluate("test")
         for index, member in enumerate(self.members):
             if not member.active:
                 continue
-            model, member_data = self.models[index], data[index]
-            test_loss, test_accuracy = evaluate(model, member_data.test_x, member_data.test_y)
+            test_loss, test_accuracy = test[index]
             last = member.result.epochs[-1]
             member.emit(
                 RunFinished(
@@ -268,11 +268,8 @@ class _PackedRun:
                 self.progress(epoch)
         totals = self.read_totals(epoch)
         epoch_seconds = time.perf_counter() - epoch_start
-        train_eval = [0.0] * len(self.members)
-        for index, member in enumerate(self.members):
-            if member.active:
-                train_loss = (totals[index] - self.total_at_epoch_start[index]) / self.steps
-                train_eval[index] = self.end_epoch(member, index, epoch, train_loss, epoch_seconds)
+        train_losses = [(total - start) / self.steps for total, start in zip(totals, self.total_at_epoch_start)]
+        train_eval = self.end_epoch(epoch, train_losses, epoch_seconds)
         self.total_at_epoch_start = totals
         self.point = (totals, self.step, time.perf_counter())
         return train_eval
@@ -307,30 +304,77 @@ class _PackedRun:
                 )
         self.point = (totals, self.step, now)
 
-    def end_epoch(self, member: Member, index: int, epoch: int, train_loss: float, seconds: float) -> float:
-        """The member's EpochEnded, evaluated as its separate run evaluates; returns the
-        eval-mode training loss (for RunFinished)."""
-        model, data = self.models[index], self.data[index]
-        val_loss, val_accuracy = evaluate(model, data.val_x, data.val_y)
-        train_eval_loss, train_accuracy = evaluate(model, data.train_x, data.train_y)
-        batch_stats = (None, None)
-        if member.config.bn:
-            batch_stats = evaluate_batch_statistics(model, data.val_x, data.val_y, member.config.batch_size)
-        member.emit(
-            EpochEnded(
-                epoch=epoch,
-                step=self.step,
-                train_loss=train_loss,
-                val_loss=val_loss,
-                train_accuracy=train_accuracy,
-                val_accuracy=val_accuracy,
-                epoch_seconds=seconds,
-                elapsed=time.perf_counter() - self.loop_start,
-                val_loss_batch_stats=batch_stats[0],
-                val_accuracy_batch_stats=batch_stats[1],
+    def end_epoch(self, epoch: int, train_losses: list[float], seconds: float) -> list[float]:
+        """Every active member's EpochEnded, evaluated as its separate run evaluates (one
+        packed forward pass per evaluation batch); returns the eval-mode training losses."""
+        val = self.evaluate("val")
+        train_eval = self.evaluate("train")
+        batch_stats = self.evaluate_batch_statistics()
+        for index, member in enumerate(self.members):
+            if not member.active:
+                continue
+            stats = batch_stats[index] if member.config.bn else (None, None)
+            member.emit(
+                EpochEnded(
+                    epoch=epoch,
+                    step=self.step,
+                    train_loss=train_losses[index],
+                    val_loss=val[index][0],
+                    train_accuracy=train_eval[index][1],
+                    val_accuracy=val[index][1],
+                    epoch_seconds=seconds,
+                    elapsed=time.perf_counter() - self.loop_start,
+                    val_loss_batch_stats=stats[0],
+                    val_accuracy_batch_stats=stats[1],
+                )
             )
-        )
-        return train_eval_loss
+        return [loss for loss, _accuracy in train_eval]
+
+    def evaluate(self, split: str) -> list[tuple[float, float]]:
+        """(mean loss, accuracy) per member over its own `split` in eval mode (train.evaluate)."""
+        size = len(getattr(self.data[0], f"{split}_y"))
+        step = eval_batch_size(self.device)
+        bounds = [(start, start + step) for start in range(0, size, step)]
+        self.network.eval()
+        try:
+            with torch.inference_mode():
+                return self._mean_losses_and_accuracies(split, bounds)
+        finally:
+            self.network.train()
+
+    def evaluate_batch_statistics(self) -> list[tuple[float | None, float | None]]:
+        """train.evaluate_batch_statistics for every member at once (members without batch
+        statistics get numbers too; their runs do not report them)."""
+        size = len(self.data[0].val_y)
+        if size < 2 or not any(batch_norm_layers(model) for model in self.models):
+            return [(None, None)] * len(self.members)
+        starts = list(range(0, size, self.config.batch_size))
+        if size - starts[-1] == 1:
+            starts.pop()
+        bounds = list(zip(starts, [*starts[1:], size]))
+        self.network.eval()
+        try:
+            with torch.inference_mode(), contextlib.ExitStack() as stack:
+                for model in self.models:
+                    stack.enter_context(batch_statistics_mode(model))
+                return self._mean_losses_and_accuracies("val", bounds)
+        finally:
+            self.network.train()
+
+    def _mean_losses_and_accuracies(self, split: str, bounds) -> list[tuple[float, float]]:
+        xs = [getattr(d, f"{split}_x") for d in self.data]
+        ys = [getattr(d, f"{split}_y") for d in self.data]
+        count = len(self.members)
+        loss_sum = torch.zeros(count, dtype=accumulator_dtype(self.device), device=self.device)
+        correct = torch.zeros(count, dtype=torch.int64, device=self.device)
+        for start, stop in bounds:
+            log_probs = self.network(torch.stack([x[start:stop] for x in xs]))
+            targets = torch.stack([y[start:stop] for y in ys])
+            losses = F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), reduction="none")
+            loss_sum += losses.view(count, -1).sum(1)
+            correct += (log_probs.argmax(dim=-1) == targets).sum(1)
+        size = max(len(ys[0]), 1)
+        return [(loss / size, right / size) for loss, right in zip(loss_sum.tolist(), correct.tolist())]
 
 
 def dropout_generator(seed: int, device: torch.device) -> torch.Generator:
