@@ -96,3 +96,40 @@ def test_a_pack_too_large_for_the_device_trains_in_halves_losing_no_run(capsys) 
     events = []
     alone = _train_in_packs([Member(RunConfig(), events.append)], never_fits, Member, PackTooLarge)
     assert alone[0].status == "failed" and isinstance(events[0], RunFailed)
+
+
+def test_the_scheduler_starts_one_trainer_per_pack_group_counted_as_one_slot(tmp_path: Path, monkeypatch) -> None:
+    import time as clock
+
+    from bntui.runs.scheduler import Scheduler
+    from bntui.store.queue import LaunchSpec, claim, entries, write_entry
+    from bntui.store.writer import reserve_run
+
+    specs = []
+    for seed, group in ((0, "p1"), (1, "p1"), (2, "p1"), (3, None)):
+        run_id = reserve_run(tmp_path, RunConfig(seed=seed), group="g1")
+        write_entry(tmp_path, LaunchSpec(run_id=run_id, data_dir=tmp_path, queued_at=clock.time() + seed,
+                                         max_parallel=1, lane="cpu", pack_group=group))
+        specs.append(run_id)
+    started: list[list[str]] = []
+
+    class FakeTrainer:
+        returncode = None
+
+        def poll(self):
+            return self.returncode
+
+    def fake_start(self, entry_name, spec, lane, limit, pack=()):
+        names = [name for name, _spec in pack] or [entry_name]
+        trainer = FakeTrainer()
+        for name in names:
+            entry = next(e for e in entries(tmp_path) if e.name == name)
+            self.children[entry.run_id] = (trainer, lane)
+            claim(tmp_path, entry)
+        started.append([name.split("-", 1)[1].removesuffix(".json") for name in names])
+
+    monkeypatch.setattr(Scheduler, "start", fake_start)
+    scheduler = Scheduler(tmp_path)
+    assert scheduler.step() is True
+    assert started == [specs[:3]]  # one trainer for the pack group; the CPU's one slot is taken
+    assert scheduler.step() is True and len(started) == 1

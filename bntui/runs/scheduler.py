@@ -158,7 +158,7 @@ class Scheduler:
         from bntui.store.queue import LaunchSpec
 
         # One trainer is one slot, however many packed runs it trains.
-        trainers = {process.pid: lane for process, lane in self.children.values()}
+        trainers = {id(process): lane for process, lane in self.children.values()}
         counts: Counter[str] = Counter(trainers.values())
         for run in list_runs(self.runs_dir):
             if run.status != "running" or run.id in self.children:
@@ -202,7 +202,10 @@ class Scheduler:
                 continue
             pack = packed_with(entry, spec, waiting)
             taken.update(name for name, _spec in pack)
-            self.start(entry.name, spec, lane, limit, pack)
+            if pack:
+                self.start(entry.name, spec, lane, limit, pack=pack)
+            else:
+                self.start(entry.name, spec, lane, limit)
             busy[lane] += 1
         return True
 
