@@ -1,7 +1,7 @@
 """How much faster does a paired group train packed (one model, bntui.engine.packed) than as
 separate runs, side by side in one process?
 
-    python bench/packed_speed.py [--quick] [--epochs N] [--reps N] [--device cpu|cuda|...]
+    python bench/packed_speed.py [--quick] [--epochs N] [--reps N] [--device cpu|cuda|...] [--threads N]
 
 The group: K = 3 seeds x BN on/off = 6 runs of one network on mnist-mini (diagnostics off:
 packs train without them), one epoch by default. Each rep trains the six runs one after the
@@ -69,11 +69,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--reps", type=int, default=None, help="default: 1 with --quick, else 3")
     parser.add_argument("--device", default="cpu", type=check_device_name)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     reps = args.reps or (1 if args.quick else 3)
     archs = ["mlp"] if args.quick else ["mlp", "lenet5"]
     print(f"paired group of {2 * len(SEEDS)} runs (seeds {SEEDS} x BN on/off), mnist-mini, "
-          f"{args.epochs} epoch(s), device {args.device}, {reps} rep(s)")
+          f"{args.epochs} epoch(s), device {args.device}, {reps} rep(s), {__import__('torch').get_num_threads()} thread(s)")
     ratios = {}
     for arch in archs:
         configs = group(arch, args.epochs, args.device)
