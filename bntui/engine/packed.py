@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from bntui.engine.data import SplitTensors, derive_seed, load_split_tensors
-from bntui.engine.device import describe_device, on_device, reproducible_kernels, resolve_device, seeded_gpus
+from bntui.engine.device import (
+    describe_device,
+    on_device,
+    reproducible_kernels,
+    resolve_device,
+    seeded_gpus,
+)
 from bntui.engine.events import (
     EpochEnded,
     Event,
@@ -35,8 +41,18 @@ from bntui.engine.events import (
     RunResult,
     RunStarted,
 )
-from bntui.engine.memory import check_model_fits, is_out_of_memory, planned_parameters, release_device_memory
-from bntui.engine.models import batch_norm_layers, batch_statistics_mode, build_model, parameter_count
+from bntui.engine.memory import (
+    check_model_fits,
+    is_out_of_memory,
+    planned_parameters,
+    release_device_memory,
+)
+from bntui.engine.models import (
+    batch_norm_layers,
+    batch_statistics_mode,
+    build_model,
+    parameter_count,
+)
 from bntui.engine.packed_model import PackedNetwork
 from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import (
@@ -47,6 +63,7 @@ from bntui.engine.train import (
     min_progress_seconds,
     steps_per_epoch,
 )
+
 
 class PackTooLarge(Exception):
     """The pack ran out of device memory before any member started: train fewer at once."""
@@ -99,7 +116,7 @@ def train_packed(
             run.prepare(data_dir, download)
             started = True
             run.run()
-    except Exception as exc:  # every run-level failure ends the members still training
+    except Exception as exc:  # noqa: BLE001 - every run-level failure ends the members still training
         if not started and is_out_of_memory(exc):
             release_device_memory(device)
             raise PackTooLarge(str(exc)) from None
