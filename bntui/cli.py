@@ -78,6 +78,9 @@ class RunCommand(TrainingFields, StoreOptions):
         None, description="runs at once per device (default: BNTUI_MAX_PARALLEL, config file, or 1 on a CPU)"
     )
     backend: str | None = Field(None, description="local or slurm (default: BNTUI_BACKEND, config file, or local)")
+    pack: str | None = Field(
+        None, description="auto: train runs differing only in seed and BN as one packed model; off (default: auto)"
+    )
     slurm_partition: str | None = Field(None, description="SLURM partition (default: [slurm] in the config file)")
     slurm_time_min: int | None = Field(None, description="SLURM time limit per run, minutes (default: 60)")
     slurm_gpus: int | None = Field(None, description="GPUs per SLURM run (default: 0)")
@@ -115,7 +118,7 @@ class RunCommand(TrainingFields, StoreOptions):
         }
         settings = self.app_settings(
             data_dir=self.data_dir, device=self.device, download=self.download, threads=self.threads,
-            max_parallel=self.max_parallel, backend=self.backend, slurm=slurm or None,
+            max_parallel=self.max_parallel, backend=self.backend, slurm=slurm or None, pack=self.pack,
         )
         return cmd_run(self, settings, _console())
 

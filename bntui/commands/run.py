@@ -52,7 +52,7 @@ class RunRequest(Protocol):
 # RunCommand's fields that are not a run's own settings.
 _LAUNCH_ONLY_FIELDS = {
     "bn", "seeds", "data_dir", "download", "threads", "json_file", "preset", "runs_dir", "detach",
-    "max_parallel", "backend", "slurm_partition", "slurm_time_min", "slurm_gpus", "slurm_cpus",
+    "max_parallel", "pack", "backend", "slurm_partition", "slurm_time_min", "slurm_gpus", "slurm_cpus",
     "sweep_file", "dry_run", "yes", "grid",
 }
 
@@ -131,7 +131,7 @@ def output_file_problem(path: Path) -> str | None:
 
 
 def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int:
-    from bntui.runs.launch import LaunchError, LaunchOptions, launch
+    from bntui.runs.launch import LaunchError, LaunchOptions, launch, pack_note
 
     try:
         plan, note = build_plan(request, settings)
@@ -154,6 +154,8 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
         return 2
     if note:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if pack := pack_note(plan.configs, LaunchOptions.from_settings(settings)):
+        console.print(f"[yellow]note:[/] {pack}", highlight=False)
     if request.detach:
         where = "submitted to SLURM" if settings.backend == "slurm" else "queued"
         console.print(f"{counted(len(run_ids), 'run')} {where}; they go on without this terminal:", highlight=False)

@@ -157,6 +157,10 @@ class Environment(Strict):
     deterministic: bool | None = None  # cuDNN's deterministic algorithms, no benchmarking
     tf32: bool | None = None  # TF32 allowed in convolutions or float32 matrix products
     cuda_graphs: bool | None = None  # the training step replayed as a CUDA graph
+    # Trained as a member of a packed model (bntui.engine.packed): how many members it had
+    # and their run ids; None: trained alone.
+    packed: int | None = None
+    packed_with: list[str] | None = None
 
 
 _OPTIONAL_HISTORY = (

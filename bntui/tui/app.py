@@ -349,6 +349,12 @@ class BntuiApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))  # that screen's keys and markers first
 
+    def action_system(self) -> None:
+        from bntui.tui.screens.system import SystemScreen
+
+        if not isinstance(self.screen, SystemScreen):
+            self.push_screen(SystemScreen(lambda: list(self.session.views.values())))
+
     def action_toggle_mark(self) -> None:
         self.main.runs.toggle_mark()
 

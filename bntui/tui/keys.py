@@ -30,6 +30,8 @@ KEYMAP: tuple[Key, ...] = (
     Key("f1,question_mark", "help", "Help", "Show every key", priority=False),
     Key("ctrl+q", "quit", "Quit", "Quit (asks first while runs are going)", priority=True),
     Key("f3", "preset_paper_fig1", "Fig. 1", "Set up Ioffe & Szegedy's Figure 1: 3x100 sigmoid MLP, batch 60, SGD, BN both"),
+    Key("f4", "system", "System", "CPU, memory and GPUs (use, memory, temperature, power); each run's speed and ETA",
+        show=False),
     Key("f2", "cycle_theme", "Theme", "Switch to the next bntui theme (saved for next time)"),
     Key("space", "toggle_mark", "Mark", "Mark or unmark the selected run", scope="runs"),
     Key("A", "mark_all", "Mark all", "Mark every run (or, when all are marked, unmark them)", scope="runs"),
