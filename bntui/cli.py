@@ -11,14 +11,15 @@ import re
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     CliApp,
     CliPositionalArg,
     CliSettingsSource,
     CliSubCommand,
+    CliSuppress,
     SettingsError,
     get_subcommand,
 )
@@ -27,6 +28,10 @@ from bntui.config import BnChoice, TrainingFields, format_validation_error
 from bntui.presets import PresetName
 from bntui.settings import AppSettings, ConfigFileError, FolderPath, load_settings
 
+
+SweepMetric = Literal["test_accuracy", "best_val_loss", "best_val_accuracy"]
+CompareFormat = Literal["text", "md", "latex", "csv"]
+ExportFormat = Literal["json", "csv", "md", "latex"]
 
 RUNS_DIR_HELP = "run store folder (default: BNTUI_RUNS_DIR, config file, or the user data dir)"
 DATA_DIR_HELP = "dataset folder (default: BNTUI_DATA_DIR, config file, or the user data dir)"
@@ -42,7 +47,8 @@ class StoreOptions(BaseModel):
 
 
 class RunCommand(TrainingFields, StoreOptions):
-    """Train runs headlessly and keep them in the run store."""
+    """Train runs headlessly and keep them in the run store. A comma list in a setting
+    (--lr 0.01,0.1) makes a grid: one run per combination, in one group."""
 
     bn: BnChoice = Field("on", description="normalization (--norm): on, off, or both (paired runs per seed)")
     seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
@@ -64,17 +70,43 @@ class RunCommand(TrainingFields, StoreOptions):
         description="also write the runs to this JSON file (export format)",
     )
     preset: PresetName | None = Field(
-        None, description="start from a named preset: paper-fig1, santurkar-landscape or small-batch"
+        None,
+        description="start from a named preset: paper-fig1, santurkar-landscape, small-batch or lr-sensitivity",
     )
     detach: bool = Field(False, description="queue the runs and return at once; they train without this terminal")
     max_parallel: int | None = Field(
         None, description="runs at once per device (default: BNTUI_MAX_PARALLEL, config file, or 1 on a CPU)"
     )
     backend: str | None = Field(None, description="local or slurm (default: BNTUI_BACKEND, config file, or local)")
+    pack: str | None = Field(
+        None, description="auto: train runs differing only in seed and BN as one packed model; off (default: auto)"
+    )
     slurm_partition: str | None = Field(None, description="SLURM partition (default: [slurm] in the config file)")
     slurm_time_min: int | None = Field(None, description="SLURM time limit per run, minutes (default: 60)")
     slurm_gpus: int | None = Field(None, description="GPUs per SLURM run (default: 0)")
     slurm_cpus: int | None = Field(None, description="CPU cores per SLURM run (default: 1)")
+    sweep_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("sweep", "sweep_file"),
+        description="a TOML sweep file: fixed settings and a [grid] of lists (flags given win)",
+    )
+    dry_run: bool = Field(False, description="print the runs the launch would make, and launch nothing")
+    yes: bool = Field(False, description="launch a grid of more than 500 runs without asking")
+    # A comma list in a setting (--lr 0.01,0.1) is a grid: taken out before validation.
+    grid: CliSuppress[dict[str, list[str]]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _take_grid(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        from bntui.sweep import GridError, take_grid
+
+        try:
+            single, grid = take_grid(data)
+        except GridError as exc:
+            raise ValueError(str(exc)) from None
+        return {**single, "grid": grid} if grid else data
 
     def cli_cmd(self) -> int:
         from bntui.commands.run import cmd_run
@@ -86,7 +118,7 @@ class RunCommand(TrainingFields, StoreOptions):
         }
         settings = self.app_settings(
             data_dir=self.data_dir, device=self.device, download=self.download, threads=self.threads,
-            max_parallel=self.max_parallel, backend=self.backend, slurm=slurm or None,
+            max_parallel=self.max_parallel, backend=self.backend, slurm=slurm or None, pack=self.pack,
         )
         return cmd_run(self, settings, _console())
 
@@ -125,11 +157,51 @@ class RunsCommand(StoreOptions):
         validation_alias=AliasChoices("json", "as_json"),
         description="print {\"runs\": [...]} as JSON for machines",
     )
+    query: str | None = Field(
+        None,
+        validation_alias=AliasChoices("filter", "query"),
+        description="only the runs a query selects, e.g. 'bn=on lr<0.01 tag:paper status:finished id:2026'",
+    )
 
     def cli_cmd(self) -> int:
         from bntui.commands.store_commands import cmd_runs
 
-        return cmd_runs(self.app_settings(), _console(), as_json=self.as_json)
+        return cmd_runs(self.app_settings(), _console(), as_json=self.as_json, query=self.query)
+
+
+class TagCommand(StoreOptions):
+    """Tag runs (a group id tags each of its runs)."""
+
+    run: CliPositionalArg[str] = Field(description="run id (or unique prefix) or group id")
+    tags: CliPositionalArg[list[str]] = Field(description="tags to add")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.tag_commands import cmd_tag
+
+        return cmd_tag(self.app_settings(), _console(), self.run, add=self.tags)
+
+
+class UntagCommand(TagCommand):
+    """Take tags off runs (a group id: each of its runs)."""
+
+    tags: CliPositionalArg[list[str]] = Field(description="tags to remove")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.tag_commands import cmd_tag
+
+        return cmd_tag(self.app_settings(), _console(), self.run, remove=self.tags)
+
+
+class NoteCommand(StoreOptions):
+    """Write a run's note (an empty text clears it)."""
+
+    run: CliPositionalArg[str] = Field(description="run id (or unique prefix)")
+    text: CliPositionalArg[str] = Field(description="the note")
+
+    def cli_cmd(self) -> int:
+        from bntui.commands.tag_commands import cmd_note
+
+        return cmd_note(self.app_settings(), _console(), self.run, self.text)
 
 
 class ShowCommand(StoreOptions):
@@ -149,18 +221,26 @@ class CompareCommand(StoreOptions):
     runs: CliPositionalArg[list[str]] = Field(default_factory=list, description="run ids")
     all: bool = Field(False, description="show every config field, not only those that differ")
     group: str | None = Field(None, description="compare a group: result card with paired statistics")
+    metric: SweepMetric = Field("test_accuracy", description="a sweep's final metric")
+    output_format: CompareFormat = Field(
+        "text", validation_alias=AliasChoices("format", "output_format"), description="table format"
+    )
 
     def cli_cmd(self) -> int:
         settings = self.app_settings()
         if self.group:
             from bntui.commands.group import cmd_compare_group
 
-            return cmd_compare_group(settings, _console(), self.group)
+            return cmd_compare_group(settings, _console(), self.group, self.metric, self.output_format)
         from bntui.commands.store_commands import cmd_compare
 
         if len(self.runs) < 2:
             _error("compare: name at least two runs, or a group with --group G")
             return 2
+        if self.output_format != "text":  # for a paper: one row per run, settings and metrics
+            from bntui.commands.tag_commands import cmd_export_table
+
+            return cmd_export_table(settings, _console(), self.runs, "-", self.output_format)
         return cmd_compare(settings, _console(), self.runs, show_all=self.all)
 
 
@@ -174,8 +254,18 @@ class ExportCommand(StoreOptions):
         description="file to write, '-' for stdout",
     )
     force: bool = Field(False, description="replace the output file if it exists (without it: refuse)")
+    output_format: ExportFormat = Field(
+        "json",
+        validation_alias=AliasChoices("format", "output_format"),
+        description="json (the round-trip format), or a table of one row per run: csv, md or latex",
+    )
 
     def cli_cmd(self) -> int:
+        if self.output_format != "json":
+            from bntui.commands.tag_commands import cmd_export_table
+
+            return cmd_export_table(self.app_settings(), _console(), self.runs, self.output,
+                                    self.output_format, force=self.force)
         from bntui.commands.store_commands import cmd_export
 
         return cmd_export(self.app_settings(), _console(), self.runs, self.output, force=self.force)
@@ -241,6 +331,9 @@ class Bntui(StoreOptions):
     export: CliSubCommand[ExportCommand] = Field(description=ExportCommand.__doc__)
     import_: CliSubCommand[ImportCommand] = Field(alias="import", description=ImportCommand.__doc__)
     rm: CliSubCommand[RmCommand] = Field(description=RmCommand.__doc__)
+    tag: CliSubCommand[TagCommand] = Field(description=TagCommand.__doc__)
+    untag: CliSubCommand[UntagCommand] = Field(description=UntagCommand.__doc__)
+    note: CliSubCommand[NoteCommand] = Field(description=NoteCommand.__doc__)
     schema_: CliSubCommand[SchemaCommand] = Field(alias="schema", description=SchemaCommand.__doc__)
     themes: CliSubCommand[ThemesCommand] = Field(description=ThemesCommand.__doc__)
 
@@ -313,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         app = CliApp.run(Bntui, cli_args=args, cli_settings_source=source, cli_cmd_method_name="noop")
         return int(app.cli_cmd() or 0)
     except ValidationError as exc:
-        _error(format_validation_error(exc, skip_prefixes=_SUBCOMMANDS))
+        _error(format_validation_error(exc, skip_prefixes=_SUBCOMMANDS, as_flags=True))
     except (SettingsError, ConfigFileError) as exc:
         _error(str(exc).splitlines()[0])
     except KeyboardInterrupt:
@@ -327,4 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-_SUBCOMMANDS = ("run", "runs", "queue", "cancel", "show", "compare", "export", "import", "rm", "schema", "themes")
+_SUBCOMMANDS = (
+    "run", "runs", "queue", "cancel", "show", "compare", "export", "import", "rm", "schema", "themes",
+    "tag", "untag", "note",
+)

@@ -7,6 +7,7 @@ to import (no torch): `bntui --help` and the TUI's first paint depend on it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -88,8 +89,9 @@ class TrainingFields(BaseModel):
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set held out")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    # "off" until bench/gpu_check.py has run on a GPU: the graphed step has never met CUDA.
     cuda_graphs: CudaGraphs = Field(
-        "auto", description="replay the training step as a CUDA graph: auto (on CUDA only) or off"
+        "off", description="replay the training step as a CUDA graph: auto (on CUDA only) or off"
     )
     progress_every: int = Field(50, ge=1, description="steps between progress events")
     # 25, not 10 (the paper-fig1 preset's interval): on a CPU one measurement of the small MLP
@@ -190,6 +192,37 @@ class RunConfig(TrainingFields):
         return f"{self.dataset}/{self.arch}/{arm}/s{self.seed}"
 
 
+# Settings that may differ between a BN run and its no-BN twin without changing what is
+# compared: the arm itself, and what only sets where or how often things are measured.
+PAIRING_IGNORED = frozenset(
+    {"bn", "seed", "device", "progress_every", "diagnostics_every", "landscape_every"}
+)
+
+
+def pairing_key(config: RunConfig, settings: Iterable[str] | None = None) -> str:
+    """What a BN / no-BN pair must share besides its seed: `settings` (None: every setting
+    but PAIRING_IGNORED). In a sweep the runs of one seed differ in the swept settings, and
+    only equal values pair up."""
+    if settings is None:
+        return config.model_dump_json(exclude=set(PAIRING_IGNORED))
+    return config.model_dump_json(include=set(settings))
+
+
+def swept_settings(configs: Iterable[RunConfig]) -> list[str]:
+    """The settings a group sweeps: those (beside PAIRING_IGNORED) that differ between runs of
+    the same BN arm and seed. A group of one setting has none."""
+    by_run: dict[tuple[bool, int], list[dict[str, Any]]] = {}
+    for config in configs:
+        dump = config.model_dump(exclude=set(PAIRING_IGNORED))
+        by_run.setdefault((config.bn, config.seed), []).append(dump)
+    swept: list[str] = []
+    for name in RunConfig.model_fields:
+        if name not in swept and any(len({repr(d[name]) for d in dumps}) > 1
+                                     for dumps in by_run.values() if name in dumps[0]):
+            swept.append(name)
+    return swept
+
+
 def arm_name(config: RunConfig) -> str:
     """An arm in plot legends and titles: BN, GN, LN, BRN or GBN; no BN (no norm beside a
     norm that is not BatchNorm)."""
@@ -258,11 +291,14 @@ def check_device_available(device: str) -> None:
         raise ValueError(absent_device_message(device, [d.name for d in present]))
 
 
-def format_validation_error(error: ValidationError, skip_prefixes: tuple[str, ...] = ()) -> str:
+def format_validation_error(
+    error: ValidationError, skip_prefixes: tuple[str, ...] = (), *, as_flags: bool = False
+) -> str:
     """One line: `field: what is allowed` per problem, joined by '; ', never a traceback.
 
     `skip_prefixes` drops leading location parts that mean nothing to the user (the CLI's
-    sub-command name, for example)."""
+    sub-command name, for example); `as_flags` names each field as the command line spells
+    it (`--batch-size`), for errors about what the user typed there."""
     lines = []
     for item in error.errors():
         parts = [str(part) for part in item["loc"] if not isinstance(part, int)]
@@ -271,10 +307,19 @@ def format_validation_error(error: ValidationError, skip_prefixes: tuple[str, ..
         location = ".".join(parts)
         message = plain_message(item)
         if location and not message.startswith(f"{location}:"):
-            lines.append(f"{location}: {message}")
+            line = f"{location}: {message}"
         else:
-            lines.append(message)
+            line = message
+        lines.append(_flag_spelling(line) if as_flags else line)
     return "; ".join(lines) if lines else str(error)
+
+
+_LEADING_NAME = re.compile(r"^([a-z][a-z0-9_]*)(?=: )")
+
+
+def _flag_spelling(line: str) -> str:
+    """`batch_size: ...` -> `--batch-size: ...` (a model check names its field in its text)."""
+    return _LEADING_NAME.sub(lambda m: "--" + m[1].replace("_", "-"), line, count=1)
 
 
 def plain_message(item: Any) -> str:

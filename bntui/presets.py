@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-PresetName = Literal["paper-fig1", "santurkar-landscape", "small-batch"]
+PresetName = Literal["paper-fig1", "santurkar-landscape", "small-batch", "lr-sensitivity"]
 
 # Ioffe & Szegedy (2015), Figure 1: an MNIST MLP with 3 fully connected hidden layers of 100
 # sigmoid units, batch 60, trained by SGD, with and without BN; diagnostics every 10 steps show
@@ -57,6 +57,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": 1,
         "norm_groups": 2,
         "sweep": {"batch_size": [4, 32], "norm": ["batch", "group", "renorm"]},
+    },
+    # Ioffe & Szegedy (2015), section 3.3; Santurkar et al. (2018), Fig. 1: BatchNorm allows much
+    # higher learning rates. Plain SGD on a log grid from 1e-3 to 1, BN on and off, 3 seeds:
+    # `bntui compare --group G` shows accuracy against the rate, one curve per arm.
+    "lr-sensitivity": {
+        "dataset": "mnist-mini",
+        "arch": "mlp",
+        "optimizer": "sgd",
+        "sgd_momentum": 0.0,
+        "epochs": 5,
+        "bn": "both",
+        "seeds": 3,
+        "sweep": {"lr": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]},
     },
 }
 

@@ -99,6 +99,9 @@ class AppSettings(BaseSettings):
         description="runs training at once per device (unset: 1 on a CPU, by free memory on a GPU)",
     )
     backend: Backend = Field("local", description="where runs train: local (detached processes) or slurm")
+    pack: Literal["auto", "off"] = Field(
+        "auto", description="train a launch's runs that differ only in seed and BN as one packed model: auto or off"
+    )
     slurm: SlurmOptions = Field(default_factory=SlurmOptions, description="SLURM submission")
 
     @field_validator("device")

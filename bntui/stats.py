@@ -6,7 +6,8 @@ share a seed (same initial shared weights, same batch order); the per-seed diffe
 BN − no-BN carry most of the run-to-run noise away, and a Student t interval on their mean says
 whether the gap is larger than what K seeds can resolve.
 
-Pure Python on purpose (no scipy, no numpy, no torch): this runs in the UI process.
+Student's t comes from scipy (the field's standard), imported on first use; no torch: this runs
+in the UI process.
 Accuracies are fractions in [0, 1], as the engine reports them.
 """
 
@@ -15,10 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from bntui.config import norm_description
+from bntui.config import PAIRING_IGNORED, norm_description, pairing_key, swept_settings
 
 if TYPE_CHECKING:
     from bntui.store.schema import RunRecord
@@ -32,63 +32,24 @@ ONE_PAIR = "none from one seed pair: run more seeds (3 or more) for an interval"
 
 MIN_SEEDS_FOR_VERDICT = 3
 FEW_SEEDS_WARNING = "fewer than 3 seeds: the interval is wide and the verdict fragile"
+# One pair has no interval at all: warning that it is wide contradicted the card's own line.
+ONE_PAIR_WARNING = "one seed pair: no interval and no verdict; run 3 or more seeds"
 NO_PAIRS_WARNING = "no complete BN / no-BN pair (same seed, both finished): nothing to compare"
 
 BandKind = Literal["std", "minmax"]
 
 # Settings that may differ between the runs of a group without changing what is compared.
-_HARMLESS_FIELDS = {
-    "bn", "seed", "device", "progress_every", "diagnostics_every", "landscape_every",
-}  # fmt: skip
+_HARMLESS_FIELDS = set(PAIRING_IGNORED)
 
 
 # --------------------------------------------------------------------------- Student t
 
 
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz method).
+def _student_t():
+    """scipy's Student t (imported on first use: the UI process starts without it)."""
+    from scipy.stats import t
 
-    Converges fast for x < (a + 1) / (a + b + 2); callers use the symmetry relation otherwise."""
-    tiny = 1e-300
-    c = 1.0
-    d = 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 100_000):
-        m2 = 2 * m
-        # Even step.
-        numerator = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2))
-        d = 1.0 + numerator * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + numerator / c
-        c = c if abs(c) > tiny else tiny
-        result *= d * c
-        # Odd step.
-        numerator = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))
-        d = 1.0 + numerator * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + numerator / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        result *= delta
-        if abs(delta - 1.0) < 1e-16:
-            return result
-    raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
-
-
-def regularized_beta(a: float, b: float, x: float, one_minus_x: float | None = None) -> float:
-    """I_x(a, b). Pass `one_minus_x` when 1 − x is known more precisely than `1 - x`."""
-    y = 1.0 - x if one_minus_x is None else one_minus_x
-    if x <= 0.0:
-        return 0.0
-    if y <= 0.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y)
-    )
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, y) / b
+    return t
 
 
 def _check_df(df: float) -> None:
@@ -97,74 +58,23 @@ def _check_df(df: float) -> None:
 
 
 def t_sf(t: float, df: float) -> float:
-    """Upper tail P(T > t) of Student's t with `df` degrees of freedom."""
+    """Upper tail P(T > t) of Student's t with `df` (> 0, may be fractional or inf) degrees of freedom."""
     _check_df(df)
-    if math.isnan(t):
-        return math.nan
-    if math.isinf(df):
-        return NormalDist().cdf(-t)
-    if t < 0:
-        return 1.0 - t_sf(-t, df)
-    t2 = t * t
-    # P(|T| > t) = I_{df/(df+t²)}(df/2, 1/2); 1 − x is computed directly to keep precision
-    # for small t, where x is close to 1.
-    if math.isinf(t2):
-        return 0.0
-    two_sided = regularized_beta(df / 2.0, 0.5, df / (df + t2), one_minus_x=t2 / (df + t2))
-    return 0.5 * two_sided
+    return float(_student_t().sf(t, df))
 
 
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) of Student's t with `df` degrees of freedom."""
-    return t_sf(-t, df)
-
-
-def t_pdf(t: float, df: float) -> float:
     _check_df(df)
-    if math.isinf(df):
-        return NormalDist().pdf(t)
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    return math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))
+    return float(_student_t().cdf(t, df))
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t with `df` (> 0, may be fractional or inf) degrees of freedom.
-
-    Solves t_sf(t) = min(p, 1 − p) for t > 0 by Newton steps kept inside a bisection bracket,
-    working on the tail probability so quantiles near 1 keep full precision."""
+    """The p-quantile of Student's t with `df` (> 0, may be fractional or inf) degrees of freedom."""
     _check_df(df)
     if not (0.0 < p < 1.0):
         raise ValueError(f"probability must be strictly between 0 and 1, got {p}")
-    if math.isinf(df):
-        return NormalDist().inv_cdf(p)
-    if p == 0.5:
-        return 0.0
-    tail = min(p, 1.0 - p)
-    low, high = 0.0, 2.0
-    while t_sf(high, df) > tail:
-        low, high = high, high * 2.0
-        if math.isinf(high):
-            raise ArithmeticError(f"t quantile out of range (p={p}, df={df})")
-    t = NormalDist().inv_cdf(1.0 - tail)  # a good first guess for moderate df
-    if not (low < t < high):
-        t = (low + high) / 2.0
-    for _ in range(400):
-        excess = t_sf(t, df) - tail  # decreasing in t
-        if excess == 0.0:
-            break
-        if excess > 0:
-            low = t
-        else:
-            high = t
-        density = t_pdf(t, df)
-        candidate = t + excess / density if density > 0 else math.nan
-        if not (low < candidate < high):
-            candidate = (low + high) / 2.0
-        if abs(candidate - t) <= 1e-15 * max(1.0, abs(t)):
-            t = candidate
-            break
-        t = candidate
-    return t if p > 0.5 else -t
+    return float(_student_t().ppf(p, df))
 
 
 # --------------------------------------------------------------------------- basic summaries
@@ -440,24 +350,28 @@ def summarize_group(
         raise ValueError(f"records belong to several groups ({names}); summarize one group")
 
     excluded: list[ExcludedRun] = []
-    by_arm: dict[bool, dict[int, RunRecord]] = {True: {}, False: {}}
+    # Runs pair by seed and every other setting (a sweep's runs of one seed differ in the
+    # swept value): keys are (seed, the swept settings' values).
+    swept = swept_settings(r.config for r in records)
+    by_arm: dict[bool, dict[tuple[int, str], RunRecord]] = {True: {}, False: {}}
     for record in records:
         arm, seed = record.config.bn, record.config.seed
+        key = (seed, pairing_key(record.config, swept))
         reason = _is_usable(record)
         if reason is not None:
             excluded.append(ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: {reason}"))
-        elif seed in by_arm[arm]:
-            kept = by_arm[arm][seed].id
+        elif key in by_arm[arm]:
+            kept = by_arm[arm][key].id
             excluded.append(
                 ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: duplicate (kept {kept})")
             )
         else:
-            by_arm[arm][seed] = record
+            by_arm[arm][key] = record
 
-    paired_seeds = sorted(by_arm[True].keys() & by_arm[False].keys())
+    paired_keys = sorted(by_arm[True].keys() & by_arm[False].keys())
     for arm in (True, False):
-        for seed, record in by_arm[arm].items():
-            if seed not in by_arm[not arm]:
+        for (seed, key), record in by_arm[arm].items():
+            if (seed, key) not in by_arm[not arm]:
                 excluded.append(
                     ExcludedRun(
                         record.id,
@@ -466,17 +380,19 @@ def summarize_group(
                     )
                 )
 
-    bn_runs = [by_arm[True][s] for s in paired_seeds]
-    nobn_runs = [by_arm[False][s] for s in paired_seeds]
+    bn_runs = [by_arm[True][k] for k in paired_keys]
+    nobn_runs = [by_arm[False][k] for k in paired_keys]
     pairs = tuple(
-        SeedPair(s, b.id, o.id, _test_accuracy(b), _test_accuracy(o))
-        for s, b, o in zip(paired_seeds, bn_runs, nobn_runs)
+        SeedPair(k[0], b.id, o.id, _test_accuracy(b), _test_accuracy(o))
+        for k, b, o in zip(paired_keys, bn_runs, nobn_runs)
     )
 
     warnings: list[str] = []
     notes: list[str] = []
     if not pairs:
         warnings.append(NO_PAIRS_WARNING)
+    elif len(pairs) == 1:
+        warnings.append(ONE_PAIR_WARNING)
     elif len(pairs) < MIN_SEEDS_FOR_VERDICT:
         warnings.append(FEW_SEEDS_WARNING)
     differing = _differing_settings(bn_runs + nobn_runs)

@@ -1,4 +1,5 @@
-"""The real `bntui` TUI in a pseudo-terminal, driven as a person would: keys in, screen out.
+"""The real `bntui` (the TUI, or a command) in a pseudo-terminal, driven as a person would:
+keys in, screen out.
 
 What an SSH drop does to the app is what `hang_up` does: SIGHUP to its process group."""
 
@@ -17,7 +18,10 @@ from pathlib import Path
 
 
 class PtyApp:
-    def __init__(self, runs_dir: Path, tmp_path: Path, size: tuple[int, int] = (100, 30)) -> None:
+    def __init__(
+        self, runs_dir: Path, tmp_path: Path, size: tuple[int, int] = (100, 30), args: tuple[str, ...] = ()
+    ) -> None:
+        """`bntui [ARGS] --runs-dir RUNS_DIR` (without ARGS: the TUI)."""
         master, slave = os.openpty()
         columns, rows = size
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
@@ -29,7 +33,7 @@ class PtyApp:
             "BNTUI_DEVICE": "cpu",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bntui", "--runs-dir", str(runs_dir)],
+            [sys.executable, "-m", "bntui", *args, "--runs-dir", str(runs_dir)],
             stdin=slave, stdout=slave, stderr=slave, env=env,
             start_new_session=True,  # a session of its own, as a login shell's would be
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its controlling terminal
@@ -53,7 +57,9 @@ class PtyApp:
     def wait_for_text(self, text: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while text.encode() not in self.output:
-            if time.monotonic() > deadline or self.process.poll() is not None:
+            if self.process.poll() is not None:  # what it printed last may still be in the pty
+                deadline = min(deadline, time.monotonic() + 2)
+            if time.monotonic() > deadline:
                 raise AssertionError(f"the app never showed {text!r}")
             time.sleep(0.1)
 

@@ -259,7 +259,7 @@ def foreign_folder(tmp: Path) -> None:
 
 CLI_INPUTS = [
     CliCase("--runs-dir ''", ("runs", "--runs-dir", ""),
-            "bntui: error: runs_dir: must not be empty: give a folder (an empty path means no folder)"),
+            "bntui: error: --runs-dir: must not be empty: give a folder (an empty path means no folder)"),
     CliCase("BNTUI_RUNS_DIR=''", ("runs",),
             "bntui: error: BNTUI_RUNS_DIR: must not be empty: give a folder (an empty path means no folder)",
             env={"BNTUI_RUNS_DIR": ""}),

@@ -409,16 +409,17 @@ def test_training_uses_only_deterministic_algorithms(device):
 
 
 def test_cuda_graphs_apply_only_on_cuda_with_enough_full_batches():
-    config = tiny(batch_size=64)
+    config = tiny(batch_size=64, cuda_graphs="auto")
     assert uses_cuda_graphs(config, torch.device("cuda:0"), 3200)
     assert not uses_cuda_graphs(config, torch.device("cpu"), 3200)
     assert not uses_cuda_graphs(config, torch.device("mps"), 3200)
     assert not uses_cuda_graphs(tiny(cuda_graphs="off"), torch.device("cuda:0"), 3200)
+    assert not uses_cuda_graphs(tiny(), torch.device("cuda:0"), 3200)  # off unless asked for
     assert not uses_cuda_graphs(config, torch.device("cuda:0"), 64 * 7)
 
 
 def test_cuda_graphs_auto_changes_nothing_on_the_cpu():
-    _, auto = run(tiny(epochs=2, bn=True))
+    _, auto = run(tiny(epochs=2, bn=True, cuda_graphs="auto"))
     _, off = run(tiny(epochs=2, bn=True, cuda_graphs="off"))
     assert losses(auto) == losses(off)
 

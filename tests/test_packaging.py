@@ -79,3 +79,11 @@ def test_the_layers_hold():
     lint_imports = Path(sys.executable).with_name("lint-imports")  # the dev extra's script
     result = subprocess.run([str(lint_imports)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_finds_nothing():
+    """No unused import, undefined name or syntax error anywhere (rules: pyproject.toml)."""
+    ruff = Path(sys.executable).with_name("ruff")  # the dev extra's script
+    result = subprocess.run([str(ruff), "check", "bntui", "tests", "bench"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

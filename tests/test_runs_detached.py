@@ -7,6 +7,7 @@ the run, signals to a foreground `bntui run`, and two runs at once with --max-pa
 from __future__ import annotations
 
 import json
+import time
 import os
 import signal
 import subprocess
@@ -185,3 +186,21 @@ def test_slurm_without_sbatch_is_one_line_and_queues_nothing(tmp_path: Path) -> 
         "bntui: error: --backend slurm: sbatch is not on PATH (install SLURM's client tools, or use --backend local)"
     )
     assert runs_in(runs_dir) == []
+
+
+def test_ctrl_c_in_a_terminal_asks_and_can_leave_the_runs_running(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    command = PtyApp(runs_dir, tmp_path, args=("run", "--epochs", "500", *TINY, "--device", "cpu"))
+    try:
+        wait_until(lambda: any(run.epochs_done >= 1 for run in runs_in(runs_dir)), "a first epoch")
+        command.press("\x03")  # Ctrl-C
+        command.wait_for_text("leave them running (l)?")
+        command.press("l\r")
+        command.process.wait(60)
+        assert command.process.returncode == 0
+        command.wait_for_text("The runs go on without this terminal")
+    finally:
+        command.close()
+    time.sleep(1.0)
+    (run,) = runs_in(runs_dir)
+    assert run.status == "running"  # the terminal's command has ended; the run has not

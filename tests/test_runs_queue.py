@@ -105,3 +105,17 @@ def test_the_scheduler_keeps_to_max_parallel_per_device(tmp_path: Path, monkeypa
     trainers[ids[0]].returncode = 0  # one ends
     assert scheduler.step() is True and [run_id for run_id, _ in started] == ids
     assert scheduler.step() is False  # nothing left waiting: the scheduler would exit
+
+
+def test_rm_refuses_a_queued_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (run_id,) = queued(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "bntui", "rm", run_id, "--yes", "--runs-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"bntui: error: run {run_id} is queued: stop it (bntui cancel) before removing it (nothing removed for it)"
+    )
+    assert load_run(tmp_path, run_id).status == "queued"

@@ -137,7 +137,7 @@ def test_bad_flag_value_names_the_flag(config_file):
         (
             'colour = "red"',
             "colour: unknown setting (known: data_dir, runs_dir, device, download, threads, theme, "
-            "max_parallel, backend, slurm)",
+            "max_parallel, backend, pack, slurm)",
         ),
     ],
 )

@@ -19,9 +19,10 @@ from bntui.stats import (
     FEW_SEEDS_WARNING,
     NO_BN_BETTER,
     NO_DIFFERENCE,
+    NO_PAIRS_WARNING,
     NOTHING_TO_COMPARE,
     ONE_PAIR,
-    NO_PAIRS_WARNING,
+    ONE_PAIR_WARNING,
     PairedResult,
     band,
     epochs_to_target,
@@ -319,6 +320,12 @@ def test_fewer_than_three_seeds_warns_and_three_do_not():
     assert FEW_SEEDS_WARNING not in three.warnings
 
 
+def test_one_seed_pair_is_not_warned_of_a_wide_interval_it_does_not_have():
+    one = summarize_group([make_run(bn, 0, 0.6) for bn in (1, 0)])
+    assert FEW_SEEDS_WARNING not in one.warnings
+    assert any("one seed pair" in warning and "no interval" in warning for warning in one.warnings)
+
+
 def test_summary_verdict_follows_the_paired_interval():
     bn_better = [make_run(True, s, 0.70 + 0.05 * s + 0.01 * (s % 2)) for s in range(4)]
     bn_better += [make_run(False, s, 0.68 + 0.05 * s) for s in range(4)]
@@ -439,7 +446,8 @@ def test_rich_card_renders_the_same_content():
 def test_card_for_one_seed_says_there_is_no_interval():
     text = group_card_text(summarize_group([make_run(True, 0, 0.611), make_run(False, 0, 0.622)]))
     assert "no confidence interval" in text
-    assert FEW_SEEDS_WARNING in text
+    assert FEW_SEEDS_WARNING not in text  # "the interval is wide": there is none (issue 19)
+    assert ONE_PAIR_WARNING in text
     assert f"Verdict: {ONE_PAIR}" in text and NO_DIFFERENCE not in text
     assert "1 seed pair (seeds 0)" in text
     assert "of 1 seed reached it" in text and "1 seeds" not in text

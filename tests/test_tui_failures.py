@@ -179,9 +179,10 @@ async def test_the_start_button_launches_and_a_failed_run_is_reported(tmp_path: 
     async with app.run_test(size=(100, 50), message_hook=collect_notifications(notes)) as pilot:
         app.main.form.set_value("dataset", "cifar10")  # not in the empty data dir: each run fails
         start = app.screen.query_one("#start", Button)
-        start.scroll_visible(animate=False)
         # The form validates after its first refresh and enables Start then: under load, later.
         await wait_for(pilot, lambda: not start.disabled, "the Start button to be enabled")
+        start.scroll_visible(animate=False)  # after the dataset line grew: the button moved down
+        await pilot.pause()
         assert await pilot.click(start)  # the Start button does what ctrl+r does
         await wait_for(pilot, lambda: [v.status for v in views(app)] == ["failed", "failed"],
                        "both runs of the launch to fail", timeout=120)

@@ -54,6 +54,16 @@ def test_a_run_view_shows_a_live_run_as_the_store_has_it(tmp_path: Path) -> None
     assert "test acc 85.0%" in describe_progress(view)
 
 
+def test_a_running_run_asked_to_stop_shows_as_stopping_until_it_ends(tmp_path: Path) -> None:
+    writer = RunWriter(tmp_path, RunConfig(epochs=3))
+    writer.write_event(started())
+    (writer.path / "cancel").touch()  # bntui cancel, or ctrl+t in any TUI
+    view = RunView.from_stored(load_run(tmp_path, writer.run_id))
+    assert view.status == "stopping" and view.active
+    writer.finish("cancelled")
+    assert RunView.from_stored(load_run(tmp_path, writer.run_id)).status == "cancelled"
+
+
 def test_a_stored_run_becomes_a_view_with_its_curves() -> None:
     bn, no_bn = fixture_views()
     assert bn.status == "finished" and bn.config is not None and bn.config.bn
@@ -70,10 +80,29 @@ def test_curves_pair_bn_with_its_twin_in_theme_colours() -> None:
     assert [c.short_label for c in accuracy] == ["BN", "", "no BN", ""]
     assert {c.color for c in accuracy[:2]} == {theme.series_rgb[0]}
     assert {c.color for c in accuracy[2:]} == {theme.series_rgb[1]}
-    assert [c.marker for c in accuracy[:2]] == [theme.train_marker, theme.val_marker]
+    # validation: the run's line with a point on each epoch; training: the line alone
+    assert [(c.marker, c.points) for c in accuracy[:2]] == [(theme.train_marker, ""), (theme.train_marker, "•")]
     assert [c.label for c in loss if c.scatter] == ["BN train/step", "no BN train/step"]
     no_color, _ = curves_for(fixture_views(), theme, no_color=True)
     assert all(c.color is None for c in no_color)
+
+
+def test_bn_and_no_bn_keep_their_colours_whichever_run_is_selected() -> None:
+    theme = load_themes().themes["bntui-dark"]
+    bn, no_bn = fixture_views()
+    for views in ([bn, no_bn], [no_bn, bn], [no_bn], [bn]):
+        _, accuracy = curves_for(views, theme)
+        for curve in accuracy:
+            arm = "no BN" if curve.label.startswith("no BN") or views == [no_bn] else "BN"
+            assert curve.color == theme.series_rgb[0 if arm == "BN" else 1], (views, curve.label)
+
+
+def test_the_plot_key_names_every_run_and_train_val_and_steps() -> None:
+    from bntui.tui.widgets.metric_plot import key_text
+
+    theme = load_themes().themes["bntui-dark"]
+    loss, _ = curves_for(fixture_views(), theme)
+    assert key_text(tuple(loss)).plain == "■ BN ■ no BN ⠒⠒ train ⠒⠒• val · step"
 
 
 def test_without_colour_every_loss_curve_has_its_own_marker() -> None:

@@ -26,5 +26,19 @@ def print_group_card(settings: AppSettings, console: Console, group: str) -> int
     return 0
 
 
-def cmd_compare_group(settings: AppSettings, console: Console, group: str) -> int:
+def cmd_compare_group(
+    settings: AppSettings, console: Console, group: str, metric: str = "test_accuracy", fmt: str = "text"
+) -> int:
+    """A sweep's table (and plot) when the group sweeps a setting besides seed and BN;
+    otherwise the result card."""
+    from bntui.commands.sweep_commands import print_group_table, print_sweep
+    from bntui.store import list_runs
+    from bntui.sweep_stats import summarize_sweep
+
+    records = [run.record for run in list_runs(settings.runs_dir) if run.record and run.record.group == group]
+    sweep = summarize_sweep(records, metric) if records else None
+    if sweep is not None:
+        return print_sweep(console, sweep, fmt)
+    if fmt != "text" and records:
+        return print_group_table(console, records, fmt)
     return print_group_card(settings, console, group)

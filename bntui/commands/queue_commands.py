@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
+from bntui.text import escape
 
 
 def _error(message: str) -> None:
@@ -29,7 +29,7 @@ def where(run: StoredRun) -> str:
     """Where a run trains: "pid 123 on host", "SLURM job 45_1", or "queue position 3"."""
     from bntui.store.reader import slurm_job_of
 
-    job = slurm_job_of(run.path) or (run.record.environment.slurm_job_id if run.record else None)
+    job = slurm_job_of(run.path) or (run.brief.environment.slurm_job_id if run.brief else None)
     if run.status == "queued":
         place = f"queued, {run.queue_place} ahead" if run.queue_place else "next in the queue"
         return f"SLURM job {job} (pending)" if job else place
@@ -51,6 +51,7 @@ def cmd_queue(settings: AppSettings, console: Console, as_json: bool = False) ->
         return 1
     if as_json:
         rows = [{**run.overview(), "where": where(run), "queue_place": run.queue_place,
+                 "stop_requested": run.stop_requested,
                  "pid": run.owner.pid if run.owner else None,
                  "host": run.owner.host if run.owner else None} for run in runs]
         console.file.write(json.dumps({"runs": rows, "scheduler_pid": scheduler_pid(settings.runs_dir)},
@@ -67,7 +68,8 @@ def cmd_queue(settings: AppSettings, console: Console, as_json: bool = False) ->
     table.add_column("where")
     for run in runs:
         epochs = f"{run.epochs_done}/{run.config.epochs}" if run.config else str(run.epochs_done)
-        table.add_row(escape(run.id), run.status, epochs, escape(where(run)))
+        status = "stopping" if run.stop_requested else run.status
+        table.add_row(escape(run.id), status, epochs, escape(where(run)))
     console.print(table, crop=False)
     pid = scheduler_pid(settings.runs_dir)
     console.print(f"[dim]scheduler: {'pid ' + str(pid) if pid else 'not running'}[/]", highlight=False)

@@ -31,6 +31,7 @@ from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, ensure_runs_dir
 from bntui.store.layout import describe_os_error
+from bntui.text import escape
 from bntui.words import counted
 
 
@@ -51,7 +52,8 @@ class RunRequest(Protocol):
 # RunCommand's fields that are not a run's own settings.
 _LAUNCH_ONLY_FIELDS = {
     "bn", "seeds", "data_dir", "download", "threads", "json_file", "preset", "runs_dir", "detach",
-    "max_parallel", "backend", "slurm_partition", "slurm_time_min", "slurm_gpus", "slurm_cpus",
+    "max_parallel", "pack", "backend", "slurm_partition", "slurm_time_min", "slurm_gpus", "slurm_cpus",
+    "sweep_file", "dry_run", "yes", "grid",
 }
 
 
@@ -60,11 +62,27 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
     values = command.model_dump(exclude=_LAUNCH_ONLY_FIELDS)
     bn, seeds = command.bn, command.seeds
     note, sweep = None, None
+    given = set(command.model_fields_set)
+    grid = dict(getattr(command, "grid", None) or {})
+    if getattr(command, "sweep_file", None):  # its settings count as given: they beat a preset's
+        from bntui.sweep import load_sweep_file
+
+        sweep_file = load_sweep_file(command.sweep_file)
+        for key, value in sweep_file.fixed().items():
+            if key in given:
+                continue
+            if key == "bn":
+                bn = value
+            elif key == "seeds":
+                seeds = value
+            else:
+                values[key] = value
+        given |= sweep_file.model_fields_set
+        grid = {**sweep_file.grid, **grid}  # a list on the command line replaces the file's
     if command.preset:
         from bntui.engine.data import dataset_info
         from bntui.presets import PRESETS, preset_values
 
-        given = command.model_fields_set
         dataset = PRESETS[command.preset].get("dataset", command.dataset)
         present = dataset_info(dataset, settings.data_dir).present
         preset = preset_values(command.preset, present)
@@ -82,6 +100,8 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
             else:
                 values[key] = value
     values["device"] = command.device or settings.device
+    if grid:
+        sweep = {**(sweep or {}), **grid}
     return plan_runs(TrainingFields(**values), bn, seeds, sweep), note
 
 
@@ -111,23 +131,31 @@ def output_file_problem(path: Path) -> str | None:
 
 
 def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int:
-    from bntui.runs.launch import LaunchError, LaunchOptions, launch
+    from bntui.runs.launch import LaunchError, LaunchOptions, launch, pack_note
 
     try:
         plan, note = build_plan(request, settings)
+        if getattr(request, "dry_run", False):
+            from bntui.commands.sweep_commands import print_dry_run
+
+            return print_dry_run(console, plan)
+        if not grid_confirmed(request, len(plan.configs)):
+            return 2
         if request.json_file is not None and (problem := output_file_problem(request.json_file)):
             raise ValueError(f"--json: {problem}")
         check_device_available(plan.configs[0].device)
         ensure_runs_dir(settings.runs_dir)  # the first run would create it: fail now, not then
         run_ids = launch(plan, LaunchOptions.from_settings(settings))
     except ValidationError as exc:
-        print(f"bntui: error: {format_validation_error(exc)}", file=sys.stderr)
+        print(f"bntui: error: {format_validation_error(exc, as_flags=True)}", file=sys.stderr)
         return 2
     except (ValueError, StoreError, LaunchError) as exc:
         print(f"bntui: error: {exc}", file=sys.stderr)
         return 2
     if note:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if pack := pack_note(plan.configs, LaunchOptions.from_settings(settings)):
+        console.print(f"[yellow]note:[/] {pack}", highlight=False)
     if request.detach:
         where = "submitted to SLURM" if settings.backend == "slurm" else "queued"
         console.print(f"{counted(len(run_ids), 'run')} {where}; they go on without this terminal:", highlight=False)
@@ -145,9 +173,9 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
     runs = follower.latest()
     _print_results(console, runs)
     if plan.group and any(c.bn for c in plan.configs) and any(not c.bn for c in plan.configs):
-        from bntui.commands.group import print_group_card
+        from bntui.commands.group import cmd_compare_group
 
-        print_group_card(settings, console, plan.group)
+        cmd_compare_group(settings, console, plan.group)  # a sweep's table, else the result card
     if request.json_file:
         from bntui.commands.store_commands import cmd_export
 
@@ -158,6 +186,24 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
     if ended_by is not None:
         return 128 + ended_by
     return 0 if all(run.status == "finished" for run in runs) else 1
+
+
+def grid_confirmed(request: RunRequest, count: int) -> bool:
+    """A launch of more than GRID_LIMIT runs goes ahead with --yes or a yes on the terminal;
+    without a terminal to ask on it is refused, with one line."""
+    from bntui.sweep import GRID_LIMIT
+
+    if count <= GRID_LIMIT or getattr(request, "yes", False):
+        return True
+    if not sys.stdin.isatty():
+        print(f"bntui: error: the launch makes {count} runs, more than {GRID_LIMIT}: "
+              "pass --yes to launch them (or --dry-run to list them)", file=sys.stderr)
+        return False
+    try:
+        answer = input(f"The launch makes {count} runs (more than {GRID_LIMIT}). Launch them? [y/N] ")
+    except (EOFError, KeyboardInterrupt, OSError):
+        answer = ""
+    return answer.strip().lower().startswith("y")
 
 
 # How `bntui run` follows its runs: it reads the store, like every other view.
@@ -177,6 +223,7 @@ class Follower:
         self.console = console
         self.signals: list[int] = []
         self.stopping: int | None = None  # the signal that stopped the runs
+        self.told: set[str] = set()  # runs whose failure was printed
 
     def latest(self) -> list[StoredRun]:
         from bntui.store import list_runs
@@ -248,7 +295,7 @@ class Follower:
         epochs = config.epochs if config else 0
         style = {"finished": "green", "cancelled": "yellow", "queued": "dim", "running": ""}.get(run.status, "red")
         status = f" [{style}]{run.status}[/]" if style else ""
-        fields = {"description": f"{label}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
+        fields = {"description": f"{escape(label)}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
         if run.steps_per_epoch:
             fields["total"] = run.steps_per_epoch * epochs
         if record is not None and record.progress.step:
@@ -261,10 +308,11 @@ class Follower:
         if record is not None and record.timings.steps and not run.active:
             fields["completed"] = record.timings.steps
         progress.update(task, **fields)
-        if run.status in ("failed", "crashed", "diverged") and run.id not in getattr(self, "_told", set()):
-            self._told = getattr(self, "_told", set()) | {run.id}
+        if run.status in ("failed", "crashed", "diverged") and run.id not in self.told:
+            self.told.add(run.id)
             message = record.message if record is not None else run.damaged
-            progress.console.print(f"[red]{label} {run.status}:[/] {message or ''}", highlight=False)
+            progress.console.print(f"[red]{escape(label)} {run.status}:[/] {escape(message or '')}",
+                                   highlight=False)
 
 
 def _ask_stop_or_leave() -> str:

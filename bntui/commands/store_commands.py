@@ -112,17 +112,27 @@ def _resolve(settings: AppSettings, refs: Sequence[str]) -> list[StoredRun] | No
 
 # -- runs ------------------------------------------------------------------------------------
 
-def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False) -> int:
+def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, query: str | None = None) -> int:
     try:
         runs = list_runs(settings.runs_dir)
     except StoreError as exc:
         _error(str(exc))
         return 1
+    if query:
+        from bntui.commands.tag_commands import filtered_runs
+        from bntui.filters import FilterError
+
+        try:
+            runs = filtered_runs(runs, query)
+        except FilterError as exc:
+            _error(str(exc))
+            return 2
     if as_json:
         _write_raw(console, json.dumps({"runs": [run.overview() for run in runs]}, indent=2) + "\n")
         return 0
     if not runs:
-        console.print(f"no runs in {escape(str(settings.runs_dir))}", highlight=False, soft_wrap=True)
+        where = f"no runs match {query!r}" if query else "no runs"
+        console.print(f"{escape(where)} in {escape(str(settings.runs_dir))}", highlight=False, soft_wrap=True)
         return 0
     rows = [_runs_row(run) for run in runs]
     # The id is what the user copies into `bntui show`: never wrapped, folded or cut; the
@@ -480,10 +490,12 @@ def cmd_rm(
     if found is None:
         return 1
     unique = list({run.id: run for run in found}.values())
-    running = [run for run in unique if run.live]
+    # A queued run would be started by the scheduler after its folder is gone: stop it first.
+    running = [run for run in unique if run.active]
     for run in running:
-        _error(f"run {run.id} is running: stop it before removing it (nothing removed for it)")
-    removable = [run for run in unique if not run.live]
+        _error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it "
+               "(nothing removed for it)")
+    removable = [run for run in unique if not run.active]
     if not removable:
         return 1
     if not yes:
@@ -495,7 +507,7 @@ def cmd_rm(
     failed = False
     for run in removable:
         try:
-            remove_run(run.path, live=run.live)
+            remove_run(run.path, live=run.active)
         except StoreError as exc:
             _error(str(exc))
             failed = True

@@ -27,8 +27,8 @@ BATCH_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 @dataclass(frozen=True)
 class HiddenLayer:
     """One hidden layer, for diagnostics. The pre-activation is the input of `activation`
-    (after BatchNorm when BatchNorm sits before the non-linearity): a forward hook on
-    `activation` sees it, and hooks are registered only while probing."""
+    (after BatchNorm when BatchNorm sits before the non-linearity): the diagnostics probe walks
+    the layers itself and reads it there (no hooks)."""
 
     name: str
     weight: nn.Module  # nn.Linear or nn.Conv2d

@@ -1,8 +1,8 @@
 """The training loop: one run of one config, reported as events.
 
-Fast the nanoGPT/airbench way: every split is one tensor on the device, a batch is an index
-into it, the per-epoch order comes from a seeded generator, and the host waits for the device
-only where a number is needed (progress points and epoch ends), never per step.
+Fast the airbench way: every split is one tensor on the device, a batch is an index into it,
+the per-epoch order comes from a seeded generator, and (as in nanoGPT's loop) the host waits
+for the device only where a number is needed (progress points and epoch ends), never per step.
 
 Reported numbers:
 - train_loss in EpochEnded is the mean of the epoch's batch losses (the lab's running

@@ -23,7 +23,7 @@ def cancel_run(runs_dir: Path, run: StoredRun) -> str:
 
     if not run.active:
         return f"{run.id} is not running ({run.status})"
-    job = slurm_job_of(run.path) or (run.record.environment.slurm_job_id if run.record else None)
+    job = slurm_job_of(run.path) or (run.brief.environment.slurm_job_id if run.brief else None)
     if run.status == "queued" and withdraw(runs_dir, run.id):
         _scancel(job)
         try:

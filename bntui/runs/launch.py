@@ -27,6 +27,7 @@ class LaunchOptions:
     max_parallel: int | None = None
     backend: Backend = "local"
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    pack: str = "auto"
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> LaunchOptions:
@@ -38,6 +39,7 @@ class LaunchOptions:
             max_parallel=settings.max_parallel,
             backend=settings.backend,
             slurm=settings.slurm,
+            pack=settings.pack,
         )
 
 
@@ -66,6 +68,7 @@ def launch(plan: LaunchPlan, options: LaunchOptions) -> list[str]:
         for config in plan.configs:
             run_ids.append(reserve_run(options.runs_dir, config, group=plan.group))
         now = time.time()
+        groups = pack_groups(plan.configs, options, now)
         for index, (run_id, config) in enumerate(zip(run_ids, plan.configs)):
             spec = LaunchSpec(
                 run_id=run_id,
@@ -77,6 +80,7 @@ def launch(plan: LaunchPlan, options: LaunchOptions) -> list[str]:
                 backend=options.backend,
                 slurm=options.slurm if options.backend == "slurm" else None,
                 queued_at=now + index * 1e-6,
+                pack_group=groups[index],
             )
             write_entry(options.runs_dir, spec)
             entries.append(spec.entry_name)
@@ -90,6 +94,33 @@ def launch(plan: LaunchPlan, options: LaunchOptions) -> list[str]:
 
         ensure_scheduler(options.runs_dir)
     return run_ids
+
+
+def pack_groups(configs, options: LaunchOptions, stamp: float) -> list[str | None]:
+    """Each run's pack group (None: trains alone): runs of this launch that may train as one
+    packed model share one. Only the local backend packs (a SLURM task is one run)."""
+    if options.pack != "auto" or options.backend != "local" or len(configs) < 2:
+        return [None] * len(configs)
+    from bntui.engine.packed_rules import pack_key, pack_problem
+
+    keys = [None if pack_problem(config) else pack_key(config) for config in configs]
+    counts = {key: keys.count(key) for key in keys if key is not None}
+    names = {key: f"{int(stamp * 1e6)}-{number}" for number, key in enumerate(counts)}
+    return [names[key] if key is not None and counts[key] > 1 else None for key in keys]
+
+
+def pack_note(configs, options: LaunchOptions) -> str | None:
+    """One line when `--pack auto` cannot pack this launch, saying why; else None."""
+    if options.pack != "auto" or options.backend != "local" or len(configs) < 2:
+        return None
+    from bntui.engine.packed_rules import pack_key, pack_problem
+
+    problems = [problem for config in configs if (problem := pack_problem(config))]
+    if problems:
+        return f"cannot pack: {problems[0]}; the runs train separately"
+    if len({pack_key(config) for config in configs}) == len(configs):
+        return "cannot pack: the runs differ in more than seed and BN; they train separately"
+    return None
 
 
 def _submit(options: LaunchOptions, run_ids: list[str], entries: list[str], name: str) -> None:

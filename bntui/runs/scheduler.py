@@ -29,6 +29,7 @@ GIB = 1024**3
 GPU_GIB_PER_RUN = 4  # room per run on a GPU (a CUDA context alone takes ~0.5 GiB)
 MAX_AUTO_GPU_RUNS = 8
 MAX_STARTS = 3  # a trainer that exits before claiming its run is started again this often
+MAX_PACK = 16  # runs one trainer packs into one model at most (a paired group of 8 seeds)
 
 
 def _lock(runs_dir: Path) -> IO[str] | None:
@@ -99,6 +100,15 @@ def default_parallel(lane: str) -> int:
     return max(1, min(int(free // (GPU_GIB_PER_RUN * GIB)), MAX_AUTO_GPU_RUNS, os.cpu_count() or 1))
 
 
+def packed_with(entry, spec, waiting) -> list:
+    """[(entry name, spec)] of the waiting runs that train in one trainer with `entry` (its
+    pack group, up to MAX_PACK, itself first); [] when it trains alone."""
+    if spec.pack_group is None:
+        return []
+    pack = [(other.name, other_spec) for other, other_spec in waiting if other_spec.pack_group == spec.pack_group]
+    return pack[:MAX_PACK] if len(pack) > 1 else []
+
+
 class Scheduler:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = runs_dir
@@ -147,7 +157,9 @@ class Scheduler:
         from bntui.store.layout import LAUNCH_FILE
         from bntui.store.queue import LaunchSpec
 
-        counts: Counter[str] = Counter(lane for _process, lane in self.children.values())
+        # One trainer is one slot, however many packed runs it trains.
+        trainers = {id(process): lane for process, lane in self.children.values()}
+        counts: Counter[str] = Counter(trainers.values())
         for run in list_runs(self.runs_dir):
             if run.status != "running" or run.id in self.children:
                 continue
@@ -180,16 +192,24 @@ class Scheduler:
         if not waiting:
             return starting
         busy = self.busy()
+        taken: set[str] = set()
         for entry, spec in waiting:
+            if entry.name in taken:
+                continue
             lane = self.lane_of(spec.lane)
             limit = self.limit_of(lane, spec.max_parallel)
             if busy[lane] >= limit:
                 continue
-            self.start(entry.name, spec, lane, limit)
+            pack = packed_with(entry, spec, waiting)
+            taken.update(name for name, _spec in pack)
+            if pack:
+                self.start(entry.name, spec, lane, limit, pack=pack)
+            else:
+                self.start(entry.name, spec, lane, limit)
             busy[lane] += 1
         return True
 
-    def start(self, entry_name: str, spec, lane: str, limit: int) -> None:
+    def start(self, entry_name: str, spec, lane: str, limit: int, pack=()) -> None:
         from bntui.store.layout import TRAINER_LOG
 
         if spec.threads == 0 and lane == "cpu" and limit > 1:
@@ -201,14 +221,17 @@ class Scheduler:
             spec = spec.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // limit)})
             atomic_write_model(queue_dir(self.runs_dir) / entry_name, spec)
         run_dir = self.runs_dir / spec.run_id
+        names = [name for name, _spec in pack] or [entry_name]
         process = spawn_detached(
-            module_command("bntui.runs.trainer", self.runs_dir, entry_name),
+            module_command("bntui.runs.trainer", self.runs_dir, *names),
             log_path=run_dir / TRAINER_LOG,
             cwd=run_dir,
             reap=False,
         )
-        self.children[spec.run_id] = (process, lane)
-        print(f"bntui scheduler: started {spec.run_id} on {lane} (pid {process.pid})", flush=True)
+        for _name, member in pack or [(entry_name, spec)]:
+            self.children[member.run_id] = (process, lane)
+        packed = f" packed with {len(names) - 1} more" if len(names) > 1 else ""
+        print(f"bntui scheduler: started {spec.run_id}{packed} on {lane} (pid {process.pid})", flush=True)
 
     def refuse(self, entry, reason: str) -> None:
         """A queue entry nobody can use: take it off the queue and store its run as failed."""

@@ -116,9 +116,13 @@ def run_entry(runs_dir: str | Path, entry_name: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m bntui.runs.trainer RUNS_DIR QUEUE_ENTRY", file=sys.stderr)
+    if len(args) < 2:
+        print("usage: python -m bntui.runs.trainer RUNS_DIR QUEUE_ENTRY [QUEUE_ENTRY ...]", file=sys.stderr)
         return 2
+    if len(args) > 2:  # a pack: the scheduler's choice (bntui.runs.pack_trainer)
+        from bntui.runs.pack_trainer import run_pack
+
+        return run_pack(args[0], args[1:])
     return run_entry(args[0], args[1])
 
 

@@ -39,7 +39,14 @@ class ImportReport:
 def export_document(runs: list[StoredRun]) -> ExportDocument:
     """A document holding every given run that has a record (a run whose config.json cannot
     be read has none and is left out: the caller may say so)."""
-    return ExportDocument(runs=[run.record for run in runs if run.record is not None])
+    from bntui.store.annotations import read_annotations
+
+    records = []
+    for run in runs:
+        if run.record is not None:
+            notes = read_annotations(run.path)
+            records.append(run.record.model_copy(update={"tags": notes.tags, "note": notes.note}))
+    return ExportDocument(runs=records)
 
 
 def export_text(doc: ExportDocument) -> str:
@@ -146,15 +153,28 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
         except StoreError as exc:
             report.rejected.append((source, str(exc)))
             continue
+        if record.tags or record.note:
+            _annotate(runs_dir / new_id, record)
         report.imported.append((record.id, new_id))
         stored[new_id] = record.model_copy(update={"id": new_id})
     return report
 
 
+def _annotate(run_path: Path, record: RunRecord) -> None:
+    from bntui.store.annotations import Annotations, write_annotations
+
+    try:
+        write_annotations(run_path, Annotations(tags=record.tags, note=record.note))
+    except (ValidationError, StoreError):
+        pass  # the run itself is imported; tags that are not valid here are left out
+
+
 def _content(record: RunRecord) -> str:
     """What two records must share to be the same run. A run exported while queued or running
-    is stored as crashed (nothing runs it here), so that is the status it is compared with."""
-    return record.model_copy(update={"status": as_imported(record.status)}).model_dump_json()
+    is stored as crashed (nothing runs it here), so that is the status it is compared with.
+    Tags and notes are the user's, not the run's: they do not make it another run."""
+    update = {"status": as_imported(record.status), "tags": [], "note": None}
+    return record.model_copy(update=update).model_dump_json()
 
 
 def _already_stored(record: RunRecord, stored: dict[str, StoredRun | RunRecord]) -> bool:

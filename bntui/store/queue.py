@@ -46,6 +46,8 @@ class LaunchSpec(BaseModel):
     backend: Backend = "local"
     slurm: SlurmOptions | None = None
     queued_at: float = Field(default_factory=time.time)
+    # Runs of one launch with the same pack_group may train as one packed model (one trainer).
+    pack_group: str | None = None
 
     @property
     def entry_name(self) -> str:

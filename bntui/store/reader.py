@@ -30,6 +30,7 @@ from bntui.config import RunConfig, format_validation_error
 from bntui.engine.events import TERMINAL_EVENTS, Event
 from bntui.store.event_model import is_known_kind, validate_event
 from bntui.store.layout import (
+    CANCEL_FILE,
     CONFIG_FILE,
     EVENTS_FILE,
     HEARTBEAT_FILE,
@@ -94,6 +95,7 @@ class StoredRun:
     totals: RunTotals = field(default_factory=RunTotals)
     complete: bool = True  # brief holds the series too
     loader: Callable[[], StoredRun | None] | None = field(default=None, repr=False)
+    stop_requested: bool = False  # running, and asked to stop (its cancel file exists)
 
     def full(self) -> StoredRun:
         """This run with its series, read from its folder now (kept: asked again, the same)."""
@@ -600,7 +602,10 @@ def _read_run(
         problems.append("truncated last line in events.jsonl")
     problems.append(_cut_short(cache.summary, log))
 
-    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems), queue_place)
+    # Someone asked it to stop (bntui cancel, ctrl+t): its trainer will end it at its next step.
+    stop_requested = live and _stat(folder / CANCEL_FILE) is not None
+    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems),
+           queue_place, stop_requested)
     if listing and key == cache.built_key and cache.built is not None:
         return cache.built
     if not listing and key == cache.full_key and cache.full_built is not None:
@@ -630,6 +635,7 @@ def _read_run(
         totals=log.totals,
         complete=not listing,
         loader=loader,
+        stop_requested=stop_requested,
     )
     if listing:
         cache.built_key, cache.built = key, run

@@ -157,6 +157,10 @@ class Environment(Strict):
     deterministic: bool | None = None  # cuDNN's deterministic algorithms, no benchmarking
     tf32: bool | None = None  # TF32 allowed in convolutions or float32 matrix products
     cuda_graphs: bool | None = None  # the training step replayed as a CUDA graph
+    # Trained as a member of a packed model (bntui.engine.packed): how many members it had
+    # and their run ids; None: trained alone.
+    packed: int | None = None
+    packed_with: list[str] | None = None
 
 
 _OPTIONAL_HISTORY = (
@@ -280,6 +284,10 @@ class RunRecord(Strict):
     timings: Timings = Field(default_factory=Timings)
     diagnostics: DiagnosticsRecord | None = None
     landscape: LandscapeRecord | None = None
+    # The user's tags and note (bntui.store.annotations): not the run's own record, but they
+    # travel with it through export and import.
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=1000)
+    note: str | None = None
 
     @field_validator("id")
     @classmethod

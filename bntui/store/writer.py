@@ -674,7 +674,7 @@ def remove_run(run_path: Path, *, live: bool = False) -> None:
     never leaves a half-deleted folder that would read as a damaged run. Refuses a live run and
     any folder the store cannot prove it created (layout.not_a_store_run)."""
     if live:
-        raise StoreError(f"run {run_path.name} is running: stop it before removing it")
+        raise StoreError(f"run {run_path.name} is queued or running: stop it before removing it")
     problem = not_a_store_run(run_path)
     if problem is not None:  # never delete what the store did not create
         raise StoreError(f"not removed: {problem} (remove it by hand if it is yours)")

@@ -135,6 +135,13 @@ def open_group(app: AnalysisHost) -> None:
         return
     records = _records_for(app, ids)
     if records:
+        from bntui.config import swept_settings
+
+        if swept_settings(record.config for record in records):  # a sweep: its own view
+            from bntui.tui.screens.sweep import SweepScreen
+
+            app.push_screen(SweepScreen(records))
+            return
         app.push_screen(GroupScreen(records))
 
 
@@ -174,14 +181,15 @@ def refresh_open_screen(app: AnalysisHost, removed: Sequence[str] = ()) -> None:
     from bntui.tui.screens.diagnostics import DiagnosticsScreen
     from bntui.tui.screens.group import GroupScreen
     from bntui.tui.screens.landscape import LandscapeScreen
+    from bntui.tui.screens.sweep import SweepScreen
 
     screen = app.screen
-    if not isinstance(screen, (CompareScreen, DiagnosticsScreen, GroupScreen, LandscapeScreen)):
+    if not isinstance(screen, (CompareScreen, DiagnosticsScreen, GroupScreen, LandscapeScreen, SweepScreen)):
         return
     shown = [record.id for record in screen.records]
     shown += [run_id for run_id in _run_ids(app, app.session.analysis_ids.get(screen, [])) if run_id not in shown]
     records = _records_by_id(app)
-    if isinstance(screen, GroupScreen) and screen.records:
+    if isinstance(screen, (GroupScreen, SweepScreen)) and screen.records:
         group = screen.records[0].group
         shown = [run_id for run_id in records if app.session.stored[run_id].group == group]
     gone = [run_id for run_id in shown if run_id in removed]

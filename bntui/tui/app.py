@@ -230,7 +230,7 @@ class BntuiApp(App[int]):
         if fields.device == "auto" and self.devices is not None:
             fields = fields.model_copy(update={"device": auto_device(self.devices)})
         try:
-            plan = plan_runs(fields, reading.bn, reading.seeds)  # type: ignore[arg-type]
+            plan = plan_runs(fields, reading.bn, reading.seeds, reading.grid or None)  # type: ignore[arg-type]
         except ValidationError as exc:
             self.notify(format_validation_error(exc), title="Cannot start", severity="error", markup=False)
             return
@@ -240,6 +240,11 @@ class BntuiApp(App[int]):
         options = LaunchOptions.from_settings(self.settings)
         if reading.backend is not None:
             options = dataclasses.replace(options, backend=reading.backend)
+        from bntui.tui.screens.confirm_launch import confirm_large_launch
+
+        confirm_large_launch(self, len(plan.configs), partial(self._start_launch, plan, options))
+
+    def _start_launch(self, plan, options: LaunchOptions) -> None:
         self.run_worker(partial(self._launch, plan, options), thread=True, exit_on_error=False,
                         group="launch", name="launch")
 
@@ -300,7 +305,7 @@ class BntuiApp(App[int]):
             return  # already asking: a second ^q must not stack a second question
         active = self.session.active()
         if active:
-            running = sum(1 for view in active if view.status == "running")
+            running = sum(1 for view in active if view.status != "queued")
             self.push_screen(ConfirmQuitScreen(running, len(active) - running), self._quit_answered)
         else:
             self.exit(0)
@@ -342,10 +347,19 @@ class BntuiApp(App[int]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.screen))  # that screen's keys and markers first
+
+    def action_system(self) -> None:
+        from bntui.tui.screens.system import SystemScreen
+
+        if not isinstance(self.screen, SystemScreen):
+            self.push_screen(SystemScreen(lambda: list(self.session.views.values())))
 
     def action_toggle_mark(self) -> None:
         self.main.runs.toggle_mark()
+
+    def action_mark_all(self) -> None:
+        self.main.runs.toggle_all_marks()
 
     def action_mark_group(self) -> None:
         analysis.mark_group(self)
@@ -364,6 +378,21 @@ class BntuiApp(App[int]):
 
     def action_export(self) -> None:
         analysis.open_export(self)
+
+    def action_filter_runs(self) -> None:
+        from bntui.tui.screens.run_filter import open_filter
+
+        open_filter(self)
+
+    def action_tag_runs(self) -> None:
+        from bntui.tui.screens.run_filter import open_annotate
+
+        open_annotate(self, "tags")
+
+    def action_note_run(self) -> None:
+        from bntui.tui.screens.run_filter import open_annotate
+
+        open_annotate(self, "note")
 
     def action_preset_paper_fig1(self) -> None:
         from bntui.engine.data import dataset_info

@@ -3,12 +3,23 @@ colour tells runs apart, the marker tells training from validation (bntui.themes
 
 from __future__ import annotations
 
-from bntui.config import arm_name
+from bntui.config import RunConfig, arm_name
 from bntui.themes import ThemeFile, curve_style
 from bntui.tui.run_view import RunView
 from bntui.tui.widgets.metric_plot import Curve
 
 STEP_MARKER = "·"  # the running train loss: sparse small points under the per-epoch lines
+VAL_POINT = "•"  # validation: a point per epoch over its line (train: the line alone)
+# Each arm keeps its colour on every screen: BN the theme's 1st series colour, no norm the 2nd,
+# the other norms the next ones (in the order of bntui.config.Norm).
+NORM_SLOTS = {"batch": 0, "group": 2, "layer": 3, "renorm": 4, "ghost": 5}
+
+
+def arm_slot(config: RunConfig | None) -> int:
+    """The colour slot of a run's arm (see NORM_SLOTS); 0 when its settings are unknown."""
+    if config is None:
+        return 0
+    return NORM_SLOTS.get(config.norm, 0) if config.bn else 1
 
 
 def _arm(view: RunView, paired: bool) -> str:
@@ -35,8 +46,9 @@ def curves_for(
     paired = len(views) > 1
     for index, view in enumerate(views):
         prefix = _arm(view, paired)
-        train = curve_style(theme, index, "train", no_color=no_color)
-        val = curve_style(theme, index, "val", no_color=no_color)
+        slot = arm_slot(view.config)
+        train = curve_style(theme, slot, "train", no_color=no_color)
+        val = curve_style(theme, slot, "val", no_color=no_color)
         # Short legend: one entry per run (colour tells runs apart) or, for one run, train/val.
         short_train = prefix.strip() if paired else "train"
         short_val = "" if paired else "val"
@@ -44,7 +56,7 @@ def curves_for(
         epochs = [float(e) for e in view.curves.epoch]
         if view.progress_step:
             loss.append(Curve(view.progress_epochs(), list(view.progress_loss), f"{prefix}train/step",
-                              train.color, _step_marker(theme, index, len(views), no_color),
+                              train.color, _step_marker(theme, slot, 2, no_color),
                               scatter=True))
         for curves, train_values, val_values in (
             (loss, view.curves.train_loss, view.curves.val_loss),
@@ -52,6 +64,9 @@ def curves_for(
         ):
             curves.append(Curve(epochs, list(train_values), f"{prefix}train", train.color, train.marker,
                                 short_label=short_train))
-            curves.append(Curve(epochs, list(val_values), f"{prefix}val", val.color, val.marker,
-                                short_label=short_val))
+            # With colour, validation is its run's line with a point on each epoch: a point
+            # per measurement, joined (a dotted marker drew stair steps between epochs).
+            val_marker, points = (val.marker, "") if no_color else (train.marker, VAL_POINT)
+            curves.append(Curve(epochs, list(val_values), f"{prefix}val", val.color, val_marker,
+                                short_label=short_val, points=points))
     return loss, accuracy

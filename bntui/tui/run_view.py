@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bntui.config import RunConfig
+from bntui.config import RunConfig, pairing_key
 from bntui.store.schema import ACTIVE_STATUSES
 
 
@@ -63,7 +63,7 @@ class RunView:
 
     @property
     def active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
+        return self.status in ACTIVE_STATUSES or self.status == "stopping"
 
     @property
     def label(self) -> str:
@@ -87,6 +87,8 @@ class RunView:
         A listed run gives the row's numbers without curves: from_stored(stored.full()) has them."""
         record = stored.brief
         status = str(getattr(stored, "status", "crashed"))
+        if status == "running" and getattr(stored, "stop_requested", False):
+            status = "stopping"  # its trainer ends it at its next step
         view = cls(key=stored.id, run_id=stored.id, config=None, status=status,
                    queue_place=getattr(stored, "queue_place", None))
         damaged = getattr(stored, "damaged", None)
@@ -128,7 +130,8 @@ class RunView:
         return view
 
     def twin_of(self, other: RunView) -> bool:
-        """The paired run of a BN on/off launch: same group and seed, the other BN arm."""
+        """The paired run of a BN on/off launch: same group, seed and settings (a sweep's
+        swept value too), the other BN arm."""
         return (
             self.key != other.key
             and self.group is not None
@@ -137,4 +140,5 @@ class RunView:
             and other.config is not None
             and self.config.seed == other.config.seed
             and self.config.bn != other.config.bn
+            and pairing_key(self.config) == pairing_key(other.config)
         )

@@ -1,3 +1,2 @@
-"""The app's screens. The main screen is the workbench; modal screens ask or explain.
-
-Later screens (compare marked runs, BatchNorm diagnostics) go here and read the app's RunViews."""
+"""The app's screens: the main screen is the workbench; compare, group, diagnostics and
+landscape read run records from the session (bntui.tui.session); modal screens ask or explain."""

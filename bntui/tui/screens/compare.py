@@ -14,13 +14,15 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from bntui.config import RunConfig
 from bntui.series import ema
 from bntui.store.schema import RunRecord
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.words import counted
+from bntui.tui.widgets.key_footer import KeyFooter
+from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.overlay_plot import (
     CurvePainter,
     OverlayPlot,
@@ -60,6 +62,20 @@ def run_labels(records: Sequence[RunRecord]) -> list[str]:
         f"{label} ({record.id})" if labels.count(label) > 1 else label
         for label, record in zip(labels, records)
     ]
+
+
+VAL_POINT = "•"  # as on the main screen (bntui.tui.curves.VAL_POINT)
+LEGEND_RUN_LINES = 4  # the legend's lines for runs; one more says what the marks are
+
+
+def shorter_labels(labels: list[str]) -> list[str]:
+    """The labels without the leading "/"-parts every one of them shares:
+    mnist-mini/mlp/bn/s0, mnist-mini/mlp/no-bn/s0 -> bn/s0, no-bn/s0."""
+    parts = [label.split("/") for label in labels]
+    common = 0
+    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    return ["/".join(p[common:]) for p in parts]
 
 
 def _pair(xs: Sequence[float], ys: Sequence[float]) -> Curve | None:
@@ -241,6 +257,13 @@ class CompareScreen(LiveRecordsScreen):
         Binding("r", "set_reference", "Reference", tooltip="Measure deltas against the selected run"),
         Binding("a", "toggle_all_settings", "All settings", tooltip="Settings: only differing, or all"),
     ]
+    HELP_NAME = "compare"
+    MARKERS = (
+        ("• dots", "validation, one point per epoch (or per logged step), joined"),
+        ("⠿ line", "training (t hides it)"),
+        ("colour", "the run: ■ #n in the key under the plot; ◆ the reference run"),
+        ("Δ", "run − reference (r makes the selected run the reference)"),
+    )
 
     def __init__(self, records: Sequence[RunRecord], reference: str | None = None) -> None:
         super().__init__()
@@ -263,7 +286,7 @@ class CompareScreen(LiveRecordsScreen):
         return self.smoothing_tenths / 10
 
     def compose(self) -> ComposeResult:
-        yield Static(id="compare-status")
+        yield PartsLine(id="compare-status")
         yield OverlayPlot(id="compare-plot")
         yield Static(id="compare-legend")
         with Horizontal(id="compare-bottom"):
@@ -273,8 +296,10 @@ class CompareScreen(LiveRecordsScreen):
                 yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
             with Vertical(id="compare-settings-pane"):
                 yield Static(id="compare-settings-title", classes="pane-title")
-                yield DataTable(id="compare-settings", cursor_type="row")
-        yield Footer()
+                # A column cursor: right / left step a run at a time, the table scrolling with it;
+                # the setting names stay.
+                yield DataTable(id="compare-settings", cursor_type="column", fixed_columns=1)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#compare-table", DataTable).focus()
@@ -314,9 +339,11 @@ class CompareScreen(LiveRecordsScreen):
                     PlotSeries(*self._smoothed(train), painter.color(index), painter.marker(index, "train"))
                 )
             if val is not None:
-                series.append(
-                    PlotSeries(*self._smoothed(val), painter.color(index), painter.marker(index, "val"))
-                )
+                # With colour: a point per measurement joined by a line (dots drew stair steps).
+                marker, points = painter.marker(index, "val"), ""
+                if not painter.no_color:
+                    marker, points = painter.train_marker, VAL_POINT
+                series.append(PlotSeries(*self._smoothed(val), painter.color(index), marker, points=points))
         self.notes = []
         if missing and self.records:
             self.notes.append(f"no {self.x_axis} data for {', '.join(missing)}")
@@ -351,21 +378,31 @@ class CompareScreen(LiveRecordsScreen):
         self.query_one("#compare-status", Static).update(Text(" · ".join(parts)))
 
     def _draw_legend(self, painter: CurvePainter) -> None:
+        legend_widget = self.query_one("#compare-legend", Static)
+        width = legend_widget.content_region.width or self.size.width - 2
+        labels = run_labels(self.records)
+        # The legend has 4 lines for runs (and one for the marks): with many runs, the parts
+        # every run shares go (the status line and table say them), then the names.
+        for candidate in (labels, shorter_labels(labels), [""] * len(labels)):
+            legend = pack_entries(self._legend_entries(painter, candidate), width)
+            if legend.plain.count("\n") < LEGEND_RUN_LINES:
+                break
+        if not painter.no_color:
+            train = f"  training: {marker_symbol(painter.train_marker)}" if self.show_train else ""
+            legend.append(f"\nvalidation: ⠒{VAL_POINT}⠒ (points joined){train}", style="dim")
+        legend_widget.update(legend)
+
+    def _legend_entries(self, painter: CurvePainter, labels: list[str]) -> list[Text]:
         entries = []
-        for index, label in enumerate(run_labels(self.records)):
+        for index, label in enumerate(labels):
             entry = Text()
             entry.append("■ " if not painter.no_color else "", style=painter.swatch(index))
-            entry.append(f"#{index + 1} {label}", style=painter.swatch(index))
+            entry.append(f"#{index + 1} {label}".rstrip(), style=painter.swatch(index))
             if painter.no_color:
                 train = f", train {marker_symbol(painter.marker(index, 'train'))}" if self.show_train else ""
                 entry.append(f" (val {marker_symbol(painter.marker(index, 'val'))}{train})")
             entries.append(entry)
-        legend_widget = self.query_one("#compare-legend", Static)
-        legend = pack_entries(entries, legend_widget.content_region.width or self.size.width - 2)
-        if not painter.no_color:
-            train = f"  training: {marker_symbol(painter.train_marker)}" if self.show_train else ""
-            legend.append(f"\nvalidation: {marker_symbol(painter.val_marker)}{train}", style="dim")
-        legend_widget.update(legend)
+        return entries
 
     def on_resize(self) -> None:
         # The legend is packed for the width it had: pack it again for the new one.

@@ -17,11 +17,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Select, Static
+from textual.widgets import Select, Static
 
 from bntui.config import arm_name
 from bntui.store.schema import RunRecord
 from bntui.text import printable
+from bntui.tui.widgets.key_footer import KeyFooter
+from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.words import counted
@@ -271,6 +273,14 @@ class DiagnosticsScreen(LiveRecordsScreen):
         Binding("s", "next_statistic", "Statistic", tooltip="Next statistic"),
         Binding("g", "toggle_log", "Log y", tooltip="Logarithmic y axis (gradient norm, update ratio)"),
     ]
+    HELP_NAME = "BatchNorm diagnostics"
+    MARKERS = (
+        ("⠿ line", "p50 (median), or the mean, or the statistic itself"),
+        ("× crosses", "p15 and p85: the percentile band around the median"),
+        ("╌ dashes", "mean ± 1 std, or a second statistic"),
+        ("• dots", "validation accuracy (the plot at the bottom)"),
+        ("colour", "BN: the 1st plot colour, no BN: the 2nd"),
+    )
 
     def __init__(self, records: Sequence[RunRecord]) -> None:
         super().__init__()
@@ -287,7 +297,7 @@ class DiagnosticsScreen(LiveRecordsScreen):
         self._rebuilding = False
 
     def compose(self) -> ComposeResult:
-        yield Static(id="diag-status")
+        yield PartsLine(id="diag-status")
         with Horizontal(id="diag-controls"):
             yield Select(
                 self._layer_options(),
@@ -306,7 +316,7 @@ class DiagnosticsScreen(LiveRecordsScreen):
             for index in range(max(len(self.records), 1)):
                 yield DiagnosticsPanel(index, classes="-second" if index else "")
         yield OverlayPlot(id="diag-accuracy")
-        yield Footer()
+        yield KeyFooter()
 
     def update_records(self, records: Sequence[RunRecord]) -> None:
         """The same runs with newer data (the app polls the store). Redraws at most 4 Hz."""
@@ -403,7 +413,8 @@ class DiagnosticsScreen(LiveRecordsScreen):
         if self.layer_name is None:
             return "no layer measured"
         bands, lines = statistic_curves(
-            record, self.layer_name, self.statistic, painter.color(index), painter.band_markers(index)
+            record, self.layer_name, self.statistic, painter.color(index),
+            painter.band_markers(index, "percentiles" if self.statistic.band else "band"),
         )
         if not bands and not lines:
             if self.statistic.needs_bn and not record.config.bn:
@@ -445,8 +456,9 @@ class DiagnosticsScreen(LiveRecordsScreen):
                         [float(x) for x in xs],
                         list(history.val_accuracy),
                         painter.color(index),
-                        painter.marker(index, "val"),
+                        painter.marker(index, "val") if painter.no_color else painter.train_marker,
                         arm_name(record.config) if len(self.records) == 2 else None,
+                        points="" if painter.no_color else "•",  # validation: points joined
                     )
                 )
             if record.final is not None:

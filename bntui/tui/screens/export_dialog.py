@@ -18,7 +18,13 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from bntui.run_rows import runs_table
 from bntui.store import StoreError, export_document, load_run, write_export
+from bntui.store.layout import atomic_write_bytes
+from bntui.tables import render
+
+# The file's extension picks the format; anything else is the JSON export.
+TABLE_SUFFIXES = {".csv": "csv", ".md": "md", ".tex": "latex"}
 
 
 def default_export_path(folder: Path | None = None, now: datetime | None = None) -> Path:
@@ -63,13 +69,14 @@ class ExportDialog(ModalScreen[Path | None]):
         count = len(self.run_ids)
         with Vertical(id="export-box"):
             yield Static(
-                Text(f"Export {count} run{'s' if count != 1 else ''} to a JSON file"),
+                Text(f"Export {count} run{'s' if count != 1 else ''} to a file (JSON, or a table: .csv .md .tex)"),
                 id="export-title",
             )
             yield Input(str(self.default_path), id="export-path", select_on_focus=False)
             yield Static(id="export-error")
             yield Static(
-                "Enter: write · Escape: cancel · the file can be read back with `bntui import`",
+                "Enter: write · Escape: cancel · .json is read back by `bntui import`; "
+                ".csv, .md and .tex write a table, one row per run",
                 id="export-hint",
             )
 
@@ -105,7 +112,11 @@ class ExportDialog(ModalScreen[Path | None]):
             self.left_out = [run.id for run in runs if run.record is None]
             if not document.runs:
                 return self._show("none of these runs can be read: nothing to export")
-            write_export(document, path)
+            table_format = TABLE_SUFFIXES.get(path.suffix.lower())
+            if table_format is None:
+                write_export(document, path)
+            else:  # a table for a paper or a spreadsheet, one row per run
+                atomic_write_bytes(path, render(runs_table(runs), table_format).encode("utf-8"))
         except StoreError as exc:  # write errors name the file; unreadable runs name the run
             return self._show(str(exc))
         except OSError as exc:  # anything the store did not translate

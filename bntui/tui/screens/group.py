@@ -10,11 +10,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from bntui.commands.card import group_card_text
 from bntui.stats import ArmSummary, Band, GroupSummary, summarize_group
 from bntui.store.schema import RunRecord
+from bntui.tui.widgets.key_footer import KeyFooter
+from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.words import counted
@@ -54,6 +56,12 @@ class GroupScreen(LiveRecordsScreen):
         # The main screen's key for the same thing; one footer entry is enough.
         Binding("ctrl+g", "cycle_view", "Loss/Acc", show=False, tooltip="Show both plots, only loss, or only accuracy"),
     ]
+    HELP_NAME = "group (paired BN ablation)"
+    MARKERS = (
+        ("⠿ line", "an arm's mean over seeds, per epoch"),
+        ("╌ dashes", "that mean ± 1 standard deviation over seeds (the band's edges)"),
+        ("colour", "BN: the 1st plot colour, no BN: the 2nd"),
+    )
 
     def __init__(self, records: Sequence[RunRecord]) -> None:
         super().__init__()
@@ -64,14 +72,14 @@ class GroupScreen(LiveRecordsScreen):
         self.view = "both"
 
     def compose(self) -> ComposeResult:
-        yield Static(id="group-status")
+        yield PartsLine(id="group-status")
         with Horizontal(id="group-body"):
             with Vertical(id="group-plots"):
                 yield BandPlot(id="group-loss")
                 yield BandPlot(id="group-accuracy")
             with VerticalScroll(id="group-card-pane"):
                 yield Static(id="group-card")
-        yield Footer()
+        yield KeyFooter()
 
     def update_records(self, records: Sequence[RunRecord]) -> None:
         """The group's runs again, as the store now has them. Redraws at most 4 times a second."""

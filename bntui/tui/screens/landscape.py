@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Select, Static
+from textual.widgets import Select, Static
 
 from bntui.config import norm_description
 from bntui.store.schema import RunRecord
@@ -30,6 +30,8 @@ from bntui.tui.screens.diagnostics import (
     shared_range,
 )
 from bntui.tui.screens.live import LiveRecordsScreen
+from bntui.tui.widgets.key_footer import KeyFooter
+from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandSeries
 from bntui.tui.widgets.overlay_plot import PlotSeries, painter_for
 from bntui.words import counted
@@ -113,6 +115,12 @@ class LandscapeScreen(LiveRecordsScreen):
         Binding("s", "next_measure", "Measure", tooltip="Next measurement"),
         Binding("g", "toggle_log", "Log y", tooltip="Logarithmic y axis (as in the paper)"),
     ]
+    HELP_NAME = "loss landscape"
+    MARKERS = (
+        ("⠿ line", "the measurement (or its max over η)"),
+        ("╌ dashes", "its min over η: the band between is the landscape's spread"),
+        ("colour", "BN: the 1st plot colour, no BN: the 2nd"),
+    )
 
     def __init__(self, records: Sequence[RunRecord]) -> None:
         super().__init__()
@@ -124,7 +132,7 @@ class LandscapeScreen(LiveRecordsScreen):
         self.redraw_count = 0
 
     def compose(self) -> ComposeResult:
-        yield Static(id="land-status")
+        yield PartsLine(id="land-status")
         with Horizontal(id="land-controls"):
             yield Select(
                 [(measure.title, measure.key) for measure in MEASURES],
@@ -135,7 +143,7 @@ class LandscapeScreen(LiveRecordsScreen):
         with Horizontal(id="land-panels"):
             for index in range(2):  # a pair at most; the second hides for a single run
                 yield DiagnosticsPanel(index, classes="-second" if index else "")
-        yield Footer()
+        yield KeyFooter()
 
     def update_records(self, records: Sequence[RunRecord]) -> None:
         self.records = ordered_records(records)

@@ -8,10 +8,11 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.keys import bindings
+from bntui.tui.widgets.key_footer import KeyFooter
 from bntui.tui.widgets.metric_plot import MetricPlot
 from bntui.tui.widgets.progress_line import ProgressLine
 from bntui.tui.widgets.run_table import RunTable
@@ -58,7 +59,7 @@ class MainScreen(Screen):
                 runs.border_title = "Runs"
                 yield runs
         yield Static(id="too-small")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def form(self) -> SettingsForm:

@@ -16,7 +16,9 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
+from rich.cells import cell_len
 from rich.color import Color as RichColor
+from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -35,7 +37,8 @@ class Curve:
     color: RGB | None  # None: the terminal's default (NO_COLOR)
     marker: str  # a plotext marker: "braille", "dot", "hd", or one character
     scatter: bool = False  # points only, no connecting line
-    short_label: str = ""  # the legend entry when there is no room for every label ("": none)
+    short_label: str = ""  # kept for callers; the key line under the plot names the curves
+    points: str = ""  # a character drawn on each data point over the line ("": a line only)
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,17 @@ _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 MAX_Y_TICKS = 7  # plotext's default number of y ticks
 
 
+# Where a title may be cut short without cutting a word: its last part goes first.
+TITLE_BREAKS = (" · ", " (", ": ", " - ")
+
+
 def fit_title(title: str, width: int) -> str:
-    """`title` cut to `width` cells, with an ellipsis when something was cut."""
+    """`title` fitted to `width` cells by dropping its last parts whole (TITLE_BREAKS); only a
+    title with no part left to drop is cut, with an ellipsis."""
+    if cell_len(title) > width:
+        for separator in TITLE_BREAKS:
+            if separator in title:
+                return fit_title(title.rsplit(separator, 1)[0], width)
     text = Text(title)
     text.truncate(max(width, 0), overflow="ellipsis")
     return text.plain
@@ -138,12 +150,51 @@ def plot_title(metric: str, caption: str, width: int) -> str:
     return fit_title(f"{metric} - {caption}" if caption else metric, width - 2)
 
 
+# How the key line under the plot draws each kind of curve (colour mode).
+LINE_SYMBOL = "⠒⠒"
+
+
+def _run_name(label: str) -> str:
+    """"no BN val" -> "no BN"; "val" -> "" (one run: nothing to tell apart)."""
+    return label.rsplit(" ", 1)[0] if " " in label else ""
+
+
+def key_text(curves: tuple[Curve, ...]) -> Text:
+    """The plot's key, one line under it (never on the data): which colour is which run, then
+    which mark is train, validation and the step points. Without colour every curve has its
+    own character, so each curve is listed with it."""
+    text = Text()
+    shown = [curve for curve in curves if curve.xs]
+    if not shown:
+        return text
+    if any(curve.color is None for curve in shown):
+        for curve in shown:
+            text.append(f"{curve.marker if len(curve.marker) == 1 else LINE_SYMBOL} {curve.label}  ")
+        return text.rstrip() or text
+    names: dict[str, RGB | None] = {}
+    for curve in shown:
+        names.setdefault(_run_name(curve.label), curve.color)
+    for name, color in names.items():
+        if name:
+            text.append(f"■ {name} ", style=_style(color, None, True))
+    kinds = []
+    if any(not c.scatter and not c.points for c in shown):
+        kinds.append(f"{LINE_SYMBOL} train")
+    if any(c.points for c in shown):
+        kinds.append(f"{LINE_SYMBOL}{next(c.points for c in shown if c.points)} val")
+    if any(c.scatter for c in shown):
+        kinds.append(f"{next(c.marker for c in shown if c.scatter)} step")
+    text.append(" ".join(kinds))
+    return text
+
+
 def build_figure(request: PlotRequest) -> str:
-    """The plot below its title line, as plotext's ANSI text (`height` - 1 lines)."""
+    """The plot below its title line and above its key line, as plotext's ANSI text (`height`
+    - 2 lines)."""
     from bntui.series import downsample
     from textual_plotext import Plot
 
-    width, height = request.width, request.height - 1
+    width, height = request.width, request.height - 2
     plt = Plot()
     plt.plotsize(width, height)
     plt._set_size(width, height)  # textual-plotext's own workaround for resizing, see its render()
@@ -153,15 +204,16 @@ def build_figure(request: PlotRequest) -> str:
     plt.xlabel("epoch")
     plt.ylabel(request.metric)
     shown = [curve for curve in request.curves if curve.xs]
-    # The legend sits inside the plot: with little height, fall back to the short labels.
-    full_legend = height - 5 >= 2 * len(shown)
     drawn: list[float] = []
+    # No labels for plotext: its legend sits on the first epochs of data (key_text instead).
     for curve in shown:
         xs, ys = downsample(curve.xs, curve.ys, max(width - 10, 10))
         draw = plt.scatter if curve.scatter else plt.plot
-        label = curve.label if full_legend else curve.short_label
-        draw(xs, ys, label=label or None, color=curve.color, marker=curve.marker)
+        draw(xs, ys, color=curve.color, marker=curve.marker)
         drawn.extend(ys)
+    for curve in shown:  # the points over every line: a point per epoch, joined by the line
+        if curve.points and len(curve.xs) <= width // 2:
+            plt.scatter(curve.xs, curve.ys, color=curve.color, marker=curve.points)
     if shown:
         set_even_yticks(plt, drawn, canvas_rows(height, axis_labels=True))
         # Epochs are counted: ticks on whole epochs (the step points between them need none).
@@ -234,8 +286,13 @@ def draw(request: PlotRequest) -> list[Strip]:
         ansi = build_figure(request)
     title = title_text(plot_title(request.metric, request.caption, request.width), request.width)
     title_strip = Strip([Segment(title.plain, _style(request.foreground, request.background, False))])
-    plot = ansi_to_strips(ansi, request.width, request.background)
-    return [title_strip, *plot][: request.height]
+    plot = ansi_to_strips(ansi, request.width, request.background)[: request.height - 2]
+    key = key_text(request.curves)
+    key.truncate(request.width - 1)
+    key_strip = Strip(list(Text(" ").append_text(key).render(Console(width=request.width))))
+    key_strip = key_strip.apply_style(_style(request.foreground, request.background, False))
+    key_strip = key_strip.adjust_cell_length(request.width, _style(None, request.background, False))
+    return [title_strip, *plot, key_strip][: request.height]
 
 
 class MetricPlot(Widget):

@@ -44,7 +44,52 @@ class PlotSeries:
     ys: list[float]
     color: tuple[int, int, int] | None  # None: the terminal's default colour (NO_COLOR)
     marker: str  # a plotext marker: "braille", "dot", "hd", or one character
-    label: str | None = None  # shown in plotext's legend; None: not listed there
+    label: str | None = None  # named in the key line under the plot; None: not listed there
+    points: str = ""  # a character drawn on each data point over the line ("": a line only)
+
+
+def _key_symbol(marker: str) -> str:
+    """Two cells that look like a marker's curve, for the key line."""
+    return {"braille": "⠒⠒", "dot": "••"}.get(marker, marker * 2 if len(marker) == 1 else "⠒⠒")
+
+
+def _common_words(labels: list[str]) -> list[str]:
+    words = [label.split(" ") for label in labels]
+    common: list[str] = []
+    for group in zip(*words):
+        if len(set(group)) > 1:
+            break
+        common.append(group[0])
+    return common
+
+
+def overlay_key(series: Sequence[PlotSeries]) -> Text:
+    """The key line under an overlay plot (never on the data): each colour's run name ("BN",
+    "no BN": the words its labels share), then each kind of mark ("⠒⠒ mean", "╌╌ ± 1 std").
+    Without colour, every labelled curve with its own mark."""
+    labelled = [curve for curve in series if curve.label and curve.xs]
+    text = Text()
+    if not labelled:
+        return text
+    if any(curve.color is None for curve in labelled):
+        return Text("  ").join(Text(f"{_key_symbol(c.marker)} {c.label}") for c in labelled)
+    by_color: dict[tuple[int, int, int] | None, list[PlotSeries]] = {}
+    for curve in labelled:
+        by_color.setdefault(curve.color, []).append(curve)
+    kinds: dict[str, str] = {}
+    for color, curves in by_color.items():
+        labels = [curve.label or "" for curve in curves]
+        common = _common_words(labels) if len(labels) > 1 or len(by_color) > 1 else []
+        if len(labels) == 1 and len(by_color) > 1:
+            common = labels[0].split(" ")  # one curve per colour: the label names the run
+        if common:
+            text.append(f"■ {' '.join(common)} ", style=Style(color=f"rgb{tuple(color)}" if color else None, bold=True))
+        for curve in curves:
+            kind = " ".join((curve.label or "").split(" ")[len(common):])
+            if kind:
+                kinds.setdefault(kind, _key_symbol(curve.marker))
+    text.append(" ".join(f"{symbol} {kind}" for kind, symbol in kinds.items()))
+    return text.rstrip() or text
 
 
 class OverlayPlot(PlotextPlot):
@@ -100,8 +145,11 @@ class OverlayPlot(PlotextPlot):
             # A blank plot with an explanation beats empty axes.
             return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
         _, _, background, foreground = self.colors
-        # The title is our own first line (see metric_plot.title_text); plotext draws the rest.
-        figure_height = height - 1 if self.title else height
+        # The title is our own first line (see metric_plot.title_text) and the key our last;
+        # plotext draws the rest, with no legend of its own (it sat on the data).
+        key = overlay_key(self.series)
+        key.truncate(width)
+        figure_height = height - (1 if self.title else 0) - (1 if key.plain else 0)
         plt = self.plt
         plt.clear_figure()
         plt.plotsize(width, figure_height)
@@ -120,11 +168,10 @@ class OverlayPlot(PlotextPlot):
             xs, ys = downsample(curve.xs, ys, columns)
             if not xs:
                 continue
-            options = {"marker": curve.marker, "color": curve.color or "default"}
-            if curve.label:
-                options["label"] = curve.label
-            plt.plot(xs, ys, **options)
-            drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label))
+            plt.plot(xs, ys, marker=curve.marker, color=curve.color or "default")
+            if curve.points and len(xs) <= columns // 2:  # per-epoch points, joined by the line
+                plt.scatter(xs, ys, marker=curve.points, color=curve.color or "default")
+            drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label, curve.points))
         if self.log_y and drawn:
             plt.yscale("log")
             if self.y_range is not None and 0 < self.y_range[0] < self.y_range[1]:
@@ -142,12 +189,16 @@ class OverlayPlot(PlotextPlot):
         self.drawn = drawn
         if not drawn:
             return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
-        figure = Text.from_ansi(plt.build())
-        if not self.title:
-            return figure
-        title = title_text(self.title, width)
-        title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
-        return Text("\n").join([title, figure])
+        figure = Text.from_ansi(plt.build().rstrip("\n"))
+        lines = [figure]
+        if self.title:
+            title = title_text(self.title, width)
+            title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
+            lines.insert(0, title)
+        if key.plain:
+            key.stylize(Style(bgcolor=background.rich_color))
+            lines.append(key)
+        return Text("\n").join(lines)
 
 
 # -- colours ---------------------------------------------------------------------------------
@@ -177,12 +228,13 @@ class CurvePainter:
     def val_marker(self) -> str:
         return self.theme.val_marker
 
-    def band_markers(self, index: int) -> tuple[str, str]:
-        """(centre, edges) markers of a band: a fine line between dotted edges, or without
-        colour the run's own two characters."""
+    def band_markers(self, index: int, edges: str = "band") -> tuple[str, str]:
+        """(centre, edges) markers of a band: a fine line between dashed edges (a ± std band)
+        or crosses (percentiles), never the validation dots; without colour the run's own two
+        characters. One vocabulary on every screen: see MARKER_KEY."""
         if self.no_color:
             return self.marker(index, "val"), self.marker(index, "train")
-        return "braille", "dot"
+        return "braille", PERCENTILE_MARKER if edges == "percentiles" else BAND_MARKER
 
     def swatch(self, index: int) -> str:
         """A style for rich Text naming run `index` in a legend or table."""
@@ -207,8 +259,12 @@ def painter_for(app: App) -> CurvePainter:
     return CurvePainter(theme, no_color=bool(app.no_color) or no_color_requested())
 
 
+BAND_MARKER = "╌"  # the edges of a mean ± 1 std band
+PERCENTILE_MARKER = "×"  # the p15 / p85 edges of the diagnostics' percentile band
+
 # What a plotext marker looks like, for legends written in text.
-_MARKER_SYMBOLS = {"braille": "⠿ (fine line)", "dot": "• (dotted)", "hd": "▞", "fhd": "▞", "sd": "█"}
+_MARKER_SYMBOLS = {"braille": "⠿ (fine line)", "dot": "• (dotted)", "hd": "▞", "fhd": "▞", "sd": "█",
+                   BAND_MARKER: "╌ (dashed)"}
 
 
 def marker_symbol(marker: str) -> str:

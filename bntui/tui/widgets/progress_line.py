@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bntui.text import escape
-from textual.widgets import Static
 
 from bntui.tui.run_view import RunView
+from bntui.tui.widgets.parts_line import PartsLine
 
 
 def _duration(seconds: float) -> str:
@@ -24,6 +24,9 @@ def describe_progress(view: RunView | None) -> str:
         parts.append(f"{view.queue_place} ahead" if view.queue_place else "next")
         parts.append(name)
         return " · ".join(parts)
+    # The figures that matter most first: a narrow line drops whole parts from the end.
+    if view.test_accuracy is not None:
+        parts.append(f"test acc {view.test_accuracy:.1%}")
     parts.append(f"epoch {view.epochs_done}/{view.epochs_total}")
     parts.append(f"step {view.step}")
     if view.steps_per_second and view.active:
@@ -31,8 +34,6 @@ def describe_progress(view: RunView | None) -> str:
     eta = view.eta_seconds
     if eta is not None:
         parts.append(f"ETA {_duration(eta)}")
-    if view.test_accuracy is not None:
-        parts.append(f"test acc {view.test_accuracy:.1%}")
     if view.total_seconds is not None and not view.active:
         parts.append(_duration(view.total_seconds))
     if view.device:
@@ -43,7 +44,7 @@ def describe_progress(view: RunView | None) -> str:
     return " · ".join(parts)
 
 
-class ProgressLine(Static):
+class ProgressLine(PartsLine):
     _shown: str | None = None
 
     def show(self, view: RunView | None) -> None:

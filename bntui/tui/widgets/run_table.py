@@ -4,10 +4,12 @@ Rows are keyed by RunView.key; `space` marks runs (the compare view will take th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
@@ -16,16 +18,18 @@ from bntui.text import printable
 from bntui.tui.keys import bindings
 from bntui.tui.run_view import RunView
 
+# The short, telling columns first: at 80 columns the list is 40 wide, and a quality column
+# (test accuracy, else the last validation accuracy) must show before the long setup text.
 COLUMNS = (
     ("mark", " "),
     ("status", "status"),
-    ("setup", "setup"),
     ("bn", "norm"),
     ("seed", "seed"),
+    ("test_acc", "test acc"),
+    ("val_acc", "val acc"),
+    ("setup", "setup"),
     ("epoch", "epoch"),
     ("val_loss", "val loss"),
-    ("val_acc", "val acc"),
-    ("test_acc", "test acc"),
     ("run", "run"),
 )
 
@@ -72,7 +76,15 @@ def _number(value: float | None, fmt: str) -> str:
 
 
 class RunTable(DataTable):
-    BINDINGS = bindings("runs")
+    # Home/End and PageUp/PageDown move the cursor by rows (DataTable's own scroll sideways, or
+    # leave the cursor where the page was).
+    BINDINGS = [
+        *bindings("runs"),
+        Binding("home", "first_row", "First", show=False),
+        Binding("end", "last_row", "Last", show=False),
+        Binding("pageup", "page_rows(-1)", "Page up", show=False),
+        Binding("pagedown", "page_rows(1)", "Page down", show=False),
+    ]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
@@ -83,6 +95,7 @@ class RunTable(DataTable):
         # over every row at each: thousands of rows are added at once).
         self._widths: list[int] = [cell_len(label) for _, label in COLUMNS[:-1]]
         self._widths_stale = False
+        self.row_filter: Callable[[RunView], bool] | None = None  # `/`: only the runs it keeps
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -94,13 +107,13 @@ class RunTable(DataTable):
         return (
             "●" if view.key in self.marked else " ",
             Text.styled(view.status, status_style),  # a span: a theme change counts as a change
-            f"{config.dataset}/{config.arch}" if config else "?",
             norm_cell(config) if config else "",
             str(config.seed) if config else "",
+            _number(view.test_accuracy, ".1%"),
+            _number(view.val_accuracy, ".1%"),
+            f"{config.dataset}/{config.arch}" if config else "?",
             f"{view.epochs_done}/{view.epochs_total}" if config else "",
             _number(view.val_loss, ".4f"),
-            _number(view.val_accuracy, ".1%"),
-            _number(view.test_accuracy, ".1%"),
             view.run_id or "(queued)",
         )
 
@@ -140,6 +153,13 @@ class RunTable(DataTable):
         self._refit()
 
     def upsert(self, view: RunView) -> None:
+        if self.row_filter is not None and not self.row_filter(view):
+            self._drawn.pop(view.key, None)  # hidden, still marked if it was
+            try:
+                self.remove_row(view.key)
+            except RowDoesNotExist:
+                pass
+            return
         cells = self._cells(view)
         previous = self._drawn.get(view.key)
         if previous == cells:
@@ -157,10 +177,16 @@ class RunTable(DataTable):
                 # follow what the cells hold later (a run id, "cancelled", "56/500").
                 self.update_cell(view.key, column, shown, update_width=True)
 
+    def reset_rows(self) -> None:
+        """Empty the list; the next redraw adds every run the filter keeps, in store order."""
+        self._drawn.clear()
+        self.clear()
+
     def remove(self, key: str) -> None:
         self._drawn.pop(key, None)
         self.marked.discard(key)
         self._widths_stale = True  # recounted at the next fit: rows are often removed by the hundred
+        self._show_mark_count()
         try:
             self.remove_row(key)
         except RowDoesNotExist:
@@ -181,6 +207,26 @@ class RunTable(DataTable):
         except RowDoesNotExist:
             pass
 
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+    def action_page_rows(self, direction: int) -> None:
+        """A page of rows up (-1) or down (1): as many as the list shows at once."""
+        if self.row_count:
+            page = max(self.scrollable_content_region.height - 1 - int(self.show_header), 1)
+            row = min(max(self.cursor_row + direction * page, 0), self.row_count - 1)
+            self.move_cursor(row=row)
+
+    def toggle_all_marks(self) -> None:
+        """Mark every run; when every run is already marked, unmark them all."""
+        keys = list(self._drawn)
+        self.set_marks(keys, on=not all(key in self.marked for key in keys))
+
     def toggle_mark(self) -> None:
         key = self.selected_key
         if key is not None:
@@ -198,3 +244,9 @@ class RunTable(DataTable):
             cells = list(self._drawn[key])
             cells[0] = "●" if on else " "
             self._drawn[key] = tuple(cells)
+        self._show_mark_count()
+
+    def _show_mark_count(self) -> None:
+        """Marks change what c, e compare and export: the list's title says how many there are."""
+        marked = len(self.marked)
+        self.border_title = f"Runs · {marked} marked" if marked else "Runs"

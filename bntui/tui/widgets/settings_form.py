@@ -35,6 +35,8 @@ from bntui.config import (
 )
 from bntui.tui.devices import DeviceChoice, device_options
 from bntui.tui.messages import SettingsChanged
+from bntui.tui.widgets.field_input import FieldInput
+from bntui.words import counted
 
 MAX_SEEDS = 100
 # Fields left empty fall back to the architecture's default (lab: mlp 10 epochs, lenet5 20 + dropout 0.3).
@@ -50,6 +52,14 @@ class FormReading:
     seeds: int
     errors: dict[str, str] = field(default_factory=dict)
     backend: str | None = None  # where to train, when the form offers a choice (SLURM found)
+    grid: dict[str, list[str]] = field(default_factory=dict)  # comma lists in fields: a sweep
+
+    @property
+    def run_count(self) -> int:
+        """How many runs ctrl+r launches: each combination of the grid, per seed and BN arm."""
+        from bntui.sweep import grid_size
+
+        return grid_size(self.grid) * self.seeds * (2 if self.bn == "both" else 1)
 
 
 def _arch_defaults(defaults: dict[str, object]) -> str:
@@ -81,7 +91,8 @@ def describe_dataset(name: str, data_dir: Path) -> str:
     except Exception as exc:  # an unreadable data dir must not take the form down
         return f"unknown ({exc})"
     if not info.present:
-        where = "[b]missing[/b] from the data dir"
+        # Say how to get it: the form has no download switch, the command line and config do.
+        where = "[b]missing[/b]: --download (or download = true in the config) fetches it"
     else:
         where = "[b]built in[/b]" if info.location == "embedded" else "[b]present[/b]"
         where += f" · {_format_size(info.size_bytes)}"
@@ -111,6 +122,10 @@ DIAGNOSTICS_TIP = "BatchNorm diagnostics (d on a run) every N training steps; 0 
 LANDSCAPE_TIP = ("Loss-landscape measurements (l on a run) every N training steps; 0 turns them "
                  "off; each costs 9 forward-backward passes of the batch")
 NORM_TIP = "on: the chosen norm; off: none; both: paired runs, same init and batches"
+SEED_TIP = "the seed of the first run (pair); the next ones count up from it"
+SEEDS_TIP = ("how many seeds, counting up from the first seed: with normalize = both, each seed is "
+             "a BN / no-BN pair")
+HIDDEN_TIP = "the MLP's hidden layer sizes; LeNet-5's layers are fixed, so it ignores them"
 # Settings that only some norms read; the form shows each only where it applies.
 SHOWN_FOR: dict[str, tuple[str, ...]] = {
     **{name: (norm,) for norm, names in NORM_PARAMETERS.items() for name in names},
@@ -155,36 +170,39 @@ class SettingsForm(VerticalScroll):
         yield Pane(
             "Architecture",
             *field_row("network", "arch", Select(_choices(ARCHITECTURES), value=d.arch, allow_blank=False, compact=True)),
-            *field_row("hidden", "hidden_sizes", Input(",".join(map(str, d.hidden_sizes)), compact=True)),
+            *field_row("hidden", "hidden_sizes", FieldInput(",".join(map(str, d.hidden_sizes)), compact=True,
+                                                       tooltip=HIDDEN_TIP)),
+            Static("LeNet-5 ignores this", id="note-hidden_sizes", classes="field-note"),
             *field_row("activation", "activation", Select(_choices(Activation), value=d.activation, allow_blank=False, compact=True)),
-            *field_row("dropout", "dropout", Input("", placeholder=_arch_defaults(DEFAULT_DROPOUT), compact=True)),
+            *field_row("dropout", "dropout", FieldInput("", placeholder=_arch_defaults(DEFAULT_DROPOUT), compact=True)),
             id="pane-architecture",
         )
         yield Pane(
             "Normalization",
             *field_row("normalize", "bn", Select(_choices(BnChoice), value="both", allow_blank=False, compact=True, tooltip=NORM_TIP)),
             *field_row("norm", "norm", Select(_choices(Norm), value=d.norm, allow_blank=False, compact=True)),
-            *field_row("groups", "norm_groups", Input(str(d.norm_groups), compact=True)),
-            *field_row("ghost batch", "ghost_batch_size", Input(str(d.ghost_batch_size), compact=True)),
-            *field_row("rmax", "renorm_rmax", Input(f"{d.renorm_rmax:g}", compact=True)),
-            *field_row("dmax", "renorm_dmax", Input(f"{d.renorm_dmax:g}", compact=True)),
-            *field_row("warm-up", "renorm_warmup_steps", Input(str(d.renorm_warmup_steps), compact=True)),
-            *field_row("momentum", "bn_momentum", Input(str(d.bn_momentum), compact=True)),
-            *field_row("eps", "bn_eps", Input(str(d.bn_eps), compact=True)),
-            *field_row("affine", "bn_affine", Checkbox("learn scale, shift", d.bn_affine, compact=True)),
+            *field_row("groups", "norm_groups", FieldInput(str(d.norm_groups), compact=True)),
+            *field_row("ghost batch", "ghost_batch_size", FieldInput(str(d.ghost_batch_size), compact=True)),
+            *field_row("rmax", "renorm_rmax", FieldInput(f"{d.renorm_rmax:g}", compact=True)),
+            *field_row("dmax", "renorm_dmax", FieldInput(f"{d.renorm_dmax:g}", compact=True)),
+            *field_row("warm-up", "renorm_warmup_steps", FieldInput(str(d.renorm_warmup_steps), compact=True)),
+            *field_row("momentum", "bn_momentum", FieldInput(str(d.bn_momentum), compact=True)),
+            *field_row("eps", "bn_eps", FieldInput(str(d.bn_eps), compact=True)),
+            *field_row("affine", "bn_affine", Checkbox("scale, shift", d.bn_affine, compact=True,
+                                                       tooltip="learn the norm's scale γ and shift β")),
             *field_row("placement", "bn_placement", Select(_choices(Placement), value=d.bn_placement, allow_blank=False, compact=True)),
-            *field_row("diag every", "diagnostics_every", Input(str(d.diagnostics_every), compact=True, tooltip=DIAGNOSTICS_TIP)),
-            *field_row("landscape", "landscape_every", Input(str(d.landscape_every), compact=True, tooltip=LANDSCAPE_TIP)),
+            *field_row("diag every", "diagnostics_every", FieldInput(str(d.diagnostics_every), compact=True, tooltip=DIAGNOSTICS_TIP)),
+            *field_row("landscape", "landscape_every", FieldInput(str(d.landscape_every), compact=True, tooltip=LANDSCAPE_TIP)),
             id="pane-normalization",
         )
         yield Pane(
             "Training",
-            *field_row("epochs", "epochs", Input("", placeholder=_arch_defaults(DEFAULT_EPOCHS), compact=True)),
-            *field_row("lr", "lr", Input(str(d.lr), compact=True)),
-            *field_row("batch size", "batch_size", Input(str(d.batch_size), compact=True)),
+            *field_row("epochs", "epochs", FieldInput("", placeholder=_arch_defaults(DEFAULT_EPOCHS), compact=True)),
+            *field_row("lr", "lr", FieldInput(str(d.lr), compact=True)),
+            *field_row("batch size", "batch_size", FieldInput(str(d.batch_size), compact=True)),
             *field_row("optimizer", "optimizer", Select(_choices(Optimizer), value=d.optimizer, allow_blank=False, compact=True)),
-            *field_row("seed", "seed", Input(str(d.seed), compact=True)),
-            *field_row("seeds", "seeds", Input("1", compact=True)),
+            *field_row("first seed", "seed", FieldInput(str(d.seed), compact=True, tooltip=SEED_TIP)),
+            *field_row("seed pairs", "seeds", FieldInput("1", compact=True, tooltip=SEEDS_TIP)),
             *field_row("device", "device", Select(device_options(self.devices), value=self._device_value(self.devices), allow_blank=False, compact=True)),
             *self._backend_row(),
             Button("Start  ^r", id="start", variant="primary", compact=True),
@@ -236,7 +254,7 @@ class SettingsForm(VerticalScroll):
     def read(self) -> FormReading:
         data: dict[str, Any] = dict(self._preset_extras)
         for name in (name for name in TrainingFields.model_fields if name in self._controls):
-            if self._controls[name].disabled or not self._applies(name):
+            if self._controls[name].disabled or not self._applies(name) or not self._arch_applies(name):
                 continue  # e.g. hidden sizes with LeNet-5: they do not apply, so they cannot block a start
             value = self.value(name)
             if isinstance(value, str):
@@ -253,6 +271,7 @@ class SettingsForm(VerticalScroll):
                 raise ValueError
         except ValueError:
             errors["seeds"] = f"must be a whole number from 1 to {MAX_SEEDS}"
+        data, grid = self._take_grid(data, errors)
         fields: TrainingFields | None = None
         try:
             fields = TrainingFields(**data)
@@ -265,7 +284,30 @@ class SettingsForm(VerticalScroll):
             if problem := seed_range_problem(fields.seed, seeds):
                 errors["seeds"] = problem
         backend = str(self.value("backend")) if "backend" in self._controls else None
-        return FormReading(fields, bn, seeds, errors, backend)
+        return FormReading(fields, bn, seeds, errors, backend, grid)
+
+    @staticmethod
+    def _take_grid(data: dict[str, Any], errors: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The CLI's list syntax: "0.01,0.1" in a field sweeps it. The first value stands in
+        for the form's checks; every other one is checked here, by the same model."""
+        from bntui.sweep import GridError, take_grid
+
+        try:
+            single, grid = take_grid(data)
+        except GridError as exc:
+            name, _, message = str(exc).partition(": ")
+            errors[name] = message
+            return data, {}
+        for name, values in grid.items():
+            for value in values[1:]:
+                try:
+                    TrainingFields(**{**single, name: value})
+                except ValidationError as exc:
+                    problem = field_errors(exc).get(name)
+                    if problem:
+                        errors.setdefault(name, f"{value}: {problem}")
+                        break
+        return single, grid
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for name, label in self._error_labels.items():
@@ -280,8 +322,16 @@ class SettingsForm(VerticalScroll):
     def validate_now(self) -> FormReading:
         reading = self.read()
         self.show_errors(reading.errors)
+        self._show_run_count(reading)
         self.post_message(SettingsChanged(reading.errors))
         return reading
+
+    def _show_run_count(self, reading: FormReading) -> None:
+        """A grid says how many runs it makes on the Start button, before ctrl+r."""
+        label = f"Start {counted(reading.run_count, 'run')}  ^r" if reading.grid else "Start  ^r"
+        button = self.query_one("#start", Button)
+        if str(button.label) != label:
+            button.label = label
 
     # -- devices and dataset info ----------------------------------------------------------
     def _device_value(self, devices: list[DeviceChoice] | None) -> str:
@@ -308,9 +358,16 @@ class SettingsForm(VerticalScroll):
             describe_dataset(str(self.value("dataset")), self.data_dir)
         )
 
+    def _arch_applies(self, name: str) -> bool:
+        return name != "hidden_sizes" or self.value("arch") == "mlp"
+
     def _update_arch_fields(self) -> None:
-        # Hidden sizes only mean something for the MLP.
-        self._controls["hidden_sizes"].disabled = self.value("arch") != "mlp"
+        # Hidden sizes only mean something for the MLP. Greyed, not disabled: a disabled field
+        # leaves the Tab order, and the same number of Tabs must reach the same field whatever
+        # the architecture. The row's note says why.
+        control = self._controls["hidden_sizes"]
+        control.set_class(not self._arch_applies("hidden_sizes"), "-not-applicable")
+        self.query_one("#note-hidden_sizes", Static).display = not self._arch_applies("hidden_sizes")
 
     def _applies(self, name: str) -> bool:
         norms = SHOWN_FOR.get(name)

@@ -1,0 +1,149 @@
+"""Packed training (bntui.engine.packed): a packed member trains as its separate run does.
+
+Float reassociation is the only allowed difference (batched matrix products and grouped
+convolutions sum in another order). With BatchNorm and Adam that difference does not stay
+small: the gradient of a bias before BatchNorm (and of weights reading a constant border
+pixel) is zero in exact arithmetic, so what is computed is rounding noise, and Adam divides it
+by its own size into steps of about the learning rate. The separate run itself moves by
+~7e-3 between 1 and 2 CPU threads there. The step-by-step comparisons therefore use SGD
+(momentum 0.9) for BN on; Adam is compared step by step without BN, and by accuracy with it.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+from bntui.config import RunConfig
+from bntui.engine.events import EpochEnded, Progress, RunCancelled, RunDiverged, RunFinished, RunStarted
+from bntui.engine.packed import Member, train_packed
+from bntui.engine.packed_rules import pack_key, pack_problem
+from bntui.engine.train import train
+
+
+@pytest.fixture(autouse=True)
+def _data(mnist_root):
+    DATA["dir"] = mnist_root
+
+
+DATA: dict = {}
+
+
+def config(**fields) -> RunConfig:
+    # The test MNIST: 240 training images, 15 steps of 16 in the first epoch.
+    defaults = dict(dataset="mnist", epochs=1, batch_size=16, progress_every=1, diagnostics_every=0)
+    return RunConfig(**{**defaults, **fields})
+
+
+def separate(run_config: RunConfig) -> list:
+    events: list = []
+    train(run_config, events.append, lambda: False, data_dir=DATA["dir"])
+    return events
+
+
+def packed(configs: list[RunConfig], stops=None) -> tuple[list, list[list]]:
+    events: list[list] = [[] for _ in configs]
+    stops = stops or [lambda: False] * len(configs)
+    members = [Member(c, e.append, stop) for c, e, stop in zip(configs, events, stops)]
+    return train_packed(members, data_dir=DATA["dir"]), events
+
+
+def step_losses(events) -> list[float]:
+    return [event.train_loss for event in events if isinstance(event, Progress)]
+
+
+def assert_same_steps(alone: list, member: list) -> None:
+    expected, got = step_losses(alone), step_losses(member)
+    assert len(got) == len(expected) == 15
+    for step, (a, b) in enumerate(zip(expected, got), start=1):
+        assert abs(a - b) <= 1e-4 * abs(a), f"step {step}: {b} packed, {a} alone"
+
+
+@pytest.mark.parametrize("arch", ["mlp", "lenet5"])
+def test_every_member_of_a_paired_pack_takes_its_separate_runs_steps(arch: str) -> None:
+    # LeNet-5 has dropout 0.3: the members' masks must be their separate runs' too.
+    configs = [config(arch=arch, optimizer="sgd", seed=seed, bn=bn) for seed in (0, 1) for bn in (True, False)]
+    results, events = packed(configs)
+    assert [result.status for result in results] == ["finished"] * 4
+    for run_config, member_events in zip(configs, events):
+        assert_same_steps(separate(run_config), member_events)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "lenet5"])
+def test_without_batchnorm_adam_members_take_their_separate_runs_steps(arch: str) -> None:
+    configs = [config(arch=arch, seed=seed, bn=False) for seed in (0, 3)]
+    _results, events = packed(configs)
+    for run_config, member_events in zip(configs, events):
+        assert_same_steps(separate(run_config), member_events)
+
+
+def test_a_three_seed_paired_group_reaches_the_same_test_accuracy_packed() -> None:
+    configs = [config(dataset="mnist-mini", batch_size=64, seed=seed, bn=bn, progress_every=50)
+               for seed in (0, 1, 2) for bn in (True, False)]
+    _results, events = packed(configs)
+    for bn in (True, False):
+        arm = [index for index, c in enumerate(configs) if c.bn is bn]
+        alone = statistics.mean(separate(configs[i])[-1].test_accuracy for i in arm)
+        together = statistics.mean(events[i][-1].test_accuracy for i in arm)
+        assert abs(alone - together) <= 0.01, (bn, alone, together)
+
+
+def test_a_member_events_are_a_whole_run() -> None:
+    configs = [config(seed=0, bn=True, epochs=2, progress_every=5), config(seed=0, bn=False, epochs=2, progress_every=5)]
+    _results, events = packed(configs)
+    for member_events, alone in zip(events, (separate(c) for c in configs)):
+        assert [type(e) for e in member_events] == [type(e) for e in alone]
+        started = member_events[0]
+        assert isinstance(started, RunStarted) and started.parameters == alone[0].parameters
+        assert [e.epoch for e in member_events if isinstance(e, EpochEnded)] == [1, 2]
+        assert isinstance(member_events[-1], RunFinished)
+
+
+def test_a_cancelled_member_stops_alone() -> None:
+    calls = {"count": 0}
+
+    def cancel_after_five() -> bool:
+        calls["count"] += 1
+        return calls["count"] > 5
+
+    configs = [config(seed=0, bn=True), config(seed=0, bn=False)]
+    results, events = packed(configs, stops=[cancel_after_five, lambda: False])
+    assert [r.status for r in results] == ["cancelled", "finished"]
+    assert isinstance(events[0][-1], RunCancelled) and events[0][-1].step == 5
+    assert_same_steps(separate(configs[1]), events[1])
+
+
+def test_a_diverged_member_stops_alone(monkeypatch) -> None:
+    from bntui.engine import packed_model
+
+    share = packed_model.PackedNetwork.share_weights_with
+
+    def poison_first(self, members):
+        share(self, members)
+        with torch.no_grad():
+            self.dense["out_weight"][0].fill_(float("nan"))
+
+    monkeypatch.setattr(packed_model.PackedNetwork, "share_weights_with", poison_first)
+    configs = [config(seed=0, bn=True, progress_every=4), config(seed=0, bn=False, progress_every=4)]
+    results, events = packed(configs)
+    assert [r.status for r in results] == ["diverged", "finished"]
+    assert isinstance(events[0][-1], RunDiverged) and events[0][-1].step == 4
+    monkeypatch.undo()
+    alone = separate(configs[1])
+    assert step_losses(events[1]) == pytest.approx(step_losses(alone), rel=1e-4)
+
+
+def test_pack_rules() -> None:
+    assert pack_key(config(seed=1, bn=False)) == pack_key(config(seed=7, bn=True))
+    assert pack_key(config(lr=0.01)) != pack_key(config())
+    assert pack_key(config(arch="lenet5")) != pack_key(config())
+    assert pack_problem(config(diagnostics_every=25)) == "diagnostics on"
+    assert pack_problem(config(landscape_every=10)) == "landscape measurement on"
+    assert pack_problem(config()) is None
+
+
+def test_members_that_differ_in_more_than_seed_and_bn_are_refused() -> None:
+    with pytest.raises(ValueError, match="differ only in seed and BN"):
+        packed([config(), config(lr=0.5)])
