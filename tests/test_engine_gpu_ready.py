@@ -28,16 +28,17 @@ from bntui.config import RunConfig
 from bntui.engine.cuda_graphs import WARMUP_STEPS, GraphedStep
 from bntui.engine.device import lane_for, probe_devices, resolve_device
 from bntui.engine.diagnostics import DiagnosticsRecorder
-from bntui.engine.events import EpochEnded, Progress, RunFailed, RunStarted, event_from_dict
+from bntui.engine.events import Progress, RunFailed, RunStarted, event_from_dict
 from bntui.engine.memory import check_model_fits, is_out_of_memory, planned_parameters
 from bntui.engine.models import build_model
-from bntui.engine.train import make_optimizer, train, uses_cuda_graphs
+from bntui.engine.train import make_optimizer, uses_cuda_graphs
 from bntui.settings import AppSettings
 from bntui.store import RunWriter, load_run
 from bntui.store.schema import Environment
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice, DeviceDetection
 
+from enginehelpers import losses, run
 from test_store_support import started
 from tuihelpers import collect_notifications, wait_for
 
@@ -52,20 +53,6 @@ def tiny(**fields) -> RunConfig:
     return RunConfig(**{**defaults, **fields})
 
 
-def run(config: RunConfig, **kwargs):
-    events = []
-    result = train(config, events.append, lambda: False, data_dir="unused", **kwargs)
-    return result, events
-
-
-def losses(events) -> list[float]:
-    numbers = []
-    for event in events:
-        if isinstance(event, Progress):
-            numbers.append(event.train_loss)
-        elif isinstance(event, EpochEnded):
-            numbers += [event.train_loss, event.val_loss, event.val_accuracy]
-    return numbers
 
 
 # -- honest timings ---------------------------------------------------------------------------

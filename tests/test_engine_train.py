@@ -26,7 +26,8 @@ from bntui.engine.events import (
     event_from_dict,
 )
 from bntui.engine.models import batch_norm_layers, build_model
-from bntui.engine.train import evaluate_batch_statistics, steps_per_epoch, train
+from bntui.engine.train import evaluate_batch_statistics, steps_per_epoch
+from enginehelpers import losses, run
 
 ENGINE = Path(__file__).resolve().parents[1] / "bntui" / "engine"
 
@@ -36,25 +37,6 @@ def tiny(**fields) -> RunConfig:
         dataset="mnist-mini", hidden_sizes=[32], epochs=1, progress_every=10, diagnostics_every=0
     )
     return RunConfig(**{**defaults, **fields})
-
-
-def run(config: RunConfig, should_stop=lambda: False, data_dir="unused", **kwargs):
-    events = []
-    result = train(config, events.append, should_stop, data_dir=data_dir, **kwargs)
-    return result, events
-
-
-def losses(events) -> list[float]:
-    """Every loss and metric of a run: equal lists mean bit-identical training."""
-    numbers = []
-    for event in events:
-        if isinstance(event, Progress):
-            numbers.append(event.train_loss)
-        elif isinstance(event, EpochEnded):
-            numbers += [event.train_loss, event.val_loss, event.train_accuracy, event.val_accuracy]
-        elif isinstance(event, RunFinished):
-            numbers += [event.test_loss, event.test_accuracy, event.train_loss]
-    return numbers
 
 
 def test_event_sequence_of_a_finished_run():

@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -64,11 +64,11 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
     note, sweep = None, None
     given = set(command.model_fields_set)
     grid = dict(getattr(command, "grid", None) or {})
-    if getattr(command, "sweep_file", None):  # its settings count as given: they beat a preset's
-        from bntui.sweep import load_sweep_file
 
-        sweep_file = load_sweep_file(command.sweep_file)
-        for key, value in sweep_file.fixed().items():
+    def fill(source: dict[str, Any]) -> None:
+        """Settings from a sweep file or a preset, for those the user did not give."""
+        nonlocal bn, seeds
+        for key, value in source.items():
             if key in given:
                 continue
             if key == "bn":
@@ -77,6 +77,12 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
                 seeds = value
             else:
                 values[key] = value
+
+    if getattr(command, "sweep_file", None):  # its settings count as given: they beat a preset's
+        from bntui.sweep import load_sweep_file
+
+        sweep_file = load_sweep_file(command.sweep_file)
+        fill(sweep_file.fixed())
         given |= sweep_file.model_fields_set
         grid = {**sweep_file.grid, **grid}  # a list on the command line replaces the file's
     if command.preset:
@@ -88,17 +94,10 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
         preset = preset_values(command.preset, present)
         if not present and "dataset" not in given:
             note = f"{dataset} is not in {settings.data_dir}: preset uses {preset['dataset']}"
-        for key, value in preset.items():
-            if key in given:
-                continue
-            if key == "sweep":  # a flag the user gave fixes that setting instead
-                sweep = {name: values for name, values in value.items() if name not in given} or None
-            elif key == "bn":
-                bn = value
-            elif key == "seeds":
-                seeds = value
-            else:
-                values[key] = value
+        preset_sweep = preset.pop("sweep", None)
+        if preset_sweep and "sweep" not in given:  # a flag the user gave fixes that setting instead
+            sweep = {name: swept for name, swept in preset_sweep.items() if name not in given} or None
+        fill(preset)
     values["device"] = command.device or settings.device
     if grid:
         sweep = {**(sweep or {}), **grid}
