@@ -11,7 +11,7 @@ import re
 import sys
 from argparse import ArgumentParser
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -52,7 +52,8 @@ class RunCommand(TrainingFields, StoreOptions):
 
     bn: BnChoice = Field("on", description="normalization (--norm): on, off, or both (paired runs per seed)")
     seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
-    device: str | None = Field(
+    # None: unset here, so the settings (env, config file) choose, not the run's own default.
+    device: str | None = Field(  # type: ignore[assignment]
         None, description="auto, cpu, cuda, cuda:N or mps (default: BNTUI_DEVICE, config file, or auto)"
     )
     data_dir: FolderPath | None = Field(None, description=DATA_DIR_HELP)
@@ -317,6 +318,9 @@ class ThemesCommand(BaseModel):
 GLOBAL_OPTIONS = ("runs_dir", "data_dir")
 
 
+CommandT = TypeVar("CommandT", bound=BaseModel)
+
+
 class Bntui(StoreOptions):
     """Run and compare batch-normalization experiments. Without a command, opens the TUI."""
 
@@ -338,14 +342,14 @@ class Bntui(StoreOptions):
     themes: CliSubCommand[ThemesCommand] = Field(description=ThemesCommand.__doc__)
 
     def cli_cmd(self) -> int:
-        command = get_subcommand(self, is_required=False)
+        command: Any = get_subcommand(self, is_required=False)  # one of the commands above
         if command is not None:
             return self.pass_global_options(command).cli_cmd()
         from bntui.tui.app import run_app
 
         return run_app(self.app_settings(data_dir=self.data_dir))
 
-    def pass_global_options(self, command: BaseModel) -> BaseModel:
+    def pass_global_options(self, command: CommandT) -> CommandT:
         """The command with the global options it also takes (argparse gives them to `bntui`
         only); the command's own flag, nearer to it on the command line, wins."""
         inherited = {
@@ -391,8 +395,9 @@ def _add_argument(parser: ArgumentParser, *args: Any, **kwargs: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    source = CliSettingsSource(
-        Bntui,
+    # pydantic-settings' CLI parses a plain model too (its CliApp does); only its hint says BaseSettings.
+    source: CliSettingsSource[Bntui] = CliSettingsSource(
+        Bntui,  # type: ignore[arg-type]
         cli_prog_name="bntui",
         cli_kebab_case=True,
         cli_implicit_flags=True,

@@ -370,8 +370,8 @@ def summarize_group(
 
     paired_keys = sorted(by_arm[True].keys() & by_arm[False].keys())
     for arm in (True, False):
-        for (seed, key), record in by_arm[arm].items():
-            if (seed, key) not in by_arm[not arm]:
+        for (seed, setting), record in by_arm[arm].items():
+            if (seed, setting) not in by_arm[not arm]:
                 excluded.append(
                     ExcludedRun(
                         record.id,
@@ -437,13 +437,13 @@ def summarize_group(
         if pairs
         else None
     )
-    first = (bn_runs + nobn_runs or list(records) or [None])[0]
+    first = next(iter(bn_runs + nobn_runs or list(records)), None)
     title = (
         f"{first.config.dataset} / {first.config.arch}, {first.config.epochs} epochs"
         if first is not None
         else "empty group"
     )
-    normalized = (bn_runs or [r for r in records if r.config.bn] or [None])[0]
+    normalized = next(iter(bn_runs or [r for r in records if r.config.bn]), None)
     if normalized is not None and normalized.config.norm != "batch":
         title += f", {norm_description(normalized.config)}"  # what "BN" stands for
     return GroupSummary(

@@ -318,9 +318,9 @@ def _load_folder(
         problems.append(ThemeProblem(folder, reason))
         return found
     for path in paths:
-        theme, reason = read_theme_file(path)
+        theme, refusal = read_theme_file(path)
         if theme is None:
-            problems.append(ThemeProblem(path, reason or f"{path.name}: unusable"))
+            problems.append(ThemeProblem(path, refusal or f"{path.name}: unusable"))
             continue
         if theme.name in found:
             first = found[theme.name][1].name

@@ -87,3 +87,10 @@ def test_ruff_finds_nothing():
     result = subprocess.run([str(ruff), "check", "bntui", "tests", "bench"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_finds_nothing():
+    """The package type-checks (settings: [tool.mypy] in pyproject.toml)."""
+    result = subprocess.run([sys.executable, "-m", "mypy", "bntui"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -26,9 +26,10 @@ from rich.progress import (
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
-from bntui.config import BnChoice, TrainingFields, check_device_available, format_validation_error
+from bntui.config import BnChoice, Dataset, TrainingFields, check_device_available, format_validation_error
 from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
+from bntui.presets import PresetName
 from bntui.store import StoredRun, StoreError, ensure_runs_dir
 from bntui.store.layout import describe_os_error
 from bntui.text import escape
@@ -40,11 +41,18 @@ class RunRequest(Protocol):
 
     bn: BnChoice
     seeds: int
+    dataset: Dataset
     device: str | None
     json_file: Path | None
-    preset: str | None
+    preset: PresetName | None
+    sweep_file: Path | None
+    grid: dict[str, list[str]]
     detach: bool
-    model_fields_set: set[str]
+    dry_run: bool
+    yes: bool
+
+    @property
+    def model_fields_set(self) -> set[str]: ...
 
     def model_dump(self, *, exclude: set[str]) -> dict: ...
 
@@ -63,7 +71,7 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
     bn, seeds = command.bn, command.seeds
     note, sweep = None, None
     given = set(command.model_fields_set)
-    grid = dict(getattr(command, "grid", None) or {})
+    grid = dict(command.grid)
 
     def fill(source: dict[str, Any]) -> None:
         """Settings from a sweep file or a preset, for those the user did not give."""
@@ -78,7 +86,7 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
             else:
                 values[key] = value
 
-    if getattr(command, "sweep_file", None):  # its settings count as given: they beat a preset's
+    if command.sweep_file:  # its settings count as given: they beat a preset's
         from bntui.sweep import load_sweep_file
 
         sweep_file = load_sweep_file(command.sweep_file)
@@ -134,7 +142,7 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
 
     try:
         plan, note = build_plan(request, settings)
-        if getattr(request, "dry_run", False):
+        if request.dry_run:
             from bntui.commands.sweep_commands import print_dry_run
 
             return print_dry_run(console, plan)
@@ -182,7 +190,7 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
         # after the runs are done, as there is for `bntui export -o` without --force.
         if cmd_export(settings, console, run_ids, str(request.json_file), force=True) != 0:
             return 1
-    if ended_by is not None:
+    if isinstance(ended_by, int):  # the signal that stopped them
         return 128 + ended_by
     return 0 if all(run.status == "finished" for run in runs) else 1
 
@@ -192,7 +200,7 @@ def grid_confirmed(request: RunRequest, count: int) -> bool:
     without a terminal to ask on it is refused, with one line."""
     from bntui.sweep import GRID_LIMIT
 
-    if count <= GRID_LIMIT or getattr(request, "yes", False):
+    if count <= GRID_LIMIT or request.yes:
         return True
     if not sys.stdin.isatty():
         print(f"bntui: error: the launch makes {count} runs, more than {GRID_LIMIT}: "
@@ -294,7 +302,7 @@ class Follower:
         epochs = config.epochs if config else 0
         style = {"finished": "green", "cancelled": "yellow", "queued": "dim", "running": ""}.get(run.status, "red")
         status = f" [{style}]{run.status}[/]" if style else ""
-        fields = {"description": f"{escape(label)}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
+        fields: dict[str, Any] = {"description": f"{escape(label)}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
         if run.steps_per_epoch:
             fields["total"] = run.steps_per_epoch * epochs
         if record is not None and record.progress.step:

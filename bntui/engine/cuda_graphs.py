@@ -66,6 +66,7 @@ class GraphedStep:
                 log.warning("CUDA graph capture failed, training on without it: %s", exc)
                 self.failed = True
                 return self.eager(batch, None)
+        assert self.static_batch is not None and self.graph is not None  # set by _capture
         self.static_batch.copy_(batch)
         self.graph.replay()
         return self.static_loss

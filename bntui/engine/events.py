@@ -4,7 +4,7 @@ same stream feeds the run store (events.jsonl), the trainer process's stdout and
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 class RunResult:
     """What `train` returns: the final status and every event of note."""
 
-    status: str  # finished | cancelled | failed | diverged
+    # crashed: only a trainer process says so, when its run died under it (SLURM's SIGTERM)
+    status: Literal["finished", "cancelled", "failed", "diverged", "crashed"]
     started: RunStarted | None = None
     epochs: list[EpochEnded] = field(default_factory=list)
     final: RunFinished | None = None

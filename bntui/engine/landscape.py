@@ -38,7 +38,7 @@ Cost: one forward and backward pass of the batch at w and one at each eta, so le
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,15 +53,15 @@ KEYS = ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta_smoo
 
 
 def loss_and_gradient(
-    model: nn.Module, parameters: dict[str, Tensor], images: Tensor, targets: Tensor
+    model: nn.Module, parameters: Mapping[str, Tensor], images: Tensor, targets: Tensor
 ) -> tuple[Tensor, list[Tensor]]:
     """The batch loss with the model's parameters replaced by `parameters`, and its gradient
     with respect to them (zeros for a parameter the loss does not use)."""
     leaves = {name: value.detach().requires_grad_(True) for name, value in parameters.items()}
     with torch.enable_grad():
         loss = F.nll_loss(functional_call(model, leaves, (images,)), targets)
-        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-    grads = [torch.zeros_like(v) if g is None else g for v, g in zip(leaves.values(), grads)]
+        raw = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    grads = [torch.zeros_like(v) if g is None else g for v, g in zip(leaves.values(), raw)]
     return loss.detach(), grads
 
 

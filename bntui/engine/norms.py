@@ -41,6 +41,7 @@ class _GhostBatchNorm:
     batch size this is BatchNorm exactly (one ghost batch: BatchNorm's own kernel)."""
 
     ghost_batch_size: int
+    training: bool  # nn.Module's, which the concrete classes put first in their bases
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or x.shape[0] <= self.ghost_batch_size:
@@ -152,8 +153,8 @@ def make_norm(config, features: int, conv: bool) -> nn.Module:
         cls = GhostBatchNorm2d if conv else GhostBatchNorm1d
         return cls(features, config.ghost_batch_size, **batch_options)
     if norm == "renorm":
-        cls = BatchRenorm2d if conv else BatchRenorm1d
-        return cls(
+        renorm = BatchRenorm2d if conv else BatchRenorm1d
+        return renorm(
             features, config.renorm_rmax, config.renorm_dmax, config.renorm_warmup_steps,
             **batch_options,
         )

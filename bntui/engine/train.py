@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +65,7 @@ from bntui.engine.memory import (
     planned_parameters,
     release_device_memory,
 )
-from bntui.engine.models import batch_norm_layers, batch_statistics_mode, build_model, parameter_count
+from bntui.engine.models import Classifier, batch_norm_layers, batch_statistics_mode, build_model, parameter_count
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def min_progress_seconds(device: torch.device) -> float:
 class _Stop(Exception):
     """Ends the loop early with a terminal event (cancelled or diverged)."""
 
-    def __init__(self, event: Event, status: str, message: str | None = None):
+    def __init__(self, event: Event, status: Literal["cancelled", "diverged"], message: str | None = None):
         super().__init__(status)
         self.event, self.status, self.message = event, status, message
 
@@ -181,6 +182,8 @@ def make_optimizer(config, model: nn.Module, capturable: bool = False) -> torch.
     """Adam or SGD, as their fused implementations where this torch has one for the device
     (the same update rule, a third less time per step for the small MLP on a CPU).
     `capturable` keeps Adam's step count on the device, for CUDA graphs."""
+    cls: type[torch.optim.Optimizer]
+    options: dict[str, Any]
     if config.optimizer == "adam":
         cls, options = torch.optim.Adam, {"lr": config.lr}
         if capturable:
@@ -197,7 +200,7 @@ def make_optimizer(config, model: nn.Module, capturable: bool = False) -> torch.
 @dataclass
 class Prepared:
     data: SplitTensors
-    model: nn.Module
+    model: Classifier
     optimizer: torch.optim.Optimizer
     steps_per_epoch: int
     cuda_graphs: bool = False  # the training step is replayed as a CUDA graph
@@ -282,6 +285,7 @@ class _Run:
             with contextlib.suppress(Exception):
                 self.emit_diagnostics(diagnostics)
             raise
+        assert last_epoch is not None  # a run has at least one epoch (RunConfig)
         train_seconds = time.perf_counter() - self.loop_start
         test_loss, test_accuracy = evaluate(model, data.test_x, data.test_y)
         self.emit(

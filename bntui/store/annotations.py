@@ -7,6 +7,7 @@ the tags. Exported with the run (RunRecord.tags / .note) and written back on imp
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -48,7 +49,7 @@ def write_annotations(run_path: Path, annotations: Annotations) -> None:
     atomic_write_model(run_path / ANNOTATIONS_FILE, annotations)
 
 
-def change_tags(run_path: Path, add: list[str] = (), remove: list[str] = ()) -> Annotations:
+def change_tags(run_path: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Annotations:
     current = read_annotations(run_path)
     tags = (set(current.tags) | {check_tag(t) for t in add}) - set(remove)
     updated = current.model_copy(update={"tags": sorted(tags)})

@@ -43,7 +43,7 @@ _ABSENT: Any = None  # the default of an optional epoch field; pydantic does not
 
 def _model_of(cls: type[Event]) -> type:
     hints = typing.get_type_hints(cls)
-    definitions: dict[str, Any] = {"type": (Literal[cls.kind], ...)}  # type: ignore[valid-type]
+    definitions: dict[str, Any] = {"type": (Literal[cls.kind], ...)}
     for spec in dataclasses.fields(cls):
         annotation = _LIMITS.get(spec.name, hints[spec.name])
         if spec.default is not dataclasses.MISSING:
@@ -55,7 +55,7 @@ def _model_of(cls: type[Event]) -> type:
         else:
             default = ...
         definitions[spec.name] = (annotation, default)
-    return create_model(  # type: ignore[call-overload]
+    return create_model(
         f"{cls.__name__}Line",
         __config__=ConfigDict(extra="ignore", strict=True, str_max_length=MAX_TEXT),
         **definitions,
@@ -64,8 +64,8 @@ def _model_of(cls: type[Event]) -> type:
 
 EVENT_MODELS: dict[str, type] = {kind: _model_of(cls) for kind, cls in EVENT_TYPES.items()}
 
-_EVENT_LINE = TypeAdapter(
-    Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="type")]  # type: ignore[misc]
+_EVENT_LINE: TypeAdapter[Any] = TypeAdapter(
+    Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="type")]  # type: ignore[arg-type]
 )
 
 

@@ -9,6 +9,7 @@ nothing."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,7 @@ def import_runs(runs_dir: Path | str, path: str | Path, *, stdin: TextIO | None 
             new_id = write_record(
                 runs_dir,
                 record,
-                candidates=lambda attempt, base=record.id: import_id(base, attempt),
+                candidates=functools.partial(import_id, record.id),
                 imported_from=record.id,
             )
         except StoreError as exc:
@@ -173,7 +174,7 @@ def _content(record: RunRecord) -> str:
     """What two records must share to be the same run. A run exported while queued or running
     is stored as crashed (nothing runs it here), so that is the status it is compared with.
     Tags and notes are the user's, not the run's: they do not make it another run."""
-    update = {"status": as_imported(record.status), "tags": [], "note": None}
+    update: dict[str, object] = {"status": as_imported(record.status), "tags": [], "note": None}
     return record.model_copy(update=update).model_dump_json()
 
 

@@ -152,8 +152,11 @@ def parse_json(text: bytes | str) -> Any:
     except ValueError:  # an integer of thousands of digits (Python's conversion limit)
         limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()  # 3.10.7+
         raise JsonProblem(f"not usable JSON (a number of more than {limit} digits)") from None
-    opening = ("[", "{") if isinstance(text, str) else (b"[", b"{")
-    few = text.count(opening[0]) + text.count(opening[1]) <= MAX_JSON_DEPTH  # cannot nest deeper
+    if isinstance(text, str):
+        openings = text.count("[") + text.count("{")
+    else:
+        openings = text.count(b"[") + text.count(b"{")
+    few = openings <= MAX_JSON_DEPTH  # cannot nest deeper
     if not few and _too_deep(data):
         raise JsonProblem(f"not usable JSON (nested deeper than {MAX_JSON_DEPTH} levels)")
     return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ BUILTIN_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def bindings(scope: str) -> list[Binding]:
+def bindings(scope: str) -> list[BindingType]:
     return [
         Binding(key.keys, key.action if scope == "app" else f"app.{key.action}", key.description,
                 show=key.show, priority=key.priority, tooltip=key.help)

@@ -75,12 +75,13 @@ class StoreWatcher:
         self._sweep = start + SWEEP_PER_POLL  # wraps around: every ended run in turn
         wanted = list(dict.fromkeys([*sorted(self._active | self._waiting), *turn]))
         changed, removed = [], []
-        for name, run in zip(wanted, reader_for(self.runs_dir).read_runs(wanted)):
-            if run is None:
+        for name, found in zip(wanted, reader_for(self.runs_dir).read_runs(wanted)):
+            if found is None:
                 self._active.discard(name)
                 if self._last.pop(name, None) is not None:
                     removed.append(name)
                 continue
+            run = found
             self._waiting.discard(name)
             if self._last.get(name) is not run:
                 changed.append(run)

@@ -150,7 +150,8 @@ class AnnotateScreen(ModalScreen[None]):
     def _load_note(self) -> None:
         from bntui.store.annotations import read_annotations
 
-        stored = self.app.session.stored.get(self.run_ids[0])
+        app: Any = self.app  # BntuiApp, whose session holds the runs read from the store
+        stored = app.session.stored.get(self.run_ids[0])
         note = read_annotations(stored.path).note if stored is not None else None
         if note:
             self.app.call_from_thread(setattr, self.query_one(Input), "value", note)
@@ -175,9 +176,10 @@ class AnnotateScreen(ModalScreen[None]):
         from bntui.store import StoreError
         from bntui.store.annotations import change_tags, set_note
 
+        app: Any = self.app
         try:
             for run_id in self.run_ids:
-                stored = self.app.session.stored.get(run_id)
+                stored = app.session.stored.get(run_id)
                 if stored is None:
                     continue
                 if self.kind == "note":

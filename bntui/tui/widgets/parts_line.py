@@ -39,4 +39,4 @@ class PartsLine(Static):
         width = self.content_region.width or self.size.width
         if "\n" in text.plain or width <= 0 or cell_len(text.plain) <= width:
             return super().render()
-        return fit_parts(text.split(SEPARATOR, allow_blank=True), width)
+        return fit_parts(list(text.split(SEPARATOR, allow_blank=True)), width)

@@ -33,6 +33,7 @@ from bntui.config import (
     field_errors,
     seed_range_problem,
 )
+from bntui.settings import Backend
 from bntui.tui.devices import DeviceChoice, device_options
 from bntui.tui.messages import SettingsChanged
 from bntui.tui.widgets.field_input import FieldInput
@@ -51,7 +52,7 @@ class FormReading:
     bn: str
     seeds: int
     errors: dict[str, str] = field(default_factory=dict)
-    backend: str | None = None  # where to train, when the form offers a choice (SLURM found)
+    backend: Backend | None = None  # where to train, when the form offers a choice (SLURM found)
     grid: dict[str, list[str]] = field(default_factory=dict)  # comma lists in fields: a sweep
 
     @property
