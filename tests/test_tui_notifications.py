@@ -87,3 +87,25 @@ async def test_the_newest_of_several_messages_is_the_one_in_view(app: BntuiApp, 
         assert f"message 2: {MESSAGE}" in shown_text(app)
         plots = app.screen.query_one("#plots")
         assert visible_region(app.screen, plots).height >= 5  # the band has a cap: the plot stays
+
+
+async def test_a_message_covers_nothing_on_the_sweep_view(tmp_path) -> None:
+    from sweephelpers import make_lr_sweep
+
+    from bntui.settings import AppSettings
+    from bntui.tui.devices import DeviceChoice
+    from bntui.tui.screens.sweep import SweepScreen
+
+    make_lr_sweep(tmp_path / "runs", seeds=1)
+    app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
+                   devices=[DeviceChoice("cpu", "test CPU")], poll_seconds=0.1)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: app.main.runs.row_count == 8, "the sweep's runs")
+        app.main.runs.focus()
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), "the sweep view")
+        await pilot.pause(0.4)
+        app.notify(MESSAGE, title=TITLE, timeout=60, markup=False)
+        await message_on_screen(app, pilot)
+        assert overlaps(app.screen) == []
+        assert f"{TITLE} {MESSAGE}" in shown_text(app)
