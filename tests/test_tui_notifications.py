@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets._toast import Toast, ToastRack
 from test_tui_layout import screen_text
-from test_tui_screens_80x24 import SCREENS, app, opener  # noqa: F401 - app is a fixture
+from test_tui_screens_80x24 import SCREENS, eight_run_app, opener
 from tuihelpers import wait_for
 
 from bntui.tui.app import BntuiApp
@@ -25,6 +25,11 @@ MESSAGE = ("mnist-mini-mlp-bn-s0: test accuracy 94.1%; the run list, the plots a
            "stay in view while this is shown, because the message band is a part of the layout "
            "and the rest gives way")
 TITLE = "Run finished"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch: pytest.MonkeyPatch) -> BntuiApp:
+    return eight_run_app(tmp_path, monkeypatch)
 
 
 def visible_region(screen: Screen, widget: Widget) -> Region:
@@ -97,15 +102,15 @@ async def test_a_message_covers_nothing_on_the_sweep_view(tmp_path) -> None:
     from bntui.tui.screens.sweep import SweepScreen
 
     make_lr_sweep(tmp_path / "runs", seeds=1)
-    app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
-                   devices=[DeviceChoice("cpu", "test CPU")], poll_seconds=0.1)
-    async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        await wait_for(pilot, lambda: app.main.runs.row_count == 8, "the sweep's runs")
-        app.main.runs.focus()
+    sweep_app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
+                         devices=[DeviceChoice("cpu", "test CPU")], poll_seconds=0.1)
+    async with sweep_app.run_test(size=(80, 24), notifications=True) as pilot:
+        await wait_for(pilot, lambda: sweep_app.main.runs.row_count == 8, "the sweep's runs")
+        sweep_app.main.runs.focus()
         await pilot.press("g")
-        await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), "the sweep view")
+        await wait_for(pilot, lambda: isinstance(sweep_app.screen, SweepScreen), "the sweep view")
         await pilot.pause(0.4)
-        app.notify(MESSAGE, title=TITLE, timeout=60, markup=False)
-        await message_on_screen(app, pilot)
-        assert overlaps(app.screen) == []
-        assert f"{TITLE} {MESSAGE}" in shown_text(app)
+        sweep_app.notify(MESSAGE, title=TITLE, timeout=60, markup=False)
+        await message_on_screen(sweep_app, pilot)
+        assert overlaps(sweep_app.screen) == []
+        assert f"{TITLE} {MESSAGE}" in shown_text(sweep_app)
