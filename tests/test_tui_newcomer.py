@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import get_args
 
 from textual import events
 from textual.widgets import Input, Static
 from tuihelpers import COMPARE_RUNS, wait_for
 
+from bntui.config import ARCHITECTURES, Norm
 from bntui.settings import AppSettings
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
+from bntui.tui.widgets.settings_form import APPLIES_FOR
 
 CPU_ONLY = [DeviceChoice("cpu", "x86_64")]
 
@@ -105,29 +108,56 @@ async def test_the_run_list_shows_a_quality_column_at_80_columns(tmp_path: Path)
         assert "test acc" in text and "94.1%" in text
 
 
-async def test_hidden_sizes_are_greyed_for_lenet5_and_the_tab_order_stays(tmp_path: Path) -> None:
+async def test_the_tab_order_is_the_same_for_every_architecture_and_norm(tmp_path: Path) -> None:
+    """Fields a choice does not read are greyed and say why, but keep their place: the same
+    Tabs reach the same fields (hiding the norms' own fields made 12 Tabs land on `lr` after
+    switching to another norm, as hiding `hidden` did for LeNet-5)."""
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         form = app.main.form
+        every_field = [control.id for control in form.query(".field-control")]
 
-        async def tabs_to_epochs() -> int:
+        async def choose(arch: str, norm: str) -> None:
+            form.set_value("arch", arch)
+            form.set_value("norm", norm)
+            await pilot.pause()
+            await pilot.pause()
+
+        async def tabbed() -> list[str | None]:
+            """The fields that Tab focuses, from the first one on, one press each."""
             form.query_one("#field-dataset").focus()
             await pilot.pause()
-            for count in range(1, 40):
+            order = ["field-dataset"]
+            for _ in every_field:  # the whole form and on to Start
                 await pilot.press("tab")
-                if app.focused is form.query_one("#field-epochs"):
-                    return count
-            raise AssertionError("epochs never reached")
+                order.append(app.focused.id if app.focused else None)
+            return order
 
-        for_mlp = await tabs_to_epochs()
-        form.set_value("arch", "lenet5")
-        await pilot.pause()
-        await pilot.pause()
-        assert form.query_one("#field-hidden_sizes", Input).has_class("-not-applicable")
-        assert form.query_one("#note-hidden_sizes", Static).display
-        assert await tabs_to_epochs() == for_mlp
-        reading = form.validate_now()
-        assert "hidden_sizes" not in reading.errors
+        order = None
+        for arch in ARCHITECTURES:
+            for norm in get_args(Norm):
+                await choose(arch, norm)
+                # Tab walks the screen's focus chain: the same chain, the same fields reached.
+                chain = [widget.id for widget in app.screen.focus_chain]
+                assert order is None or chain == order, (arch, norm)
+                order = chain
+                greyed = {name for name in APPLIES_FOR if form.query_one(f"#field-{name}").has_class("-not-applicable")}
+                assert ("hidden_sizes" in greyed) == (arch != "mlp")
+                assert ("norm_groups" in greyed) == (norm != "group")
+                assert ("bn_momentum" in greyed) == (norm in ("group", "layer"))
+                for name in greyed:
+                    assert str(form.query_one(f"#why-{name}", Static).content) in (
+                        "mlp only", "group only", "ghost only", "renorm only", f"not for {norm}")
+                reading = form.validate_now()
+                assert not greyed & set(reading.errors)  # what is not read cannot block a start
+        assert order is not None
+        first = order.index("field-dataset")
+        assert order[first:first + len(every_field)] == every_field  # none skipped
+        # And the keys themselves: the two choices furthest apart, press by press.
+        await choose("mlp", "batch")
+        pressed = await tabbed()
+        await choose("lenet5", "renorm")
+        assert await tabbed() == pressed == every_field + ["start"]
 
 
 async def test_a_missing_dataset_says_how_to_download_it(tmp_path: Path) -> None:

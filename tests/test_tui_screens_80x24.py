@@ -47,6 +47,11 @@ SCREENS = {
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BntuiApp:
+    return eight_run_app(tmp_path, monkeypatch)
+
+
+def eight_run_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BntuiApp:
+    """The app on a store of the 8 runs, in a fixed theme, with no user themes or config."""
     monkeypatch.setenv("BNTUI_THEME_DIR", str(tmp_path / "no-user-themes"))
     monkeypatch.setenv("BNTUI_CONFIG_FILE", str(tmp_path / "no-config.toml"))
     monkeypatch.delenv("NO_COLOR", raising=False)

@@ -113,10 +113,17 @@ class Pane(Vertical):
 def field_row(label: str, name: str, control: Widget) -> list[Widget]:
     control.id = f"field-{name}"
     control.add_class("field-control")
+    # A field that only some choices read says so at its end while greyed (see _update_applies).
+    why = [Static("", id=f"why-{name}", classes="field-why")] if name in APPLIES_FOR else []
     return [
-        Horizontal(Label(label, classes="field-label"), control, classes="field-row"),
+        Horizontal(Label(label, classes="field-label"), control, *why, classes="field-row"),
         Static("", id=f"error-{name}", classes="field-error"),
     ]
+
+
+def _described(name: str) -> str | None:
+    """The setting's description in bntui.config, as the field's tooltip."""
+    return TrainingFields.model_fields[name].description
 
 
 DIAGNOSTICS_TIP = "BatchNorm diagnostics (d on a run) every N training steps; 0 turns them off"
@@ -127,10 +134,13 @@ SEED_TIP = "the seed of the first run (pair); the next ones count up from it"
 SEEDS_TIP = ("how many seeds, counting up from the first seed: with normalize = both, each seed is "
              "a BN / no-BN pair")
 HIDDEN_TIP = "the MLP's hidden layer sizes; LeNet-5's layers are fixed, so it ignores them"
-# Settings that only some norms read; the form shows each only where it applies.
-SHOWN_FOR: dict[str, tuple[str, ...]] = {
-    **{name: (norm,) for norm, names in NORM_PARAMETERS.items() for name in names},
-    "bn_momentum": BATCH_STATISTICS_NORMS,  # GroupNorm, LayerNorm: no running statistics
+# Settings that only some norms read, and the architectures' own: the choice (norm or arch)
+# each depends on and the values that read it. A field that does not apply is greyed and says
+# why, but keeps its place: hidden rows changed what the same number of Tabs reached.
+APPLIES_FOR: dict[str, tuple[str, tuple[str, ...]]] = {
+    "hidden_sizes": ("arch", ("mlp",)),
+    **{name: ("norm", (norm,)) for norm, names in NORM_PARAMETERS.items() for name in names},
+    "bn_momentum": ("norm", BATCH_STATISTICS_NORMS),  # GroupNorm, LayerNorm: no running statistics
 }
 
 
@@ -173,7 +183,6 @@ class SettingsForm(VerticalScroll):
             *field_row("network", "arch", Select(_choices(ARCHITECTURES), value=d.arch, allow_blank=False, compact=True)),
             *field_row("hidden", "hidden_sizes", FieldInput(",".join(map(str, d.hidden_sizes)), compact=True,
                                                        tooltip=HIDDEN_TIP)),
-            Static("LeNet-5 ignores this", id="note-hidden_sizes", classes="field-note"),
             *field_row("activation", "activation", Select(_choices(Activation), value=d.activation, allow_blank=False, compact=True)),
             *field_row("dropout", "dropout", FieldInput("", placeholder=_arch_defaults(DEFAULT_DROPOUT), compact=True)),
             id="pane-architecture",
@@ -182,12 +191,12 @@ class SettingsForm(VerticalScroll):
             "Normalization",
             *field_row("normalize", "bn", Select(_choices(BnChoice), value="both", allow_blank=False, compact=True, tooltip=NORM_TIP)),
             *field_row("norm", "norm", Select(_choices(Norm), value=d.norm, allow_blank=False, compact=True)),
-            *field_row("groups", "norm_groups", FieldInput(str(d.norm_groups), compact=True)),
-            *field_row("ghost batch", "ghost_batch_size", FieldInput(str(d.ghost_batch_size), compact=True)),
-            *field_row("rmax", "renorm_rmax", FieldInput(f"{d.renorm_rmax:g}", compact=True)),
-            *field_row("dmax", "renorm_dmax", FieldInput(f"{d.renorm_dmax:g}", compact=True)),
-            *field_row("warm-up", "renorm_warmup_steps", FieldInput(str(d.renorm_warmup_steps), compact=True)),
-            *field_row("momentum", "bn_momentum", FieldInput(str(d.bn_momentum), compact=True)),
+            *field_row("groups", "norm_groups", FieldInput(str(d.norm_groups), compact=True, tooltip=_described("norm_groups"))),
+            *field_row("ghost size", "ghost_batch_size", FieldInput(str(d.ghost_batch_size), compact=True, tooltip=_described("ghost_batch_size"))),
+            *field_row("rmax", "renorm_rmax", FieldInput(f"{d.renorm_rmax:g}", compact=True, tooltip=_described("renorm_rmax"))),
+            *field_row("dmax", "renorm_dmax", FieldInput(f"{d.renorm_dmax:g}", compact=True, tooltip=_described("renorm_dmax"))),
+            *field_row("warm-up", "renorm_warmup_steps", FieldInput(str(d.renorm_warmup_steps), compact=True, tooltip=_described("renorm_warmup_steps"))),
+            *field_row("momentum", "bn_momentum", FieldInput(str(d.bn_momentum), compact=True, tooltip=_described("bn_momentum"))),
             *field_row("eps", "bn_eps", FieldInput(str(d.bn_eps), compact=True)),
             *field_row("affine", "bn_affine", Checkbox("scale, shift", d.bn_affine, compact=True,
                                                        tooltip="learn the norm's scale γ and shift β")),
@@ -224,8 +233,7 @@ class SettingsForm(VerticalScroll):
             (w.id or "").removeprefix("error-"): w for w in self.query(".field-error").results(Static)
         }
         self._update_dataset_info()
-        self._update_arch_fields()
-        self._update_norm_fields()
+        self._update_applies()
         self.validate_now()
 
     # -- reading and validating ------------------------------------------------------------
@@ -255,7 +263,7 @@ class SettingsForm(VerticalScroll):
     def read(self) -> FormReading:
         data: dict[str, Any] = dict(self._preset_extras)
         for name in (name for name in TrainingFields.model_fields if name in self._controls):
-            if self._controls[name].disabled or not self._applies(name) or not self._arch_applies(name):
+            if self._controls[name].disabled or not self._applies(name):
                 continue  # e.g. hidden sizes with LeNet-5: they do not apply, so they cannot block a start
             value = self.value(name)
             if isinstance(value, str):
@@ -359,38 +367,33 @@ class SettingsForm(VerticalScroll):
             describe_dataset(str(self.value("dataset")), self.data_dir)
         )
 
-    def _arch_applies(self, name: str) -> bool:
-        return name != "hidden_sizes" or self.value("arch") == "mlp"
-
-    def _update_arch_fields(self) -> None:
-        # Hidden sizes only mean something for the MLP. Greyed, not disabled: a disabled field
-        # leaves the Tab order, and the same number of Tabs must reach the same field whatever
-        # the architecture. The row's note says why.
-        control = self._controls["hidden_sizes"]
-        control.set_class(not self._arch_applies("hidden_sizes"), "-not-applicable")
-        self.query_one("#note-hidden_sizes", Static).display = not self._arch_applies("hidden_sizes")
-
     def _applies(self, name: str) -> bool:
-        norms = SHOWN_FOR.get(name)
-        return norms is None or self.value("norm") in norms
+        """Whether the chosen architecture and norm read this setting."""
+        if name not in APPLIES_FOR:
+            return True
+        choice, readers = APPLIES_FOR[name]
+        return self.value(choice) in readers
 
-    def _update_norm_fields(self) -> None:
-        """Show each norm's parameters only while that norm is chosen."""
-        for name in SHOWN_FOR:
-            shown = self._applies(name)
+    def _update_applies(self) -> None:
+        """Grey the fields the chosen architecture and norm do not read, each saying why
+        ("group only"). Greyed, not hidden or disabled: either takes a field out of the Tab
+        order, and the same number of Tabs must reach the same field whatever the choices.
+        A greyed field is not read (see read), so its error, if any, goes with it."""
+        for name, (choice, readers) in APPLIES_FOR.items():
+            applies = self._applies(name)
             control = self._controls[name]
+            control.set_class(not applies, "-not-applicable")
             if control.parent is not None:
-                control.parent.display = shown  # the row: label and control
-            # A hidden field is not read (see read), so its error, if any, goes with it.
+                control.parent.set_class(not applies, "-not-applicable")  # the row: label, why
+            why = f"{readers[0]} only" if len(readers) == 1 else f"not for {self.value(choice)}"
+            self.query_one(f"#why-{name}", Static).update("" if applies else why)
 
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "field-dataset":
             self._update_dataset_info()
-        elif event.select.id == "field-arch":
-            self._update_arch_fields()
-        elif event.select.id == "field-norm":
-            self._update_norm_fields()
+        elif event.select.id in ("field-arch", "field-norm"):
+            self._update_applies()
         self._schedule_validation()
 
     @on(Input.Changed)
