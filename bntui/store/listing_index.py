@@ -199,7 +199,7 @@ def _parse(fd: int, runs_dir: Path | str) -> ListingIndex | None:
         if type(values) is not list or len(values) != width or type(values[0]) is not str:
             return None
         rows[values[0]] = IndexRow._make(values)
-    return ListingIndex(fd, rows, end + 1 + length, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    return ListingIndex(fd, rows, end + 1 + length + 1, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
 
 
 def index_seen(runs_dir: Path | str) -> tuple[int, int, int] | None:
