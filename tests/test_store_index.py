@@ -1,4 +1,4 @@
-"""The store's listing index (runs_dir/.index/listing): ended runs listed without opening their
+"""The store's listing index (runs_dir/.index/listing-*): ended runs listed without opening their
 files, and a listing that stays right whatever happened to the index (the property test in
 test_store_listing damages it at random; here, each bad input of issue 17 on its own)."""
 
@@ -19,14 +19,20 @@ from test_store_support import epoch_event, make_run, progress_event
 from bntui.config import RunConfig
 from bntui.store import RunWriter
 from bntui.store.indexed import IndexedRun
-from bntui.store.listing_index import load_index
+from bntui.store.listing_index import index_path, load_index
 from bntui.store.reader import RunStoreReader
 
 RUN_FILES = {"config.json", "summary.json", "events.jsonl", "listing.json"}
 
 
+@pytest.fixture(autouse=True)
+def _index_every_store(monkeypatch):
+    """The index is written for 100 ended runs or more: here, for any store."""
+    monkeypatch.setattr("bntui.store.indexed.MIN_INDEXED_RUNS", 1)
+
+
 def _index(runs_dir: Path) -> Path:
-    return runs_dir / ".index" / "listing"
+    return Path(index_path(runs_dir))
 
 
 def _listing(runs_dir: Path) -> dict:
@@ -213,3 +219,18 @@ def test_two_tuis_and_writers_at_once_keep_the_listing_right(tmp_path):
     expected = _full_reads(tmp_path)
     for reader in [*readers, RunStoreReader(tmp_path)]:
         assert {run.id: _listed(run) for run in reader.list_runs()} == expected
+
+
+def test_an_indexed_run_whose_folder_vanished_still_answers(store):
+    RunStoreReader(store).list_runs()
+    run = RunStoreReader(store).list_runs()[0]
+    shutil.rmtree(run.path)
+    assert run.full() is run and run.record is not None and run.record.history.epoch == []
+
+
+def test_a_small_store_gets_no_index(store, monkeypatch):
+    monkeypatch.setattr("bntui.store.indexed.MIN_INDEXED_RUNS", 5)
+    assert _listing(store) == _full_reads(store)
+    assert not (store / ".index").exists()
+    make_run(store, epochs=1)
+    assert _listing(store) == _full_reads(store) and _index(store).is_file()

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_store_support import (
@@ -21,7 +22,15 @@ from test_store_support import (
 
 from bntui.config import RunConfig
 from bntui.store import RunWriter, list_runs, load_run
+from bntui.store.listing_index import index_path
 from bntui.store.reader import RunStoreReader
+
+
+@pytest.fixture(autouse=True)
+def _index_every_store(monkeypatch):
+    """The index is written for 100 ended runs or more: here, for any store."""
+    monkeypatch.setattr("bntui.store.indexed.MIN_INDEXED_RUNS", 1)
+
 
 STATUSES = ("finished", "failed", "cancelled", "diverged", None)  # None: live, its writer open
 
@@ -64,7 +73,7 @@ INDEX_DAMAGE = (
 
 
 def _damage_index(runs_dir: Path, how: str, where: float, elsewhere: Path, factory) -> None:
-    index = runs_dir / ".index" / "listing"
+    index = Path(index_path(runs_dir))
     data = index.read_bytes() if index.exists() else b""
     if "index" in how:
         index.parent.mkdir(exist_ok=True)  # a store of live runs only has none yet
@@ -73,7 +82,7 @@ def _damage_index(runs_dir: Path, how: str, where: float, elsewhere: Path, facto
     elif how == "truncated index":
         index.write_bytes(data[: int(len(data) * where)])
     elif how == "index of another runs dir":
-        shutil.copy(elsewhere / ".index" / "listing", index)
+        shutil.copy(index_path(elsewhere), index)
     elif how == "index of another version":
         header, _, rest = data.partition(b"\n")
         index.write_bytes(header.replace(b'"version": 1', b'"version": 99') + b"\n" + rest)

@@ -26,6 +26,10 @@ from bntui.store.reader import StoredRun
 from bntui.store.run_state import RunTotals
 from bntui.store.schema import RunRecord
 
+# Below this many ended runs a listing reads their folders (a few ms) and writes no index: a
+# small runs dir (a checkout's test fixtures, a first experiment) is left as it was.
+MIN_INDEXED_RUNS = 100
+
 ReadRun = Callable[[str], "StoredRun | None"]  # a run folder read by a listing, as it is now
 
 
@@ -51,6 +55,14 @@ class IndexedRun(StoredRun):
     loader = property(lambda self: partial(self._listing.full_run, self._row.id))  # type: ignore[assignment]
     live = complete = stop_requested = False
     queue_place = None
+
+    def full(self) -> StoredRun:
+        """This run read in full from its folder now (kept); itself if the folder is gone."""
+        loaded = self.__dict__.get("_full")
+        if loaded is None:
+            loaded = self._listing.full_run(self._row.id) or self
+            object.__setattr__(self, "_full", loaded)
+        return loaded
 
     def _brief(self) -> Brief:
         brief = self.__dict__.get("_read")
@@ -168,6 +180,8 @@ class IndexedListing:
     def save(self, names: list[str]) -> None:
         """Write the index again when the runs `names` (a whole listing) differ from it."""
         listed = {name: kept[0] for name in names if (kept := self._listed.get(name)) is not None}
+        if len(listed) < MIN_INDEXED_RUNS:
+            return
         index = self._index
         if index is not None and listed == {name: row.validator for name, row in index.rows.items()}:
             return

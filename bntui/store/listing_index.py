@@ -1,6 +1,6 @@
 """The store's listing index: thousands of runs listed without opening a file of each.
 
-<runs_dir>/.index/listing holds, for every ended run, the row a listing shows (status, the
+<runs_dir>/.index/listing-<format>-<bntui version> holds, for every ended run, the row a listing shows (status, the
 numbers `bntui runs` prints...) and, further on in the file, its brief record, read only when
 something asks for it (the TUI's row, a filter on a setting). A row is trusted only while the
 run's config.json, summary.json, events.jsonl and listing.json are exactly as they were when it
@@ -76,7 +76,9 @@ class IndexRow(NamedTuple):
 
 
 def index_path(runs_dir: Path | str) -> str:
-    return os.path.join(runs_dir, INDEX_DIR, INDEX_FILE)
+    """Each bntui version keeps its own index (named after it): two versions sharing a runs dir
+    (cluster nodes with different installs) do not rewrite each other's at every listing."""
+    return os.path.join(runs_dir, INDEX_DIR, f"{INDEX_FILE}-{VERSION}-{__version__}")
 
 
 def validator(folder: str) -> str | None:
@@ -232,7 +234,7 @@ def write_index(runs_dir: Path | str, entries: list[tuple[IndexRow, bytes]]) -> 
         _remove_stale_temps(folder)
         with open(temp, "wb") as handle:
             handle.write(data)
-        os.replace(temp, os.path.join(folder, INDEX_FILE))
+        os.replace(temp, index_path(runs_dir))
     except OSError:
         try:
             os.unlink(temp)
