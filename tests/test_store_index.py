@@ -234,3 +234,16 @@ def test_a_small_store_gets_no_index(store, monkeypatch):
     assert not (store / ".index").exists()
     make_run(store, epochs=1)
     assert _listing(store) == _full_reads(store) and _index(store).is_file()
+
+
+def test_an_index_with_rows_of_the_wrong_kind_is_not_used(store):
+    """Rows whose CRC holds but whose values are not what bntui writes (a hand-made index)."""
+    from bntui.store.listing_index import IndexRow, load_index, write_index
+
+    expected = _full_reads(store)
+    _listing(store)
+    index = load_index(store)
+    entries = [(row._replace(created="yesterday"), index.brief_bytes(row)) for row in index.rows.values()]
+    assert write_index(store, entries)
+    assert load_index(store) is None and _listing(store) == expected
+    assert len(IndexRow._fields) == len(next(iter(load_index(store).rows.values())))

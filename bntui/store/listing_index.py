@@ -28,7 +28,7 @@ import os
 import secrets
 import time
 import zlib
-from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -198,9 +198,12 @@ def _parse(fd: int, runs_dir: Path | str) -> ListingIndex | None:
     rows = {}
     width = len(IndexRow._fields)
     for values in json.loads(blob):
-        if type(values) is not list or len(values) != width or type(values[0]) is not str:
+        if type(values) is not list or len(values) != width or not all(type(v) is str for v in values[:3]):
             return None
-        rows[values[0]] = IndexRow._make(values)
+        row = IndexRow._make(values)
+        if row.created is not None:
+            datetime.fromisoformat(row.created)  # ValueError, TypeError: not an index this bntui wrote
+        rows[row.id] = row
     return ListingIndex(fd, rows, end + 1 + length + 1, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
 
 
@@ -278,5 +281,3 @@ def row_of(run: Any, check: str) -> IndexRow:
         seed=config.seed if config else None,
     )
 
-
-BriefSource = Callable[[], Brief]
