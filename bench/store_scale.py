@@ -7,7 +7,12 @@ on each store:
     of that store) and warm (the best of the next two);
   - the TUI (headless, App.run_test): seconds from the process start to a filled run list,
     then its CPU use while idle (all threads, over --idle seconds);
+then the run list's filter (`/`): seconds to hide every run, and to show them all again;
 and prints each figure as a ratio to the 50-run store.
+
+A store's first listing ("cold") reads every run folder and writes the store's listing index
+(store.listing_index); the next ones ("warm", each a new process) read the index and stat
+each run's files.
 
 Targets (issue 17): listing 5,000 runs <= 2x the time and <= 1.5x the memory of 50 (warm),
 cold <= 4x; TUI run list filled in <= 3x; idle CPU <= 2x. Not a test: run it by hand.
@@ -60,7 +65,21 @@ async def main():
         cpu, wall = time.process_time(), time.time()
         await asyncio.sleep(idle)
         share = (time.process_time() - cpu) / (time.time() - wall)
-    print(json.dumps({"filled": filled, "idle_cpu": share}))
+        # The run list's filter (`/`): hide every run (the copies all have seed 0), then show
+        # them all again; each is redrawn at the app's next tick (REDRAW_SECONDS).
+        from bntui.tui.screens.run_filter import apply_filter
+        table = app.main.runs
+        started = time.time()
+        apply_filter(app, "seed=1")
+        while table.row_count:
+            await asyncio.sleep(0.01)
+        hide = time.time() - started
+        started = time.time()
+        apply_filter(app, "")
+        while table.row_count < expected:
+            await asyncio.sleep(0.01)
+        show = time.time() - started
+    print(json.dumps({"filled": filled, "idle_cpu": share, "filter_hide": hide, "filter_show": show}))
 
 asyncio.run(main())
 """
@@ -146,7 +165,8 @@ def main() -> int:
 
     base = rows[0]
     print()
-    header = f"{'runs':>7} | {'list cold':>15} | {'list warm':>15} | {'peak MiB warm':>15} | {'TUI filled':>15} | {'TUI idle CPU':>15}"
+    header = (f"{'runs':>7} | {'list cold':>15} | {'list warm':>15} | {'peak MiB warm':>15} | {'TUI filled':>15} | "
+              f"{'TUI idle CPU':>15} | {'filter: none':>15} | {'filter: all':>15}")
     print(header)
     print("-" * len(header))
     def cell(row: dict, key: str, fmt: str) -> str:
@@ -156,7 +176,8 @@ def main() -> int:
 
     for row in rows:
         print(f"{row['runs']:>7} | {cell(row, 'cold', '.2f')} | {cell(row, 'warm', '.2f')} | "
-              f"{cell(row, 'warm_peak', '.0f')} | {cell(row, 'filled', '.2f')} | {cell(row, 'idle_cpu', '.1%')}")
+              f"{cell(row, 'warm_peak', '.0f')} | {cell(row, 'filled', '.2f')} | {cell(row, 'idle_cpu', '.1%')} | "
+              f"{cell(row, 'filter_hide', '.2f')} | {cell(row, 'filter_show', '.2f')}")
     print("\ntimes in seconds; ratios to the first store. Targets at 5,000 runs: warm <= 2x time and "
           "<= 1.5x memory, cold <= 4x, TUI filled <= 3x, idle CPU <= 2x")
     return 0

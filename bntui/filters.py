@@ -120,7 +120,7 @@ def matching(runs: Sequence[Any], query: str, tags_of: Callable[[Any], Sequence[
 
 
 def facts_of(run: Any, tags: Sequence[str]) -> RunFacts:
-    record = getattr(run, "record", None)
+    record = getattr(run, "brief", None)  # config and group: no need for the series
     return RunFacts(
         id=run.id,
         status=str(run.status),

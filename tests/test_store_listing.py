@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_store_support import (
@@ -21,7 +22,15 @@ from test_store_support import (
 
 from bntui.config import RunConfig
 from bntui.store import RunWriter, list_runs, load_run
+from bntui.store.listing_index import index_path
 from bntui.store.reader import RunStoreReader
+
+
+@pytest.fixture(autouse=True)
+def _index_every_store(monkeypatch):
+    """The index is written for 100 ended runs or more: here, for any store."""
+    monkeypatch.setattr("bntui.store.indexed.MIN_INDEXED_RUNS", 1)
+
 
 STATUSES = ("finished", "failed", "cancelled", "diverged", None)  # None: live, its writer open
 
@@ -54,6 +63,46 @@ def _listed(run) -> dict:
             exclude={"history", "progress", "diagnostics", "landscape"}
         ),
     }
+
+
+# What can happen to the store's listing index behind a listing's back: (name, how).
+INDEX_DAMAGE = (
+    "none", "garbage index", "truncated index", "index of another runs dir", "index of another version",
+    "index emptied", "flip a byte in the index", "run removed", "run added", "run replaced",
+)
+
+
+def _damage_index(runs_dir: Path, how: str, where: float, elsewhere: Path, factory) -> None:
+    index = Path(index_path(runs_dir))
+    data = index.read_bytes() if index.exists() else b""
+    if "index" in how:
+        index.parent.mkdir(exist_ok=True)  # a store of live runs only has none yet
+    if how == "garbage index":
+        index.write_bytes(b"\x00{not json\n[[" * 5)
+    elif how == "truncated index":
+        index.write_bytes(data[: int(len(data) * where)])
+    elif how == "index of another runs dir":
+        shutil.copy(index_path(elsewhere), index)
+    elif how == "index of another version":
+        header, _, rest = data.partition(b"\n")
+        index.write_bytes(header.replace(b'"version": 1', b'"version": 99') + b"\n" + rest)
+    elif how == "index emptied":
+        index.write_bytes(b"")
+    elif how == "flip a byte in the index" and data:
+        at = min(int(len(data) * where), len(data) - 1)
+        index.write_bytes(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:])
+    elif how in ("run removed", "run replaced"):
+        ended = sorted(path for path in runs_dir.iterdir() if (path / "summary.json").exists())
+        if ended:
+            victim = ended[int(where * (len(ended) - 1))]
+            shutil.rmtree(victim)
+            if how == "run replaced":  # another run under the same id
+                shutil.copytree(make_run(factory.mktemp("other"), epochs=1, status="failed").path, victim)
+                for name in ("config.json", "summary.json", "listing.json"):
+                    path = victim / name
+                    path.write_text(path.read_text().replace(path.parent.parent.name, "x"))
+    elif how == "run added":
+        make_run(runs_dir, epochs=2, status="cancelled")
 
 
 def _full_reads(runs_dir: Path) -> dict:
@@ -105,12 +154,16 @@ def _damage(folder: Path, how: str, where: float, other: Path) -> None:
     damage=st.lists(st.tuples(st.integers(0, 4), st.sampled_from(DAMAGE), st.floats(0, 1)), max_size=4),
     appends=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 3)), max_size=3),
     warm=st.booleans(),
+    index_damage=st.tuples(st.sampled_from(INDEX_DAMAGE), st.floats(0, 1)),
 )
-def test_a_listing_shows_what_a_full_read_shows(tmp_path_factory, runs, damage, appends, warm):
+def test_a_listing_shows_what_a_full_read_shows(tmp_path_factory, runs, damage, appends, warm, index_damage):
     runs_dir = tmp_path_factory.mktemp("runs")
     writers = [make_run(runs_dir, epochs=epochs, status=status) if status else _live_run(runs_dir, epochs)
                for status, epochs in runs]
-    other = make_run(tmp_path_factory.mktemp("elsewhere"), epochs=2)  # a run of another store
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    other = make_run(elsewhere, epochs=2)  # a run of another store
+    RunStoreReader(elsewhere).list_runs()  # ...and that store's index
+    RunStoreReader(runs_dir).list_runs()  # the index as of now: stale after the changes below
     reader = RunStoreReader(runs_dir)
     if warm:
         reader.list_runs()  # a listing before the changes: it must follow them
@@ -131,8 +184,12 @@ def test_a_listing_shows_what_a_full_read_shows(tmp_path_factory, runs, damage, 
     for writer in live[:1]:
         with open(writer.events_path, "ab") as handle:  # a line being written right now
             handle.write(b'{"type": "progress", "ep')
+    _damage_index(runs_dir, *index_damage, elsewhere, tmp_path_factory)
+    expected = _full_reads(runs_dir)
     listed = {run.id: _listed(run) for run in reader.list_runs()}
-    assert listed == _full_reads(runs_dir)
+    assert listed == expected
+    # A new reader (another process): the index as this listing rewrote it, or as damaged.
+    assert {run.id: _listed(run) for run in RunStoreReader(runs_dir).list_runs()} == expected
     for writer in live:
         writer.close()
 

@@ -14,6 +14,8 @@
     <runs_dir>/<run_id>/trainer.log   what the detached trainer printed (the reason of a crash)
     <runs_dir>/<run_id>/slurm_job     the SLURM job id, for a run submitted to a cluster
     <runs_dir>/.queue/                runs waiting for a trainer (store.queue)
+    <runs_dir>/.index/listing-*       the listing index: a cache of every ended run's listing,
+                                      rebuilt from the run folders (store.listing_index)
 
 Files whose names start with "." are temporary (atomic writes, imports, removals) and are not
 part of any run."""

@@ -13,10 +13,12 @@ when asked for: StoredRun.record / StoredRun.full(), load_run."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -709,6 +711,7 @@ class RunStoreReader:
         self.runs_dir = Path(runs_dir)
         self._cache: dict[str, _RunCache] = {}
         self._lock = threading.Lock()
+        self._indexed: Any = None  # store.indexed.IndexedListing, made at the first listing
 
     def folder_names(self) -> list[str]:
         try:
@@ -729,10 +732,13 @@ class RunStoreReader:
         names = self.folder_names()
         now = time.time()
         queued = queued_run_ids(self.runs_dir)
-        with self._lock:
+        with self._lock, _gc_paused():
+            listing = self._listing()
+            listing.refresh()
             for gone in set(self._cache) - set(names):
                 del self._cache[gone]
-            runs = [self._read(name, now, queued.get(name), listing=True) for name in names]
+            runs = [self._listed(listing, name, now, queued.get(name)) for name in names]
+            listing.save(names)
         return sorted((run for run in runs if run is not None), key=sort_key)
 
     def read_runs(self, names: list[str]) -> list[StoredRun | None]:
@@ -741,12 +747,35 @@ class RunStoreReader:
         now = time.time()
         queued = queued_run_ids(self.runs_dir)
         with self._lock:
-            runs = [self._read(name, now, queued.get(name), listing=True) for name in names]
+            listing = self._listing()
+            runs = [self._listed(listing, name, now, queued.get(name)) for name in names]
         for name, run in zip(names, runs):
             if run is None and not os.path.isdir(self.runs_dir / name):
                 with self._lock:
                     self._cache.pop(name, None)
+                    listing.forget(name)
         return runs
+
+    def _listing(self) -> Any:
+        """The store's listing index as this reader uses it (store.indexed)."""
+        if self._indexed is None:
+            from bntui.store.indexed import IndexedListing  # it builds on StoredRun, defined here
+
+            def indexable(run: StoredRun) -> bool:  # ended: its summary.json says how
+                cache = self._cache.get(run.id)
+                return cache is not None and cache.summary is not None and run.brief is not None and not run.live
+
+            self._indexed = IndexedListing(self.runs_dir, self._read_folder, self.full_run, indexable)
+        return self._indexed
+
+    def _listed(self, listing: Any, name: str, now: float, place: int | None) -> StoredRun | None:
+        return listing.run(name, lambda: self._read(name, now, place, listing=True), queued=place is not None)
+
+    def _read_folder(self, name: str) -> StoredRun | None:
+        """Run folder `name` as a listing reads it, the index aside."""
+        queued = queued_run_ids(self.runs_dir)
+        with self._lock:
+            return self._read(name, time.time(), queued.get(name), listing=True)
 
     def full_run(self, name: str) -> StoredRun | None:
         """Run folder `name` read in full now (None: gone or empty)."""
@@ -787,6 +816,19 @@ class RunStoreReader:
             self._cache[name] = _RunCache()
             folder = self.runs_dir / name
             return _unreadable_run(folder, _RunCache(), f"cannot read: unexpected {type(exc).__name__}: {str(exc)[:200]}")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A listing makes tens of thousands of objects and frees none: the cyclic garbage
+    collector, run again and again over all of them meanwhile, would cost a third of its time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _readers: dict[str, RunStoreReader] = {}

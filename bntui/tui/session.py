@@ -84,6 +84,8 @@ class RunSession:
         return [view for view in self.views.values() if view.active]
 
     def twin(self, view: RunView) -> RunView | None:
+        if view.group is None:
+            return None  # a twin is in the same group: no need to look over thousands of runs
         return next((other for other in self.views.values() if other.twin_of(view)), None)
 
     def group_ids(self, group: str) -> list[str]:

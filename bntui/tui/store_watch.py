@@ -66,6 +66,8 @@ class StoreWatcher:
             changed = [run for run_id, run in runs.items() if self._last.get(run_id) is not run]
             removed = [run_id for run_id in self._last if run_id not in runs]
             self._last = runs
+            for run in changed:
+                run.brief  # noqa: B018 - a run listed from the store's index reads it when asked: here, not on the UI's loop
             return changed, removed
         # Only the runs that may change, and a few ended ones in turn: the same work whatever
         # the size of the store.

@@ -177,6 +177,18 @@ class RunTable(DataTable):
                 # follow what the cells hold later (a run id, "cancelled", "56/500").
                 self.update_cell(view.key, column, shown, update_width=True)
 
+    def _update_dimensions(self, new_rows) -> None:  # noqa: ANN001 - DataTable's own hook
+        """DataTable measures each cell of every new row here, once the app is idle: seconds
+        for thousands of rows (a big runs dir, a filter cleared). This table knows its cells'
+        widths as it adds them (_widen), so it sets the columns' widths from those and leaves
+        the rest (the scrollable size) to DataTable with no row to measure."""
+        run_ids = (self._drawn.get(row_key.value) for row_key in new_rows)
+        run_width = max((cell_len(fit_cell(printable(cells[-1]), self._run_width)) for cells in run_ids if cells),
+                        default=0)
+        for column, width in zip(self.ordered_columns, [*self._widths, run_width]):
+            column.content_width = max(column.content_width, width)
+        super()._update_dimensions(())
+
     def reset_rows(self) -> None:
         """Empty the list; the next redraw adds every run the filter keeps, in store order."""
         self._drawn.clear()
