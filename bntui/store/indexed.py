@@ -38,6 +38,10 @@ class IndexedRun(StoredRun):
     totals and owner are read (once) when first asked for. Thousands are made at each listing:
     the few attributes they hold are the row, the index it came from and the creation time."""
 
+    _row: IndexRow
+    _index: ListingIndex
+    _listing: IndexedListing
+
     def __init__(self, row: IndexRow, index: ListingIndex, listing: IndexedListing) -> None:
         put = object.__setattr__  # StoredRun is frozen
         put(self, "_row", row)
@@ -46,13 +50,13 @@ class IndexedRun(StoredRun):
         put(self, "created", datetime.fromisoformat(row.created) if row.created else None)
 
     # What StoredRun holds as fields, read from the row (or fixed: an indexed run has ended).
-    id = property(lambda self: self._row.id)  # type: ignore[assignment]
-    status = property(lambda self: self._row.status)  # type: ignore[assignment]
-    damaged = property(lambda self: self._row.damaged)  # type: ignore[assignment]
-    group = property(lambda self: self._row.group)  # type: ignore[assignment]
-    steps_per_epoch = property(lambda self: self._row.steps_per_epoch)  # type: ignore[assignment]
-    path = property(lambda self: self._listing.runs_dir / self._row.id)  # type: ignore[assignment]
-    loader = property(lambda self: partial(self._listing.full_run, self._row.id))  # type: ignore[assignment]
+    id = property(lambda self: self._row.id)
+    status = property(lambda self: self._row.status)
+    damaged = property(lambda self: self._row.damaged)
+    group = property(lambda self: self._row.group)
+    steps_per_epoch = property(lambda self: self._row.steps_per_epoch)
+    path = property(lambda self: self._listing.runs_dir / self._row.id)
+    loader = property(lambda self: partial(self._listing.full_run, self._row.id))
     live = complete = stop_requested = False
     queue_place = None
 
@@ -71,15 +75,15 @@ class IndexedRun(StoredRun):
             object.__setattr__(self, "_read", brief)
         return brief
 
-    @property  # type: ignore[override]
+    @property
     def brief(self) -> RunRecord | None:
         return self._brief().record
 
-    @property  # type: ignore[override]
+    @property
     def totals(self) -> RunTotals:
         return self._brief().totals
 
-    @property  # type: ignore[override]
+    @property
     def owner(self) -> Owner | None:
         return self._brief().owner
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from pydantic import ValidationError
 
@@ -302,7 +302,7 @@ def _version_problem(data: Any, name: str) -> str | None:
     return None
 
 
-def _parse_file(path: Path, name: str, model: type) -> tuple[Any, str | None]:
+def _parse_file(path: Path, name: str, model: type[BaseModel]) -> tuple[Any, str | None]:
     """(model or None, damage reason or None). A file of an unknown version is still parsed
     when it fits the model, so that the run shows what it can."""
     data, problem = _read_json(path, name)
@@ -383,7 +383,7 @@ def _refresh_light(log: EventLog | None, folder: Path, stat: os.stat_result | No
         # Only a live run's log grows by appends: any other change may be anywhere in it.
         or (log.seen != seen and (not live or (log.seen is not None and size == log.seen[1])))
     )
-    if fresh:
+    if log is None or fresh:
         log = _seeded_log(folder, stat, live)
     return _refresh_log(log, folder / EVENTS_FILE, stat)
 

@@ -17,7 +17,7 @@ import secrets
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from bntui.config import RunConfig
 from bntui.engine.events import (
@@ -266,7 +266,7 @@ class RunWriter:
             raise StoreError(f"run {self.run_id} is already finished: cannot add events")
         message = getattr(event, "message", None)
         if isinstance(message, str) and cap_text(message) != message:  # a very long exception text
-            event = dataclasses.replace(event, message=cap_text(message))  # type: ignore[type-var]
+            event = dataclasses.replace(cast(Any, event), message=cap_text(message))  # events with a message
         durable = isinstance(event, (EpochEnded, *TERMINAL_EVENTS))
         line = event_line(event.to_dict())
         self._append(line, durable=durable)
@@ -318,7 +318,7 @@ class RunWriter:
                 raise StoreError(
                     f"run {self.run_id}: finish() needs a status when no final event was written"
                 )
-            status = self.terminal.kind  # type: ignore[assignment]
+            status = cast(RunStatus, self.terminal.kind)  # a terminal event's kind is a status
         if message is None:
             message = getattr(self.terminal, "message", None)
         message = cap_text(message)

@@ -449,7 +449,7 @@ class BntuiApp(App[int]):
         table = self.main.runs
         session = self.session
         for key in session.gone:
-            table.remove(key)
+            table.remove_run(key)
         session.gone.clear()
         if session.dirty:
             for key, view in session.views.items():  # in store order: new rows go at the end

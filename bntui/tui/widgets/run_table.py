@@ -194,7 +194,7 @@ class RunTable(DataTable):
         self._drawn.clear()
         self.clear()
 
-    def remove(self, key: str) -> None:
+    def remove_run(self, key: str) -> None:
         self._drawn.pop(key, None)
         self.marked.discard(key)
         self._widths_stale = True  # recounted at the next fit: rows are often removed by the hundred

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, get_args
 
 from pydantic import ValidationError
@@ -63,9 +64,9 @@ class FormReading:
         return grid_size(self.grid) * self.seeds * (2 if self.bn == "both" else 1)
 
 
-def _arch_defaults(defaults: dict[str, object]) -> str:
+def _arch_defaults(defaults: Mapping[str, float]) -> str:
     """Placeholder of a field left empty: e.g. "mlp 10, lenet5 20"."""
-    return ", ".join(f"{arch} {value:g}" for arch, value in defaults.items())  # type: ignore[str-format]
+    return ", ".join(f"{arch} {value:g}" for arch, value in defaults.items())
 
 
 def _choices(values: Any) -> list[tuple[str, str]]:
@@ -73,9 +74,10 @@ def _choices(values: Any) -> list[tuple[str, str]]:
     return [(value, value) for value in (values if isinstance(values, tuple) else get_args(values))]
 
 
-def _format_size(size: int | None) -> str:
-    if not size:
+def _format_size(size_bytes: int | None) -> str:
+    if not size_bytes:
         return ""
+    size = float(size_bytes)
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -292,7 +294,7 @@ class SettingsForm(VerticalScroll):
         if fields is not None and "seeds" not in errors:
             if problem := seed_range_problem(fields.seed, seeds):
                 errors["seeds"] = problem
-        backend = str(self.value("backend")) if "backend" in self._controls else None
+        backend: Backend | None = self.value("backend") if "backend" in self._controls else None
         return FormReading(fields, bn, seeds, errors, backend, grid)
 
     @staticmethod
@@ -360,7 +362,7 @@ class SettingsForm(VerticalScroll):
                             "using auto", severity="warning", markup=False)
         # Select only redraws its label when the value changes; "auto" stays "auto" while its
         # label changes from "detecting..." to the device found, so redraw it regardless.
-        select.mutate_reactive(Select.value)
+        select.mutate_reactive(Select.value)  # type: ignore[misc]  # Textual's documented call
 
     def _update_dataset_info(self) -> None:
         self.query_one("#dataset-info", Static).update(
