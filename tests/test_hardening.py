@@ -427,7 +427,7 @@ def test_stored_strings_reach_the_terminal_as_visible_text(tmp_path, capsys):
         assert "\x1b" not in out + err and "\x07" not in out + err
         assert "\\x1b" in out + err
 
-    from bntui.text import printable
+    from bntui.present.text import printable
 
     assert printable("a\x1b[2Jb\x07\u202ec\n") == "a\\x1b[2Jb\\x07\\u202ec\\x0a"
 

@@ -9,13 +9,15 @@ import pytest
 from textual.app import App
 from textual.widgets import DataTable, Static
 
-from bntui.commands.card import group_card_text
+from bntui.present.cards import group_card_text
 from bntui.config import RunConfig
 from bntui.series import ema
 from bntui.stats import BN_BETTER, summarize_group
 from bntui.store import import_runs, list_runs
 from bntui.store.schema import RunRecord
-from bntui.tui.screens.compare import CompareScreen, config_diff, format_delta, run_labels
+from bntui.present.compare import config_diff, run_labels
+from bntui.present.units import metric_delta
+from bntui.tui.screens.compare import CompareScreen
 from bntui.tui.screens.export_dialog import ExportDialog, default_export_path
 from bntui.tui.screens.group import GroupScreen
 from bntui.tui.widgets.band_plot import BandPlot
@@ -180,20 +182,20 @@ async def test_table_deltas_are_differences_to_the_reference_run():
         assert row.deltas.final == pytest.approx(final_gap)
         assert row.deltas.best == pytest.approx(best_gap)
         assert row.deltas.test == pytest.approx(test_gap)
-        assert str(table.get_cell(nobn.id, "d_final")) == format_delta("loss", final_gap)
+        assert str(table.get_cell(nobn.id, "d_final")) == metric_delta("loss", final_gap)
         assert str(table.get_cell(bn.id, "d_final")) == "ref"
 
         # the selected row becomes the reference: the signs flip
         await pilot.press("down", "r")
         assert screen.reference_index == 1
         assert screen.rows[0].deltas.final == pytest.approx(-final_gap)
-        assert str(table.get_cell(bn.id, "d_final")) == format_delta("loss", -final_gap)
+        assert str(table.get_cell(bn.id, "d_final")) == metric_delta("loss", -final_gap)
 
         await pilot.press("m")  # accuracy: deltas in percentage points
         acc_gap = bn.history.val_accuracy[-1] - nobn.history.val_accuracy[-1]
         assert screen.rows[0].deltas.final == pytest.approx(acc_gap)
-        assert str(table.get_cell(bn.id, "d_final")) == format_delta("accuracy", acc_gap)
-        assert str(table.get_cell(bn.id, "d_final")).endswith("pts")
+        assert str(table.get_cell(bn.id, "d_final")) == metric_delta("accuracy", acc_gap)
+        assert str(table.get_cell(bn.id, "d_final")).endswith(" pt")
 
 
 async def test_settings_diff_shows_only_differences_until_toggled():
@@ -312,7 +314,7 @@ async def test_export_writes_a_file_that_imports_back_equal(tmp_path):
     [
         (lambda tmp: tmp / "no-such-folder" / "runs.json", "does not exist"),
         (lambda tmp: tmp, "is a folder"),
-        (lambda tmp: tmp / "a-file.txt" / "runs.json", "is not a folder"),
+        (lambda tmp: tmp / "a-file.txt" / "runs.json", "is a file, not a folder"),
     ],
 )
 async def test_a_bad_path_shows_an_error_in_the_dialog(tmp_path, make_path, expected):

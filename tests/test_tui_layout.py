@@ -14,7 +14,8 @@ from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.keys import BUILTIN_KEYS
 from bntui.tui.run_view import RunView
-from bntui.tui.screens.compare import CompareScreen, format_delta, format_value
+from bntui.present.units import metric_delta, metric_value
+from bntui.tui.screens.compare import CompareScreen
 from bntui.tui.screens.help import HelpScreen
 from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
 from bntui.tui.widgets.progress_line import ProgressLine
@@ -116,9 +117,9 @@ async def test_compare_view_fits_80x24_with_its_numbers_visible() -> None:
         text = "\n".join(lines)
         rows = app.screen.rows
         for number in (
-            format_value("loss", rows[1].values.final),
-            format_delta("loss", rows[1].deltas.final),
-            format_value("loss", rows[1].values.best),
+            metric_value("loss", rows[1].values.final),
+            metric_delta("loss", rows[1].deltas.final),
+            metric_value("loss", rows[1].values.best),
         ):
             assert number in text
         assert "Close" in lines[-1]  # the footer is still the last line
@@ -127,7 +128,7 @@ async def test_compare_view_fits_80x24_with_its_numbers_visible() -> None:
         await pilot.press("right", "right", "right", "right", "right", "right", "right", "right")
         await pilot.pause()
         text = "\n".join(screen_text(app))
-        assert format_value("loss", rows[1].values.test) in text
+        assert metric_value("loss", rows[1].values.test) in text
         assert "◆1" in text
 
 

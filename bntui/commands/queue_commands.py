@@ -11,7 +11,7 @@ from rich.table import Table
 
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
-from bntui.text import escape
+from bntui.present.text import escape
 
 
 def _error(message: str) -> None:

@@ -10,8 +10,8 @@ from rich.text import Text
 from bntui.config import norm_cell
 from bntui.launch import LaunchPlan
 from bntui.sweep import varied_settings
-from bntui.text import escape
-from bntui.words import counted
+from bntui.present.text import escape
+from bntui.present.words import counted
 
 
 def print_dry_run(console: Console, plan: LaunchPlan) -> int:
@@ -36,8 +36,8 @@ def _cell(value: object) -> str:
 
 def print_sweep(console: Console, summary, fmt: str = "text") -> int:
     """The sweep table; in the terminal also the plot (one swept setting, numeric values)."""
-    from bntui.sweep_table import sweep_plot, sweep_table
-    from bntui.tables import render
+    from bntui.present.sweep_table import sweep_plot, sweep_table
+    from bntui.present.tables import render
 
     table = sweep_table(summary)
     if fmt != "text":
@@ -61,9 +61,9 @@ def print_plain_table(console: Console, table) -> None:
 
 def print_group_table(console: Console, records, fmt: str) -> int:
     """The result card's numbers as a table (md, latex, csv)."""
-    from bntui.commands.card import percent, points
+    from bntui.present.cards import percent, points
     from bntui.stats import summarize_group
-    from bntui.tables import PlainTable, render
+    from bntui.present.tables import PlainTable, render
 
     summary = summarize_group(records)
     rows = []

@@ -9,13 +9,13 @@ from pathlib import Path
 from rich.console import Console
 
 from bntui.filters import matching
-from bntui.run_rows import runs_table
+from bntui.present.run_rows import runs_table
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
 from bntui.store.annotations import change_tags, read_annotations, set_note
-from bntui.tables import render
-from bntui.text import escape
-from bntui.words import counted
+from bntui.present.tables import render
+from bntui.present.text import escape
+from bntui.present.words import counted
 
 
 def _error(message: str) -> None:

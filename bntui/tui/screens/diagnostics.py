@@ -21,12 +21,12 @@ from textual.widgets import Select, Static
 
 from bntui.config import arm_name
 from bntui.store.schema import RunRecord
-from bntui.text import printable
+from bntui.present.text import printable
 from bntui.tui.widgets.key_footer import KeyFooter
 from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
-from bntui.words import counted
+from bntui.present.words import counted
 from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, painter_for
 
 # Runs come from the app and from `bntui run`: name the setting in both.

@@ -18,10 +18,12 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from bntui.run_rows import runs_table
+from bntui.present.run_rows import runs_table
+from bntui.present.words import counted
 from bntui.store import StoreError, export_document, load_run, write_export
 from bntui.store.layout import atomic_write_bytes
-from bntui.tables import render
+from bntui.store.output_file import output_file_problem
+from bntui.present.tables import render
 
 # The file's extension picks the format; anything else is the JSON export.
 TABLE_SUFFIXES = {".csv": "csv", ".md": "md", ".tex": "latex"}
@@ -31,18 +33,6 @@ def default_export_path(folder: Path | None = None, now: datetime | None = None)
     """<folder or cwd>/bntui-export-YYYYmmdd-HHMMSS.json"""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     return (folder or Path.cwd()) / f"bntui-export-{stamp}.json"
-
-
-def check_target(path: Path) -> str | None:
-    """Why `path` cannot be written, found before trying (clearer than the OS error), or None."""
-    if path.is_dir():
-        return f"{path} is a folder: give a file name, e.g. {path / 'runs.json'}"
-    parent = path.parent
-    if not parent.exists():
-        return f"folder {parent} does not exist"
-    if not parent.is_dir():
-        return f"{parent} is not a folder"
-    return None
 
 
 class ExportDialog(ModalScreen[Path | None]):
@@ -69,7 +59,7 @@ class ExportDialog(ModalScreen[Path | None]):
         count = len(self.run_ids)
         with Vertical(id="export-box"):
             yield Static(
-                Text(f"Export {count} run{'s' if count != 1 else ''} to a file (JSON, or a table: .csv .md .tex)"),
+                Text(f"Export {counted(count, 'run')} to a file (JSON, or a table: .csv .md .tex)"),
                 id="export-title",
             )
             yield Input(str(self.default_path), id="export-path", select_on_focus=False)
@@ -100,7 +90,7 @@ class ExportDialog(ModalScreen[Path | None]):
         path = Path(text).expanduser()
         if not path.is_absolute():
             path = Path.cwd() / path
-        problem = check_target(path)
+        problem = output_file_problem(path)
         if problem:
             return self._show(problem)
         if path.exists() and self._confirm_replace != path:

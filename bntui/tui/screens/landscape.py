@@ -34,7 +34,7 @@ from bntui.tui.widgets.key_footer import KeyFooter
 from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandSeries
 from bntui.tui.widgets.overlay_plot import PlotSeries, painter_for
-from bntui.words import counted
+from bntui.present.words import counted
 
 NO_LANDSCAPE = (
     "no landscape measurements: set 'landscape every' in the Normalization pane, "

@@ -14,7 +14,8 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from bntui.config import norm_cell
-from bntui.text import printable
+from bntui.present.statuses import status_role
+from bntui.present.text import printable
 from bntui.tui.keys import bindings
 from bntui.tui.run_view import RunView
 
@@ -32,19 +33,6 @@ COLUMNS = (
     ("val_loss", "val loss"),
     ("run", "run"),
 )
-
-STATUS_STYLE = {
-    "running": "accent",
-    "starting": "accent",
-    "stopping": "warning",
-    "queued": "foreground-muted",
-    "finished": "success",
-    "cancelled": "warning",
-    "failed": "error",
-    "crashed": "error",
-    "diverged": "error",
-}
-
 
 # Below this many cells the run id is not cut further: the table scrolls sideways instead.
 MIN_RUN_WIDTH = 10
@@ -103,7 +91,7 @@ class RunTable(DataTable):
 
     def _cells(self, view: RunView) -> tuple:
         config = view.config
-        status_style = self.app.theme_variables.get(STATUS_STYLE.get(view.status, "foreground"), "")
+        status_style = self.app.theme_variables.get(status_role(view.status), "")
         return (
             "●" if view.key in self.marked else " ",
             Text.styled(view.status, status_style),  # a span: a theme change counts as a change

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bntui.stats import BN_BETTER, NO_BN_BETTER
 from bntui.sweep_stats import ArmPoint, SweepPoint, SweepSummary
-from bntui.tables import PlainTable
+from bntui.present.tables import PlainTable
 
 SHORT_VERDICTS = {BN_BETTER: "BN better", NO_BN_BETTER: "no BN better"}
 
