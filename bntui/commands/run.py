@@ -14,14 +14,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
@@ -30,6 +23,8 @@ from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, ensure_runs_dir
 from bntui.store.output_file import output_file_problem
+from bntui.commands.progress import FittedProgress
+from bntui.present.statuses import status_markup
 from bntui.present.text import escape
 from bntui.present.words import counted
 
@@ -251,24 +246,13 @@ class Follower:
         return "stop"
 
     def _progress(self) -> Progress:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("epoch {task.fields[epoch]}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} steps/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        return Progress(*columns, console=self.console, transient=False)
+        return FittedProgress(console=self.console, transient=False)
 
     def _draw(self, progress: Progress, task, run: StoredRun) -> None:
         config, record = run.config, run.record
         label = config.label if config else run.id
         epochs = config.epochs if config else 0
-        style = {"finished": "green", "cancelled": "yellow", "queued": "dim", "running": ""}.get(run.status, "red")
-        status = f" [{style}]{run.status}[/]" if style else ""
+        status = "" if run.status == "running" else f" {status_markup(run.status)}"
         fields = {"description": f"{escape(label)}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
         if run.steps_per_epoch:
             fields["total"] = run.steps_per_epoch * epochs
