@@ -33,7 +33,7 @@ from bntui.tui.commands import ActionsProvider
 from bntui.tui.curves import curves_for
 from bntui.tui.devices import DeviceChoice, DeviceDetection, DeviceDetectionError, auto_device
 from bntui.tui.keys import bindings
-from bntui.tui.lifecycle import being_removed
+from bntui.tui.adapters import being_removed
 from bntui.tui.messages import DevicesFound, LaunchDone, RunsCancelled, SettingsChanged, StoreChanged
 from bntui.tui.run_view import RunView
 from bntui.tui.screens.confirm_quit import ConfirmQuitScreen, QuitChoice

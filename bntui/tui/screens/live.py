@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.screen import Screen
 
-from bntui.tui.lifecycle import being_removed
+from bntui.tui.adapters import being_removed
 from bntui.tui.throttle import RedrawThrottle
 
 
