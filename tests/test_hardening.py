@@ -381,7 +381,7 @@ def test_whatever_import_accepts_reads_back_identically(tmp_path_factory, path, 
 
 @pytest.mark.parametrize("low, high", [(0, 1e22), (1, 1e30), (-1e300, 1e300), (5, 5), (1e30, 1e30 + 1)])
 def test_integer_ticks_are_total(low, high):
-    from bntui.tui.widgets.figure import integer_ticks
+    from bntui.present.plots import integer_ticks
 
     ticks = integer_ticks(low, high)
     assert 1 <= len(ticks) <= 5
@@ -390,7 +390,7 @@ def test_integer_ticks_are_total(low, high):
 
 @given(low=st.floats(), high=st.floats(), rows=st.integers(-2, 200), most=st.integers(1, 12))
 def test_the_tick_helpers_never_raise(low, high, rows, most):
-    from bntui.tui.widgets.figure import even_yticks, integer_ticks
+    from bntui.present.plots import even_yticks, integer_ticks
 
     ticks = integer_ticks(low, high, most)
     assert len(ticks) <= max(most, 1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.box import SIMPLE_HEAD
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from bntui.config import norm_cell
 from bntui.launch import LaunchPlan
@@ -46,7 +45,7 @@ def print_sweep(console: Console, summary, fmt: str = "text") -> int:
     print_plain_table(console, table)
     numeric = all(isinstance(p.values[0], (int, float)) for p in summary.points)
     if len(summary.settings) == 1 and numeric and len(summary.points) > 1:
-        console.print(Text.from_ansi(sweep_plot(summary, width=min(console.width, 100))))
+        console.print(sweep_plot(summary, width=min(console.width, 100)))
     return 0
 
 

@@ -11,7 +11,8 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from bntui.tui.throttle import RedrawThrottle
-from bntui.tui.widgets.figure import Figure, FigureRequest, draw
+from bntui.present.plots import Figure
+from bntui.tui.widgets.figure import FigureRequest, draw
 
 # Below this size there is no room for axes: nothing is built.
 MIN_WIDTH, MIN_HEIGHT = 12, 5

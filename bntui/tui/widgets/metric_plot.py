@@ -10,7 +10,7 @@ from rich.color import Color as RichColor
 from rich.style import Style
 from rich.text import Text
 
-from bntui.tui.widgets.figure import RGB, Figure, Trace
+from bntui.present.plots import RGB, Figure, Trace
 from bntui.tui.widgets.figure_widget import FigureWidget
 
 

@@ -23,7 +23,7 @@ from bntui.themes import (
     no_color_requested,
     plot_theme_for,
 )
-from bntui.tui.widgets.figure import Figure, Trace
+from bntui.present.plots import Figure, Trace
 from bntui.tui.widgets.figure_widget import FigureWidget
 
 
