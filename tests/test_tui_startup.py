@@ -63,7 +63,7 @@ async def test_the_device_choice_shows_what_detection_found(tmp_path: Path, monk
         await wait_for(pilot, lambda: "auto (cuda:0)" in str(label.render()), "the label naming the GPU")
         assert select.value == "auto"
         shown = [str(option.prompt) for option in select.query_one("SelectOverlay", OptionList).options]
-        assert shown == ["auto (cuda:0)", "cpu x86_64", "cuda:0 NVIDIA H100"]
+        assert shown == ["auto (cuda:0)", "cpu", "cuda:0 NVIDIA H100"]
 
 
 async def test_a_configured_device_this_machine_lacks_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,5 @@
 """A line plot of one metric (loss or accuracy) against epochs, in the app's theme colours: the
-main screen's two plots. The curves become a Figure (bntui.tui.widgets.figure), which the
+main screen's two plots. The curves become a Figure (bntui.present.plots), which the
 FigureWidget builds off the event loop like every other plot."""
 
 from __future__ import annotations
