@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from bntui.commands.say import error, warn
 from bntui.settings import AppSettings
 from bntui.store import (
     StoredRun,
@@ -42,14 +43,6 @@ _DROP_ORDER = ("dataset", "arch", "norm", "seed", "time", "best val loss", "epoc
 
 # -- formatting ------------------------------------------------------------------------------
 
-def _error(message: str) -> None:
-    Console(stderr=True).print(f"[red]bntui: error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _warn(message: str) -> None:
-    Console(stderr=True).print(f"[yellow]bntui: warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
 def _write_raw(console: Console, text: str) -> None:
     """Machine-readable output: bypass rich so nothing is wrapped or coloured."""
     console.file.write(text)
@@ -72,7 +65,7 @@ def _resolve(settings: AppSettings, refs: Sequence[str]) -> list[StoredRun] | No
         try:
             runs.append(load_run(settings.runs_dir, ref))
         except StoreError as exc:
-            _error(str(exc))
+            error(str(exc))
             return None
     return runs
 
@@ -83,7 +76,7 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, que
     try:
         runs = list_runs(settings.runs_dir)
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     if query:
         from bntui.commands.tag_commands import filtered_runs
@@ -92,7 +85,7 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, que
         try:
             runs = filtered_runs(runs, query)
         except FilterError as exc:
-            _error(str(exc))
+            error(str(exc))
             return 2
     if as_json:
         _write_raw(console, json.dumps({"runs": [run.overview() for run in runs]}, indent=2) + "\n")
@@ -182,7 +175,7 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
     if stored.damaged:
         console.print(f"[red]damaged:[/] {escape(stored.damaged)}", highlight=False, soft_wrap=True)
     if record is None:
-        _error(f"run {stored.id}: nothing readable to show ({stored.damaged})")
+        error(f"run {stored.id}: nothing readable to show ({stored.damaged})")
         return 1
 
     config_table = Table(title="Config", title_justify="left", show_header=False)
@@ -290,11 +283,11 @@ def cmd_compare(
     unreadable = [run for run in found if run.record is None]
     if unreadable:
         run = unreadable[0]
-        _error(f"run {run.id} cannot be compared: {run.damaged}")
+        error(f"run {run.id} cannot be compared: {run.damaged}")
         return 1
     for run in found:
         if run.damaged:
-            _warn(f"run {run.id} is damaged ({run.damaged}): comparing what could be read")
+            warn(f"run {run.id} is damaged ({run.damaged}): comparing what could be read")
 
     metrics = [_compare_metrics(run) for run in found]
     table = Table(title="Metrics (deltas against the first run)", title_justify="left")
@@ -334,13 +327,13 @@ def cmd_export(
     """All runs when none are named. With output "-" the document is the only thing on stdout.
     An existing file is only replaced with force (the TUI's export dialog asks instead)."""
     if not output.strip():  # Path("") is the current folder, which "exists"
-        _error("-o: give a file name (or - for stdout)")
+        error("-o: give a file name (or - for stdout)")
         return 2
     if output != "-" and not force and Path(output).exists():
-        _error(f"{output} exists: nothing written (--force replaces it)")
+        error(f"{output} exists: nothing written (--force replaces it)")
         return 1
     if problem := output_file_problem(Path(output)):
-        _error(f"-o: {problem}")
+        error(f"-o: {problem}")
         return 1
     if runs:
         found = _resolve(settings, runs)
@@ -348,28 +341,28 @@ def cmd_export(
             return 1
         unreadable = [run for run in found if run.record is None]
         if unreadable:
-            _error(f"run {unreadable[0].id} cannot be exported: {unreadable[0].damaged}")
+            error(f"run {unreadable[0].id} cannot be exported: {unreadable[0].damaged}")
             return 1
     else:
         try:
             found = list_runs(settings.runs_dir)
         except StoreError as exc:
-            _error(str(exc))
+            error(str(exc))
             return 1
         for run in found:
             if run.record is None:
-                _warn(f"skipped run {run.id}: {run.damaged}")
+                warn(f"skipped run {run.id}: {run.damaged}")
     doc = export_document(found)
     if not doc.runs:  # an empty document is almost always a wrong --runs-dir
-        _error(f"no runs to export in {settings.runs_dir}: nothing written")
+        error(f"no runs to export in {settings.runs_dir}: nothing written")
         return 1
     try:
         write_export(doc, output)
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     except OSError as exc:  # stdout closed (e.g. piped into `head`)
-        _error(f"cannot write to stdout: {exc.strerror or exc}")
+        error(f"cannot write to stdout: {exc.strerror or exc}")
         return 1
     if output != "-":
         console.print(
@@ -382,7 +375,7 @@ def cmd_import(settings: AppSettings, console: Console, path: str | Path) -> int
     try:
         report = import_runs(settings.runs_dir, path)
     except StoreError as exc:  # the file (ImportFileError) or the runs dir cannot be used
-        _error(str(exc))
+        error(str(exc))
         return 1
     for source, new_id in report.imported:
         renamed = f" as {escape(new_id)} (the id was taken)" if new_id != source else ""
@@ -430,7 +423,7 @@ def cmd_rm(
     # A queued run would be started by the scheduler after its folder is gone: stop it first.
     running = [run for run in unique if run.active]
     for run in running:
-        _error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it "
+        error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it "
                "(nothing removed for it)")
     removable = [run for run in unique if not run.active]
     if not removable:
@@ -446,7 +439,7 @@ def cmd_rm(
         try:
             remove_run(run.path, live=run.active)
         except StoreError as exc:
-            _error(str(exc))
+            error(str(exc))
             failed = True
             continue
         console.print(f"removed {escape(run.id)}", highlight=False, soft_wrap=True)
