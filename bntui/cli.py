@@ -24,7 +24,7 @@ from pydantic_settings import (
     get_subcommand,
 )
 
-from bntui.config import BnChoice, TrainingFields, format_validation_error
+from bntui.config import MAX_SEEDS, SEEDS_DESCRIPTION, BnChoice, TrainingFields, format_validation_error
 from bntui.presets import PresetName
 from bntui.settings import AppSettings, ConfigFileError, FolderPath, load_settings
 
@@ -51,7 +51,7 @@ class RunCommand(TrainingFields, StoreOptions):
     (--lr 0.01,0.1) makes a grid: one run per combination, in one group."""
 
     bn: BnChoice = Field("on", description="normalization (--norm): on, off, or both (paired runs per seed)")
-    seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
+    seeds: int | None = Field(None, ge=1, le=MAX_SEEDS, description=SEEDS_DESCRIPTION)
     # None: unset here, so the settings (env, config file) choose, not the run's own default.
     device: str | None = Field(  # type: ignore[assignment]
         None, description="auto, cpu, cuda, cuda:N or mps (default: BNTUI_DEVICE, config file, or auto)"

@@ -47,6 +47,18 @@ LENET5_WIDTHS = (("conv1", 6), ("conv2", 16), ("fc3", 120), ("fc4", 84))
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 MAX_SEED = 2**31 - 1  # torch.manual_seed takes more, but numpy and CUDA generators do not
+# How many seeds one launch takes (the form, `bntui run --seeds`, a sweep file): each is a run,
+# or a BN / no-BN pair.
+MAX_SEEDS = 1000
+# Seeds when none are given: a paired comparison from fewer than 3 seed pairs is fragile (the
+# result card says so), one run of a single arm is a quick look.
+PAIRED_DEFAULT_SEEDS = 3
+SEEDS_DESCRIPTION = "number of seeds: seed .. seed+K-1 (default: 3 with --bn both, else 1)"
+
+
+def default_seeds(bn: str) -> int:
+    """The number of seeds a launch takes when none is given, for normalize = `bn`."""
+    return PAIRED_DEFAULT_SEEDS if bn == "both" else 1
 
 
 class TrainingFields(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 import tomllib
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
-from bntui.config import BnChoice, TrainingFields, format_validation_error
+from bntui.config import MAX_SEEDS, SEEDS_DESCRIPTION, BnChoice, TrainingFields, format_validation_error
 
 # A launch of more runs than this asks first (the CLI: --yes, or a question on a terminal).
 GRID_LIMIT = 500
@@ -69,7 +69,7 @@ class SweepFile(TrainingFields):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     bn: BnChoice = Field("on", description="on, off, or both (paired runs per seed)")
-    seeds: int = Field(1, ge=1, le=1000, description="number of seeds: seed .. seed+K-1")
+    seeds: int | None = Field(None, ge=1, le=MAX_SEEDS, description=SEEDS_DESCRIPTION)
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="setting -> values to sweep")
 
     @field_validator("grid")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bntui.present.words import counted
 from bntui.settings import default_theme_dir
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class ThemeCatalog:
         if not self.problems:
             return None
         count = len(self.problems)
-        lines = [f"{count} theme file{'s' if count != 1 else ''} skipped:"]
+        lines = [f"{counted(count, 'theme file')} skipped:"]
         lines += [f"• {problem.reason}" for problem in self.problems]
         lines.append("Run `bntui themes` for the full list.")
         return "\n".join(lines)

@@ -17,7 +17,7 @@ from bntui.config import RunConfig
 from bntui.filters import FilterError, RunFacts, parse_filter
 from bntui.store import list_runs
 from bntui.store.annotations import ANNOTATIONS_FILE, read_annotations
-from bntui.tables import PlainTable, to_csv, to_latex, to_markdown
+from bntui.present.tables import PlainTable, to_csv, to_latex, to_markdown
 
 # -- the filter grammar ----------------------------------------------------------------------
 

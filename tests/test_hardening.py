@@ -381,7 +381,7 @@ def test_whatever_import_accepts_reads_back_identically(tmp_path_factory, path, 
 
 @pytest.mark.parametrize("low, high", [(0, 1e22), (1, 1e30), (-1e300, 1e300), (5, 5), (1e30, 1e30 + 1)])
 def test_integer_ticks_are_total(low, high):
-    from bntui.tui.widgets.metric_plot import integer_ticks
+    from bntui.present.plots import integer_ticks
 
     ticks = integer_ticks(low, high)
     assert 1 <= len(ticks) <= 5
@@ -390,7 +390,7 @@ def test_integer_ticks_are_total(low, high):
 
 @given(low=st.floats(), high=st.floats(), rows=st.integers(-2, 200), most=st.integers(1, 12))
 def test_the_tick_helpers_never_raise(low, high, rows, most):
-    from bntui.tui.widgets.metric_plot import even_yticks, integer_ticks
+    from bntui.present.plots import even_yticks, integer_ticks
 
     ticks = integer_ticks(low, high, most)
     assert len(ticks) <= max(most, 1)
@@ -399,14 +399,15 @@ def test_the_tick_helpers_never_raise(low, high, rows, most):
 
 def test_plots_draw_steps_and_values_at_the_float_limits():
     from bntui.series import downsample, ema, log_safe
-    from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
+    from bntui.tui.widgets.figure import FigureRequest, draw
+    from bntui.tui.widgets.metric_plot import Curve, metric_figure
 
     xs = [1.0, 1e22, 1e30, 10**400, 5.0]
     ys = [1.0, 2.0, 0.5, 3.0, 1e308]  # 10**400 has no float; 1e308's span overflows
     assert downsample(xs, ys, 10) == ([1.0, 1e22, 1e30], [1.0, 2.0, 0.5])
     assert len(ema([*ys, 10**400], 0.5)) == len(log_safe([*ys, 10**400])) == 6
     curve = Curve([1.0, 1e22, 1e30], [1e308, -1e308, 0.5], "val", (255, 0, 0), "braille")
-    assert draw(PlotRequest("loss", "x", (curve,), 70, 16, (200, 200, 200), (0, 0, 0)))
+    assert draw(FigureRequest(metric_figure("loss", "x", (curve,)), 70, 16, (200, 200, 200), (0, 0, 0)))
 
 
 # -- 7. small ones ---------------------------------------------------------------------------------
@@ -427,7 +428,7 @@ def test_stored_strings_reach_the_terminal_as_visible_text(tmp_path, capsys):
         assert "\x1b" not in out + err and "\x07" not in out + err
         assert "\\x1b" in out + err
 
-    from bntui.text import printable
+    from bntui.present.text import printable
 
     assert printable("a\x1b[2Jb\x07\u202ec\n") == "a\\x1b[2Jb\\x07\\u202ec\\x0a"
 
@@ -436,7 +437,7 @@ async def test_the_tui_shows_stored_control_characters_as_text(tmp_path):
     from bntui.settings import AppSettings
     from bntui.tui.app import BntuiApp
     from bntui.tui.devices import DeviceChoice
-    from test_tui_layout import screen_text
+    from tuihelpers import screen_lines as screen_text
     from tuihelpers import wait_for
 
     runs_dir = tmp_path / "runs"
@@ -465,7 +466,7 @@ async def test_a_small_terminal_gets_a_message_not_a_broken_layout(tmp_path, siz
     from bntui.settings import AppSettings
     from bntui.tui.app import BntuiApp
     from bntui.tui.devices import DeviceChoice
-    from test_tui_layout import screen_text
+    from tuihelpers import screen_lines as screen_text
 
     app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
                    devices=[DeviceChoice("cpu", "test CPU")])

@@ -44,15 +44,15 @@ def test_closing_the_terminal_leaves_the_run_and_the_one_queued_behind_it_traini
     app = PtyApp(runs_dir, tmp_path)
     try:
         app.wait_for_text("Runs")
-        app.press("\x12")  # ctrl+r: the default launch, BN on and off (two runs, one at a time)
-        wait_until(lambda: [run.status for run in runs_in(runs_dir)] == ["running", "queued"],
-                   "one run training and one queued")
+        app.press("\x12")  # ctrl+r: the default launch, BN on and off over 3 seeds (one at a time)
+        wait_until(lambda: [run.status for run in runs_in(runs_dir)] == ["running"] + ["queued"] * 5,
+                   "one run training and five queued")
     finally:
         app.hang_up()  # the SSH connection drops
     assert app.process.returncode is not None  # the TUI is gone...
-    wait_until(lambda: all_ended(runs_dir, 2), "both runs to end", timeout=300)
-    runs = runs_in(runs_dir)  # ... and both runs trained to the end
-    assert [run.status for run in runs] == ["finished", "finished"]
+    wait_until(lambda: all_ended(runs_dir, 6), "every run to end", timeout=600)
+    runs = runs_in(runs_dir)  # ... and every run trained to the end
+    assert [run.status for run in runs] == ["finished"] * 6
     assert all(run.epochs_done == run.config.epochs for run in runs)
 
 
@@ -130,7 +130,7 @@ def test_a_signal_to_a_foreground_bntui_run_stores_its_run_as_cancelled(tmp_path
 
 def test_max_parallel_2_trains_two_runs_at_once(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    result = bntui_done(tmp_path, "run", "--bn", "both", "--epochs", "4", *TINY, "--device", "cpu",
+    result = bntui_done(tmp_path, "run", "--bn", "both", "--seeds", "1", "--epochs", "4", *TINY, "--device", "cpu",
                         "--max-parallel", "2", "--runs-dir", str(runs_dir))
     assert result.returncode == 0, result.stderr
     first, second = (run.record.timings for run in runs_in(runs_dir))

@@ -41,12 +41,12 @@ def test_a_paired_group_trains_packed_and_each_run_records_it(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_pack_off_and_a_launch_that_cannot_pack_train_separately(tmp_path: Path) -> None:
-    done = bntui_run(tmp_path, "--bn", "both", "--diagnostics-every", "0", "--pack", "off")
+    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "1", "--diagnostics-every", "0", "--pack", "off")
     assert done.returncode == 0, done.stderr
     assert "cannot pack" not in done.stdout
     assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None, None]
 
-    done = bntui_run(tmp_path, "--bn", "both", "--diagnostics-every", "40")
+    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "1", "--diagnostics-every", "40")
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("cannot pack: diagnostics on; the runs train separately") == 1
     assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None] * 4

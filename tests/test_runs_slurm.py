@@ -43,7 +43,7 @@ def queue_ids(tmp_path: Path, runs_dir: Path) -> list[str]:
 
 def test_a_paired_group_trains_on_the_cluster_with_job_ids_recorded(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    result = bntui_done(tmp_path, "run", *SLURM, "--bn", "both", "--epochs", "2", *TINY,
+    result = bntui_done(tmp_path, "run", *SLURM, "--bn", "both", "--seeds", "1", "--epochs", "2", *TINY,
                         "--runs-dir", str(runs_dir))
     assert result.returncode == 0, result.stderr
     assert "Verdict:" in result.stdout
@@ -72,7 +72,7 @@ def test_a_job_cancelled_with_scancel_ends_with_a_message_naming_it(tmp_path: Pa
 def test_a_job_cancelled_before_it_started_is_not_left_queued(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     # Each task asks for every core of the one node: the second waits for the first.
-    launched = bntui_done(tmp_path, "run", *SLURM, "--slurm-cpus", "2", "--detach", "--bn", "both",
+    launched = bntui_done(tmp_path, "run", *SLURM, "--slurm-cpus", "2", "--detach", "--bn", "both", "--seeds", "1",
                           "--epochs", "500", *TINY, "--runs-dir", str(runs_dir))
     assert launched.returncode == 0, launched.stderr
     wait_until(lambda: [run.status for run in runs_in(runs_dir)] == ["running", "queued"],

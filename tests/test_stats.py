@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-from bntui.commands.card import group_card_text, render_group_card
+from bntui.present.cards import group_card_text, render_group_card
 from bntui.config import RunConfig
 from bntui.stats import (
     BN_BETTER,

@@ -161,7 +161,7 @@ def test_export_into_a_missing_folder_is_one_line_error(settings, console, capsy
     make_run(settings.runs_dir, epochs=1)
     assert cmd_export(settings, console, [], str(tmp_path / "no" / "such" / "dir.json")) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("bntui: error: cannot write") and "\n" not in err
+    assert err.startswith("bntui: error: -o: folder") and err.endswith("does not exist") and "\n" not in err
 
 
 def test_export_of_an_empty_store_writes_nothing_and_says_why(settings, console, capsys, tmp_path):

@@ -167,7 +167,7 @@ def test_a_group_without_a_swept_setting_is_no_sweep(tmp_path):
 def test_two_swept_settings_make_a_rows_by_columns_table(tmp_path):
     from test_store_support import make_run
 
-    from bntui.sweep_table import sweep_table
+    from bntui.present.sweep_table import sweep_table
 
     for lr in (0.01, 0.1):
         for batch in (16, 64):
@@ -212,7 +212,7 @@ def test_lr_sensitivity_preset_plans_the_learning_rate_experiment(tmp_path):
 
 
 def test_a_sweep_of_one_arm_shows_that_arm_s_means(tmp_path):
-    from bntui.sweep_table import sweep_table
+    from bntui.present.sweep_table import sweep_table
     from test_store_support import make_run
 
     for norm in ("batch", "group"):

@@ -19,7 +19,7 @@ from bntui.tui.screens.diagnostics import DiagnosticsScreen
 from bntui.tui.screens.export_dialog import ExportDialog
 from bntui.tui.screens.group import GroupScreen
 from bntui.tui.widgets.run_table import RunTable
-from tuihelpers import collect_notifications, wait_for
+from tuihelpers import collect_notifications, wait_for, export_written
 
 FIXTURE = Path(__file__).parent / "fixtures" / "compare_runs"
 DEVICES = [DeviceChoice("cpu", "x86_64")]
@@ -227,7 +227,7 @@ async def test_export_marked_runs_writes_a_file_that_imports_back(app, tmp_path)
         field = dialog.query_one(Input)
         field.value = str(target)
         await pilot.press("enter")
-        await pilot.pause()
+        await export_written(pilot)
         assert app.screen is app.main
     report = import_runs(tmp_path / "fresh", target)
     assert sorted(source for source, _ in report.imported) == ["fx-bn-s2", "fx-nobn-s2"]

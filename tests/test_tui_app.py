@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.notifications import Notification
 from textual.pilot import Pilot
-from textual.widgets import Input, Select
+from textual.widgets import Input, OptionList, Select
 
 from bntui.settings import AppSettings
 from bntui.store import list_runs
@@ -42,11 +42,12 @@ async def choose(pilot: Pilot, name: str, value: str) -> None:
     """Pick an option of a Select with the keyboard, as a user would."""
     select = pilot.app.screen.query_one(f"#field-{name}", Select)
     select.focus()
-    values = [option_value for _, option_value in select._options]
-    steps = values.index(value) - values.index(select.value)
     await pilot.press("enter")
     await wait_for(pilot, lambda: select.expanded, "the option list to open", timeout=10)
     await pilot.pause()
+    # The form's choices are shown as their values: find them in the list as a user would.
+    shown = [str(option.prompt) for option in select.query_one("SelectOverlay", OptionList).options]
+    steps = shown.index(value) - shown.index(str(select.value))
     await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps), "enter")
     await wait_for(pilot, lambda: select.value == value, f"{name} to become {value}", timeout=10)
 
@@ -101,6 +102,7 @@ async def test_stop_takes_a_queued_run_off_the_queue_and_stops_a_running_one(tmp
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         await choose(pilot, "bn", "both")  # two runs: the second waits for the first (one CPU)
+        await type_into(pilot, "seeds", "1")
         await tiny_run_settings(pilot, epochs=500)
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: [v.status for v in session_views(app)] == ["running", "queued"],

@@ -3,24 +3,30 @@ over the fixture runs dir tests/fixtures/compare_runs (see its generate.py)."""
 
 from __future__ import annotations
 
+import re
+
+import math
+
 from pathlib import Path
 
 import pytest
 from textual.app import App
 from textual.widgets import DataTable, Static
 
-from bntui.commands.card import group_card_text
+from bntui.present.cards import group_card_text
 from bntui.config import RunConfig
 from bntui.series import ema
 from bntui.stats import BN_BETTER, summarize_group
 from bntui.store import import_runs, list_runs
 from bntui.store.schema import RunRecord
-from bntui.tui.screens.compare import CompareScreen, config_diff, format_delta, run_labels
+from bntui.present.compare import config_diff, run_labels
+from bntui.present.units import metric_delta
+from bntui.tui.screens.compare import CompareScreen
 from bntui.tui.screens.export_dialog import ExportDialog, default_export_path
 from bntui.tui.screens.group import GroupScreen
 from bntui.tui.widgets.band_plot import BandPlot
 from bntui.tui.widgets.overlay_plot import OverlayPlot
-from tuihelpers import COMPARE_RUNS as FIXTURE_RUNS
+from tuihelpers import COMPARE_RUNS as FIXTURE_RUNS, plots_drawn, screen_lines, export_written
 from tuihelpers import fixture_records
 
 CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
@@ -45,10 +51,6 @@ class ScreenApp(App):
         self.push_screen(self.screen_factory(), self.results.append)
 
 
-def screen_text(app: App) -> list[str]:
-    """The screen as it would be painted, one string per terminal line."""
-    update = app.screen._compositor.render_full_update(simplify=True)
-    return ["".join(segment.text for strip in line for segment in strip) for line in update.strips]
 
 
 def curves_ys(plot: OverlayPlot) -> set[tuple[float, ...]]:
@@ -68,22 +70,25 @@ async def test_metric_and_log_scale_toggles_change_the_plot():
             tuple(r.history.train_loss) for r in (bn, nobn)
         }
         assert curves_ys(plot) == loss
-        assert plot.drawn and not plot.log_y
+        await plots_drawn(pilot)
+        assert "┤" in plot.text and not plot.figure.log_y
 
         await pilot.press("m")
         accuracy = {tuple(r.history.val_accuracy) for r in (bn, nobn)} | {
             tuple(r.history.train_accuracy) for r in (bn, nobn)
         }
         assert curves_ys(plot) == accuracy
-        assert plot.ylabel == "accuracy"
+        assert plot.figure.ylabel == "accuracy"
 
         await pilot.press("l")
         await pilot.pause()
-        assert plot.log_y
-        assert plot.plt._active.monitor.yscale[0] == "log"  # plotext drew a log axis
+        assert plot.figure.log_y
+        await plots_drawn(pilot)
+        ticks = y_ticks(plot)
+        assert evenly_spaced([math.log(t) for t in ticks]) and not evenly_spaced(ticks), ticks  # a log axis
         await pilot.press("l")
-        await pilot.pause()
-        assert plot.plt._active.monitor.yscale[0] == "linear"
+        await plots_drawn(pilot)
+        assert evenly_spaced(y_ticks(plot)), y_ticks(plot)
 
 
 async def test_smoothing_keys_apply_a_debiased_ema_and_stop_at_0_9():
@@ -127,10 +132,20 @@ async def test_legend_entries_are_never_split_across_lines(width):
     app = ScreenApp(lambda: CompareScreen(records))
     async with app.run_test(size=(width, 30)) as pilot:
         await pilot.pause()
-        lines = screen_text(app)
+        lines = screen_lines(app)
         for index, label in enumerate(run_labels(app.screen.records)):
             entry = f"#{index + 1} {label}"
             assert any(entry in line for line in lines), (entry, lines)
+
+
+def y_ticks(plot) -> list[float]:
+    """The values on the y axis, top to bottom, as the plot shows them."""
+    return [float(m.group(1)) for line in plot.text.splitlines() if (m := re.match(r"\s*([-\d.e]+)┤", line))]
+
+
+def evenly_spaced(values: list[float]) -> bool:
+    gaps = [a - b for a, b in zip(values, values[1:])]
+    return len(gaps) >= 2 and max(gaps) - min(gaps) <= 0.05 * abs(values[0] - values[-1])
 
 
 def x_tick_labels(lines: list[str], xlabel: str) -> list[str]:
@@ -144,8 +159,8 @@ async def test_the_step_axis_has_integer_ticks():
     app = ScreenApp(lambda: CompareScreen(records))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("x")
-        await pilot.pause()
-        labels = x_tick_labels(screen_text(app), "optimizer step")
+        await plots_drawn(pilot)
+        labels = x_tick_labels(screen_lines(app), "optimizer step")
         assert len(labels) >= 3, labels
         assert all(label.isdigit() for label in labels), labels
 
@@ -163,7 +178,7 @@ async def test_x_axis_cycles_through_step_and_wall_time():
         await pilot.press("x")
         xs = {tuple(series.xs) for series in plot.series}
         assert xs == {tuple(bn.history.elapsed), tuple(bn.progress.elapsed)}
-        assert plot.xlabel.startswith("wall time")
+        assert plot.figure.xlabel.startswith("wall time")
 
 
 async def test_table_deltas_are_differences_to_the_reference_run():
@@ -180,20 +195,20 @@ async def test_table_deltas_are_differences_to_the_reference_run():
         assert row.deltas.final == pytest.approx(final_gap)
         assert row.deltas.best == pytest.approx(best_gap)
         assert row.deltas.test == pytest.approx(test_gap)
-        assert str(table.get_cell(nobn.id, "d_final")) == format_delta("loss", final_gap)
+        assert str(table.get_cell(nobn.id, "d_final")) == metric_delta("loss", final_gap)
         assert str(table.get_cell(bn.id, "d_final")) == "ref"
 
         # the selected row becomes the reference: the signs flip
         await pilot.press("down", "r")
         assert screen.reference_index == 1
         assert screen.rows[0].deltas.final == pytest.approx(-final_gap)
-        assert str(table.get_cell(bn.id, "d_final")) == format_delta("loss", -final_gap)
+        assert str(table.get_cell(bn.id, "d_final")) == metric_delta("loss", -final_gap)
 
         await pilot.press("m")  # accuracy: deltas in percentage points
         acc_gap = bn.history.val_accuracy[-1] - nobn.history.val_accuracy[-1]
         assert screen.rows[0].deltas.final == pytest.approx(acc_gap)
-        assert str(table.get_cell(bn.id, "d_final")) == format_delta("accuracy", acc_gap)
-        assert str(table.get_cell(bn.id, "d_final")).endswith("pts")
+        assert str(table.get_cell(bn.id, "d_final")) == metric_delta("accuracy", acc_gap)
+        assert str(table.get_cell(bn.id, "d_final")).endswith(" pt")
 
 
 async def test_settings_diff_shows_only_differences_until_toggled():
@@ -284,7 +299,7 @@ async def test_a_group_of_one_seed_pair_is_counted_in_the_singular():
         await pilot.pause()
         status = str(app.screen.query_one("#group-status", Static).content)
         assert " · 1 seed pair · " in status, status
-        assert app.screen.query_one("#group-loss", BandPlot).title.endswith(" over 1 seed")
+        assert app.screen.query_one("#group-loss", BandPlot).figure.title.endswith(" over 1 seed")
 
 
 async def test_export_writes_a_file_that_imports_back_equal(tmp_path):
@@ -294,7 +309,7 @@ async def test_export_writes_a_file_that_imports_back_equal(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("enter")
-        await pilot.pause()
+        await export_written(pilot)
         assert app.results == [target]
     assert target.is_file()
 
@@ -312,7 +327,7 @@ async def test_export_writes_a_file_that_imports_back_equal(tmp_path):
     [
         (lambda tmp: tmp / "no-such-folder" / "runs.json", "does not exist"),
         (lambda tmp: tmp, "is a folder"),
-        (lambda tmp: tmp / "a-file.txt" / "runs.json", "is not a folder"),
+        (lambda tmp: tmp / "a-file.txt" / "runs.json", "is a file, not a folder"),
     ],
 )
 async def test_a_bad_path_shows_an_error_in_the_dialog(tmp_path, make_path, expected):
@@ -321,7 +336,7 @@ async def test_a_bad_path_shows_an_error_in_the_dialog(tmp_path, make_path, expe
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("enter")
-        await pilot.pause()
+        await export_written(pilot)
         dialog = app.screen
         assert isinstance(dialog, ExportDialog)  # still open, nothing raised
         assert expected in str(dialog.query_one("#export-error", Static).content)
@@ -342,7 +357,7 @@ async def test_write_errors_from_the_store_are_shown_not_raised(tmp_path, monkey
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("enter")
-        await pilot.pause()
+        await export_written(pilot)
         assert isinstance(app.screen, ExportDialog)
         assert "no space left" in str(app.screen.query_one("#export-error", Static).content)
         assert app.results == []
@@ -355,10 +370,11 @@ async def test_an_existing_file_is_replaced_only_on_a_second_enter(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("enter")
+        await export_written(pilot)
         assert target.read_text() == "keep me"
         assert "exists" in str(app.screen.query_one("#export-error", Static).content)
         await pilot.press("enter")
-        await pilot.pause()
+        await export_written(pilot)
         assert app.results == [target]
     assert "fx-bn-s0" in target.read_text()
 
@@ -368,7 +384,7 @@ async def test_an_unknown_run_is_reported_in_the_dialog(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("enter")
-        await pilot.pause()
+        await export_written(pilot)
         assert "no-such-run" in str(app.screen.query_one("#export-error", Static).content)
     assert not (tmp_path / "runs.json").exists()
 

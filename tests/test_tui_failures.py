@@ -16,7 +16,7 @@ from bntui.settings import AppSettings
 from bntui.store import list_runs
 from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
-from bntui.tui.lifecycle import being_removed
+from bntui.tui.adapters import being_removed
 from bntui.tui.screens.confirm_quit import ConfirmQuitScreen
 from bntui.tui.widgets.progress_line import ProgressLine
 from tuihelpers import collect_notifications, wait_for
@@ -151,7 +151,8 @@ async def test_each_norm_reads_only_its_own_parameters_and_their_errors(tmp_path
 
 
 async def long_runs(pilot: Pilot) -> None:
-    """Both arms of a launch that trains far longer than any test waits."""
+    """Both arms of one seed, training far longer than any test waits."""
+    await set_field(pilot, "seeds", "1")
     await set_field(pilot, "epochs", "500")
     await set_field(pilot, "hidden_sizes", "16")
     await pilot.press("ctrl+r")
@@ -179,6 +180,7 @@ async def test_the_start_button_launches_and_a_failed_run_is_reported(tmp_path: 
     app = make_app(tmp_path)
     async with app.run_test(size=(100, 50), message_hook=collect_notifications(notes)) as pilot:
         app.main.form.set_value("dataset", "cifar10")  # not in the empty data dir: each run fails
+        app.main.form.set_value("seeds", "1")  # one BN / no-BN pair
         start = app.screen.query_one("#start", Button)
         # The form validates after its first refresh and enables Start then: under load, later.
         await wait_for(pilot, lambda: not start.disabled, "the Start button to be enabled")
@@ -228,19 +230,21 @@ async def test_quit_can_stop_the_runs(tmp_path: Path) -> None:
 
 async def test_a_redraw_tick_while_the_app_shuts_down_is_skipped(tmp_path: Path) -> None:
     """At exit Textual removes the widgets one await at a time and the redraw timer keeps
-    ticking in between; a tick that found the progress line gone once crashed the exit."""
+    ticking in between; a tick that found the progress line gone once crashed the exit. Here a
+    widget on the main screen ticks as it is removed, in the middle of the shutdown."""
     app = make_app(tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: bool(app.main.query(ProgressLine)), "the main screen")
-        close_all = app._close_all
+    skipped: list[bool] = []
 
-        async def close_with_ticks_in_between() -> None:
-            await app.main.query_one(ProgressLine).remove()
+    class TicksWhenRemoved(Static):
+        def on_unmount(self) -> None:
+            skipped.append(being_removed(app.main))
             app._redraw()
             app.on_data_table_row_highlighted()
-            await close_all()
 
-        app._close_all = close_with_ticks_in_between  # leaving the block shuts the app down
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: bool(app.main.query(ProgressLine)), "the main screen")
+        await app.main.mount(TicksWhenRemoved())
+    assert skipped == [True]  # the ticks ran during the shutdown, and nothing raised
 
 
 async def test_a_screen_being_removed_counts_as_removed(tmp_path: Path) -> None:

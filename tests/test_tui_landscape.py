@@ -53,7 +53,7 @@ async def test_the_pair_shows_min_and_max_bands_side_by_side_on_one_scale():
         assert curves(screen, 0) == {"min over η": [10.0, 20.0, 30.0], "max over η": [20.0, 40.0, 60.0]}
         assert curves(screen, 1)["max over η"] == [60.0, 120.0, 180.0]  # no BN on the right
         left, right = plot(screen, 0), plot(screen, 1)
-        assert left.y_range == right.y_range and left.y_range[0] <= 10 and left.y_range[1] >= 180
+        assert left.figure.y_range == right.figure.y_range and left.figure.y_range[0] <= 10 and left.figure.y_range[1] >= 180
         assert plot(screen, 0).series[0].xs == [10.0, 20.0, 30.0]
 
         await pilot.press("s")  # gradient predictiveness

@@ -14,20 +14,18 @@ from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.keys import BUILTIN_KEYS
 from bntui.tui.run_view import RunView
-from bntui.tui.screens.compare import CompareScreen, format_delta, format_value
+from bntui.present.units import metric_delta, metric_value
+from bntui.tui.screens.compare import CompareScreen
 from bntui.tui.screens.help import HelpScreen
-from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
+from bntui.tui.widgets.figure import FigureRequest, draw
+from bntui.tui.widgets.metric_plot import Curve, metric_figure
 from bntui.tui.widgets.progress_line import ProgressLine
 from bntui.tui.widgets.run_table import RunTable
-from tuihelpers import fixture_records, wait_for
+from tuihelpers import fixture_records, plots_drawn, screen_lines, wait_for
 
 CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 
 
-def screen_text(app: App) -> list[str]:
-    """The screen as it would be painted, one string per terminal line."""
-    update = app.screen._compositor.render_full_update(simplify=True)
-    return ["".join(segment.text for strip in line for segment in strip) for line in update.strips]
 
 
 class ScreenApp(App):
@@ -61,7 +59,7 @@ async def test_run_list_columns_widen_as_a_run_moves_on() -> None:
         view.curves.epoch = list(range(1, 57))
         table.upsert(view)
         await pilot.pause()
-        row = next(line for line in screen_text(app) if "cancel" in line)
+        row = next(line for line in screen_lines(app) if "cancel" in line)
         assert re.search(rf"\bcancelled\b.*\b56/500\b.*{run_id}", row), row
 
 
@@ -72,14 +70,14 @@ async def test_a_run_id_cut_by_a_narrow_run_list_ends_in_an_ellipsis() -> None:
         table = app.query_one(RunTable)
         table.upsert(RunView("job-1", RunConfig(arch="lenet5", epochs=500), "finished", run_id=run_id))
         await pilot.pause()
-        row = next(line for line in screen_text(app) if "finished" in line)
+        row = next(line for line in screen_lines(app) if "finished" in line)
         shown = row.split()[-1]
         assert shown.endswith("…") and run_id.startswith(shown[:-1]) and len(shown) >= 10, row
         assert table.virtual_size.width <= table.scrollable_content_region.width  # no sideways scroll
 
         await pilot.resize_terminal(200, 10)
         await pilot.pause()
-        assert run_id in next(line for line in screen_text(app) if "finished" in line)
+        assert run_id in next(line for line in screen_lines(app) if "finished" in line)
 
 
 class ProgressApp(App):
@@ -96,7 +94,7 @@ async def test_a_progress_line_too_long_drops_its_last_parts_whole() -> None:
         view.device = "cpu"
         app.query_one(ProgressLine).show(view)
         await pilot.pause()
-        line = screen_text(app)[0].rstrip()
+        line = screen_lines(app)[0].rstrip()
         assert "finished · epoch 0/10" in line
         assert line.endswith("· cpu"), line  # the run id (last, and in the run list) is dropped whole
         assert "…" not in line and "2026" not in line
@@ -109,16 +107,16 @@ async def test_compare_view_fits_80x24_with_its_numbers_visible() -> None:
     bn, nobn = fixture_records("fx-bn-s0", "fx-nobn-s0")
     app = ScreenApp(lambda: CompareScreen([bn, nobn]))
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        lines = screen_text(app)
+        await plots_drawn(pilot)
+        lines = screen_lines(app)
         assert lines[0].strip().startswith("2 runs · metric: loss")  # the status line
         assert "loss: validation and training" in lines[1]  # the plot's title
         text = "\n".join(lines)
         rows = app.screen.rows
         for number in (
-            format_value("loss", rows[1].values.final),
-            format_delta("loss", rows[1].deltas.final),
-            format_value("loss", rows[1].values.best),
+            metric_value("loss", rows[1].values.final),
+            metric_delta("loss", rows[1].deltas.final),
+            metric_value("loss", rows[1].values.best),
         ):
             assert number in text
         assert "Close" in lines[-1]  # the footer is still the last line
@@ -126,8 +124,8 @@ async def test_compare_view_fits_80x24_with_its_numbers_visible() -> None:
         # the rest of the table is a scroll away; the # column stays
         await pilot.press("right", "right", "right", "right", "right", "right", "right", "right")
         await pilot.pause()
-        text = "\n".join(screen_text(app))
-        assert format_value("loss", rows[1].values.test) in text
+        text = "\n".join(screen_lines(app))
+        assert metric_value("loss", rows[1].values.test) in text
         assert "◆1" in text
 
 
@@ -138,13 +136,13 @@ async def test_help_wraps_its_lines_and_keeps_the_close_hint_at_80x24() -> None:
     app = ScreenApp(HelpScreen)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        text = " ".join(screen_text(app))
+        text = " ".join(screen_lines(app))
         assert "What the plots draw" in text and "esc closes" in text
         seen = text
         for _ in range(6):
             await pilot.press(*["down"] * 8)
             await pilot.pause()
-            text = " ".join(screen_text(app))
+            text = " ".join(screen_lines(app))
             assert "esc closes" in text  # the close hint stays in the border
             seen += text
         words = " ".join(seen.replace("█", " ").split())
@@ -161,7 +159,7 @@ def plot_lines(metric: str, width: int, height: int) -> list[str]:
     xs = [float(epoch) for epoch in range(1, 11)]
     bn = Curve(xs, [0.80 + 0.015 * i for i in range(10)], "BN val", (255, 0, 0), "braille")
     no_bn = Curve(xs, [0.60 + 0.03 * i for i in range(10)], "no BN val", (0, 255, 0), "dot")
-    request = PlotRequest(metric, CAPTION, (bn, no_bn), width, height, (200, 200, 200), (0, 0, 0))
+    request = FigureRequest(metric_figure(metric, CAPTION, (bn, no_bn)), width, height, (200, 200, 200), (0, 0, 0))
     return [strip.text for strip in draw(request)]
 
 
@@ -218,7 +216,7 @@ async def test_the_loss_acc_key_is_offered_only_where_one_plot_shows_at_a_time(t
 def test_the_main_plots_epoch_axis_has_whole_numbers() -> None:
     xs = [1 + 39 * i / 99 for i in range(100)]  # 40 epochs with points between them
     curve = Curve(xs, [1.0 / x for x in xs], "BN val", (255, 0, 0), "braille")
-    request = PlotRequest("loss", CAPTION, (curve,), 70, 16, (200, 200, 200), (0, 0, 0))
+    request = FigureRequest(metric_figure("loss", CAPTION, (curve,)), 70, 16, (200, 200, 200), (0, 0, 0))
     lines = [strip.text for strip in draw(request)]
     tick_line = next(line for line in reversed(lines) if re.search(r"\d", line) and "┬" not in line
                      and "epoch" not in line)

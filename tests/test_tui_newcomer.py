@@ -8,7 +8,7 @@ from typing import get_args
 
 from textual import events
 from textual.widgets import Input, Static
-from tuihelpers import COMPARE_RUNS, wait_for
+from tuihelpers import COMPARE_RUNS, screen_lines, wait_for
 
 from bntui.config import ARCHITECTURES, Norm
 from bntui.settings import AppSettings
@@ -103,8 +103,7 @@ async def test_the_run_list_shows_a_quality_column_at_80_columns(tmp_path: Path)
         table = app.main.runs
         await wait_for(pilot, lambda: table.row_count == 7, "the fixture runs")
         await pilot.pause()
-        header = app.screen._compositor.render_full_update(simplify=True)  # noqa: SLF001
-        text = "\n".join("".join(s.text for strip in line for s in strip) for line in header.strips)
+        text = "\n".join(screen_lines(app))
         assert "test acc" in text and "94.1%" in text
 
 
@@ -178,9 +177,6 @@ def eight_run_store(tmp_path: Path) -> Path:
     return runs
 
 
-def screen_lines(app: BntuiApp) -> list[str]:
-    update = app.screen._compositor.render_full_update(simplify=True)  # noqa: SLF001
-    return ["".join(s.text for strip in line for s in strip) for line in update.strips]
 
 
 async def test_compare_with_8_runs_names_them_all_and_its_settings_scroll_to_the_last(tmp_path: Path) -> None:

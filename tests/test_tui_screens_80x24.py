@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
-from tuihelpers import COMPARE_RUNS, wait_for
+from tuihelpers import COMPARE_RUNS, plots_drawn, screen_lines, wait_for
 
 from bntui.settings import AppSettings
 from bntui.tui.app import BntuiApp
@@ -89,6 +89,7 @@ def opener(name: str, *, help: bool = False):
             await pilot.press(*keys)
             await wait_for(pilot, lambda: isinstance(app.screen, screen_type), f"the {name} screen")
             await pilot.pause(0.4)  # the analysis screens redraw at most 4 times a second
+            await plots_drawn(pilot)
             for field in app.screen.query(Input):
                 field.cursor_blink = False  # a blinking cursor would make the snapshot flaky
         if help:
@@ -118,9 +119,6 @@ def test_wider_terminals(app: BntuiApp, snap_compare, name: str, size: tuple[int
 # -- cut words ----------------------------------------------------------------------------------
 
 
-def screen_lines(app: BntuiApp) -> list[str]:
-    update = app.screen._compositor.render_full_update(simplify=True)  # noqa: SLF001
-    return ["".join(segment.text for strip in line for segment in strip) for line in update.strips]
 
 
 def footer_words(app: BntuiApp) -> set[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from textual.notifications import Notification
-from textual.widgets import Select
+from textual.widgets import OptionList, Select
 
 from bntui.settings import AppSettings
 from bntui.tui.app import BntuiApp
@@ -62,7 +62,8 @@ async def test_the_device_choice_shows_what_detection_found(tmp_path: Path, monk
         # The value stays "auto"; its label must still change from "detecting...".
         await wait_for(pilot, lambda: "auto (cuda:0)" in str(label.render()), "the label naming the GPU")
         assert select.value == "auto"
-        assert [value for _, value in select._options] == ["auto", "cpu", "cuda:0"]
+        shown = [str(option.prompt) for option in select.query_one("SelectOverlay", OptionList).options]
+        assert shown == ["auto (cuda:0)", "cpu", "cuda:0 NVIDIA H100"]
 
 
 async def test_a_configured_device_this_machine_lacks_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

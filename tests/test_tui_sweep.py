@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sweephelpers import make_lr_sweep
+from tuihelpers import plots_drawn
 from textual.app import App
 from textual.widgets import Button, Input
 
@@ -71,6 +72,7 @@ async def test_a_grid_over_the_limit_asks_first(tmp_path):
     app = make_app(tmp_path)
     plans = capture_launches(app)
     async with app.run_test(size=(120, 40)) as pilot:
+        await set_field(pilot, "seeds", "1")
         await set_field(pilot, "lr", ",".join(f"{0.001 * (i + 1):g}" for i in range(251)))
         await pilot.press("ctrl+r")
         await pilot.pause()
@@ -110,11 +112,11 @@ def sweep_app(tmp_path, monkeypatch) -> SweepApp:
 
 
 def test_sweep_view_at_80x24(sweep_app, snap_compare) -> None:
-    assert snap_compare(sweep_app, terminal_size=(80, 24))
+    assert snap_compare(sweep_app, terminal_size=(80, 24), run_before=plots_drawn)
 
 
 def test_sweep_view_at_160x48(sweep_app, snap_compare) -> None:
-    assert snap_compare(sweep_app, terminal_size=(160, 48))
+    assert snap_compare(sweep_app, terminal_size=(160, 48), run_before=plots_drawn)
 
 
 async def test_sweep_view_shows_each_rate_and_the_diverged_runs(sweep_app) -> None:

@@ -84,7 +84,7 @@ def test_running_runs_show_their_speed_and_eta() -> None:
     reading = SystemReading(10.0, GIB, 2 * GIB, (), "no GPU")
     finished = RunView(key="r2", config=None, status="finished", run_id="r2")
     text = describe_system(reading, [view, finished])
-    assert "r1 · 100 steps/s · ETA 0:02" in text and "r2" not in text
+    assert "r1 · 100 steps/s · ETA 1.5s" in text and "r2" not in text
 
 
 class SlowReader(SystemReader):

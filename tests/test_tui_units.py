@@ -18,7 +18,8 @@ from bntui.tui.devices import DeviceChoice, auto_device, device_options
 from bntui.tui.keys import KEYMAP, bindings
 from bntui.tui.run_view import RunView
 from bntui.tui.store_watch import StoreWatcher
-from bntui.tui.widgets.metric_plot import Curve, PlotRequest, draw
+from bntui.tui.widgets.figure import FigureRequest, draw
+from bntui.tui.widgets.metric_plot import Curve, metric_figure
 from bntui.tui.widgets.progress_line import describe_progress
 
 FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -159,7 +160,7 @@ def test_every_key_has_a_description_and_an_action_the_app_has() -> None:
 def test_a_plot_is_drawn_as_lines_of_its_width_in_the_given_colours() -> None:
     red, canvas = (255, 0, 0), (10, 20, 30)
     curve = Curve([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], "train", red, "braille")
-    strips = draw(PlotRequest("loss", "a run", (curve,), 40, 12, (200, 200, 200), canvas))
+    strips = draw(FigureRequest(metric_figure("loss", "a run", (curve,)), 40, 12, (200, 200, 200), canvas))
     assert len(strips) == 12 and all(strip.cell_length == 40 for strip in strips)
     styles = [segment.style for strip in strips for segment in strip if segment.style]
     assert red in {tuple(style.color.triplet) for style in styles if style.color}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.console import Console
 
 from bntui.settings import AppSettings
-from bntui.text import escape
+from bntui.present.text import escape
 
 
 def print_group_card(settings: AppSettings, console: Console, group: str) -> int:
-    from bntui.commands.card import render_group_card
+    from bntui.present.cards import render_group_card
     from bntui.stats import summarize_group
     from bntui.store import list_runs
 

@@ -9,13 +9,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from bntui.commands.say import error
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
-from bntui.text import escape
-
-
-def _error(message: str) -> None:
-    Console(stderr=True).print(f"[red]bntui: error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+from bntui.present.text import escape
 
 
 def _active_runs(settings: AppSettings) -> list[StoredRun]:
@@ -47,7 +44,7 @@ def cmd_queue(settings: AppSettings, console: Console, as_json: bool = False) ->
     try:
         runs = _active_runs(settings)
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     if as_json:
         rows = [{**run.overview(), "where": where(run), "queue_place": run.queue_place,
@@ -83,7 +80,7 @@ def cmd_cancel(settings: AppSettings, console: Console, refs: Sequence[str]) -> 
     try:
         runs = list_runs(settings.runs_dir)
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     chosen: dict[str, StoredRun] = {}
     for ref in refs:
@@ -94,7 +91,7 @@ def cmd_cancel(settings: AppSettings, console: Console, refs: Sequence[str]) -> 
         try:
             run = load_run(settings.runs_dir, ref)
         except StoreError as exc:
-            _error(str(exc))
+            error(str(exc))
             return 2
         chosen[run.id] = run
     for run in chosen.values():

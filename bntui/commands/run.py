@@ -6,7 +6,6 @@ result card when they end. Closing its terminal never stops a run."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -15,32 +14,27 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
-from bntui.config import BnChoice, Dataset, TrainingFields, check_device_available, format_validation_error
+from bntui.config import BnChoice, Dataset, TrainingFields, check_device_available, default_seeds, format_validation_error
 from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
 from bntui.presets import PresetName
 from bntui.store import StoredRun, StoreError, ensure_runs_dir
-from bntui.store.layout import describe_os_error
-from bntui.text import escape
-from bntui.words import counted
+from bntui.store.output_file import output_file_problem
+from bntui.commands.progress import FittedProgress
+from bntui.present.statuses import status_markup
+from bntui.present.text import escape
+from bntui.present.words import counted
 
 
 class RunRequest(Protocol):
     """What `bntui run` was asked (bntui.cli.RunCommand): its training fields and these."""
 
     bn: BnChoice
-    seeds: int
+    seeds: int | None  # None: default_seeds(bn)
     dataset: Dataset
     device: str | None
     json_file: Path | None
@@ -109,32 +103,8 @@ def build_plan(command: RunRequest, settings: AppSettings) -> tuple[LaunchPlan, 
     values["device"] = command.device or settings.device
     if grid:
         sweep = {**(sweep or {}), **grid}
+    seeds = default_seeds(bn) if seeds is None else seeds
     return plan_runs(TrainingFields(**values), bn, seeds, sweep), note
-
-
-def output_file_problem(path: Path) -> str | None:
-    """Why `path` cannot be written as a file ('-' is stdout), or None. Checked before
-    training, so that a typo does not cost the training run's results."""
-    if str(path) == "-":
-        return None
-    if path.is_dir():
-        return f"{path} is a folder, not a file"
-    folder = path.parent
-    if not folder.exists():
-        return f"folder {folder} does not exist"
-    if not folder.is_dir():
-        return f"{folder} is a file, not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        return f"cannot write {path}: permission denied"
-    # os.access says yes to root everywhere, /proc included: create a file where the export's
-    # atomic write will, as the only proof that it can.
-    probe = folder / f".{path.name}.{os.getpid()}.probe"
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(probe)
-    except OSError as exc:
-        return f"cannot write {path}: {describe_os_error(exc)}"
-    return None
 
 
 def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int:
@@ -284,24 +254,13 @@ class Follower:
         return "stop"
 
     def _progress(self) -> Progress:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("epoch {task.fields[epoch]}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("{task.fields[speed]} steps/s"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        return Progress(*columns, console=self.console, transient=False)
+        return FittedProgress(console=self.console, transient=False)
 
     def _draw(self, progress: Progress, task, run: StoredRun) -> None:
         config, record = run.config, run.record
         label = config.label if config else run.id
         epochs = config.epochs if config else 0
-        style = {"finished": "green", "cancelled": "yellow", "queued": "dim", "running": ""}.get(run.status, "red")
-        status = f" [{style}]{run.status}[/]" if style else ""
+        status = "" if run.status == "running" else f" {status_markup(run.status)}"
         fields: dict[str, Any] = {"description": f"{escape(label)}{status}", "epoch": f"{run.epochs_done}/{epochs}"}
         if run.steps_per_epoch:
             fields["total"] = run.steps_per_epoch * epochs

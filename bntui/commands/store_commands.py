@@ -9,12 +9,12 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from bntui.commands.say import error, warn
 from bntui.settings import AppSettings
 from bntui.store import (
     StoredRun,
@@ -26,10 +26,14 @@ from bntui.store import (
     remove_run,
     write_export,
 )
+from bntui.store.output_file import output_file_problem
 from bntui.store.schema import json_schema
 from bntui.config import norm_cell
-from bntui.text import escape
-from bntui.words import counted
+from bntui.present import units
+from bntui.present.compare import config_diff
+from bntui.present.statuses import status_markup
+from bntui.present.text import escape
+from bntui.present.words import counted
 
 _RUNS_COLUMNS = ("dataset", "arch", "norm", "seed", "status", "epochs", "best val loss", "test acc", "time")
 _NUMERIC = ("seed", "epochs", "best val loss", "test acc", "time")
@@ -37,26 +41,7 @@ _NUMERIC = ("seed", "epochs", "best val loss", "test acc", "time")
 # says (e.g. 20261126-153012-mnist-mini-mlp-bn-s0-a1b2), then the least telling numbers.
 _DROP_ORDER = ("dataset", "arch", "norm", "seed", "time", "best val loss", "epochs", "test acc", "status")
 
-_STATUS_STYLE = {
-    "queued": "cyan",
-    "running": "green",
-    "finished": "",
-    "cancelled": "dim",
-    "failed": "red",
-    "diverged": "yellow",
-    "crashed": "red",
-}
-
-
 # -- formatting ------------------------------------------------------------------------------
-
-def _error(message: str) -> None:
-    Console(stderr=True).print(f"[red]bntui: error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _warn(message: str) -> None:
-    Console(stderr=True).print(f"[yellow]bntui: warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
 
 def _write_raw(console: Console, text: str) -> None:
     """Machine-readable output: bypass rich so nothing is wrapped or coloured."""
@@ -64,33 +49,8 @@ def _write_raw(console: Console, text: str) -> None:
     console.file.flush()
 
 
-def format_loss(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if math.isfinite(value) else str(value)
-
-
-def format_accuracy(value: float | None) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}%"
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
 def _status_text(run: StoredRun) -> str:
-    style = _STATUS_STYLE.get(run.status, "")
-    text = escape(run.status)
-    return f"[{style}]{text}[/]" if style else text
+    return status_markup(run.status)
 
 
 def _epochs_text(run: StoredRun) -> str:
@@ -105,7 +65,7 @@ def _resolve(settings: AppSettings, refs: Sequence[str]) -> list[StoredRun] | No
         try:
             runs.append(load_run(settings.runs_dir, ref))
         except StoreError as exc:
-            _error(str(exc))
+            error(str(exc))
             return None
     return runs
 
@@ -116,7 +76,7 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, que
     try:
         runs = list_runs(settings.runs_dir)
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     if query:
         from bntui.commands.tag_commands import filtered_runs
@@ -125,7 +85,7 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, que
         try:
             runs = filtered_runs(runs, query)
         except FilterError as exc:
-            _error(str(exc))
+            error(str(exc))
             return 2
     if as_json:
         # One run a line, each dumped by json's C encoder: thousands of runs, quickly, in
@@ -196,9 +156,9 @@ def _runs_row(run: StoredRun) -> dict[str, str]:
         "seed": "?" if info["seed"] is None else str(info["seed"]),
         "status": run.status,
         "epochs": _epochs_text(run),
-        "best val loss": format_loss(info["best_val_loss"]),
-        "test acc": format_accuracy(info["test_accuracy"]),
-        "time": format_duration(info["duration_seconds"]),
+        "best val loss": units.loss(info["best_val_loss"]),
+        "test acc": units.accuracy(info["test_accuracy"]),
+        "time": units.duration(info["duration_seconds"]),
     }
 
 
@@ -218,14 +178,14 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
     if stored.damaged:
         console.print(f"[red]damaged:[/] {escape(stored.damaged)}", highlight=False, soft_wrap=True)
     if record is None:
-        _error(f"run {stored.id}: nothing readable to show ({stored.damaged})")
+        error(f"run {stored.id}: nothing readable to show ({stored.damaged})")
         return 1
 
     config_table = Table(title="Config", title_justify="left", show_header=False)
     config_table.add_column("setting")
     config_table.add_column("value")
     for name, value in record.config.model_dump().items():
-        config_table.add_row(name, escape(_plain(value)))
+        config_table.add_row(name, escape(units.setting(value)))
     console.print(config_table)
 
     env = record.environment
@@ -256,15 +216,15 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
         for i in range(len(history)):
             cells = [
                 str(history.epoch[i]),
-                format_loss(history.train_loss[i]),
-                format_loss(history.val_loss[i]),
-                format_accuracy(history.train_accuracy[i]),
-                format_accuracy(history.val_accuracy[i]),
+                units.loss(history.train_loss[i]),
+                units.loss(history.val_loss[i]),
+                units.accuracy(history.train_accuracy[i]),
+                units.accuracy(history.val_accuracy[i]),
             ]
             if batch_stats:
-                cells.append(format_accuracy(history.val_accuracy_batch_stats[i]))
+                cells.append(units.accuracy(history.val_accuracy_batch_stats[i]))
             if history.epoch_seconds:
-                cells.append(format_duration(history.epoch_seconds[i]))
+                cells.append(units.duration(history.epoch_seconds[i]))
             table.add_row(*cells)
         console.print(table)
     else:
@@ -278,23 +238,17 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
         for split in ("train", "val", "test"):
             table.add_row(
                 split,
-                format_loss(getattr(final, f"{split}_loss")),
-                format_accuracy(getattr(final, f"{split}_accuracy")),
+                units.loss(getattr(final, f"{split}_loss")),
+                units.accuracy(getattr(final, f"{split}_accuracy")),
             )
         console.print(table)
     timings = record.timings
     console.print(
-        f"duration {format_duration(stored.duration_seconds)}, {timings.steps} steps",
+        f"duration {units.duration(stored.duration_seconds)}, {timings.steps} steps",
         highlight=False,
         soft_wrap=True,
     )
     return 0
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value)
-    return str(value)
 
 
 # -- compare ---------------------------------------------------------------------------------
@@ -317,27 +271,10 @@ def _compare_metrics(run: StoredRun) -> dict[str, tuple[float | None, str]]:
     }
 
 
-def _format_metric(value: float | None, kind: str) -> str:
-    if kind == "accuracy":
-        return format_accuracy(value)
-    if kind == "loss":
-        return format_loss(value)
-    if kind == "seconds":
-        return format_duration(value)
-    return "-" if value is None else f"{value:g}"
-
-
 def _format_delta(value: float | None, base: float | None, kind: str) -> str:
     if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)):
         return ""
-    delta = value - base
-    if kind == "accuracy":
-        return f" ({100.0 * delta:+.2f} pt)"
-    if kind == "loss":
-        return f" ({delta:+.4f})"
-    if kind == "seconds":
-        return f" ({delta:+.1f}s)"
-    return f" ({delta:+g})"
+    return f" ({units.metric_delta(kind, value - base)})"
 
 
 def cmd_compare(
@@ -349,11 +286,11 @@ def cmd_compare(
     unreadable = [run for run in found if run.record is None]
     if unreadable:
         run = unreadable[0]
-        _error(f"run {run.id} cannot be compared: {run.damaged}")
+        error(f"run {run.id} cannot be compared: {run.damaged}")
         return 1
     for run in found:
         if run.damaged:
-            _warn(f"run {run.id} is damaged ({run.damaged}): comparing what could be read")
+            warn(f"run {run.id} is damaged ({run.damaged}): comparing what could be read")
 
     metrics = [_compare_metrics(run) for run in found]
     table = Table(title="Metrics (deltas against the first run)", title_justify="left")
@@ -363,24 +300,14 @@ def cmd_compare(
         table.add_column(f"{escape(run.id)}\n{escape(label)}", justify="right")
     table.add_row("status", *(_status_text(run) for run in found))
     for name, (base, kind) in metrics[0].items():
-        cells = [_format_metric(base, kind)]
+        cells = [units.metric_value(kind, base)]
         for other in metrics[1:]:
             value, _ = other[name]
-            cells.append(_format_metric(value, kind) + _format_delta(value, base, kind))
+            cells.append(units.metric_value(kind, value) + _format_delta(value, base, kind))
         table.add_row(name, *cells)
     console.print(table)
 
-    configs = [run.record.config.model_dump() for run in found]  # type: ignore[union-attr]
-    extra = [{"group": run.group or "-"} for run in found]
-    names = list(configs[0]) + ["group"]
-    rows = []
-    for name in names:
-        values = [
-            _plain(config.get(name, "-")) if name != "group" else more["group"]
-            for config, more in zip(configs, extra)
-        ]
-        if show_all or len(set(values)) > 1:
-            rows.append((name, values))
+    rows = config_diff([run.record for run in found], show_all, group=True)  # type: ignore[misc]
     if not rows:
         console.print("configs: identical", highlight=False, soft_wrap=True)
         return 0
@@ -389,8 +316,8 @@ def cmd_compare(
     config_table.add_column("setting")
     for run in found:
         config_table.add_column(escape(run.id), justify="right")
-    for name, values in rows:
-        config_table.add_row(name, *(escape(value) for value in values))
+    for row in rows:
+        config_table.add_row(row.name, *(escape(value) for value in row.values))
     console.print(config_table)
     return 0
 
@@ -403,10 +330,13 @@ def cmd_export(
     """All runs when none are named. With output "-" the document is the only thing on stdout.
     An existing file is only replaced with force (the TUI's export dialog asks instead)."""
     if not output.strip():  # Path("") is the current folder, which "exists"
-        _error("-o: give a file name (or - for stdout)")
+        error("-o: give a file name (or - for stdout)")
         return 2
     if output != "-" and not force and Path(output).exists():
-        _error(f"{output} exists: nothing written (--force replaces it)")
+        error(f"{output} exists: nothing written (--force replaces it)")
+        return 1
+    if problem := output_file_problem(Path(output)):
+        error(f"-o: {problem}")
         return 1
     if runs:
         found = _resolve(settings, runs)
@@ -414,28 +344,28 @@ def cmd_export(
             return 1
         unreadable = [run for run in found if run.record is None]
         if unreadable:
-            _error(f"run {unreadable[0].id} cannot be exported: {unreadable[0].damaged}")
+            error(f"run {unreadable[0].id} cannot be exported: {unreadable[0].damaged}")
             return 1
     else:
         try:
             found = list_runs(settings.runs_dir)
         except StoreError as exc:
-            _error(str(exc))
+            error(str(exc))
             return 1
         for run in found:
             if run.record is None:
-                _warn(f"skipped run {run.id}: {run.damaged}")
+                warn(f"skipped run {run.id}: {run.damaged}")
     doc = export_document(found)
     if not doc.runs:  # an empty document is almost always a wrong --runs-dir
-        _error(f"no runs to export in {settings.runs_dir}: nothing written")
+        error(f"no runs to export in {settings.runs_dir}: nothing written")
         return 1
     try:
         write_export(doc, output)
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     except OSError as exc:  # stdout closed (e.g. piped into `head`)
-        _error(f"cannot write to stdout: {exc.strerror or exc}")
+        error(f"cannot write to stdout: {exc.strerror or exc}")
         return 1
     if output != "-":
         console.print(
@@ -448,7 +378,7 @@ def cmd_import(settings: AppSettings, console: Console, path: str | Path) -> int
     try:
         report = import_runs(settings.runs_dir, path)
     except StoreError as exc:  # the file (ImportFileError) or the runs dir cannot be used
-        _error(str(exc))
+        error(str(exc))
         return 1
     for source, new_id in report.imported:
         renamed = f" as {escape(new_id)} (the id was taken)" if new_id != source else ""
@@ -496,7 +426,7 @@ def cmd_rm(
     # A queued run would be started by the scheduler after its folder is gone: stop it first.
     running = [run for run in unique if run.active]
     for run in running:
-        _error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it "
+        error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it "
                "(nothing removed for it)")
     removable = [run for run in unique if not run.active]
     if not removable:
@@ -512,7 +442,7 @@ def cmd_rm(
         try:
             remove_run(run.path, live=run.active)
         except StoreError as exc:
-            _error(str(exc))
+            error(str(exc))
             failed = True
             continue
         console.print(f"removed {escape(run.id)}", highlight=False, soft_wrap=True)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from rich.box import SIMPLE_HEAD
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from bntui.config import norm_cell
 from bntui.launch import LaunchPlan
 from bntui.sweep import varied_settings
-from bntui.text import escape
-from bntui.words import counted
+from bntui.present.text import escape
+from bntui.present.words import counted
 
 
 def print_dry_run(console: Console, plan: LaunchPlan) -> int:
@@ -36,8 +35,8 @@ def _cell(value: object) -> str:
 
 def print_sweep(console: Console, summary, fmt: str = "text") -> int:
     """The sweep table; in the terminal also the plot (one swept setting, numeric values)."""
-    from bntui.sweep_table import sweep_plot, sweep_table
-    from bntui.tables import render
+    from bntui.present.sweep_table import sweep_plot, sweep_table
+    from bntui.present.tables import render
 
     table = sweep_table(summary)
     if fmt != "text":
@@ -46,7 +45,7 @@ def print_sweep(console: Console, summary, fmt: str = "text") -> int:
     print_plain_table(console, table)
     numeric = all(isinstance(p.values[0], (int, float)) for p in summary.points)
     if len(summary.settings) == 1 and numeric and len(summary.points) > 1:
-        console.print(Text.from_ansi(sweep_plot(summary, width=min(console.width, 100))))
+        console.print(sweep_plot(summary, width=min(console.width, 100)))
     return 0
 
 
@@ -61,9 +60,9 @@ def print_plain_table(console: Console, table) -> None:
 
 def print_group_table(console: Console, records, fmt: str) -> int:
     """The result card's numbers as a table (md, latex, csv)."""
-    from bntui.commands.card import percent, points
+    from bntui.present.cards import percent, points
     from bntui.stats import summarize_group
-    from bntui.tables import PlainTable, render
+    from bntui.present.tables import PlainTable, render
 
     summary = summarize_group(records)
     rows = []

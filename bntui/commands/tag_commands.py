@@ -8,18 +8,15 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bntui.commands.say import error
 from bntui.filters import matching
-from bntui.run_rows import runs_table
+from bntui.present.run_rows import runs_table
 from bntui.settings import AppSettings
 from bntui.store import StoredRun, StoreError, list_runs, load_run
 from bntui.store.annotations import change_tags, read_annotations, set_note
-from bntui.tables import render
-from bntui.text import escape
-from bntui.words import counted
-
-
-def _error(message: str) -> None:
-    print(f"bntui: error: {message}", file=sys.stderr)
+from bntui.present.tables import render
+from bntui.present.text import escape
+from bntui.present.words import counted
 
 
 def filtered_runs(runs: Sequence[StoredRun], query: str) -> list[StoredRun]:
@@ -40,7 +37,7 @@ def cmd_tag(settings: AppSettings, console: Console, ref: str,
         for run in runs:
             tags = change_tags(run.path, list(add), list(remove)).tags
     except (StoreError, ValueError) as exc:
-        _error(str(exc))
+        error(str(exc))
         return 2
     what = runs[0].id if len(runs) == 1 else f"{counted(len(runs), 'run')} of group {ref}"
     shown = " ".join(tags) if len(runs) == 1 else " ".join(add or remove)
@@ -54,7 +51,7 @@ def cmd_note(settings: AppSettings, console: Console, ref: str, text: str) -> in
         run = load_run(settings.runs_dir, ref)
         set_note(run.path, text)
     except (StoreError, ValueError) as exc:
-        _error(str(exc).splitlines()[0])
+        error(str(exc).splitlines()[0])
         return 2
     console.print(f"note of {escape(run.id)} {'written' if text else 'cleared'}", highlight=False, soft_wrap=True)
     return 0
@@ -65,19 +62,19 @@ def cmd_export_table(settings: AppSettings, console: Console, refs: Sequence[str
     from bntui.store.layout import atomic_write_bytes
 
     if not output.strip():
-        _error("-o: give a file name (or - for stdout)")
+        error("-o: give a file name (or - for stdout)")
         return 2
     if output != "-" and not force and Path(output).exists():
-        _error(f"{output} exists: nothing written (--force replaces it)")
+        error(f"{output} exists: nothing written (--force replaces it)")
         return 1
     try:
         runs = [load_run(settings.runs_dir, ref) for ref in refs] if refs else list_runs(settings.runs_dir)
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     table = runs_table(runs)
     if not table.rows:
-        _error(f"no runs to export in {settings.runs_dir}: nothing written")
+        error(f"no runs to export in {settings.runs_dir}: nothing written")
         return 1
     text = render(table, fmt)
     if output == "-":
@@ -87,7 +84,7 @@ def cmd_export_table(settings: AppSettings, console: Console, refs: Sequence[str
     try:
         atomic_write_bytes(Path(output), text.encode("utf-8"))
     except StoreError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
     console.print(f"exported {counted(len(table.rows), 'run')} to {escape(output)}", highlight=False, soft_wrap=True)
     return 0

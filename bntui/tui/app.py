@@ -26,14 +26,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from bntui.config import format_validation_error
 from bntui.runs.launch import LaunchOptions
 from bntui.settings import AppSettings
-from bntui.text import printable
+from bntui.present.text import printable
 from bntui.themes import install_themes, load_themes, no_color_requested, plot_theme_for
 from bntui.tui import analysis
 from bntui.tui.commands import ActionsProvider
 from bntui.tui.curves import curves_for
 from bntui.tui.devices import DeviceChoice, DeviceDetection, DeviceDetectionError, auto_device
 from bntui.tui.keys import bindings
-from bntui.tui.lifecycle import being_removed
+from bntui.tui.adapters import being_removed
 from bntui.tui.messages import DevicesFound, LaunchDone, RunsCancelled, SettingsChanged, StoreChanged
 from bntui.tui.run_view import RunView
 from bntui.tui.screens.confirm_quit import ConfirmQuitScreen, QuitChoice
@@ -42,7 +42,7 @@ from bntui.tui.screens.main import MainScreen
 from bntui.tui.session import RunSession
 from bntui.tui.store_watch import StoreWatcher
 from bntui.tui.widgets.run_table import RunTable
-from bntui.words import counted
+from bntui.present.words import counted
 
 REDRAW_SECONDS = 0.25  # plots, progress line and run list: at most 4 redraws a second
 POLL_SECONDS = 1.0  # run store

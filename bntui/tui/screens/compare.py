@@ -1,14 +1,12 @@
 """Compare runs side by side: their curves overlaid, a table of final and best metrics with the
 difference to a reference run, and the settings in which they differ. All by keyboard.
 
-The data work (which curve on which x axis, deltas, the settings diff) is plain functions at
-the top, so it can be checked without a terminal; the screen only arranges and redraws."""
+The rows and the settings diff are bntui.present.compare's (as `bntui compare` prints them);
+which curve goes on which x axis is a plain function at the top; the screen arranges and redraws."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,11 +14,19 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from bntui.config import RunConfig
+from bntui.present.compare import (
+    ComparisonRow,
+    SettingRow,
+    comparison_rows,
+    config_diff,
+    run_labels,
+    unique_runs,
+)
+from bntui.present.units import metric_delta, metric_value
 from bntui.series import ema
 from bntui.store.schema import RunRecord
 from bntui.tui.screens.live import LiveRecordsScreen
-from bntui.words import counted
+from bntui.present.words import counted
 from bntui.tui.widgets.key_footer import KeyFooter
 from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.overlay_plot import (
@@ -42,26 +48,6 @@ Curve = tuple[list[float], list[float]]
 
 
 # -- data -------------------------------------------------------------------------------------
-
-
-def unique_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
-    """Each run once (the first time it is listed), in the order given."""
-    seen: set[str] = set()
-    unique = []
-    for record in records:
-        if record.id not in seen:
-            seen.add(record.id)
-            unique.append(record)
-    return unique
-
-
-def run_labels(records: Sequence[RunRecord]) -> list[str]:
-    """dataset/arch/BN/seed per run; runs that would share a label get their id added."""
-    labels = [record.config.label for record in records]
-    return [
-        f"{label} ({record.id})" if labels.count(label) > 1 else label
-        for label, record in zip(labels, records)
-    ]
 
 
 VAL_POINT = "•"  # as on the main screen (bntui.tui.curves.VAL_POINT)
@@ -103,119 +89,6 @@ def run_curves(record: RunRecord, metric: str, x_axis: str) -> tuple[Curve | Non
     if train_curve is None:
         train_curve = _pair(per_epoch_x, train)
     return _pair(per_epoch_x, val), train_curve
-
-
-def _finite(values: Sequence[float]) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v)]
-
-
-@dataclass(frozen=True)
-class MetricSummary:
-    final: float | None  # validation metric after the last epoch
-    best: float | None  # lowest validation loss / highest validation accuracy
-    test: float | None  # from the finished run's final metrics
-
-
-def metric_summary(record: RunRecord, metric: str) -> MetricSummary:
-    history = record.history
-    values = list(history.val_loss if metric == "loss" else history.val_accuracy)
-    final = values[-1] if values else None
-    if final is None and record.final is not None:
-        final = record.final.val_loss if metric == "loss" else record.final.val_accuracy
-    finite = _finite(values)
-    best = (min(finite) if metric == "loss" else max(finite)) if finite else None
-    test = None
-    if record.final is not None:
-        test = record.final.test_loss if metric == "loss" else record.final.test_accuracy
-    return MetricSummary(final, best, test)
-
-
-def _difference(value: float | None, reference: float | None) -> float | None:
-    if value is None or reference is None:
-        return None
-    return value - reference
-
-
-@dataclass(frozen=True)
-class ComparisonRow:
-    run_id: str
-    label: str
-    status: str
-    epochs: int
-    values: MetricSummary
-    deltas: MetricSummary  # this run minus the reference run (zero on the reference itself)
-    is_reference: bool
-
-
-def comparison_rows(
-    records: Sequence[RunRecord], reference_index: int, metric: str
-) -> list[ComparisonRow]:
-    labels = run_labels(records)
-    summaries = [metric_summary(record, metric) for record in records]
-    reference = summaries[reference_index] if summaries else MetricSummary(None, None, None)
-    return [
-        ComparisonRow(
-            run_id=record.id,
-            label=label,
-            status=record.status,
-            epochs=len(record.history),
-            values=summary,
-            deltas=MetricSummary(
-                _difference(summary.final, reference.final),
-                _difference(summary.best, reference.best),
-                _difference(summary.test, reference.test),
-            ),
-            is_reference=index == reference_index,
-        )
-        for index, (record, label, summary) in enumerate(zip(records, labels, summaries))
-    ]
-
-
-def format_value(metric: str, value: float | None) -> str:
-    return _format_number(metric, value, sign="", percent_unit="%")
-
-
-def format_delta(metric: str, value: float | None) -> str:
-    return _format_number(metric, value, sign="+", percent_unit=" pts")
-
-
-def _format_number(metric: str, value: float | None, sign: str, percent_unit: str) -> str:
-    """A loss to 4 decimals; an accuracy in percent (points for a difference)."""
-    if value is None:
-        return "—"
-    if not math.isfinite(value):
-        return str(value)
-    if metric == "loss":
-        return f"{value:{sign}.4f}"
-    return f"{100 * value:{sign}.2f}{percent_unit}"
-
-
-def _setting_text(value: object) -> str:
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)
-
-
-@dataclass(frozen=True)
-class SettingRow:
-    name: str
-    values: list[str]
-    differs: bool
-
-
-def config_diff(records: Sequence[RunRecord], show_all: bool = False) -> list[SettingRow]:
-    """The settings (RunConfig fields, in declaration order) whose values differ between the
-    runs; every setting with show_all."""
-    dumps = [record.config.model_dump() for record in records]
-    rows = []
-    for name in RunConfig.model_fields:
-        values = [dump.get(name) for dump in dumps]
-        differs = any(value != values[0] for value in values[1:])
-        if differs or show_all:
-            rows.append(SettingRow(name, [_setting_text(v) for v in values], differs))
-    return rows
 
 
 def pack_entries(entries: Sequence[Text], width: int, gap: str = "   ") -> Text:
@@ -431,8 +304,8 @@ class CompareScreen(LiveRecordsScreen):
             mark = "◆" if row.is_reference else " "
             cells: list[object] = [Text(f"{mark}{index + 1}", style=painter.swatch(index))]
             for key in ("final", "best", "test"):
-                cells.append(Text(format_value(metric, getattr(row.values, key)), justify="right"))
-                delta = "ref" if row.is_reference else format_delta(metric, getattr(row.deltas, key))
+                cells.append(Text(metric_value(metric, getattr(row.values, key)), justify="right"))
+                delta = "ref" if row.is_reference else metric_delta(metric, getattr(row.deltas, key))
                 cells.append(Text(delta, justify="right"))
             cells += [str(row.epochs), row.status, row.label]
             table.add_row(*cells, key=row.run_id)

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from bntui.words import counted
+from bntui.present.words import counted
 
 QuitChoice = Literal["leave", "stop", "stay"]
 

@@ -21,12 +21,12 @@ from textual.widgets import Select, Static
 
 from bntui.config import arm_name
 from bntui.store.schema import RunRecord
-from bntui.text import printable
+from bntui.present.text import printable
 from bntui.tui.widgets.key_footer import KeyFooter
 from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
-from bntui.words import counted
+from bntui.present.words import counted
 from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries, painter_for
 
 # Runs come from the app and from `bntui run`: name the setting in both.
@@ -292,7 +292,6 @@ class DiagnosticsScreen(LiveRecordsScreen):
         self.statistic: Statistic = STATISTICS[0]
         self.log_y = False  # asked for; not drawn while the view has values ≤ 0
         self.log_refused = ""  # why log y is not drawn although asked for
-        self.redraw_count = 0
         self._panel_count = max(len(self.records), 1)  # what compose mounts
         self._rebuilding = False
 
@@ -360,7 +359,6 @@ class DiagnosticsScreen(LiveRecordsScreen):
                 self._rebuilding = True
                 self.call_later(self._rebuild_panels)
             return
-        self.redraw_count += 1
         self._sync_layers()
         painter = painter_for(self.app)
         paired = len(self.records) == 2

@@ -1,7 +1,7 @@
 """Ask where to export runs, and write them there (the `bntui export` format).
 
-Enter writes through the store (export_document + write_export, atomically) and dismisses
-with the path written; Escape dismisses with None. A problem (a folder that does not exist,
+Enter writes through the store (export_document + write_export, atomically), in a worker
+thread, and dismisses with the path written; Escape dismisses with None. A problem (a folder that does not exist,
 no permission, a run that cannot be read) is shown in the dialog, which stays open so the
 path can be corrected. The caller shows the notification with the path."""
 
@@ -12,16 +12,19 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from bntui.run_rows import runs_table
+from bntui.present.run_rows import runs_table
+from bntui.present.words import counted
 from bntui.store import StoreError, export_document, load_run, write_export
 from bntui.store.layout import atomic_write_bytes
-from bntui.tables import render
+from bntui.store.output_file import output_file_problem
+from bntui.present.tables import render
 
 # The file's extension picks the format; anything else is the JSON export.
 TABLE_SUFFIXES = {".csv": "csv", ".md": "md", ".tex": "latex"}
@@ -31,18 +34,6 @@ def default_export_path(folder: Path | None = None, now: datetime | None = None)
     """<folder or cwd>/bntui-export-YYYYmmdd-HHMMSS.json"""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     return (folder or Path.cwd()) / f"bntui-export-{stamp}.json"
-
-
-def check_target(path: Path) -> str | None:
-    """Why `path` cannot be written, found before trying (clearer than the OS error), or None."""
-    if path.is_dir():
-        return f"{path} is a folder: give a file name, e.g. {path / 'runs.json'}"
-    parent = path.parent
-    if not parent.exists():
-        return f"folder {parent} does not exist"
-    if not parent.is_dir():
-        return f"{parent} is not a folder"
-    return None
 
 
 class ExportDialog(ModalScreen[Path | None]):
@@ -69,7 +60,7 @@ class ExportDialog(ModalScreen[Path | None]):
         count = len(self.run_ids)
         with Vertical(id="export-box"):
             yield Static(
-                Text(f"Export {count} run{'s' if count != 1 else ''} to a file (JSON, or a table: .csv .md .tex)"),
+                Text(f"Export {counted(count, 'run')} to a file (JSON, or a table: .csv .md .tex)"),
                 id="export-title",
             )
             yield Input(str(self.default_path), id="export-path", select_on_focus=False)
@@ -90,38 +81,48 @@ class ExportDialog(ModalScreen[Path | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.export(event.value)
+        self._export(event.value)
 
-    def export(self, text: str) -> Path | None:
-        """Write the runs to `text` (a path); dismiss with it, or show why not and return None."""
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, text: str) -> None:
+        """Off the event loop: reading many runs and writing the file can take seconds."""
+        outcome = self.write(text)
+        if isinstance(outcome, Path):
+            self.app.call_from_thread(self.dismiss, outcome)
+        else:
+            message, warning = outcome
+            self.app.call_from_thread(self._show, message, warning=warning)
+
+    def write(self, text: str) -> Path | tuple[str, bool]:
+        """Write the runs to `text` (a path): the path written, or why not (a line, and whether
+        it is only a warning). Blocking: the dialog calls it in a worker thread."""
         text = text.strip()
         if not text:
-            return self._show("give a file path to write to")
+            return "give a file path to write to", False
         path = Path(text).expanduser()
         if not path.is_absolute():
             path = Path.cwd() / path
-        problem = check_target(path)
+        problem = output_file_problem(path)
         if problem:
-            return self._show(problem)
+            return problem, False
         if path.exists() and self._confirm_replace != path:
             self._confirm_replace = path
-            return self._show(f"{path} exists: press Enter again to replace it", warning=True)
+            return f"{path} exists: press Enter again to replace it", True
         try:
             runs = [load_run(self.runs_dir, run_id) for run_id in self.run_ids]
             document = export_document(runs)
             self.left_out = [run.id for run in runs if run.record is None]
             if not document.runs:
-                return self._show("none of these runs can be read: nothing to export")
+                return "none of these runs can be read: nothing to export", False
             table_format = TABLE_SUFFIXES.get(path.suffix.lower())
             if table_format is None:
                 write_export(document, path)
             else:  # a table for a paper or a spreadsheet, one row per run
                 atomic_write_bytes(path, render(runs_table(runs), table_format).encode("utf-8"))
         except StoreError as exc:  # write errors name the file; unreadable runs name the run
-            return self._show(str(exc))
+            return str(exc), False
         except OSError as exc:  # anything the store did not translate
-            return self._show(f"cannot write {path}: {exc.strerror or exc}")
-        self.dismiss(path)
+            return f"cannot write {path}: {exc.strerror or exc}", False
         return path
 
     def _show(self, message: str, *, warning: bool = False) -> None:
@@ -129,7 +130,6 @@ class ExportDialog(ModalScreen[Path | None]):
         box = self.query_one("#export-error", Static)
         box.set_class(warning, "-warning")
         box.update(Text(message))
-        return None
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -12,14 +12,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
-from bntui.commands.card import group_card_text
+from bntui.present.cards import group_card_text
 from bntui.stats import ArmSummary, Band, GroupSummary, summarize_group
 from bntui.store.schema import RunRecord
 from bntui.tui.widgets.key_footer import KeyFooter
 from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.screens.live import LiveRecordsScreen
-from bntui.words import counted
+from bntui.present.words import counted
 from bntui.tui.widgets.overlay_plot import CurvePainter, painter_for
 
 VIEWS = ("both", "loss", "accuracy")

@@ -34,7 +34,7 @@ from bntui.tui.widgets.key_footer import KeyFooter
 from bntui.tui.widgets.parts_line import PartsLine
 from bntui.tui.widgets.band_plot import BandSeries
 from bntui.tui.widgets.overlay_plot import PlotSeries, painter_for
-from bntui.words import counted
+from bntui.present.words import counted
 
 NO_LANDSCAPE = (
     "no landscape measurements: set 'landscape every' in the Normalization pane, "
@@ -129,7 +129,6 @@ class LandscapeScreen(LiveRecordsScreen):
         self.measure: Measure = MEASURES[0]
         self.log_y = True  # the paper's Fig. 4 is on log axes
         self.log_refused = ""
-        self.redraw_count = 0
 
     def compose(self) -> ComposeResult:
         yield PartsLine(id="land-status")
@@ -151,7 +150,6 @@ class LandscapeScreen(LiveRecordsScreen):
         self.throttle.request()
 
     def draw(self) -> None:
-        self.redraw_count += 1
         painter = painter_for(self.app)
         paired = len(self.records) == 2
         panels = list(self.query(DiagnosticsPanel))

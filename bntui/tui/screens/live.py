@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.screen import Screen
 
-from bntui.tui.lifecycle import being_removed
-from bntui.tui.widgets.overlay_plot import RedrawThrottle
+from bntui.tui.adapters import being_removed
+from bntui.tui.throttle import RedrawThrottle
 
 
 class LiveRecordsScreen(Screen[None]):

@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from bntui.filters import FilterError, RunFacts, parse_filter
+from bntui.present.words import counted
 from bntui.tui.run_view import RunView
 
 
@@ -197,7 +198,7 @@ class AnnotateScreen(ModalScreen[None]):
     def _saved(self) -> None:
         what = "note" if self.kind == "note" else "tags"
         count = len(self.run_ids)
-        self.app.notify(f"{what} saved for {count} run{'s' if count != 1 else ''}", markup=False)
+        self.app.notify(f"{what} saved for {counted(count, 'run')}", markup=False)
         if filter_state(self.app).predicate is not None:
             apply_filter(self.app, filter_state(self.app).query)
         self.dismiss()

@@ -1,7 +1,7 @@
 """A sweep group: the final metric against the swept value, one curve per arm with its 95% CI
 band over seeds, and the table `bntui compare --group G` prints (per value: each arm, the paired
 BN - no-BN difference with its CI and verdict, diverged runs). Two swept settings: the table of
-differences only. The numbers come from bntui.sweep_stats; the rows from bntui.sweep_table."""
+differences only. The numbers come from bntui.sweep_stats; the rows from bntui.present.sweep_table."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from textual.widgets import Footer, Static
 
 from bntui.store.schema import RunRecord
 from bntui.sweep_stats import METRICS, SweepSummary, summarize_sweep
-from bntui.sweep_table import band_edge, scaled, sweep_table, value_text
-from bntui.tables import PlainTable
+from bntui.present.sweep_table import band_edge, scaled, sweep_table, value_text
+from bntui.present.tables import PlainTable
 from bntui.tui.screens.live import LiveRecordsScreen
 from bntui.tui.widgets.band_plot import BandPlot, BandSeries
 from bntui.tui.widgets.overlay_plot import painter_for

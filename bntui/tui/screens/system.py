@@ -13,9 +13,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from bntui.system_stats import SystemReader, SystemReading
-from bntui.text import escape
+from bntui.present.text import escape
 from bntui.tui.run_view import RunView
-from bntui.tui.widgets.progress_line import _duration
+from bntui.present.units import duration
 
 REFRESH_SECONDS = 2.0
 GIB = 1024**3
@@ -53,7 +53,7 @@ def describe_system(reading: SystemReading | None, runs: Sequence[RunView]) -> s
         speed = f"{view.steps_per_second:.0f} steps/s" if view.steps_per_second else "starting"
         eta = view.eta_seconds
         lines.append(f"{escape(view.run_id or view.key)} · {speed}"
-                     + (f" · ETA {_duration(eta)}" if eta is not None else ""))
+                     + (f" · ETA {duration(eta)}" if eta is not None else ""))
     return "\n".join(lines)
 
 

@@ -1,29 +1,20 @@
 """A plot of several curves at once (runs, arms, percentiles), in explicit colours.
 
 The screens hand it finished curves (`PlotSeries`: already smoothed, on the chosen x axis);
-the widget only fits them to its size: log-safe values on a log axis, then at most one
-point per column (bntui.series.downsample keeps spikes and extremes). What was asked for
-(`series`) and what was drawn (`drawn`) are both kept, for tests and for the legend.
-
-Like MetricPlot, it redraws from scratch with explicit colours on every render (the
-"auto" plotext theme of textual-plotext is cached by theme name and would go stale)."""
+they become a Figure (bntui.tui.widgets.figure), fitted to the widget's size (log-safe values
+on a log axis, at most one point per column) and built off the event loop like every plot."""
 
 from __future__ import annotations
 
 import functools
-import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from rich.style import Style
 from rich.text import Text
-from textual.app import App, RenderResult
-from textual.message_pump import MessagePump
-from textual.timer import Timer
-from textual_plotext import PlotextPlot
+from textual.app import App
 
-from bntui.series import downsample, log_safe
 from bntui.themes import (
     ThemeCatalog,
     ThemeFile,
@@ -32,10 +23,8 @@ from bntui.themes import (
     no_color_requested,
     plot_theme_for,
 )
-from bntui.tui.widgets.metric_plot import canvas_rows, integer_ticks, set_even_yticks, title_text
-
-# Columns the y tick labels and the frame take from the plot's width.
-_AXIS_COLUMNS = 10
+from bntui.present.plots import Figure, Trace
+from bntui.tui.widgets.figure_widget import FigureWidget
 
 
 @dataclass(frozen=True)
@@ -89,116 +78,45 @@ def overlay_key(series: Sequence[PlotSeries]) -> Text:
             if kind:
                 kinds.setdefault(kind, _key_symbol(curve.marker))
     text.append(" ".join(f"{symbol} {kind}" for kind, symbol in kinds.items()))
-    return text.rstrip() or text
+    text.rstrip()
+    return text
 
 
-class OverlayPlot(PlotextPlot):
-    """Call `show(...)` with the curves; the widget redraws when it next renders."""
+def overlay_figure(
+    series: Sequence[PlotSeries],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    log_y: bool = False,
+    y_range: tuple[float, float] | None = None,
+    message: str = "nothing to plot yet",
+    integer_x: bool = False,
+) -> Figure:
+    """The curves in order, each with its points over it."""
+    traces = []
+    for curve in series:
+        traces.append(Trace(tuple(curve.xs), tuple(curve.ys), curve.color, curve.marker))
+        if curve.points:  # per-epoch points, joined by the line
+            traces.append(Trace(tuple(curve.xs), tuple(curve.ys), curve.color, curve.points,
+                                scatter=True, sparse_only=True))
+    return Figure(tuple(traces), title=title, xlabel=xlabel, ylabel=ylabel, key=overlay_key(series),
+                  log_y=log_y, y_range=y_range, integer_x=integer_x, message=message)
+
+
+class OverlayPlot(FigureWidget):
+    """Call `show(...)` with the curves; the widget builds the figure off the event loop."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.series: list[PlotSeries] = []
-        self.drawn: list[PlotSeries] = []
-        self.title = ""
-        self.xlabel = ""
-        self.ylabel = ""
-        self.log_y = False
-        self.y_range: tuple[float, float] | None = None
-        self.message = ""  # shown instead of axes when there is nothing to draw
-        self.integer_x = False
 
-    def show(
-        self,
-        series: Sequence[PlotSeries],
-        *,
-        title: str = "",
-        xlabel: str = "",
-        ylabel: str = "",
-        log_y: bool = False,
-        y_range: tuple[float, float] | None = None,
-        message: str = "nothing to plot yet",
-        integer_x: bool = False,
-    ) -> None:
-        """`y_range`: fixed y limits (plots meant to be compared side by side share one; on a
-        log axis, used when both are positive).
-        `integer_x`: x values are counts (steps, epochs): ticks on whole numbers only."""
-        self.integer_x = integer_x
+    def show(self, series: Sequence[PlotSeries], **options: Any) -> None:
+        """`options` are overlay_figure's: `y_range`, fixed y limits (plots meant to be
+        compared side by side share one; on a log axis, used when both are positive);
+        `integer_x`, x values are counts (steps, epochs): ticks on whole numbers only."""
         self.series = list(series)
-        self.y_range = y_range
-        self.title = title
-        self.xlabel = xlabel
-        self.ylabel = ylabel
-        self.log_y = log_y
-        self.message = message
-        self.refresh()
-
-    @property
-    def has_data(self) -> bool:
-        return any(s.xs for s in self.series)
-
-    def render(self) -> RenderResult:
-        width, height = self.size.width, self.size.height
-        if width < 12 or height < 5:
-            return Text("")
-        if not self.has_data:
-            self.drawn = []
-            # A blank plot with an explanation beats empty axes.
-            return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
-        _, _, background, foreground = self.colors
-        # The title is our own first line (see metric_plot.title_text) and the key our last;
-        # plotext draws the rest, with no legend of its own (it sat on the data).
-        key = overlay_key(self.series)
-        key.truncate(width)
-        figure_height = height - (1 if self.title else 0) - (1 if key.plain else 0)
-        plt = self.plt
-        plt.clear_figure()
-        plt.plotsize(width, figure_height)
-        plt._set_size(width, figure_height)  # textual-plotext's own resizing workaround, see its render()
-        plt.canvas_color(background.rgb)
-        plt.axes_color(background.rgb)
-        plt.ticks_color(foreground.rgb)
-        if self.xlabel:
-            plt.xlabel(self.xlabel)
-        if self.ylabel:
-            plt.ylabel(self.ylabel)
-        columns = max(width - _AXIS_COLUMNS, 10)
-        drawn: list[PlotSeries] = []
-        for curve in self.series:
-            ys = log_safe(curve.ys) if self.log_y else curve.ys
-            xs, ys = downsample(curve.xs, ys, columns)
-            if not xs:
-                continue
-            plt.plot(xs, ys, marker=curve.marker, color=curve.color or "default")
-            if curve.points and len(xs) <= columns // 2:  # per-epoch points, joined by the line
-                plt.scatter(xs, ys, marker=curve.points, color=curve.color or "default")
-            drawn.append(PlotSeries(xs, ys, curve.color, curve.marker, curve.label, curve.points))
-        if self.log_y and drawn:
-            plt.yscale("log")
-            if self.y_range is not None and 0 < self.y_range[0] < self.y_range[1]:
-                # plotext takes a log axis's limits as powers of ten.
-                plt.ylim(*(math.log10(limit) for limit in self.y_range))
-        elif drawn:
-            fixed = self.y_range if self.y_range is not None and self.y_range[0] < self.y_range[1] else None
-            rows = canvas_rows(figure_height, axis_labels=bool(self.xlabel or self.ylabel))
-            set_even_yticks(plt, [y for curve in drawn for y in curve.ys], rows, fixed)
-        if self.integer_x and drawn:
-            xs = [x for curve in drawn for x in curve.xs if math.isfinite(x)]
-            if xs:
-                ticks = integer_ticks(min(xs), max(xs))
-                plt.xticks(ticks, [str(tick) for tick in ticks])
-        self.drawn = drawn
-        if not drawn:
-            return Text("\n" * max(height // 2 - 1, 0) + self.message, justify="center")
-        figure = Text.from_ansi(plt.build().rstrip("\n"))
-        lines = [figure]
-        if self.title:
-            title = title_text(self.title, width)
-            title.stylize(Style(color=foreground.rich_color, bgcolor=background.rich_color))
-            lines.insert(0, title)
-        if key.plain:
-            key.stylize(Style(bgcolor=background.rich_color))
-            lines.append(key)
-        return Text("\n").join(lines)
+        self.show_figure(overlay_figure(self.series, **options))
 
 
 # -- colours ---------------------------------------------------------------------------------
@@ -217,7 +135,7 @@ class CurvePainter:
 
     def marker(self, index: int, split: str = "val") -> str:
         """split: "val" (the main curve of a run) or "train" (its second curve)."""
-        which = "train" if split == "train" else "val"
+        which: Literal["train", "val"] = "train" if split == "train" else "val"
         return curve_style(self.theme, index, which, no_color=self.no_color).marker
 
     @property
@@ -269,37 +187,3 @@ _MARKER_SYMBOLS = {"braille": "⠿ (fine line)", "dot": "• (dotted)", "hd": "�
 
 def marker_symbol(marker: str) -> str:
     return _MARKER_SYMBOLS.get(marker, marker)
-
-
-# -- redraw pacing ---------------------------------------------------------------------------
-
-
-class RedrawThrottle:
-    """Runs `redraw` at most `max_hz` times a second however often `request()` is called:
-    the first request redraws at once, later ones within the interval are folded into a single
-    redraw at its end (with whatever data is newest by then)."""
-
-    def __init__(self, owner: MessagePump, redraw: Callable[[], None], max_hz: float = 4.0) -> None:
-        self._owner = owner
-        self._redraw = redraw
-        self._interval = 1.0 / max_hz
-        self._last = -math.inf
-        self._timer: Timer | None = None
-
-    @property
-    def pending(self) -> bool:
-        return self._timer is not None
-
-    def request(self) -> None:
-        if self._timer is not None:
-            return  # a redraw is already due and will pick up the newest data
-        wait = self._last + self._interval - time.monotonic()
-        if wait <= 0:
-            self._run()
-        else:
-            self._timer = self._owner.set_timer(wait, self._run)
-
-    def _run(self) -> None:
-        self._timer = None
-        self._last = time.monotonic()
-        self._redraw()

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from bntui.text import escape
+from bntui.present.text import escape
+from bntui.present.units import duration
 
 from bntui.tui.run_view import RunView
 from bntui.tui.widgets.parts_line import PartsLine
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def describe_progress(view: RunView | None) -> str:
@@ -33,9 +27,9 @@ def describe_progress(view: RunView | None) -> str:
         parts.append(f"{view.steps_per_second:.0f} steps/s")
     eta = view.eta_seconds
     if eta is not None:
-        parts.append(f"ETA {_duration(eta)}")
+        parts.append(f"ETA {duration(eta)}")
     if view.total_seconds is not None and not view.active:
-        parts.append(_duration(view.total_seconds))
+        parts.append(duration(view.total_seconds))
     if view.device:
         parts.append(escape(view.device))
     if view.message and not view.active:

@@ -4,17 +4,18 @@ Rows are keyed by RunView.key; `space` marks runs (the compare view will take th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
-from textual.widgets.data_table import RowDoesNotExist
+from textual.widgets.data_table import RowDoesNotExist, RowKey
 
 from bntui.config import norm_cell
-from bntui.text import printable
+from bntui.present.statuses import status_role
+from bntui.present.text import printable
+from bntui.tui.adapters import SelfSizedDataTable
 from bntui.tui.keys import bindings
 from bntui.tui.run_view import RunView
 
@@ -32,19 +33,6 @@ COLUMNS = (
     ("val_loss", "val loss"),
     ("run", "run"),
 )
-
-STATUS_STYLE = {
-    "running": "accent",
-    "starting": "accent",
-    "stopping": "warning",
-    "queued": "foreground-muted",
-    "finished": "success",
-    "cancelled": "warning",
-    "failed": "error",
-    "crashed": "error",
-    "diverged": "error",
-}
-
 
 # Below this many cells the run id is not cut further: the table scrolls sideways instead.
 MIN_RUN_WIDTH = 10
@@ -75,7 +63,7 @@ def _number(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
-class RunTable(DataTable):
+class RunTable(SelfSizedDataTable):
     # Home/End and PageUp/PageDown move the cursor by rows (DataTable's own scroll sideways, or
     # leave the cursor where the page was).
     BINDINGS = [
@@ -103,7 +91,7 @@ class RunTable(DataTable):
 
     def _cells(self, view: RunView) -> tuple:
         config = view.config
-        status_style = self.app.theme_variables.get(STATUS_STYLE.get(view.status, "foreground"), "")
+        status_style = self.app.theme_variables.get(status_role(view.status), "")
         return (
             "●" if view.key in self.marked else " ",
             Text.styled(view.status, status_style),  # a span: a theme change counts as a change
@@ -177,17 +165,12 @@ class RunTable(DataTable):
                 # follow what the cells hold later (a run id, "cancelled", "56/500").
                 self.update_cell(view.key, column, shown, update_width=True)
 
-    def _update_dimensions(self, new_rows) -> None:  # noqa: ANN001 - DataTable's own hook
-        """DataTable measures each cell of every new row here, once the app is idle: seconds
-        for thousands of rows (a big runs dir, a filter cleared). This table knows its cells'
-        widths as it adds them (_widen), so it sets the columns' widths from those and leaves
-        the rest (the scrollable size) to DataTable with no row to measure."""
-        run_ids = (self._drawn.get(row_key.value) for row_key in new_rows)
+    def column_widths(self, new_rows: Iterable[RowKey]) -> list[int]:
+        """This table knows its cells' widths as it adds them (_widen): no cell is measured again."""
+        run_ids = (self._drawn.get(row_key.value or "") for row_key in new_rows)
         run_width = max((cell_len(fit_cell(printable(cells[-1]), self._run_width)) for cells in run_ids if cells),
                         default=0)
-        for column, width in zip(self.ordered_columns, [*self._widths, run_width]):
-            column.content_width = max(column.content_width, width)
-        super()._update_dimensions(())
+        return [*self._widths, run_width]
 
     def reset_rows(self) -> None:
         """Empty the list; the next redraw adds every run the filter keeps, in store order."""

@@ -31,6 +31,8 @@ from bntui.config import (
     Placement,
     RunConfig,
     TrainingFields,
+    MAX_SEEDS,
+    default_seeds,
     field_errors,
     seed_range_problem,
 )
@@ -38,9 +40,8 @@ from bntui.settings import Backend
 from bntui.tui.devices import DeviceChoice, device_options
 from bntui.tui.messages import SettingsChanged
 from bntui.tui.widgets.field_input import FieldInput
-from bntui.words import counted
+from bntui.present.words import counted
 
-MAX_SEEDS = 100
 # Fields left empty fall back to the architecture's default (lab: mlp 10 epochs, lenet5 20 + dropout 0.3).
 OPTIONAL_FIELDS = ("epochs", "dropout")
 
@@ -134,7 +135,7 @@ LANDSCAPE_TIP = ("Loss-landscape measurements (l on a run) every N training step
 NORM_TIP = "on: the chosen norm; off: none; both: paired runs, same init and batches"
 SEED_TIP = "the seed of the first run (pair); the next ones count up from it"
 SEEDS_TIP = ("how many seeds, counting up from the first seed: with normalize = both, each seed is "
-             "a BN / no-BN pair")
+             "a BN / no-BN pair; left empty: 3 pairs with both (fewer is fragile), else 1")
 HIDDEN_TIP = "the MLP's hidden layer sizes; LeNet-5's layers are fixed, so it ignores them"
 # Settings that only some norms read, and the architectures' own: the choice (norm or arch)
 # each depends on and the values that read it. A field that does not apply is greyed and says
@@ -214,7 +215,7 @@ class SettingsForm(VerticalScroll):
             *field_row("batch size", "batch_size", FieldInput(str(d.batch_size), compact=True)),
             *field_row("optimizer", "optimizer", Select(_choices(Optimizer), value=d.optimizer, allow_blank=False, compact=True)),
             *field_row("first seed", "seed", FieldInput(str(d.seed), compact=True, tooltip=SEED_TIP)),
-            *field_row("seed pairs", "seeds", FieldInput("1", compact=True, tooltip=SEEDS_TIP)),
+            *field_row("seed pairs", "seeds", FieldInput("", placeholder=str(default_seeds("both")), compact=True, tooltip=SEEDS_TIP)),
             *field_row("device", "device", Select(device_options(self.devices), value=self._device_value(self.devices), allow_blank=False, compact=True)),
             *self._backend_row(),
             Button("Start  ^r", id="start", variant="primary", compact=True),
@@ -275,9 +276,10 @@ class SettingsForm(VerticalScroll):
             data[name] = value
         bn = str(self.value("bn"))
         errors: dict[str, str] = {}
-        seeds = 1
+        seeds = default_seeds(bn)
         try:
-            seeds = int(self.value("seeds").strip())
+            typed = self.value("seeds").strip()  # left empty: the default for this choice of bn
+            seeds = int(typed) if typed else seeds
             if not 1 <= seeds <= MAX_SEEDS:
                 raise ValueError
         except ValueError:
@@ -396,6 +398,9 @@ class SettingsForm(VerticalScroll):
             self._update_dataset_info()
         elif event.select.id in ("field-arch", "field-norm"):
             self._update_applies()
+        elif event.select.id == "field-bn":
+            # An empty seeds field means the default, which depends on bn: show which.
+            self._controls["seeds"].placeholder = str(default_seeds(str(event.value)))
         self._schedule_validation()
 
     @on(Input.Changed)

@@ -7,9 +7,12 @@ table, the first setting's values as rows and the second's as columns."""
 
 from __future__ import annotations
 
+from rich.text import Text
+
+from bntui.present.plots import Figure, Trace, figure_lines
+from bntui.present.tables import PlainTable
 from bntui.stats import BN_BETTER, NO_BN_BETTER
 from bntui.sweep_stats import ArmPoint, SweepPoint, SweepSummary
-from bntui.tables import PlainTable
 
 SHORT_VERDICTS = {BN_BETTER: "BN better", NO_BN_BETTER: "no BN better"}
 
@@ -138,28 +141,27 @@ def _two_way_cell(summary: SweepSummary, point: SweepPoint, arm: str | None) -> 
     return text
 
 
-def sweep_plot(summary: SweepSummary, width: int = 80, height: int = 20) -> str:
-    """The metric against the swept value: one curve per arm (mean) with its CI band as
-    dotted low/high lines; a log x axis for the learning rate. Text, for a terminal."""
-    import plotext as plt
-
-    plt.clear_figure()
-    plt.plotsize(width, height)
-    plt.theme("clear")
+def sweep_plot(summary: SweepSummary, width: int = 80, height: int = 20) -> Text:
+    """The metric against the swept value: one curve per arm (mean) with its CI band as dotted
+    low/high lines, the key under the plot; a log x axis for the learning rate. For a terminal,
+    in its own colours."""
     xs = [float(p.values[0]) for p in summary.points]
-    if summary.log_x:
-        plt.xscale("log")
-    for label, pick, color in (("BN", lambda p: p.bn, "blue"), ("no BN", lambda p: p.no_bn, "red")):
+    traces = []
+    for pick, color in ((lambda p: p.bn, "blue"), (lambda p: p.no_bn, "red")):
         points = [(x, pick(p)) for x, p in zip(xs, summary.points) if pick(p).mean is not None]
-        if not points:
-            continue
-        x = [x for x, _ in points]
-        plt.plot(x, [scaled(summary, a.mean) for _, a in points], label=label, color=color, marker="braille")
         banded = [(x, a) for x, a in points if a.low is not None]
-        for bound in ("low", "high"):
-            if banded:
-                plt.plot([x for x, _ in banded], [band_edge(summary, getattr(a, bound)) for _, a in banded],
-                         color=color, marker="dot")
-    plt.title(f"{summary.metric_label} against {summary.settings[0]} (bands: 95% CI)")
-    plt.xlabel(summary.settings[0] + (" (log)" if summary.log_x else ""))
-    return plt.build()
+        for bound in ("low", "high") if banded else ():
+            traces.append(Trace(tuple(x for x, _ in banded),
+                                tuple(band_edge(summary, getattr(a, bound)) for _, a in banded), color, "dot"))
+        if points:
+            traces.append(Trace(tuple(x for x, _ in points),
+                                tuple(scaled(summary, a.mean) for _, a in points), color, "braille"))
+    key = Text()
+    key.append("■ BN ", style="bold blue")
+    key.append("■ no BN ", style="bold red")
+    key.append("⠒⠒ mean •• 95% CI")
+    figure = Figure(
+        tuple(traces), title=f"{summary.metric_label} against {summary.settings[0]} (bands: 95% CI)",
+        xlabel=summary.settings[0] + (" (log)" if summary.log_x else ""), key=key, log_x=summary.log_x,
+    )
+    return Text("\n").join(figure_lines(figure, width, height))

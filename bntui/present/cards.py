@@ -12,22 +12,22 @@ from rich.table import Table
 from rich.text import Text
 
 from bntui.stats import BN_BETTER, NO_BN_BETTER, ArmSummary, GroupSummary
-from bntui.text import printable
-from bntui.words import counted
+from bntui.present.text import printable
+from bntui.present.units import accuracy
+from bntui.present.units import points as point_difference
+from bntui.present.words import counted
 
 # Seed-by-seed rows make the card long; past this many pairs only the summary is shown.
 MAX_SEED_ROWS = 10
 
 
 def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100.0 * value:.2f}%"
+    return accuracy(value, missing="n/a")
 
 
 def points(value: float | None, *, signed: bool = True) -> str:
     """A difference of two accuracies, in percentage points."""
-    if value is None:
-        return "n/a"
-    return f"{100.0 * value:+.2f}" if signed else f"{100.0 * value:.2f}"
+    return point_difference(value, signed=signed, missing="n/a")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def card_content(summary: GroupSummary) -> CardContent:
         )
 
     seeds = ", ".join(str(p.seed) for p in summary.pairs)
-    seeds_line = f"{summary.k} seed pair{'s' if summary.k != 1 else ''}" + (
+    seeds_line = counted(summary.k, "seed pair") + (
         f" (seeds {seeds}), paired by seed" if seeds else ""
     )
 

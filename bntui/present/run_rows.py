@@ -9,19 +9,10 @@ from typing import Any
 
 from bntui.config import RunConfig
 from bntui.store.annotations import read_annotations
-from bntui.tables import PlainTable
+from bntui.present.tables import PlainTable
+from bntui.present.units import setting
 
 FINAL_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    if value is None:
-        return ""
-    return str(value)
 
 
 def runs_table(runs: Sequence[Any]) -> PlainTable:
@@ -38,7 +29,7 @@ def runs_table(runs: Sequence[Any]) -> PlainTable:
         final = record.final
         rows.append([
             run.id, record.group or "", run.status,
-            *(_cell(getattr(record.config, name)) for name in settings),
+            *(setting(getattr(record.config, name)) for name in settings),
             " ".join(notes.tags), notes.note or "",
             *(repr(getattr(final, name)) if final is not None else "" for name in FINAL_METRICS),
         ])
