@@ -12,8 +12,7 @@ from textual.errors import NoWidget
 from textual.geometry import Region
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets._toast import Toast, ToastRack
-from test_tui_layout import screen_text
+from tuihelpers import screen_lines
 from test_tui_screens_80x24 import SCREENS, eight_run_app, opener
 from tuihelpers import wait_for
 
@@ -42,14 +41,14 @@ def visible_region(screen: Screen, widget: Widget) -> Region:
 
 def content_widgets(screen: Screen) -> list[Widget]:
     """Every widget of the screen except the message band and what it holds."""
-    rack = screen.query_one(ToastRack)
+    rack = screen.query_one("ToastRack")
     return [widget for widget in screen.walk_children(Widget)
             if widget is not rack and rack not in widget.ancestors]
 
 
 def overlaps(screen: Screen) -> list[str]:
     # (a message scrolled out of the band, behind newer ones, paints nothing)
-    toasts = [region for toast in screen.query(Toast) if (region := visible_region(screen, toast))]
+    toasts = [region for toast in screen.query("Toast") if (region := visible_region(screen, toast))]
     return [f"{widget!r} at {region} under a message at {toast}"
             for widget in content_widgets(screen)
             if (region := visible_region(screen, widget))
@@ -58,11 +57,11 @@ def overlaps(screen: Screen) -> list[str]:
 
 def shown_text(app: BntuiApp) -> str:
     """The screen's text with the line breaks (and the toasts' severity bar) taken out."""
-    return " ".join(" ".join(screen_text(app)).replace("▌", " ").split())
+    return " ".join(" ".join(screen_lines(app)).replace("▌", " ").split())
 
 
 async def message_on_screen(app: BntuiApp, pilot) -> None:
-    await wait_for(pilot, lambda: any(visible_region(app.screen, t) for t in app.screen.query(Toast)),
+    await wait_for(pilot, lambda: any(visible_region(app.screen, t) for t in app.screen.query("Toast")),
                    "the message on screen")
     await pilot.pause(0.2)  # the content's new layout
 
