@@ -26,8 +26,9 @@ def bntui_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_a_paired_group_trains_packed_and_each_run_records_it(tmp_path: Path) -> None:
-    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "2", "--diagnostics-every", "0")
+def test_a_paired_group_trains_packed_with_diagnostics_and_each_run_records_it(tmp_path: Path) -> None:
+    # Diagnostics on (every step: the test data is small), as a default launch has them.
+    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "2", "--diagnostics-every", "1")
     assert done.returncode == 0, done.stderr
     assert "cannot pack" not in done.stdout
     runs = runs_in(tmp_path / "runs")
@@ -37,6 +38,7 @@ def test_a_paired_group_trains_packed_and_each_run_records_it(tmp_path: Path) ->
         assert run.record.environment.packed == 4
         assert sorted(run.record.environment.packed_with) == ids
         assert run.epochs_done == 1
+        assert [point["step"] for point in run.record.diagnostics.points] == list(range(1, run.steps_per_epoch + 1))
 
 
 @pytest.mark.slow
@@ -46,9 +48,9 @@ def test_pack_off_and_a_launch_that_cannot_pack_train_separately(tmp_path: Path)
     assert "cannot pack" not in done.stdout
     assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None, None]
 
-    done = bntui_run(tmp_path, "--bn", "both", "--diagnostics-every", "40")
+    done = bntui_run(tmp_path, "--bn", "both", "--landscape-every", "40")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("cannot pack: diagnostics on; the runs train separately") == 1
+    assert done.stdout.count("cannot pack: landscape measurement on; the runs train separately") == 1
     assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None] * 4
 
 
@@ -70,7 +72,9 @@ def test_pack_groups_join_only_runs_that_differ_in_seed_and_bn(tmp_path: Path) -
     slurm = LaunchOptions(runs_dir=tmp_path, data_dir=tmp_path, backend="slurm")
     assert pack_groups(configs, slurm, 1.0) == [None] * 4
     assert pack_note(configs, options) is None
-    assert pack_note([RunConfig(seed=s) for s in (0, 1)], options) == "cannot pack: diagnostics on; the runs train separately"
+    assert pack_note([RunConfig(seed=s) for s in (0, 1)], options) is None  # the defaults, diagnostics on, pack
+    landscape = [RunConfig(seed=s, landscape_every=25) for s in (0, 1)]
+    assert pack_note(landscape, options) == "cannot pack: landscape measurement on; the runs train separately"
 
 
 def test_a_pack_too_large_for_the_device_trains_in_halves_losing_no_run(capsys) -> None:

@@ -4,9 +4,14 @@ Runs pack when they differ only in seed and BN on/off (`pack_problem` says why o
 Every member emits the events its separate run would (RunStarted, Progress, EpochEnded, one
 terminal event) with the same numbers up to float reassociation: same initial weights, same
 batch order (its own seeded generator), same dropout masks on a CPU, its own normalization
-statistics. A member that diverges or is cancelled stops alone; the others go on. What is not
-packed: diagnostics and the landscape measurement (they probe one model's gradients), and CUDA
-graphs (the packed step runs eagerly).
+statistics. A member that diverges or is cancelled stops alone; the others go on.
+
+Diagnostics are each member's own: a DiagnosticsRecorder per member probes the member's model,
+whose weights are views of its slices of the packed ones (its norm modules are the packed
+model's), reads its gradient slice, and emits the Diagnostics events its separate run would, at
+the same steps. Measuring changes nothing in training, packed or not. Not packed: the landscape
+measurement (it probes one model's loss along its gradient), and CUDA graphs (the packed step
+runs eagerly).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from bntui.engine.device import (
     resolve_device,
     seeded_gpus,
 )
+from bntui.engine.diagnostics import DiagnosticsRecorder
 from bntui.engine.events import (
     EpochEnded,
     Event,
@@ -76,6 +82,7 @@ class Member:
     should_stop: Callable[[], bool] = lambda: False
     result: RunResult = field(default_factory=lambda: RunResult(status="failed"))
     active: bool = True
+    diagnostics: DiagnosticsRecorder | None = None  # set while training, where measured
 
     def emit(self, event: Event) -> None:
         self.on_event(event)
@@ -86,7 +93,14 @@ class Member:
         elif isinstance(event, RunFinished):
             self.result.final = event
 
+    def emit_diagnostics(self) -> None:
+        if self.diagnostics is not None:
+            for event in self.diagnostics.flush():
+                self.emit(event)
+
     def stop(self, event: Event, status: str, message: str | None = None) -> None:
+        with contextlib.suppress(Exception):  # keep what was measured if we can, as train does
+            self.emit_diagnostics()
         self.emit(event)
         self.result.status, self.result.message = status, message
         self.active = False
@@ -165,6 +179,12 @@ class _PackedRun:
         self.network.share_weights_with(models)
         self.models = models
         self.optimizer = make_optimizer(self.config, self.network)
+        if self.config.diagnostics_every > 0 and len(first.val_y) >= 2:
+            for index, (member, model) in enumerate(zip(self.members, models)):
+                names = [layer.name for layer in model.hidden_layers]
+                gradients = lambda index=index, names=names: self.network.weight_gradients(index, names)  # noqa: E731
+                member.diagnostics = DiagnosticsRecorder(model, self.data[index].val_x, member.config.seed,
+                                                         gradients=gradients)
         self.warm_up()
 
     def batch(self, batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,10 +192,11 @@ class _PackedRun:
         targets = torch.stack([d.train_y.index_select(0, b) for d, b in zip(self.data, batches)])
         return images, targets
 
-    def train_step(self, network, optimizer, batches: list[torch.Tensor]) -> torch.Tensor:
+    def train_step(self, network, optimizer, batches: list[torch.Tensor], before_update=None) -> torch.Tensor:
         """One optimizer step of every member; returns the members' losses (M,), on the device.
         Stopped members still compute (their slices are independent of the others') but add
-        nothing to the gradient."""
+        nothing to the gradient. `before_update()`, if given, runs between backward and the
+        update."""
         images, targets = self.batch(batches)
         log_probs = network(images)
         losses = F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), reduction="none")
@@ -184,6 +205,8 @@ class _PackedRun:
         total = losses.sum() if len(active) == len(self.members) else losses[active].sum()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if before_update is not None:
+            before_update()
         optimizer.step()
         return losses.detach()
 
@@ -268,6 +291,8 @@ class _PackedRun:
 
     def run_epoch(self, epoch: int) -> list[float]:
         batch_size, progress_every = self.config.batch_size, self.config.progress_every
+        every = self.config.diagnostics_every
+        measured = [member for member in self.members if member.diagnostics is not None]
         orders = [
             torch.randperm(len(d.train_y), generator=g).to(self.device)
             for d, g in zip(self.data, self.order_generators)
@@ -279,10 +304,19 @@ class _PackedRun:
             if not any(member.active for member in self.members):
                 return []
             batches = [order[index * batch_size : (index + 1) * batch_size] for order in orders]
-            self.loss_total.add_(self.train_step(self.network, self.optimizer, batches))
+            measuring = [m for m in measured if m.active] if measured and (self.step + 1) % every == 0 else []
+            snapshot = (lambda: [m.diagnostics.snapshot() for m in measuring]) if measuring else None
+            self.loss_total.add_(self.train_step(self.network, self.optimizer, batches, snapshot))
             self.step += 1
+            for member in measuring:
+                member.diagnostics.capture(self.step, epoch)
+                if member.diagnostics.due():
+                    member.emit_diagnostics()
             if self.step % progress_every == 0 and self.progress_due():
                 self.progress(epoch)
+        for member in measured:  # inside the epoch's time: measuring is training's cost
+            if member.active:
+                member.emit_diagnostics()
         totals = self.read_totals(epoch)
         epoch_seconds = time.perf_counter() - epoch_start
         train_losses = [(total - start) / self.steps for total, start in zip(totals, self.total_at_epoch_start)]

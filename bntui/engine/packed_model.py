@@ -155,3 +155,17 @@ class PackedNetwork(nn.Module):
                     views = weight[index * out : (index + 1) * out], bias[index * out : (index + 1) * out]
                 del module._parameters["weight"], module._parameters["bias"]
                 module.weight, module.bias = views
+
+    def weight_gradients(self, index: int, names: list[str]) -> list[torch.Tensor | None]:
+        """Member `index`'s gradient of each named linear or conv layer's weight: its slice
+        of the packed weight's gradient (None before the first backward)."""
+        found = []
+        for name in names:
+            if f"{name}_weight" in self.dense:
+                grad = self.dense[f"{name}_weight"].grad
+                found.append(None if grad is None else grad[index])
+            else:
+                grad = self.conv[f"{name}_weight"].grad
+                out = None if grad is None else grad.shape[0] // self.count
+                found.append(None if grad is None else grad[index * out : (index + 1) * out])
+        return found

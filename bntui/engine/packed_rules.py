@@ -10,10 +10,9 @@ def pack_key(config) -> str:
 
 
 def pack_problem(config) -> str | None:
-    """Why this run cannot join a pack, or None. Diagnostics and the landscape measurement
-    probe one model's gradients between backward and the update: a pack has no such model."""
-    if config.diagnostics_every > 0:
-        return "diagnostics on"
+    """Why this run cannot join a pack, or None. The landscape measurement probes one model's
+    loss along its gradient between backward and the update: a pack has no such model.
+    (Diagnostics pack: each member has its own recorder, engine.packed.)"""
     if config.landscape_every > 0:
         return "landscape measurement on"
     return None
