@@ -208,3 +208,16 @@ def test_a_cancelled_member_keeps_the_diagnostics_it_measured() -> None:
     assert [e.step for e in diagnostics_of(events[0])] == [3, 6]
     assert isinstance(events[0][-1], RunCancelled)
     assert [e.step for e in diagnostics_of(events[1])] == [3, 6, 9, 12, 15]
+
+
+@pytest.mark.parametrize("fields", [dict(norm="ghost", ghost_batch_size=8), dict(bn_affine=False)])
+def test_members_in_any_seed_order_and_with_any_norm_take_their_separate_runs_steps(fields) -> None:
+    # Seeds out of order (the pack groups them by seed; results come back in the given order);
+    # Ghost BN runs as each member's own module, BatchNorm without affine through the fused call.
+    configs = [config(optimizer="sgd", seed=seed, bn=bn, **fields) for seed, bn in ((1, True), (0, False), (1, False), (0, True))]
+    results, events = packed(configs)
+    assert [result.status for result in results] == ["finished"] * 4
+    for run_config, member_events in zip(configs, events):
+        alone = separate(run_config)
+        assert member_events[0].split_hash == alone[0].split_hash
+        assert_same_steps(alone, member_events)

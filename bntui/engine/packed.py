@@ -55,7 +55,6 @@ from bntui.engine.memory import (
 )
 from bntui.engine.models import (
     batch_norm_layers,
-    batch_statistics_mode,
     build_model,
     parameter_count,
 )
@@ -146,7 +145,10 @@ def train_packed(
 
 class _PackedRun:
     def __init__(self, members: list[Member], device: torch.device, kernels):
-        self.members, self.device, self.kernels = members, device, kernels
+        # Members of one seed next to each other: they read the same images (the split and the
+        # batch order come from the seed), which the packed network reads once for them.
+        self.members = sorted(members, key=lambda member: member.config.seed)
+        self.device, self.kernels = device, kernels
         self.config = members[0].config
         self.step = 0
         self.min_progress_seconds = min_progress_seconds(device)
@@ -161,6 +163,9 @@ class _PackedRun:
             if seed not in by_seed:
                 by_seed[seed] = load_split_tensors(member.config, data_dir, download, self.device)
         self.data = [by_seed[member.config.seed] for member in self.members]
+        seeds = [member.config.seed for member in self.members]
+        self.group_data = [by_seed[seed] for seed in dict.fromkeys(seeds)]
+        self.group_sizes = [seeds.count(seed) for seed in dict.fromkeys(seeds)]
         first = self.data[0]
         self.steps = steps_per_epoch(len(first.train_y), self.config.batch_size)
         if self.steps == 0:
@@ -175,7 +180,7 @@ class _PackedRun:
             models.append(build_model(config, first.image_shape).to(self.device))
             generators.append(dropout_generator(config.seed, self.device))
         self.parameters = [parameter_count(model) for model in models]
-        self.network = PackedNetwork(models, generators)
+        self.network = PackedNetwork(models, generators, self.group_sizes)
         self.network.share_weights_with(models)
         self.models = models
         self.optimizer = make_optimizer(self.config, self.network)
@@ -187,20 +192,26 @@ class _PackedRun:
                                                          gradients=gradients)
         self.warm_up()
 
-    def batch(self, batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.stack([d.train_x.index_select(0, b) for d, b in zip(self.data, batches)])
-        targets = torch.stack([d.train_y.index_select(0, b) for d, b in zip(self.data, batches)])
+    def batch(self, batches: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each group's images at its indices `batches[g]`, and every member's targets (M, B)."""
+        images = [d.train_x.index_select(0, b) for d, b in zip(self.group_data, batches)]
+        targets = self.member_targets([d.train_y.index_select(0, b) for d, b in zip(self.group_data, batches)])
         return images, targets
 
+    def member_targets(self, per_group: list[torch.Tensor]) -> torch.Tensor:
+        """(M, B) from each group's targets (B,)."""
+        return torch.cat([y.expand(size, -1) for y, size in zip(per_group, self.group_sizes)])
+
     def train_step(self, network, optimizer, batches: list[torch.Tensor], before_update=None) -> torch.Tensor:
-        """One optimizer step of every member; returns the members' losses (M,), on the device.
+        """One optimizer step of every member (`batches[g]`: the indices of group g's batch);
+        returns the members' losses (M,), on the device.
         Stopped members still compute (their slices are independent of the others') but add
         nothing to the gradient. `before_update()`, if given, runs between backward and the
         update."""
         images, targets = self.batch(batches)
         log_probs = network(images)
         losses = F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), reduction="none")
-        losses = losses.view(len(batches), -1).mean(1)
+        losses = losses.view(len(self.members), -1).mean(1)
         active = [index for index, member in enumerate(self.members) if member.active]
         total = losses.sum() if len(active) == len(self.members) else losses[active].sum()
         optimizer.zero_grad(set_to_none=True)
@@ -219,7 +230,7 @@ class _PackedRun:
         count = min(self.config.batch_size, len(self.data[0].train_y))
         batch = torch.arange(count, device=self.device)
         with torch.random.fork_rng(devices=seeded_gpus(self.device)):
-            self.train_step(network, optimizer, [batch] * len(self.members))
+            self.train_step(network, optimizer, [batch] * len(self.group_data))
         for generator, state in zip(generators, states):
             generator.set_state(state)
         if self.device.type == "cuda":
@@ -248,8 +259,9 @@ class _PackedRun:
                     cuda_graphs=False,
                 )
             )
-        self.order_generators = [
-            torch.Generator().manual_seed(derive_seed(member.config.seed, "order")) for member in self.members
+        self.order_generators = [  # one per group: its members' seed
+            torch.Generator().manual_seed(derive_seed(self.members[start].config.seed, "order"))
+            for start, _stop in self.network.groups
         ]
         count = len(self.members)
         self.loss_total = torch.zeros(count, dtype=accumulator_dtype(self.device), device=self.device)
@@ -295,7 +307,7 @@ class _PackedRun:
         measured = [member for member in self.members if member.diagnostics is not None]
         orders = [
             torch.randperm(len(d.train_y), generator=g).to(self.device)
-            for d, g in zip(self.data, self.order_generators)
+            for d, g in zip(self.group_data, self.order_generators)
         ]
         epoch_start = time.perf_counter()
         self.network.train()
@@ -405,22 +417,20 @@ class _PackedRun:
         bounds = list(zip(starts, [*starts[1:], size]))
         self.network.eval()
         try:
-            with torch.inference_mode(), contextlib.ExitStack() as stack:
-                for model in self.models:
-                    stack.enter_context(batch_statistics_mode(model))
+            with torch.inference_mode(), self.network.batch_statistics_mode():
                 return self._mean_losses_and_accuracies("val", bounds)
         finally:
             self.network.train()
 
     def _mean_losses_and_accuracies(self, split: str, bounds) -> list[tuple[float, float]]:
-        xs = [getattr(d, f"{split}_x") for d in self.data]
-        ys = [getattr(d, f"{split}_y") for d in self.data]
+        xs = [getattr(d, f"{split}_x") for d in self.group_data]
+        ys = [getattr(d, f"{split}_y") for d in self.group_data]
         count = len(self.members)
         loss_sum = torch.zeros(count, dtype=accumulator_dtype(self.device), device=self.device)
         correct = torch.zeros(count, dtype=torch.int64, device=self.device)
         for start, stop in bounds:
-            log_probs = self.network(torch.stack([x[start:stop] for x in xs]))
-            targets = torch.stack([y[start:stop] for y in ys])
+            log_probs = self.network([x[start:stop] for x in xs])
+            targets = self.member_targets([y[start:stop] for y in ys])
             losses = F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), reduction="none")
             loss_sum += losses.view(count, -1).sum(1)
             correct += (log_probs.argmax(dim=-1) == targets).sum(1)
