@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bntui.engine.data import SplitTensors, derive_seed, load_split_tensors
+from bntui.engine.data import SplitTensors, derive_seed, load_raw, load_split_tensors
 from bntui.engine.device import (
     describe_device,
     on_device,
@@ -158,10 +158,11 @@ class _PackedRun:
         its separate run builds it, the packed model over them, one optimizer, a warm-up step."""
         self.wall_start, self.clock_start = time.time(), time.perf_counter()
         by_seed: dict[int, SplitTensors] = {}
+        raw = load_raw(self.config.dataset, data_dir, download)  # once: only the split differs
         for member in self.members:
             seed = member.config.seed
             if seed not in by_seed:
-                by_seed[seed] = load_split_tensors(member.config, data_dir, download, self.device)
+                by_seed[seed] = load_split_tensors(member.config, data_dir, download, self.device, raw)
         self.data = [by_seed[member.config.seed] for member in self.members]
         seeds = [member.config.seed for member in self.members]
         self.group_data = [by_seed[seed] for seed in dict.fromkeys(seeds)]
