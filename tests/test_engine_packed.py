@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from bntui.config import RunConfig
-from bntui.engine.events import Diagnostics, EpochEnded, Progress, RunCancelled, RunDiverged, RunFinished, RunStarted
+from bntui.engine.events import Diagnostics, EpochEnded, Landscape, Progress, RunCancelled, RunDiverged, RunFinished, RunStarted
 from bntui.engine.packed import Member, train_packed
-from bntui.engine.packed_rules import pack_key, pack_problem
+from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import train
 
 
@@ -139,9 +139,7 @@ def test_pack_rules() -> None:
     assert pack_key(config(seed=1, bn=False)) == pack_key(config(seed=7, bn=True))
     assert pack_key(config(lr=0.01)) != pack_key(config())
     assert pack_key(config(arch="lenet5")) != pack_key(config())
-    assert pack_problem(config(diagnostics_every=25)) is None
-    assert pack_problem(config(landscape_every=10)) == "landscape measurement on"
-    assert pack_problem(config()) is None
+    assert pack_key(config(diagnostics_every=25, landscape_every=10)) != pack_key(config())
 
 
 def test_members_that_differ_in_more_than_seed_and_bn_are_refused() -> None:
@@ -221,3 +219,26 @@ def test_members_in_any_seed_order_and_with_any_norm_take_their_separate_runs_st
         alone = separate(run_config)
         assert member_events[0].split_hash == alone[0].split_hash
         assert_same_steps(alone, member_events)
+
+
+def test_every_member_measures_the_landscape_of_its_separate_run() -> None:
+    configs = [config(optimizer="sgd", seed=seed, bn=bn, landscape_every=5) for seed in (0, 1) for bn in (True, False)]
+    results, events = packed(configs)
+    assert [result.status for result in results] == ["finished"] * 4
+    for run_config, member_events in zip(configs, events):
+        alone = [e for e in separate(run_config) if isinstance(e, Landscape)]
+        got = [e for e in member_events if isinstance(e, Landscape)]
+        assert [e.step for e in got] == [e.step for e in alone] == [5, 10, 15]
+        for a, b in zip(alone, got):
+            for key in ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta_smoothness"):
+                assert getattr(b, key) == pytest.approx(getattr(a, key), rel=1e-4), (b.step, key)
+
+
+def test_measuring_the_landscape_leaves_packed_training_bit_identical() -> None:
+    def losses(every: int) -> list[list[float]]:
+        configs = [config(seed=0, bn=bn, landscape_every=every) for bn in (True, False)]
+        _results, events = packed(configs)
+        return [[e.train_loss for e in member if isinstance(e, (Progress, EpochEnded))]
+                + [member[-1].test_loss] for member in events]
+
+    assert losses(4) == losses(0)

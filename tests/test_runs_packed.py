@@ -42,16 +42,19 @@ def test_a_paired_group_trains_packed_with_diagnostics_and_each_run_records_it(t
 
 
 @pytest.mark.slow
-def test_pack_off_and_a_launch_that_cannot_pack_train_separately(tmp_path: Path) -> None:
+def test_pack_off_trains_separately_and_the_landscape_measurement_packs(tmp_path: Path) -> None:
     done = bntui_run(tmp_path, "--bn", "both", "--diagnostics-every", "0", "--pack", "off")
     assert done.returncode == 0, done.stderr
     assert "cannot pack" not in done.stdout
     assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None, None]
 
-    done = bntui_run(tmp_path, "--bn", "both", "--landscape-every", "40")
+    done = bntui_run(tmp_path, "--bn", "both", "--landscape-every", "1")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("cannot pack: landscape measurement on; the runs train separately") == 1
-    assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None] * 4
+    assert "cannot pack" not in done.stdout
+    packed = [run for run in runs_in(tmp_path / "runs") if run.record.environment.packed]
+    assert [run.record.environment.packed for run in packed] == [2, 2]
+    for run in packed:
+        assert [point["step"] for point in run.record.landscape.points] == list(range(1, run.steps_per_epoch + 1))
 
 
 def test_a_bad_pack_setting_is_one_line(tmp_path: Path) -> None:
@@ -73,8 +76,9 @@ def test_pack_groups_join_only_runs_that_differ_in_seed_and_bn(tmp_path: Path) -
     assert pack_groups(configs, slurm, 1.0) == [None] * 4
     assert pack_note(configs, options) is None
     assert pack_note([RunConfig(seed=s) for s in (0, 1)], options) is None  # the defaults, diagnostics on, pack
-    landscape = [RunConfig(seed=s, landscape_every=25) for s in (0, 1)]
-    assert pack_note(landscape, options) == "cannot pack: landscape measurement on; the runs train separately"
+    apart = [RunConfig(seed=0, lr=0.1), RunConfig(seed=0, lr=0.2)]
+    assert pack_note(apart, options) == "cannot pack: the runs differ in more than seed and BN; they train separately"
+    assert pack_groups(apart, options, 1.0) == [None, None]
 
 
 def test_a_pack_too_large_for_the_device_trains_in_halves_losing_no_run(capsys) -> None:

@@ -6,12 +6,12 @@ terminal event) with the same numbers up to float reassociation: same initial we
 batch order (its own seeded generator), same dropout masks on a CPU, its own normalization
 statistics. A member that diverges or is cancelled stops alone; the others go on.
 
-Diagnostics are each member's own: a DiagnosticsRecorder per member probes the member's model,
-whose weights are views of its slices of the packed ones (its norm modules are the packed
-model's), reads its gradient slice, and emits the Diagnostics events its separate run would, at
-the same steps. Measuring changes nothing in training, packed or not. Not packed: the landscape
-measurement (it probes one model's loss along its gradient), and CUDA graphs (the packed step
-runs eagerly).
+Measurements are each member's own, taken on the member's model, whose weights are views of
+its slices of the packed ones: a DiagnosticsRecorder per member (reading its gradient slice) and
+a LandscapeRecorder per member (probing the member's loss along its own gradient, one member
+after the other) emit the Diagnostics and Landscape events its separate run would, at the same
+steps. Measuring changes nothing in training, packed or not. Not packed: CUDA graphs (the packed
+step runs eagerly).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from bntui.engine.models import (
     build_model,
     parameter_count,
 )
+from bntui.engine.landscape import LandscapeRecorder
 from bntui.engine.packed_model import PackedNetwork
 from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import (
@@ -82,6 +84,7 @@ class Member:
     result: RunResult = field(default_factory=lambda: RunResult(status="failed"))
     active: bool = True
     diagnostics: DiagnosticsRecorder | None = None  # set while training, where measured
+    landscape: LandscapeRecorder | None = None  # the same
 
     def emit(self, event: Event) -> None:
         self.on_event(event)
@@ -181,8 +184,14 @@ class _PackedRun:
             models.append(build_model(config, first.image_shape).to(self.device))
             generators.append(dropout_generator(config.seed, self.device))
         self.parameters = [parameter_count(model) for model in models]
+        names = [[name for name, _ in model.named_parameters()] for model in models]
         self.network = PackedNetwork(models, generators, self.group_sizes)
         self.network.share_weights_with(models)
+        if self.config.landscape_every > 0:
+            for member, model, model_names in zip(self.members, models, names):
+                # The member's weights by the names its separate run has (views now).
+                weights = {name: operator.attrgetter(name)(model) for name in model_names}
+                member.landscape = LandscapeRecorder(model, self.config.landscape_every, parameters=weights)
         self.models = models
         self.optimizer = make_optimizer(self.config, self.network)
         if self.config.diagnostics_every > 0 and len(first.val_y) >= 2:
@@ -318,8 +327,8 @@ class _PackedRun:
                 return []
             batches = [order[index * batch_size : (index + 1) * batch_size] for order in orders]
             measuring = [m for m in measured if m.active] if measured and (self.step + 1) % every == 0 else []
-            snapshot = (lambda: [m.diagnostics.snapshot() for m in measuring]) if measuring else None
-            self.loss_total.add_(self.train_step(self.network, self.optimizer, batches, snapshot))
+            before_update = self.before_update(batches, epoch, measuring)
+            self.loss_total.add_(self.train_step(self.network, self.optimizer, batches, before_update))
             self.step += 1
             for member in measuring:
                 member.diagnostics.capture(self.step, epoch)
@@ -337,6 +346,32 @@ class _PackedRun:
         self.total_at_epoch_start = totals
         self.point = (totals, self.step, time.perf_counter())
         return train_eval
+
+    def before_update(self, batches: list[torch.Tensor], epoch: int, measuring: list[Member]):
+        """What runs between the step's backward and its update (train._Run.before_update):
+        the diagnostics snapshots of `measuring` and every landscape measurement due, each
+        on its member's own batch. None when there is nothing to do."""
+        step = self.step + 1
+        landscapes = [
+            (index, member) for index, member in enumerate(self.members)
+            if member.active and member.landscape is not None and member.landscape.due(step)
+        ]  # fmt: skip
+        if not measuring and not landscapes:
+            return None
+
+        def measure() -> None:
+            for member in measuring:
+                member.diagnostics.snapshot()
+            for index, member in landscapes:
+                group = self.group_of(index)
+                data, batch = self.group_data[group], batches[group]
+                images, targets = data.train_x.index_select(0, batch), data.train_y.index_select(0, batch)
+                member.emit(member.landscape.measure(images, targets, step, epoch))
+
+        return measure
+
+    def group_of(self, index: int) -> int:
+        return next(g for g, (start, stop) in enumerate(self.network.groups) if start <= index < stop)
 
     def progress_due(self) -> bool:
         return time.perf_counter() - self.point[2] >= self.min_progress_seconds
