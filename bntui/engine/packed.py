@@ -1,10 +1,10 @@
 """Training several runs as one packed model (engine.packed_model), each reported as its own run.
 
-Runs pack when they differ only in seed and BN on/off (`pack_problem` says why others do not).
-Every member emits the events its separate run would (RunStarted, Progress, EpochEnded, one
-terminal event) with the same numbers up to float reassociation: same initial weights, same
-batch order (its own seeded generator), same dropout masks on a CPU, its own normalization
-statistics. A member that diverges or is cancelled stops alone; the others go on.
+Runs pack when they differ only in seed and BN on/off (`packed_rules.pack_key`; the launch
+says once when its runs cannot). Every member emits the events its separate run would
+(RunStarted, Progress, Diagnostics, Landscape, EpochEnded, one terminal event) with the same
+numbers up to float reassociation: same initial weights, same batch order (its own seeded
+generator), same dropout masks on a CPU, its own normalization statistics. A member that diverges or is cancelled stops alone; the others go on.
 
 Measurements are each member's own, taken on the member's model, whose weights are views of
 its slices of the packed ones: a DiagnosticsRecorder per member (reading its gradient slice) and
