@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,13 @@ from torch import nn
 from bntui.engine.models import ACTIVATIONS, Classifier, batch_statistics_mode
 
 _ELEMENTWISE = (*ACTIVATIONS.values(), nn.MaxPool2d)
+
+
+@dataclass(frozen=True)
+class _BatchNormSettings:
+    affine: bool
+    momentum: float
+    eps: float
 
 
 class PackingError(ValueError):
@@ -95,7 +103,7 @@ class PackedNetwork(nn.Module):
         # where the member normalizes; absent when all do). Slots of members without BatchNorm
         # hold placeholders: their gradient is zero and their outputs are not used.
         self.batch_norm = nn.ParameterDict()
-        self.fused: dict[str, nn.Module] = {}  # name -> a member's module (its settings)
+        self.fused: dict[str, _BatchNormSettings] = {}
         self.batch_statistics = False  # see batch_statistics_mode
         self.shared: dict[str, nn.Module] = {}  # activations and pooling, the same for all
         self.dropout: dict[str, float] = {}
@@ -158,7 +166,7 @@ class PackedNetwork(nn.Module):
         if len([m for m in modules if m is not None]) < len(modules):
             mask = torch.cat([torch.full((features,), m is not None) for m in modules])
             self.register_buffer(f"{name}_mask", mask.to(first.running_mean.device))
-        self.fused[name] = first
+        self.fused[name] = _BatchNormSettings(first.affine, first.momentum, first.eps)
 
     @staticmethod
     def _check_conv(conv: nn.Conv2d) -> None:
@@ -227,7 +235,7 @@ class PackedNetwork(nn.Module):
         """Every member's BatchNorm in one call over its channels (members without one get
         their input back). Eval mode uses the running statistics; batch_statistics_mode the
         batch's own, leaving the running ones alone."""
-        module, buffers = self.fused[name], self._buffers
+        settings, buffers = self.fused[name], self._buffers
         if conv_layout:
             flat = x
         else:  # (M, B, F) -> (B, M*F), a view when x is the first layer's output
@@ -242,11 +250,11 @@ class PackedNetwork(nn.Module):
             flat,
             buffers[f"{name}_mean"] if tracked else None,
             buffers[f"{name}_var"] if tracked else None,
-            self.batch_norm[f"{name}_weight"] if module.affine else None,
-            self.batch_norm[f"{name}_bias"] if module.affine else None,
+            self.batch_norm[f"{name}_weight"] if settings.affine else None,
+            self.batch_norm[f"{name}_bias"] if settings.affine else None,
             use_batch,
-            module.momentum,
-            module.eps,
+            settings.momentum,
+            settings.eps,
         )
         mask = buffers.get(f"{name}_mask")
         if mask is not None:
