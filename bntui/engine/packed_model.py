@@ -9,8 +9,8 @@ generator in the order its separate run draws them), and its batch. Members may 
 and in BN on/off: a member without a norm layer passes its slice through where the others
 normalize.
 
-Where the step's time goes at these sizes is the number of operations, not their arithmetic,
-so the pack does per layer what it can in one:
+A step of these small networks costs per operation launched as much as per flop (on a GPU
+almost only per operation), so the pack does per layer what it can in one:
 - Members that read the same images (same seed: same split, same batches; `groups`) share
   their first layer's input: one matrix product (or convolution) with their weights side by
   side, instead of a copy of the images per member.
