@@ -45,7 +45,7 @@ from bntui.engine.device import (  # noqa: E402
     lane_for,
 )
 from bntui.engine.diagnostics import DiagnosticsRecorder  # noqa: E402
-from bntui.engine.events import EpochEnded, Progress, RunStarted  # noqa: E402
+from bntui.engine.events import Diagnostics, EpochEnded, Progress, RunStarted  # noqa: E402
 from bntui.engine.memory import is_out_of_memory, planned_parameters  # noqa: E402
 from bntui.engine.models import build_model  # noqa: E402
 
@@ -327,11 +327,11 @@ def final_accuracy(events) -> float:
 
 def check_matrix(device: str, data: Path, archs=("mlp", "lenet5")) -> tuple[bool, str]:
     """Every architecture x norm, BN on and off, one epoch of mnist-mini on `device`:
-    separate (without and with diagnostics) and as a packed pair (BN on + off, one model),
-    each compared with the CPU's run of the same config (test accuracy within noise: 3
+    separate (without and with diagnostics) and as a packed pair (BN on + off, one model;
+    without and with diagnostics, each member with its own Diagnostics events), each compared with the CPU's run of the same config (test accuracy within noise: 3
     points on 1,000 test images; the packed pair also with the separate runs on `device`)."""
     worst, ok = 0.0, True
-    MATRIX.append(f"{'arch':7} {'arm':5} {'sep st/s':>9} {'+diag st/s':>10} {'packed st/s':>11} "
+    MATRIX.append(f"{'arch':7} {'arm':5} {'sep st/s':>9} {'+diag st/s':>10} {'packed st/s':>11} {'+diag':>6} "
                   f"{'peak MiB sep/packed':>19}  test acc cpu / sep / packed")
     for arch in archs:
         for norm in NORMS:
@@ -341,6 +341,8 @@ def check_matrix(device: str, data: Path, archs=("mlp", "lenet5")) -> tuple[bool
             alone, alone_mib = peak_mib(device, lambda: [train_events(c, data) for c in pair])
             diag = [train_events(c.model_copy(update={"diagnostics_every": 25}), data) for c in pair]
             packed, packed_mib = peak_mib(device, lambda: packed_events(pair, data))
+            packed_diag = packed_events([c.model_copy(update={"diagnostics_every": 25}) for c in pair], data)
+            ok &= all(any(isinstance(e, Diagnostics) for e in member) for member in packed_diag)
             cpu = ([train_events(c.model_copy(update={"device": "cpu"}), data) for c in pair]
                    if device != "cpu" else alone)
             for index, config in enumerate(pair):
@@ -355,7 +357,8 @@ def check_matrix(device: str, data: Path, archs=("mlp", "lenet5")) -> tuple[bool
                 MATRIX.append(
                     f"{arch:7} {arm:5} {steps_per_second(alone[index], False):9.0f} "
                     f"{steps_per_second(diag[index], False):10.0f} "
-                    f"{steps_per_second(packed[index], False):11.0f} {mib:>19}  "
+                    f"{steps_per_second(packed[index], False):11.0f} "
+                    f"{steps_per_second(packed_diag[index], False):6.0f} {mib:>19}  "
                     + " / ".join(f"{a:.1%}" for a in accuracies)
                 )
     return ok, f"{len(MATRIX) - 1} arms; widest test-accuracy gap {worst:.1%} (want <= 3.0%)"

@@ -1,12 +1,17 @@
 """How much faster does a paired group train packed (one model, bntui.engine.packed) than as
 separate runs, side by side in one process?
 
-    python bench/packed_speed.py [--quick] [--epochs N] [--reps N] [--device cpu|cuda|...] [--threads N]
+    python bench/packed_speed.py [--quick] [--epochs N] [--reps N] [--device cpu|cuda|...]
+                                 [--threads N] [--diagnostics-every N]
 
-The group: K = 3 seeds x BN on/off = 6 runs of one network on mnist-mini (diagnostics off:
-packs train without them), one epoch by default. Each rep trains the six runs one after the
-other (as a CPU trainer queue does) and then the same six packed, and times the wall clock of
-each whole group: data loading, model building, training and every evaluation included.
+The group: K = 3 seeds x BN on/off = 6 runs of one network on mnist-mini, one epoch by
+default, diagnostics off (`--diagnostics-every 25` measures a default launch's). Each rep
+trains the six runs one after the other (as the scheduler does on a CPU: one run at a time,
+max_parallel 1, each with torch's threads) and then the same six packed, and times the wall
+clock of each whole group: data loading, model building, training and every evaluation
+included. Not included: each separate run's process start-up (importing torch, about a
+second), which the scheduler pays per trainer and a pack pays once; so the ratio is on the low
+side of what a launch sees.
 Medians over reps. Models: the MLP 784-128-64-10 and LeNet-5 (`--quick`: the MLP only).
 Also printed: one separate run's training steps/s (epoch_seconds), for comparing devices.
 
@@ -33,10 +38,10 @@ from bntui.engine.train import train  # noqa: E402
 SEEDS = (0, 1, 2)
 
 
-def group(arch: str, epochs: int, device: str) -> list[RunConfig]:
+def group(arch: str, epochs: int, device: str, diagnostics_every: int = 0) -> list[RunConfig]:
     return [
         RunConfig(dataset="mnist-mini", arch=arch, epochs=epochs, device=device, seed=seed, bn=bn,
-                  diagnostics_every=0)
+                  diagnostics_every=diagnostics_every)
         for seed in SEEDS
         for bn in (True, False)
     ]
@@ -70,6 +75,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="default: 1 with --quick, else 3")
     parser.add_argument("--device", default="cpu", type=check_device_name)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--diagnostics-every", type=int, default=0, help="diagnostics interval (0: off)")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -78,10 +84,11 @@ def main() -> None:
     reps = args.reps or (1 if args.quick else 3)
     archs = ["mlp"] if args.quick else ["mlp", "lenet5"]
     print(f"paired group of {2 * len(SEEDS)} runs (seeds {SEEDS} x BN on/off), mnist-mini, "
-          f"{args.epochs} epoch(s), device {args.device}, {reps} rep(s), {__import__('torch').get_num_threads()} thread(s)")
+          f"{args.epochs} epoch(s), device {args.device}, {reps} rep(s), {__import__('torch').get_num_threads()} thread(s), "
+          f"diagnostics {'every %d steps' % args.diagnostics_every if args.diagnostics_every else 'off'}")
     ratios = {}
     for arch in archs:
-        configs = group(arch, args.epochs, args.device)
+        configs = group(arch, args.epochs, args.device, args.diagnostics_every)
         alone, together, rates = [], [], []
         for _ in range(reps):
             seconds, rate = separately(configs)

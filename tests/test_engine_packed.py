@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from bntui.config import RunConfig
-from bntui.engine.events import EpochEnded, Progress, RunCancelled, RunDiverged, RunFinished, RunStarted
+from bntui.engine.events import Diagnostics, EpochEnded, Landscape, Progress, RunCancelled, RunDiverged, RunFinished, RunStarted
 from bntui.engine.packed import Member, train_packed
-from bntui.engine.packed_rules import pack_key, pack_problem
+from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import train
 
 
@@ -139,11 +139,106 @@ def test_pack_rules() -> None:
     assert pack_key(config(seed=1, bn=False)) == pack_key(config(seed=7, bn=True))
     assert pack_key(config(lr=0.01)) != pack_key(config())
     assert pack_key(config(arch="lenet5")) != pack_key(config())
-    assert pack_problem(config(diagnostics_every=25)) == "diagnostics on"
-    assert pack_problem(config(landscape_every=10)) == "landscape measurement on"
-    assert pack_problem(config()) is None
+    assert pack_key(config(diagnostics_every=25, landscape_every=10)) != pack_key(config())
 
 
 def test_members_that_differ_in_more_than_seed_and_bn_are_refused() -> None:
     with pytest.raises(ValueError, match="differ only in seed and BN"):
         packed([config(), config(lr=0.5)])
+
+
+def diagnostics_of(events) -> list[Diagnostics]:
+    return [event for event in events if isinstance(event, Diagnostics)]
+
+
+LOCATIONS = {"preact_mean", "preact_p15", "preact_p50", "preact_p85", "unit_p15", "unit_p50", "unit_p85"}
+
+
+def assert_same_diagnostics(alone: list, member: list) -> None:
+    expected, got = diagnostics_of(alone), diagnostics_of(member)
+    assert len(got) == len(expected) == 5  # steps 3, 6, ..., 15
+    for a, b in zip(expected, got):
+        assert (b.step, b.epoch) == (a.step, a.epoch)
+        assert [layer.keys() for layer in b.layers] == [layer.keys() for layer in a.layers]
+        for layer_a, layer_b in zip(a.layers, b.layers):
+            # Locations (mean, percentiles) are compared relative to the layer's spread: after
+            # BatchNorm they sit near zero, where a relative difference means nothing.
+            spread = layer_a["preact_std"]
+            for key, value in layer_a.items():
+                if isinstance(value, float):
+                    near = 1e-4 * spread if key in LOCATIONS else 1e-6
+                    assert layer_b[key] == pytest.approx(value, rel=1e-4, abs=near), (b.step, layer_a["layer"], key)
+                else:
+                    assert layer_b[key] == value, (b.step, layer_a["layer"], key)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "lenet5"])
+def test_every_member_measures_the_diagnostics_of_its_separate_run(arch: str) -> None:
+    configs = [config(arch=arch, optimizer="sgd", seed=seed, bn=bn, diagnostics_every=3)
+               for seed in (0, 1) for bn in (True, False)]
+    results, events = packed(configs)
+    assert [result.status for result in results] == ["finished"] * 4
+    for run_config, member_events in zip(configs, events):
+        alone = separate(run_config)
+        assert_same_diagnostics(alone, member_events)
+        assert_same_steps(alone, member_events)
+
+
+def test_measuring_diagnostics_leaves_packed_training_bit_identical() -> None:
+    def losses(every: int) -> list[list[float]]:
+        configs = [config(arch="lenet5", seed=0, bn=bn, diagnostics_every=every) for bn in (True, False)]
+        _results, events = packed(configs)
+        return [[e.train_loss for e in member if isinstance(e, (Progress, EpochEnded))]
+                + [member[-1].test_loss] for member in events]
+
+    assert losses(2) == losses(0)
+
+
+def test_a_cancelled_member_keeps_the_diagnostics_it_measured() -> None:
+    calls = {"count": 0}
+
+    def cancel_after_seven() -> bool:
+        calls["count"] += 1
+        return calls["count"] > 7
+
+    configs = [config(seed=0, bn=True, diagnostics_every=3), config(seed=0, bn=False, diagnostics_every=3)]
+    _results, events = packed(configs, stops=[cancel_after_seven, lambda: False])
+    assert [e.step for e in diagnostics_of(events[0])] == [3, 6]
+    assert isinstance(events[0][-1], RunCancelled)
+    assert [e.step for e in diagnostics_of(events[1])] == [3, 6, 9, 12, 15]
+
+
+@pytest.mark.parametrize("fields", [dict(norm="ghost", ghost_batch_size=8), dict(bn_affine=False)])
+def test_members_in_any_seed_order_and_with_any_norm_take_their_separate_runs_steps(fields) -> None:
+    # Seeds out of order (the pack groups them by seed; results come back in the given order);
+    # Ghost BN runs as each member's own module, BatchNorm without affine through the fused call.
+    configs = [config(optimizer="sgd", seed=seed, bn=bn, **fields) for seed, bn in ((1, True), (0, False), (1, False), (0, True))]
+    results, events = packed(configs)
+    assert [result.status for result in results] == ["finished"] * 4
+    for run_config, member_events in zip(configs, events):
+        alone = separate(run_config)
+        assert member_events[0].split_hash == alone[0].split_hash
+        assert_same_steps(alone, member_events)
+
+
+def test_every_member_measures_the_landscape_of_its_separate_run() -> None:
+    configs = [config(optimizer="sgd", seed=seed, bn=bn, landscape_every=5) for seed in (0, 1) for bn in (True, False)]
+    results, events = packed(configs)
+    assert [result.status for result in results] == ["finished"] * 4
+    for run_config, member_events in zip(configs, events):
+        alone = [e for e in separate(run_config) if isinstance(e, Landscape)]
+        got = [e for e in member_events if isinstance(e, Landscape)]
+        assert [e.step for e in got] == [e.step for e in alone] == [5, 10, 15]
+        for a, b in zip(alone, got):
+            for key in ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta_smoothness"):
+                assert getattr(b, key) == pytest.approx(getattr(a, key), rel=1e-4), (b.step, key)
+
+
+def test_measuring_the_landscape_leaves_packed_training_bit_identical() -> None:
+    def losses(every: int) -> list[list[float]]:
+        configs = [config(seed=0, bn=bn, landscape_every=every) for bn in (True, False)]
+        _results, events = packed(configs)
+        return [[e.train_loss for e in member if isinstance(e, (Progress, EpochEnded))]
+                + [member[-1].test_loss] for member in events]
+
+    assert losses(4) == losses(0)

@@ -41,6 +41,7 @@ def bntui_done(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_closing_the_terminal_leaves_the_run_and_the_one_queued_behind_it_training(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
+    (tmp_path / "no-config.toml").write_text('pack = "off"\n')  # a pair would train as one pack
     app = PtyApp(runs_dir, tmp_path)
     try:
         app.wait_for_text("Runs")
@@ -62,7 +63,7 @@ def test_a_queue_of_four_survives_kill_9_of_the_tui_and_of_the_scheduler(tmp_pat
     try:
         app.wait_for_text("Runs")
         launched = bntui_done(tmp_path, "run", "--detach", "--bn", "both", "--seeds", "2", "--epochs", "3",
-                              *TINY, "--device", "cpu", "--runs-dir", str(runs_dir))
+                              "--pack", "off", *TINY, "--device", "cpu", "--runs-dir", str(runs_dir))
         assert launched.returncode == 0, launched.stderr
         assert "4 runs queued" in launched.stdout
         wait_until(lambda: "running" in [run.status for run in runs_in(runs_dir)], "the first run to start")
@@ -144,7 +145,7 @@ def test_max_parallel_2_trains_two_runs_at_once(tmp_path: Path) -> None:
 def test_queued_runs_are_listed_with_where_they_run(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     launched = bntui_done(tmp_path, "run", "--detach", "--bn", "both", "--seeds", "2", "--epochs", "50",
-                          *TINY, "--device", "cpu", "--runs-dir", str(runs_dir))
+                          "--pack", "off", *TINY, "--device", "cpu", "--runs-dir", str(runs_dir))
     assert launched.returncode == 0, launched.stderr
     wait_until(lambda: "running" in [run.status for run in runs_in(runs_dir)], "the first run to start")
     queue = json.loads(bntui_done(tmp_path, "queue", "--json", "--runs-dir", str(runs_dir)).stdout)

@@ -26,8 +26,9 @@ def bntui_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_a_paired_group_trains_packed_and_each_run_records_it(tmp_path: Path) -> None:
-    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "2", "--diagnostics-every", "0")
+def test_a_paired_group_trains_packed_with_diagnostics_and_each_run_records_it(tmp_path: Path) -> None:
+    # Diagnostics on (every step: the test data is small), as a default launch has them.
+    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "2", "--diagnostics-every", "1")
     assert done.returncode == 0, done.stderr
     assert "cannot pack" not in done.stdout
     runs = runs_in(tmp_path / "runs")
@@ -37,19 +38,23 @@ def test_a_paired_group_trains_packed_and_each_run_records_it(tmp_path: Path) ->
         assert run.record.environment.packed == 4
         assert sorted(run.record.environment.packed_with) == ids
         assert run.epochs_done == 1
+        assert [point["step"] for point in run.record.diagnostics.points] == list(range(1, run.steps_per_epoch + 1))
 
 
 @pytest.mark.slow
-def test_pack_off_and_a_launch_that_cannot_pack_train_separately(tmp_path: Path) -> None:
+def test_pack_off_trains_separately_and_the_landscape_measurement_packs(tmp_path: Path) -> None:
     done = bntui_run(tmp_path, "--bn", "both", "--seeds", "1", "--diagnostics-every", "0", "--pack", "off")
     assert done.returncode == 0, done.stderr
     assert "cannot pack" not in done.stdout
     assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None, None]
 
-    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "1", "--diagnostics-every", "40")
+    done = bntui_run(tmp_path, "--bn", "both", "--seeds", "1", "--landscape-every", "1")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("cannot pack: diagnostics on; the runs train separately") == 1
-    assert [run.record.environment.packed for run in runs_in(tmp_path / "runs")] == [None] * 4
+    assert "cannot pack" not in done.stdout
+    packed = [run for run in runs_in(tmp_path / "runs") if run.record.environment.packed]
+    assert [run.record.environment.packed for run in packed] == [2, 2]
+    for run in packed:
+        assert [point["step"] for point in run.record.landscape.points] == list(range(1, run.steps_per_epoch + 1))
 
 
 def test_a_bad_pack_setting_is_one_line(tmp_path: Path) -> None:
@@ -70,7 +75,10 @@ def test_pack_groups_join_only_runs_that_differ_in_seed_and_bn(tmp_path: Path) -
     slurm = LaunchOptions(runs_dir=tmp_path, data_dir=tmp_path, backend="slurm")
     assert pack_groups(configs, slurm, 1.0) == [None] * 4
     assert pack_note(configs, options) is None
-    assert pack_note([RunConfig(seed=s) for s in (0, 1)], options) == "cannot pack: diagnostics on; the runs train separately"
+    assert pack_note([RunConfig(seed=s) for s in (0, 1)], options) is None  # the defaults, diagnostics on, pack
+    apart = [RunConfig(seed=0, lr=0.1), RunConfig(seed=0, lr=0.2)]
+    assert pack_note(apart, options) == "cannot pack: the runs differ in more than seed and BN; they train separately"
+    assert pack_groups(apart, options, 1.0) == [None, None]
 
 
 def test_a_pack_too_large_for_the_device_trains_in_halves_losing_no_run(capsys) -> None:

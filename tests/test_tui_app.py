@@ -99,7 +99,8 @@ async def test_train_a_tiny_run_from_the_panes(tmp_path: Path) -> None:
 
 
 async def test_stop_takes_a_queued_run_off_the_queue_and_stops_a_running_one(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
+    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", pack="off")  # not one pack
+    app = BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
         await choose(pilot, "bn", "both")  # two runs: the second waits for the first (one CPU)
         await type_into(pilot, "seeds", "1")

@@ -24,7 +24,8 @@ from tuihelpers import collect_notifications, wait_for
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
 
 def make_app(tmp_path: Path) -> BntuiApp:
-    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data")
+    # pack off: these tests follow a queue of separate runs (a BN on/off pair would be one pack)
+    settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", pack="off")
     return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2)
 
 

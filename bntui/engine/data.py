@@ -300,13 +300,16 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def load_split_tensors(config, data_dir: Path, download: bool = False, device=None) -> SplitTensors:
+def load_split_tensors(
+    config, data_dir: Path, download: bool = False, device=None, raw=None
+) -> SplitTensors:
     """Load `config.dataset` once, split the pool into train/validation by `config.seed`
-    and `config.val_fraction`, normalize, and place every split on `device`."""
+    and `config.val_fraction`, normalize, and place every split on `device`. `raw`:
+    load_raw's result for the dataset, where the caller has it (a pack of several seeds)."""
     import torch
 
     device = torch.device("cpu") if device is None else torch.device(device)
-    train_images, train_labels, test_images, test_labels = load_raw(
+    train_images, train_labels, test_images, test_labels = raw or load_raw(
         config.dataset, data_dir, download
     )
     train_idx, val_idx = split_pool(len(train_labels), config.val_fraction, config.seed)

@@ -123,8 +123,16 @@ class DiagnosticsRecorder:
     capture and flush at once, for a one-off measurement."""
 
     def __init__(
-        self, model: Classifier, val_x: torch.Tensor, seed: int, probe_size: int = PROBE_SIZE
+        self,
+        model: Classifier,
+        val_x: torch.Tensor,
+        seed: int,
+        probe_size: int = PROBE_SIZE,
+        gradients: Callable[[], list[Tensor | None]] | None = None,
     ):
+        """`gradients()`, where given, returns the hidden layers' weight gradients (a packed
+        member's weights are views of the packed model's, whose slices hold its gradient);
+        by default each weight's own `.grad`."""
         if len(val_x) < 2:
             raise ValueError("diagnostics need at least 2 validation images for the probe batch")
         generator = torch.Generator().manual_seed(derive_seed(seed, "probe"))
@@ -133,6 +141,7 @@ class DiagnosticsRecorder:
         self.model = model
         self.layers = model.hidden_layers
         self._weights = [layer.weight.weight for layer in self.layers]
+        self._gradients = gradients or (lambda: [weight.grad for weight in self._weights])
         self._path = probe_path(model)
         # Leading reshapes (the MLP's Flatten) give the same result every time: done once.
         self._probe_input = self.probe
@@ -304,7 +313,7 @@ class DiagnosticsRecorder:
         """One tensor: per layer the gradient norm, then ||W_before||, then ||W_after -
         W_before|| (NaN where not measurable), in three foreach operations."""
         weights = self._weights
-        grads = [weight.grad for weight in weights]
+        grads = self._gradients()
         with_grad = [grad for grad in grads if grad is not None]
         norms = iter(torch._foreach_norm(with_grad) if with_grad else [])
         found = [self._nan if grad is None else next(norms) for grad in grads]

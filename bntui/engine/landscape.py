@@ -70,11 +70,16 @@ def _norm(tensors: Sequence[Tensor]) -> Tensor:
 
 
 def measure(
-    model: nn.Module, images: Tensor, targets: Tensor, etas: Sequence[float] = ETAS
+    model: nn.Module,
+    images: Tensor,
+    targets: Tensor,
+    etas: Sequence[float] = ETAS,
+    parameters: dict[str, Tensor] | None = None,
 ) -> dict[str, float | None]:
     """KEYS to numbers at the model's current weights on this batch (None where not finite:
-    a large step can overflow the loss)."""
-    parameters = dict(model.named_parameters())
+    a large step can overflow the loss). `parameters`: the model's weights by name, where
+    they are not its own parameters (a packed member's are views of the pack's)."""
+    parameters = dict(model.named_parameters()) if parameters is None else parameters
     with batch_statistics_mode(model):
         _, gradient = loss_and_gradient(model, parameters, images, targets)
         losses, changes = [], []
@@ -112,11 +117,19 @@ def _extreme(pick, values: list[float]) -> float:
 class LandscapeRecorder:
     """Measures every `every` steps; the training loop calls `due(step)` and `measure`."""
 
-    def __init__(self, model: nn.Module, every: int, etas: Sequence[float] = ETAS):
+    def __init__(
+        self,
+        model: nn.Module,
+        every: int,
+        etas: Sequence[float] = ETAS,
+        parameters: dict[str, Tensor] | None = None,
+    ):
         self.model, self.every, self.etas = model, every, tuple(etas)
+        self.parameters = parameters
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
 
     def measure(self, images: Tensor, targets: Tensor, step: int, epoch: int) -> Landscape:
-        return Landscape(step=step, epoch=epoch, **measure(self.model, images, targets, self.etas))
+        found = measure(self.model, images, targets, self.etas, self.parameters)
+        return Landscape(step=step, epoch=epoch, **found)

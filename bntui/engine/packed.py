@@ -1,12 +1,17 @@
 """Training several runs as one packed model (engine.packed_model), each reported as its own run.
 
-Runs pack when they differ only in seed and BN on/off (`pack_problem` says why others do not).
-Every member emits the events its separate run would (RunStarted, Progress, EpochEnded, one
-terminal event) with the same numbers up to float reassociation: same initial weights, same
-batch order (its own seeded generator), same dropout masks on a CPU, its own normalization
-statistics. A member that diverges or is cancelled stops alone; the others go on. What is not
-packed: diagnostics and the landscape measurement (they probe one model's gradients), and CUDA
-graphs (the packed step runs eagerly).
+Runs pack when they differ only in seed and BN on/off (`packed_rules.pack_key`; the launch
+says once when its runs cannot). Every member emits the events its separate run would
+(RunStarted, Progress, Diagnostics, Landscape, EpochEnded, one terminal event) with the same
+numbers up to float reassociation: same initial weights, same batch order (its own seeded
+generator), same dropout masks on a CPU, its own normalization statistics. A member that diverges or is cancelled stops alone; the others go on.
+
+Measurements are each member's own, taken on the member's model, whose weights are views of
+its slices of the packed ones: a DiagnosticsRecorder per member (reading its gradient slice) and
+a LandscapeRecorder per member (probing the member's loss along its own gradient, one member
+after the other) emit the Diagnostics and Landscape events its separate run would, at the same
+steps. Measuring changes nothing in training, packed or not. Not packed: CUDA graphs (the packed
+step runs eagerly).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bntui.engine.data import SplitTensors, derive_seed, load_split_tensors
+from bntui.engine.data import SplitTensors, derive_seed, load_raw, load_split_tensors
 from bntui.engine.device import (
     describe_device,
     on_device,
@@ -30,6 +36,7 @@ from bntui.engine.device import (
     resolve_device,
     seeded_gpus,
 )
+from bntui.engine.diagnostics import DiagnosticsRecorder
 from bntui.engine.events import (
     EpochEnded,
     Event,
@@ -49,10 +56,10 @@ from bntui.engine.memory import (
 )
 from bntui.engine.models import (
     batch_norm_layers,
-    batch_statistics_mode,
     build_model,
     parameter_count,
 )
+from bntui.engine.landscape import LandscapeRecorder
 from bntui.engine.packed_model import PackedNetwork
 from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import (
@@ -76,6 +83,8 @@ class Member:
     should_stop: Callable[[], bool] = lambda: False
     result: RunResult = field(default_factory=lambda: RunResult(status="failed"))
     active: bool = True
+    diagnostics: DiagnosticsRecorder | None = None  # set while training, where measured
+    landscape: LandscapeRecorder | None = None  # the same
 
     def emit(self, event: Event) -> None:
         self.on_event(event)
@@ -86,7 +95,14 @@ class Member:
         elif isinstance(event, RunFinished):
             self.result.final = event
 
+    def emit_diagnostics(self) -> None:
+        if self.diagnostics is not None:
+            for event in self.diagnostics.flush():
+                self.emit(event)
+
     def stop(self, event: Event, status: str, message: str | None = None) -> None:
+        with contextlib.suppress(Exception):  # keep what was measured if we can, as train does
+            self.emit_diagnostics()
         self.emit(event)
         self.result.status, self.result.message = status, message
         self.active = False
@@ -132,7 +148,10 @@ def train_packed(
 
 class _PackedRun:
     def __init__(self, members: list[Member], device: torch.device, kernels):
-        self.members, self.device, self.kernels = members, device, kernels
+        # Members of one seed next to each other: they read the same images (the split and the
+        # batch order come from the seed), which the packed network reads once for them.
+        self.members = sorted(members, key=lambda member: member.config.seed)
+        self.device, self.kernels = device, kernels
         self.config = members[0].config
         self.step = 0
         self.min_progress_seconds = min_progress_seconds(device)
@@ -142,11 +161,15 @@ class _PackedRun:
         its separate run builds it, the packed model over them, one optimizer, a warm-up step."""
         self.wall_start, self.clock_start = time.time(), time.perf_counter()
         by_seed: dict[int, SplitTensors] = {}
+        raw = load_raw(self.config.dataset, data_dir, download)  # once: only the split differs
         for member in self.members:
             seed = member.config.seed
             if seed not in by_seed:
-                by_seed[seed] = load_split_tensors(member.config, data_dir, download, self.device)
+                by_seed[seed] = load_split_tensors(member.config, data_dir, download, self.device, raw)
         self.data = [by_seed[member.config.seed] for member in self.members]
+        seeds = [member.config.seed for member in self.members]
+        self.group_data = [by_seed[seed] for seed in dict.fromkeys(seeds)]
+        self.group_sizes = [seeds.count(seed) for seed in dict.fromkeys(seeds)]
         first = self.data[0]
         self.steps = steps_per_epoch(len(first.train_y), self.config.batch_size)
         if self.steps == 0:
@@ -161,29 +184,50 @@ class _PackedRun:
             models.append(build_model(config, first.image_shape).to(self.device))
             generators.append(dropout_generator(config.seed, self.device))
         self.parameters = [parameter_count(model) for model in models]
-        self.network = PackedNetwork(models, generators)
+        names = [[name for name, _ in model.named_parameters()] for model in models]
+        self.network = PackedNetwork(models, generators, self.group_sizes)
         self.network.share_weights_with(models)
+        if self.config.landscape_every > 0:
+            for member, model, model_names in zip(self.members, models, names):
+                # The member's weights by the names its separate run has (views now).
+                weights = {name: operator.attrgetter(name)(model) for name in model_names}
+                member.landscape = LandscapeRecorder(model, self.config.landscape_every, parameters=weights)
         self.models = models
         self.optimizer = make_optimizer(self.config, self.network)
+        if self.config.diagnostics_every > 0 and len(first.val_y) >= 2:
+            for index, (member, model) in enumerate(zip(self.members, models)):
+                names = [layer.name for layer in model.hidden_layers]
+                gradients = lambda index=index, names=names: self.network.weight_gradients(index, names)  # noqa: E731
+                member.diagnostics = DiagnosticsRecorder(model, self.data[index].val_x, member.config.seed,
+                                                         gradients=gradients)
         self.warm_up()
 
-    def batch(self, batches: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.stack([d.train_x.index_select(0, b) for d, b in zip(self.data, batches)])
-        targets = torch.stack([d.train_y.index_select(0, b) for d, b in zip(self.data, batches)])
+    def batch(self, batches: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each group's images at its indices `batches[g]`, and every member's targets (M, B)."""
+        images = [d.train_x.index_select(0, b) for d, b in zip(self.group_data, batches)]
+        targets = self.member_targets([d.train_y.index_select(0, b) for d, b in zip(self.group_data, batches)])
         return images, targets
 
-    def train_step(self, network, optimizer, batches: list[torch.Tensor]) -> torch.Tensor:
-        """One optimizer step of every member; returns the members' losses (M,), on the device.
+    def member_targets(self, per_group: list[torch.Tensor]) -> torch.Tensor:
+        """(M, B) from each group's targets (B,)."""
+        return torch.cat([y.expand(size, -1) for y, size in zip(per_group, self.group_sizes)])
+
+    def train_step(self, network, optimizer, batches: list[torch.Tensor], before_update=None) -> torch.Tensor:
+        """One optimizer step of every member (`batches[g]`: the indices of group g's batch);
+        returns the members' losses (M,), on the device.
         Stopped members still compute (their slices are independent of the others') but add
-        nothing to the gradient."""
+        nothing to the gradient. `before_update()`, if given, runs between backward and the
+        update."""
         images, targets = self.batch(batches)
         log_probs = network(images)
         losses = F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), reduction="none")
-        losses = losses.view(len(batches), -1).mean(1)
+        losses = losses.view(len(self.members), -1).mean(1)
         active = [index for index, member in enumerate(self.members) if member.active]
         total = losses.sum() if len(active) == len(self.members) else losses[active].sum()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if before_update is not None:
+            before_update()
         optimizer.step()
         return losses.detach()
 
@@ -196,7 +240,7 @@ class _PackedRun:
         count = min(self.config.batch_size, len(self.data[0].train_y))
         batch = torch.arange(count, device=self.device)
         with torch.random.fork_rng(devices=seeded_gpus(self.device)):
-            self.train_step(network, optimizer, [batch] * len(self.members))
+            self.train_step(network, optimizer, [batch] * len(self.group_data))
         for generator, state in zip(generators, states):
             generator.set_state(state)
         if self.device.type == "cuda":
@@ -225,8 +269,9 @@ class _PackedRun:
                     cuda_graphs=False,
                 )
             )
-        self.order_generators = [
-            torch.Generator().manual_seed(derive_seed(member.config.seed, "order")) for member in self.members
+        self.order_generators = [  # one per group: its members' seed
+            torch.Generator().manual_seed(derive_seed(self.members[start].config.seed, "order"))
+            for start, _stop in self.network.groups
         ]
         count = len(self.members)
         self.loss_total = torch.zeros(count, dtype=accumulator_dtype(self.device), device=self.device)
@@ -268,9 +313,11 @@ class _PackedRun:
 
     def run_epoch(self, epoch: int) -> list[float]:
         batch_size, progress_every = self.config.batch_size, self.config.progress_every
+        every = self.config.diagnostics_every
+        measured = [member for member in self.members if member.diagnostics is not None]
         orders = [
             torch.randperm(len(d.train_y), generator=g).to(self.device)
-            for d, g in zip(self.data, self.order_generators)
+            for d, g in zip(self.group_data, self.order_generators)
         ]
         epoch_start = time.perf_counter()
         self.network.train()
@@ -279,10 +326,19 @@ class _PackedRun:
             if not any(member.active for member in self.members):
                 return []
             batches = [order[index * batch_size : (index + 1) * batch_size] for order in orders]
-            self.loss_total.add_(self.train_step(self.network, self.optimizer, batches))
+            measuring = [m for m in measured if m.active] if measured and (self.step + 1) % every == 0 else []
+            before_update = self.before_update(batches, epoch, measuring)
+            self.loss_total.add_(self.train_step(self.network, self.optimizer, batches, before_update))
             self.step += 1
+            for member in measuring:
+                member.diagnostics.capture(self.step, epoch)
+                if member.diagnostics.due():
+                    member.emit_diagnostics()
             if self.step % progress_every == 0 and self.progress_due():
                 self.progress(epoch)
+        for member in measured:  # inside the epoch's time: measuring is training's cost
+            if member.active:
+                member.emit_diagnostics()
         totals = self.read_totals(epoch)
         epoch_seconds = time.perf_counter() - epoch_start
         train_losses = [(total - start) / self.steps for total, start in zip(totals, self.total_at_epoch_start)]
@@ -290,6 +346,32 @@ class _PackedRun:
         self.total_at_epoch_start = totals
         self.point = (totals, self.step, time.perf_counter())
         return train_eval
+
+    def before_update(self, batches: list[torch.Tensor], epoch: int, measuring: list[Member]):
+        """What runs between the step's backward and its update (train._Run.before_update):
+        the diagnostics snapshots of `measuring` and every landscape measurement due, each
+        on its member's own batch. None when there is nothing to do."""
+        step = self.step + 1
+        landscapes = [
+            (index, member) for index, member in enumerate(self.members)
+            if member.active and member.landscape is not None and member.landscape.due(step)
+        ]  # fmt: skip
+        if not measuring and not landscapes:
+            return None
+
+        def measure() -> None:
+            for member in measuring:
+                member.diagnostics.snapshot()
+            for index, member in landscapes:
+                group = self.group_of(index)
+                data, batch = self.group_data[group], batches[group]
+                images, targets = data.train_x.index_select(0, batch), data.train_y.index_select(0, batch)
+                member.emit(member.landscape.measure(images, targets, step, epoch))
+
+        return measure
+
+    def group_of(self, index: int) -> int:
+        return next(g for g, (start, stop) in enumerate(self.network.groups) if start <= index < stop)
 
     def progress_due(self) -> bool:
         return time.perf_counter() - self.point[2] >= self.min_progress_seconds
@@ -371,22 +453,20 @@ class _PackedRun:
         bounds = list(zip(starts, [*starts[1:], size]))
         self.network.eval()
         try:
-            with torch.inference_mode(), contextlib.ExitStack() as stack:
-                for model in self.models:
-                    stack.enter_context(batch_statistics_mode(model))
+            with torch.inference_mode(), self.network.batch_statistics_mode():
                 return self._mean_losses_and_accuracies("val", bounds)
         finally:
             self.network.train()
 
     def _mean_losses_and_accuracies(self, split: str, bounds) -> list[tuple[float, float]]:
-        xs = [getattr(d, f"{split}_x") for d in self.data]
-        ys = [getattr(d, f"{split}_y") for d in self.data]
+        xs = [getattr(d, f"{split}_x") for d in self.group_data]
+        ys = [getattr(d, f"{split}_y") for d in self.group_data]
         count = len(self.members)
         loss_sum = torch.zeros(count, dtype=accumulator_dtype(self.device), device=self.device)
         correct = torch.zeros(count, dtype=torch.int64, device=self.device)
         for start, stop in bounds:
-            log_probs = self.network(torch.stack([x[start:stop] for x in xs]))
-            targets = torch.stack([y[start:stop] for y in ys])
+            log_probs = self.network([x[start:stop] for x in xs])
+            targets = self.member_targets([y[start:stop] for y in ys])
             losses = F.nll_loss(log_probs.flatten(0, 1), targets.flatten(), reduction="none")
             loss_sum += losses.view(count, -1).sum(1)
             correct += (log_probs.argmax(dim=-1) == targets).sum(1)

@@ -3,25 +3,47 @@ matrix products, their convolutions one grouped convolution, so a step of M memb
 about one launch per layer instead of M.
 
 Each member keeps what makes it its own run: its initial weights (built by models.build_model
-under its own seed, then stacked), its normalization modules (applied to its slice alone, so
-BatchNorm statistics, running statistics and every norm variant are exactly the member's), its
-dropout masks (drawn from its own generator in the order its separate run draws them), and its
-batch. Members may differ in seed and in BN on/off: a member without a norm layer passes its
-slice through where the others normalize.
+under its own seed, then stacked), its normalization (BatchNorm statistics, running statistics
+and every norm variant are exactly the member's), its dropout masks (drawn from its own
+generator in the order its separate run draws them), and its batch. Members may differ in seed
+and in BN on/off: a member without a norm layer passes its slice through where the others
+normalize.
 
-Layouts: dense layers work on (M, B, F); convolutions on (B, M*C, H, W), member m's channels
-at m*C:(m+1)*C (what a grouped convolution with M groups reads and writes).
+A step of these small networks costs per operation launched as much as per flop (on a GPU
+almost only per operation), so the pack does per layer what it can in one:
+- Members that read the same images (same seed: same split, same batches; `groups`) share
+  their first layer's input: one matrix product (or convolution) with their weights side by
+  side, instead of a copy of the images per member.
+- Plain BatchNorm is one batch_norm over every member's channels (the members' gamma, beta and
+  running statistics are slices of packed ones, their modules' tensors views of them); members
+  without it take their input back through one `where`. Norm variants (Ghost BN, Batch Renorm,
+  GroupNorm, LayerNorm) run as each member's own module on its slice.
+
+Layouts: dense layers work on (M, B, F) (possibly strided: the first layer writes (B, M, F));
+convolutions on (B, M*C, H, W), member m's channels at m*C:(m+1)*C (what a grouped convolution
+with M groups reads and writes).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bntui.engine.models import ACTIVATIONS, Classifier
+from bntui.engine.models import ACTIVATIONS, Classifier, batch_statistics_mode
 
 _ELEMENTWISE = (*ACTIVATIONS.values(), nn.MaxPool2d)
+
+
+@dataclass(frozen=True)
+class _BatchNormSettings:
+    affine: bool
+    momentum: float
+    eps: float
 
 
 class PackingError(ValueError):
@@ -40,18 +62,49 @@ def merged_layer_names(members: list[Classifier]) -> list[str]:
     return longest
 
 
-class PackedNetwork(nn.Module):
-    """The members' forward pass at once: images (M, B, C, H, W) -> log-probabilities
-    (M, B, classes). `generators[m]` draws member m's dropout masks (CPU or device)."""
+def fusable_batch_norms(modules: list[nn.Module | None]) -> bool:
+    """Whether one batch_norm call can stand for these members' modules (None: no norm):
+    plain BatchNorm (not a variant) with running statistics, the same settings in all."""
+    present = [module for module in modules if module is not None]
+    first = present[0]
+    if type(first) not in (nn.BatchNorm1d, nn.BatchNorm2d) or first.momentum is None:
+        return False
+    settings = lambda m: (type(m), m.eps, m.momentum, m.affine, m.track_running_stats)  # noqa: E731
+    return first.track_running_stats and all(settings(m) == settings(first) for m in present)
 
-    def __init__(self, members: list[Classifier], generators: list[torch.Generator]):
+
+class PackedNetwork(nn.Module):
+    """The members' forward pass at once: one image batch per group of members (consecutive
+    members that read the same images; `groups` gives the groups' sizes, by default one
+    member each) -> log-probabilities (M, B, classes). `generators[m]` draws member m's
+    dropout masks (CPU or device)."""
+
+    def __init__(
+        self, members: list[Classifier], generators: list[torch.Generator], groups: list[int] | None = None
+    ):
         super().__init__()
         self.count = len(members)
         self.generators = generators
+        groups = groups or [1] * self.count
+        if sum(groups) != self.count:
+            raise ValueError("the groups must cover the members")
+        starts = [sum(groups[:at]) for at in range(len(groups))]
+        self.groups = [(start, start + size) for start, size in zip(starts, groups)]
         self.ops: list[tuple[str, str]] = []  # (kind, layer name), in order
+        # The first (linear or conv) layer, per group: "weight<g>" (k*out, in[, k, k]) and
+        # "bias<g>" (k*out,), the group's k members' weights side by side. (Slices of one packed
+        # weight would each cost a gradient the size of the whole in backward.)
+        self.first = nn.ParameterDict()
         self.dense = nn.ParameterDict()  # "<name>_weight" (M, out, in), "<name>_bias" (M, out)
         self.conv = nn.ParameterDict()  # "<name>_weight" (M*out, in, k, k), "<name>_bias" (M*out,)
         self.norms = nn.ModuleDict()  # name -> ModuleList of the members' modules (or Identity)
+        # Plain BatchNorm over all members: "<name>_weight", "<name>_bias" (M*F), and buffers
+        # "<name>_mean", "<name>_var" (M*F), "<name>_batches" (M,), "<name>_mask" (M*F, True
+        # where the member normalizes; absent when all do). Slots of members without BatchNorm
+        # hold placeholders: their gradient is zero and their outputs are not used.
+        self.batch_norm = nn.ParameterDict()
+        self.fused: dict[str, _BatchNormSettings] = {}
+        self.batch_statistics = False  # see batch_statistics_mode
         self.shared: dict[str, nn.Module] = {}  # activations and pooling, the same for all
         self.dropout: dict[str, float] = {}
         for name in merged_layer_names(members):
@@ -61,8 +114,20 @@ class PackedNetwork(nn.Module):
             if len(present) < len(modules) or not isinstance(
                 first, (nn.Flatten, nn.Linear, nn.Conv2d, nn.Dropout, *_ELEMENTWISE)
             ):
+                if not self.first:
+                    raise PackingError("only networks that start with a linear or conv layer can be packed")
+                if fusable_batch_norms(modules):
+                    self._pack_batch_norm(name, modules)
+                    self.ops.append(("batch_norm", name))
+                    continue
                 self.norms[name] = nn.ModuleList(module or nn.Identity() for module in modules)
                 self.ops.append(("norm", name))
+            elif isinstance(first, (nn.Linear, nn.Conv2d)) and not self.first:
+                if isinstance(first, nn.Conv2d):
+                    self._check_conv(first)
+                for group, (start, stop) in enumerate(self.groups):
+                    self._stack(self.first, "", present[start:stop], torch.cat, suffix=str(group))
+                self.ops.append(("first_" + ("conv" if isinstance(first, nn.Conv2d) else "linear"), name))
             elif isinstance(first, nn.Linear):
                 self._stack(self.dense, name, present, lambda w: torch.stack(w))
                 self.ops.append(("linear", name))
@@ -78,6 +143,30 @@ class PackedNetwork(nn.Module):
             else:
                 self.shared[name] = first
                 self.ops.append(("shared", name))
+        if not self.first:
+            raise PackingError("only networks that start with a linear or conv layer can be packed")
+
+    def _pack_batch_norm(self, name: str, modules: list[nn.Module | None]) -> None:
+        first = next(module for module in modules if module is not None)
+        features = first.num_features
+
+        def joined(read, fill: float) -> torch.Tensor:
+            return torch.cat([
+                read(m).detach() if m is not None else torch.full((features,), fill, device=first.running_mean.device)
+                for m in modules
+            ]).clone()
+
+        if first.affine:
+            self.batch_norm[f"{name}_weight"] = nn.Parameter(joined(lambda m: m.weight, 1.0))
+            self.batch_norm[f"{name}_bias"] = nn.Parameter(joined(lambda m: m.bias, 0.0))
+        self.register_buffer(f"{name}_mean", joined(lambda m: m.running_mean, 0.0))
+        self.register_buffer(f"{name}_var", joined(lambda m: m.running_var, 1.0))
+        batches = [m.num_batches_tracked if m is not None else first.num_batches_tracked.new_zeros(()) for m in modules]
+        self.register_buffer(f"{name}_batches", torch.stack(batches).clone())
+        if len([m for m in modules if m is not None]) < len(modules):
+            mask = torch.cat([torch.full((features,), m is not None) for m in modules])
+            self.register_buffer(f"{name}_mask", mask.to(first.running_mean.device))
+        self.fused[name] = _BatchNormSettings(first.affine, first.momentum, first.eps)
 
     @staticmethod
     def _check_conv(conv: nn.Conv2d) -> None:
@@ -85,14 +174,21 @@ class PackedNetwork(nn.Module):
             raise PackingError("only plain convolutions can be packed")
 
     @staticmethod
-    def _stack(store: nn.ParameterDict, name: str, modules: list[nn.Module], join) -> None:
-        store[f"{name}_weight"] = nn.Parameter(join([m.weight.detach() for m in modules]).clone())
-        store[f"{name}_bias"] = nn.Parameter(join([m.bias.detach() for m in modules]).clone())
+    def _stack(store: nn.ParameterDict, name: str, modules: list[nn.Module], join, suffix: str = "") -> None:
+        prefix = f"{name}_" if name else ""
+        store[f"{prefix}weight{suffix}"] = nn.Parameter(join([m.weight.detach() for m in modules]).clone())
+        store[f"{prefix}bias{suffix}"] = nn.Parameter(join([m.bias.detach() for m in modules]).clone())
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """`images[g]`: the batch (B, C, H, W) of member group g."""
         x, conv_layout = images, False
         for kind, name in self.ops:
-            if kind == "conv":
+            if kind == "flatten" and isinstance(x, list):  # before the first layer
+                x = [part.flatten(1) for part in x]
+            elif kind.startswith("first_"):
+                conv_layout = kind == "first_conv"
+                x = self._first_layer(x, conv_layout)
+            elif kind == "conv":
                 if not conv_layout:  # (M, B, C, H, W) -> (B, M*C, H, W)
                     m, b, c, h, w = x.shape
                     x = x.transpose(0, 1).reshape(b, m * c, h, w)
@@ -108,6 +204,8 @@ class PackedNetwork(nn.Module):
                     conv_layout = False
                 else:
                     x = x.flatten(2)
+            elif kind == "batch_norm":
+                x = self._batch_norm(name, x, conv_layout)
             elif kind == "norm":
                 x = self._per_member(self.norms[name], x, conv_layout)
             elif kind == "dropout":
@@ -115,6 +213,68 @@ class PackedNetwork(nn.Module):
             else:
                 x = self.shared[name](x)
         return F.log_softmax(x, dim=-1)
+
+    def _first_layer(self, images: list[torch.Tensor], conv: bool) -> torch.Tensor:
+        """Each group's images times its members' weights side by side (one product per group),
+        as (M, B, out) (a view of (B, M, out)) or, for a conv layer, (B, M*out, H, W)."""
+        first, layer = self.first, F.conv2d if conv else F.linear
+        parts = [layer(x, first[f"weight{g}"], first[f"bias{g}"]) for g, x in enumerate(images)]
+        joined = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+        if conv:
+            return joined
+        return joined.view(joined.shape[0], self.count, -1).transpose(0, 1)
+
+    def _first_slot(self, index: int) -> tuple[str, int]:
+        """Member `index`'s group (as the key suffix in self.first) and place in it."""
+        for group, (start, stop) in enumerate(self.groups):
+            if start <= index < stop:
+                return str(group), index - start
+        raise IndexError(index)
+
+    def _batch_norm(self, name: str, x: torch.Tensor, conv_layout: bool) -> torch.Tensor:
+        """Every member's BatchNorm in one call over its channels (members without one get
+        their input back). Eval mode uses the running statistics; batch_statistics_mode the
+        batch's own, leaving the running ones alone."""
+        settings, buffers = self.fused[name], self._buffers
+        if conv_layout:
+            flat = x
+        else:  # (M, B, F) -> (B, M*F), a view when x is the first layer's output
+            m, b, f = x.shape
+            flat = x.transpose(0, 1).reshape(b, m * f)
+        training = self.training and not self.batch_statistics
+        if training:
+            buffers[f"{name}_batches"].add_(1)
+        use_batch = training or self.batch_statistics
+        tracked = not self.batch_statistics
+        normalized = F.batch_norm(
+            flat,
+            buffers[f"{name}_mean"] if tracked else None,
+            buffers[f"{name}_var"] if tracked else None,
+            self.batch_norm[f"{name}_weight"] if settings.affine else None,
+            self.batch_norm[f"{name}_bias"] if settings.affine else None,
+            use_batch,
+            settings.momentum,
+            settings.eps,
+        )
+        mask = buffers.get(f"{name}_mask")
+        if mask is not None:
+            normalized = torch.where(mask.view(-1, 1, 1) if conv_layout else mask, normalized, flat)
+        if conv_layout:
+            return normalized
+        return normalized.view(b, m, f).transpose(0, 1)
+
+    @contextlib.contextmanager
+    def batch_statistics_mode(self) -> Iterator[None]:
+        """models.batch_statistics_mode for the pack (use in eval mode): BatchNorm normalizes
+        by the batch's own statistics, running statistics untouched, no dropout."""
+        with contextlib.ExitStack() as stack:
+            for modules in self.norms.values():
+                stack.enter_context(batch_statistics_mode(modules))
+            self.batch_statistics = True
+            try:
+                yield
+            finally:
+                self.batch_statistics = False
 
     def _per_member(self, modules: nn.ModuleList, x: torch.Tensor, conv_layout: bool) -> torch.Tensor:
         if conv_layout:
@@ -140,8 +300,20 @@ class PackedNetwork(nn.Module):
     def share_weights_with(self, members: list[Classifier]) -> None:
         """Make each member's linear and conv weights views of its slice of the packed ones,
         so the member evaluates (eval mode, no gradient) with the packed model's current
-        weights and no copy. The members' own parameters are dropped: train the packed model."""
+        weights and no copy. The members' own parameters are dropped: train the packed model.
+        The same for plain BatchNorm's gamma, beta and running statistics."""
         for kind, name in self.ops:
+            if kind == "batch_norm":
+                self._share_batch_norm(name, members)
+            if kind.startswith("first_"):
+                for index, member in enumerate(members):
+                    module = member.layers._modules[name]
+                    group, place = self._first_slot(index)
+                    out = module.weight.shape[0]
+                    part = slice(place * out, (place + 1) * out)
+                    views = self.first[f"weight{group}"].detach()[part], self.first[f"bias{group}"].detach()[part]
+                    del module._parameters["weight"], module._parameters["bias"]
+                    module.weight, module.bias = views
             if kind not in ("linear", "conv"):
                 continue
             store = self.dense if kind == "linear" else self.conv
@@ -155,3 +327,38 @@ class PackedNetwork(nn.Module):
                     views = weight[index * out : (index + 1) * out], bias[index * out : (index + 1) * out]
                 del module._parameters["weight"], module._parameters["bias"]
                 module.weight, module.bias = views
+
+    def _share_batch_norm(self, name: str, members: list[Classifier]) -> None:
+        packed = self.batch_norm
+        for index, member in enumerate(members):
+            module = member.layers._modules.get(name)
+            if module is None:
+                continue
+            part = slice(index * module.num_features, (index + 1) * module.num_features)
+            if module.affine:
+                del module._parameters["weight"], module._parameters["bias"]
+                module.weight = packed[f"{name}_weight"].detach()[part]
+                module.bias = packed[f"{name}_bias"].detach()[part]
+            module._buffers["running_mean"] = self._buffers[f"{name}_mean"][part]
+            module._buffers["running_var"] = self._buffers[f"{name}_var"][part]
+            module._buffers["num_batches_tracked"] = self._buffers[f"{name}_batches"][index]
+
+    def weight_gradients(self, index: int, names: list[str]) -> list[torch.Tensor | None]:
+        """Member `index`'s gradient of each named linear or conv layer's weight: its slice
+        of the packed weight's gradient (None before the first backward)."""
+        found = []
+        first_name = next(name for kind, name in self.ops if kind.startswith("first_"))
+        for name in names:
+            if name == first_name:
+                group, place = self._first_slot(index)
+                grad = self.first[f"weight{group}"].grad
+                out = None if grad is None else grad.shape[0] // (self.groups[int(group)][1] - self.groups[int(group)][0])
+                found.append(None if grad is None else grad[place * out : (place + 1) * out])
+            elif f"{name}_weight" in self.dense:
+                grad = self.dense[f"{name}_weight"].grad
+                found.append(None if grad is None else grad[index])
+            else:
+                grad = self.conv[f"{name}_weight"].grad
+                out = None if grad is None else grad.shape[0] // self.count
+                found.append(None if grad is None else grad[index * out : (index + 1) * out])
+        return found

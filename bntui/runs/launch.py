@@ -101,23 +101,20 @@ def pack_groups(configs, options: LaunchOptions, stamp: float) -> list[str | Non
     packed model share one. Only the local backend packs (a SLURM task is one run)."""
     if options.pack != "auto" or options.backend != "local" or len(configs) < 2:
         return [None] * len(configs)
-    from bntui.engine.packed_rules import pack_key, pack_problem
+    from bntui.engine.packed_rules import pack_key
 
-    keys = [None if pack_problem(config) else pack_key(config) for config in configs]
-    counts = {key: keys.count(key) for key in keys if key is not None}
+    keys = [pack_key(config) for config in configs]
+    counts = {key: keys.count(key) for key in keys}
     names = {key: f"{int(stamp * 1e6)}-{number}" for number, key in enumerate(counts)}
-    return [names[key] if key is not None and counts[key] > 1 else None for key in keys]
+    return [names[key] if counts[key] > 1 else None for key in keys]
 
 
 def pack_note(configs, options: LaunchOptions) -> str | None:
     """One line when `--pack auto` cannot pack this launch, saying why; else None."""
     if options.pack != "auto" or options.backend != "local" or len(configs) < 2:
         return None
-    from bntui.engine.packed_rules import pack_key, pack_problem
+    from bntui.engine.packed_rules import pack_key
 
-    problems = [problem for config in configs if (problem := pack_problem(config))]
-    if problems:
-        return f"cannot pack: {problems[0]}; the runs train separately"
     if len({pack_key(config) for config in configs}) == len(configs):
         return "cannot pack: the runs differ in more than seed and BN; they train separately"
     return None
