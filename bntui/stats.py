@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from bntui.config import PAIRING_IGNORED, norm_description, pairing_key, swept_settings
+from bntui.present.words import counted
 
 if TYPE_CHECKING:
     from bntui.store.schema import RunRecord
@@ -439,7 +440,7 @@ def summarize_group(
     )
     first = next(iter(bn_runs + nobn_runs or list(records)), None)
     title = (
-        f"{first.config.dataset} / {first.config.arch}, {first.config.epochs} epochs"
+        f"{first.config.dataset} / {first.config.arch}, {counted(first.config.epochs, 'epoch')}"
         if first is not None
         else "empty group"
     )

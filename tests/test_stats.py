@@ -482,3 +482,11 @@ def test_the_group_title_names_a_norm_other_than_batch_norm():
     group = summarize_group([with_norm(make_run(True, 0, 0.6), norm="group", norm_groups=4),
                              with_norm(make_run(False, 0, 0.5), norm="group", norm_groups=4)])
     assert group.title == "mnist-mini / mlp, 3 epochs, GroupNorm (G=4)"
+
+
+def test_a_one_epoch_group_title_says_epoch_in_the_singular():
+    def one_epoch(record: RunRecord) -> RunRecord:
+        return record.model_copy(update={"config": record.config.model_copy(update={"epochs": 1})})
+
+    summary = summarize_group([one_epoch(make_run(True, 0, 0.6)), one_epoch(make_run(False, 0, 0.5))])
+    assert summary.title == "mnist-mini / mlp, 1 epoch"
