@@ -136,9 +136,7 @@ def landscape_cost(name: str, every: int, reps: int, data_dir: Path, threads: in
     epochs: dict[int, list[float]] = {every: [], 0: []}
     for rep in range(reps):
         for interval in (every, 0) if rep % 2 == 0 else (0, every):
-            config = RunConfig(
-                **CASES[name], diagnostics_every=0, landscape_every=interval, bn=True
-            )
+            config = RunConfig(**CASES[name], diagnostics_every=0, landscape_every=interval, bn=True)
             seen = timed_run(config, data_dir, threads)
             rates[interval].append(seen["rate"])
             epochs[interval].extend(seen["epoch_rates"])
@@ -180,9 +178,7 @@ def main() -> None:
                 order = (every, 0) if rep % 2 == 0 else (0, every)
                 rates = {}
                 for interval in order:
-                    config = RunConfig(
-                        **CASES[name], diagnostics_every=interval, bn=True, device=args.device
-                    )
+                    config = RunConfig(**CASES[name], diagnostics_every=interval, bn=True, device=args.device)
                     seen = timed_run(config, data_dir, args.threads)
                     rates[interval] = seen["rate"]
                     (epochs_on if interval else epochs_off).extend(seen["epoch_rates"])

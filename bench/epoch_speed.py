@@ -56,9 +56,7 @@ CASES = {
 def lab_epoch(config: RunConfig, data_dir: Path, device: torch.device) -> tuple[float, float]:
     """(train seconds, train + validation-loss seconds) of one lab-style epoch."""
     channels = 3 if config.dataset == "cifar10" else 1
-    transform = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
-    )
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)])
     dataset_class = datasets.CIFAR10 if config.dataset == "cifar10" else datasets.MNIST
     trainset = dataset_class(str(data_dir), train=True, download=False, transform=transform)
     validset = dataset_class(str(data_dir), train=True, download=False, transform=transform)
@@ -66,12 +64,8 @@ def lab_epoch(config: RunConfig, data_dir: Path, device: torch.device) -> tuple[
     trainset.data, trainset.targets = trainset.data[:numval], trainset.targets[:numval]
     validset.data, validset.targets = validset.data[numval:], validset.targets[numval:]
     workers = 2 if config.dataset == "cifar10" else 0
-    trainloader = torch.utils.data.DataLoader(
-        trainset, batch_size=64, shuffle=True, num_workers=workers
-    )
-    validloader = torch.utils.data.DataLoader(
-        validset, batch_size=64, shuffle=True, num_workers=workers
-    )
+    trainloader = torch.utils.data.DataLoader(trainset, batch_size=64, shuffle=True, num_workers=workers)
+    validloader = torch.utils.data.DataLoader(validset, batch_size=64, shuffle=True, num_workers=workers)
     torch.manual_seed(config.seed)
     model = build_model(config, (channels, *trainset.data.shape[1:3])).to(device)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
@@ -132,8 +126,7 @@ def main() -> None:
         device = resolve_device(check_device_name(args.device))
     except ValueError as exc:
         raise SystemExit(f"--device: {exc}") from None
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
-          f"both pipelines on {device}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, both pipelines on {device}")
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         print("writing datasets ...", flush=True)
@@ -161,14 +154,14 @@ def compare(name: str, data_dir: Path, reps: int, threads: int, device: torch.de
     labels = ("training steps", "with each pipeline's end-of-epoch evaluation")
     for index, label in enumerate(labels):
         lab_s, plain_s, diag_s = (
-            statistics.median(run[index] for run in runs[key])
-            for key in ("lab", "plain", "diagnostics")
+            statistics.median(run[index] for run in runs[key]) for key in ("lab", "plain", "diagnostics")
         )
         print(
             f"{name} epoch, {label}: lab {lab_s:.2f}s; engine {plain_s:.2f}s "
             f"-> faster by {lab_s / plain_s:.1f}x; with diagnostics every "
             f"{base.diagnostics_every} steps {diag_s:.2f}s -> {lab_s / diag_s:.1f}x"
         )
+
 
 if __name__ == "__main__":
     main()

@@ -62,8 +62,7 @@ class Row:
 ROWS: list[Row] = []
 
 
-def run_check(name: str, function: Callable[[str, Path], tuple[bool | None, str]],
-              device: str, data: Path) -> None:
+def run_check(name: str, function: Callable[[str, Path], tuple[bool | None, str]], device: str, data: Path) -> None:
     """Run one check and record its row; a check that raises is a failed row, not a stop."""
     started = time.perf_counter()
     try:
@@ -141,9 +140,11 @@ def check_rerun(device: str, data: Path) -> tuple[bool, str]:
     first, second = train_events(config, data), train_events(config, data)
     started: RunStarted = first[0]
     same = losses(first) == losses(second)
-    return same, (f"{'identical' if same else 'DIFFERENT'}; cuda {started.cuda_version or '-'}, "
-                  f"cudnn {started.cudnn_version or '-'}, deterministic {started.deterministic}, "
-                  f"tf32 {started.tf32}")
+    return same, (
+        f"{'identical' if same else 'DIFFERENT'}; cuda {started.cuda_version or '-'}, "
+        f"cudnn {started.cudnn_version or '-'}, deterministic {started.deterministic}, "
+        f"tf32 {started.tf32}"
+    )
 
 
 @contextlib.contextmanager
@@ -231,8 +232,10 @@ def check_memory(device: str, data: Path) -> tuple[bool, str]:
     count = planned_parameters(lambda: build_model(huge, (1, 28, 28)))
     ok = (recognised and result.message.startswith(f"out of memory on {device}")
           and left <= 4 * 2**20 and f"{count:,} parameters" in (refused.message or ""))  # fmt: skip
-    return ok, (f"real OOM recognised {recognised}; {left / 2**20:.1f} MiB kept after a failed run; "
-                f"{count:,}-parameter model refused in {time.perf_counter() - began:.2f}s")
+    return ok, (
+        f"real OOM recognised {recognised}; {left / 2**20:.1f} MiB kept after a failed run; "
+        f"{count:,}-parameter model refused in {time.perf_counter() - began:.2f}s"
+    )
 
 
 def check_fused(device: str, data: Path) -> tuple[bool, str]:
@@ -271,9 +274,11 @@ def check_graphs(device: str, data: Path) -> tuple[bool, str]:
         a, b = losses(graphed), losses(eager)
         gap = max(abs(x - y) / max(abs(y), 1e-6) for x, y in zip(a, b))
         ok &= graphed[0].cuda_graphs is True and gap < 1e-3
-        figures.append(f"{steps_per_second(graphed) / steps_per_second(eager):.2f}x "
-                       f"({steps_per_second(graphed):.0f} vs {steps_per_second(eager):.0f}; "
-                       f"rel. gap {gap:.1e})")
+        figures.append(
+            f"{steps_per_second(graphed) / steps_per_second(eager):.2f}x "
+            f"({steps_per_second(graphed):.0f} vs {steps_per_second(eager):.0f}; "
+            f"rel. gap {gap:.1e})"
+        )
     return ok, "; ".join(figures)
 
 
@@ -331,20 +336,24 @@ def check_matrix(device: str, data: Path, archs=("mlp", "lenet5")) -> tuple[bool
     without and with diagnostics, each member with its own Diagnostics events), each compared with the CPU's run of the same config (test accuracy within noise: 3
     points on 1,000 test images; the packed pair also with the separate runs on `device`)."""
     worst, ok = 0.0, True
-    MATRIX.append(f"{'arch':7} {'arm':5} {'sep st/s':>9} {'+diag st/s':>10} {'packed st/s':>11} {'+diag':>6} "
-                  f"{'peak MiB sep/packed':>19}  test acc cpu / sep / packed")
+    MATRIX.append(
+        f"{'arch':7} {'arm':5} {'sep st/s':>9} {'+diag st/s':>10} {'packed st/s':>11} {'+diag':>6} "
+        f"{'peak MiB sep/packed':>19}  test acc cpu / sep / packed"
+    )
     for arch in archs:
         for norm in NORMS:
-            on = RunConfig(dataset="mnist-mini", arch=arch, norm=norm, bn=True, epochs=1, device=device,
-                           diagnostics_every=0)
+            on = RunConfig(
+                dataset="mnist-mini", arch=arch, norm=norm, bn=True, epochs=1, device=device, diagnostics_every=0
+            )
             pair = [on, on.model_copy(update={"bn": False})]
             alone, alone_mib = peak_mib(device, lambda: [train_events(c, data) for c in pair])
             diag = [train_events(c.model_copy(update={"diagnostics_every": 25}), data) for c in pair]
             packed, packed_mib = peak_mib(device, lambda: packed_events(pair, data))
             packed_diag = packed_events([c.model_copy(update={"diagnostics_every": 25}) for c in pair], data)
             ok &= all(any(isinstance(e, Diagnostics) for e in member) for member in packed_diag)
-            cpu = ([train_events(c.model_copy(update={"device": "cpu"}), data) for c in pair]
-                   if device != "cpu" else alone)
+            cpu = (
+                [train_events(c.model_copy(update={"device": "cpu"}), data) for c in pair] if device != "cpu" else alone
+            )
             for index, config in enumerate(pair):
                 if index == 1 and norm != "batch":
                     continue  # BN off is one network whatever the norm: shown once
@@ -445,11 +454,12 @@ def print_table(started: float) -> None:
         print(f"{row.check.ljust(width)}  {result:<6}  {row.figure}")
     total = time.perf_counter() - started
     if MATRIX:
-        print("\nEvery architecture x norm, one epoch of mnist-mini (steps/s of one run; packed: each"
-              " member's steps/s in a pack of two)")
+        print(
+            "\nEvery architecture x norm, one epoch of mnist-mini (steps/s of one run; packed: each"
+            " member's steps/s in a pack of two)"
+        )
         print("\n".join(MATRIX))
-    print(f"\n{sum(1 for r in ROWS if r.ok)} of {len(ROWS)} checks passed in {total:.0f}s "
-          f"(budget {BUDGET_SECONDS}s)")
+    print(f"\n{sum(1 for r in ROWS if r.ok)} of {len(ROWS)} checks passed in {total:.0f}s (budget {BUDGET_SECONDS}s)")
 
 
 def main() -> int:
@@ -468,8 +478,11 @@ def main() -> int:
         write_cifar(data, per_batch=int(10000 * size), num_test=int(10000 * size))
         if not cuda:
             reasons = "; ".join(device_warnings()) or "torch.cuda.is_available() is False"
-            print(f"gpu_check: no CUDA device on this machine ({reasons}): "
-                  "running only the checks that mean something on a CPU", flush=True)
+            print(
+                f"gpu_check: no CUDA device on this machine ({reasons}): "
+                "running only the checks that mean something on a CPU",
+                flush=True,
+            )
             for name, function in CPU_CHECKS:
                 run_check(name, function, "cpu", data)
             print_table(started)
@@ -480,8 +493,11 @@ def main() -> int:
             names = ", ".join(d.name for d in available_devices())
             print(f"gpu_check: --device {args.device!r} is not a CUDA device here (present: {names})")
             return 2
-        print(f"gpu_check on {device}: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
-              f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}", flush=True)
+        print(
+            f"gpu_check on {device}: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
+            flush=True,
+        )
         checks = GPU_CHECKS + ([] if args.skip_tests else [("2 pytest -m cuda", check_tests)])
         for name, function in checks:
             run_check(name, function, device, data)

@@ -26,9 +26,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def launch(runs_dir: Path, parallel: int, epochs: int, device: str) -> float:
     command = [
-        sys.executable, "-m", "bntui", "run", "--dataset", "mnist-mini", "--bn", "both", "--seeds", "3",
-        "--epochs", str(epochs), "--device", device, "--max-parallel", str(parallel),
-        "--runs-dir", str(runs_dir),
+        sys.executable,
+        "-m",
+        "bntui",
+        "run",
+        "--dataset",
+        "mnist-mini",
+        "--bn",
+        "both",
+        "--seeds",
+        "3",
+        "--epochs",
+        str(epochs),
+        "--device",
+        device,
+        "--max-parallel",
+        str(parallel),
+        "--runs-dir",
+        str(runs_dir),
     ]
     env = {**os.environ, "BNTUI_CONFIG_FILE": str(runs_dir.parent / "no-config.toml")}
     started = time.perf_counter()
@@ -54,13 +69,17 @@ def main() -> int:
                 print(f"[{rep + 1}] --max-parallel {level}: {seconds:6.1f} s", flush=True)
 
     print()
-    print(f"6-run paired group (MLP 128,64 on mnist-mini, BN on/off x 3 seeds, {args.epochs} epochs), "
-          f"{args.device}, {os.cpu_count()} cores; median of {args.reps}")
+    print(
+        f"6-run paired group (MLP 128,64 on mnist-mini, BN on/off x 3 seeds, {args.epochs} epochs), "
+        f"{args.device}, {os.cpu_count()} cores; median of {args.reps}"
+    )
     base = statistics.median(times[levels[0]])
     for level in levels:
         median = statistics.median(times[level])
-        print(f"--max-parallel {level}: {median:6.1f} s wall, {base / median:.2f}x the speed of "
-              f"--max-parallel {levels[0]}")
+        print(
+            f"--max-parallel {level}: {median:6.1f} s wall, {base / median:.2f}x the speed of "
+            f"--max-parallel {levels[0]}"
+        )
     return 0
 
 

@@ -40,8 +40,15 @@ SEEDS = (0, 1, 2)
 
 def group(arch: str, epochs: int, device: str, diagnostics_every: int = 0) -> list[RunConfig]:
     return [
-        RunConfig(dataset="mnist-mini", arch=arch, epochs=epochs, device=device, seed=seed, bn=bn,
-                  diagnostics_every=diagnostics_every)
+        RunConfig(
+            dataset="mnist-mini",
+            arch=arch,
+            epochs=epochs,
+            device=device,
+            seed=seed,
+            bn=bn,
+            diagnostics_every=diagnostics_every,
+        )
         for seed in SEEDS
         for bn in (True, False)
     ]
@@ -83,9 +90,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     reps = args.reps or (1 if args.quick else 3)
     archs = ["mlp"] if args.quick else ["mlp", "lenet5"]
-    print(f"paired group of {2 * len(SEEDS)} runs (seeds {SEEDS} x BN on/off), mnist-mini, "
-          f"{args.epochs} epoch(s), device {args.device}, {reps} rep(s), {__import__('torch').get_num_threads()} thread(s), "
-          f"diagnostics {'every %d steps' % args.diagnostics_every if args.diagnostics_every else 'off'}")
+    print(
+        f"paired group of {2 * len(SEEDS)} runs (seeds {SEEDS} x BN on/off), mnist-mini, "
+        f"{args.epochs} epoch(s), device {args.device}, {reps} rep(s), {__import__('torch').get_num_threads()} thread(s), "
+        f"diagnostics {'every %d steps' % args.diagnostics_every if args.diagnostics_every else 'off'}"
+    )
     ratios = {}
     for arch in archs:
         configs = group(arch, args.epochs, args.device, args.diagnostics_every)
@@ -97,8 +106,10 @@ def main() -> None:
             together.append(packed(configs))
         a, p = statistics.median(alone), statistics.median(together)
         ratios[arch] = a / p
-        print(f"{arch:7s} separate {a:7.2f} s   packed {p:7.2f} s   ratio {a / p:5.2f}x   "
-              f"(one run alone: {statistics.median(rates):,.0f} steps/s)")
+        print(
+            f"{arch:7s} separate {a:7.2f} s   packed {p:7.2f} s   ratio {a / p:5.2f}x   "
+            f"(one run alone: {statistics.median(rates):,.0f} steps/s)"
+        )
     worst = min(ratios, key=ratios.get)
     label = "" if args.quick else f" ({worst}, the lower)"
     print(f"packed vs separate{label}: {ratios[worst]:.2f}x")

@@ -31,12 +31,18 @@ def launch_once(runs_dir: Path, timeout: float = 30.0) -> tuple[float, float]:
     """(seconds to first paint, seconds from ctrl+q to exit)."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40",
-               BNTUI_CONFIG_FILE=str(runs_dir / "no-config.toml"))
+    env = dict(
+        os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40", BNTUI_CONFIG_FILE=str(runs_dir / "no-config.toml")
+    )
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "bntui", "--runs-dir", str(runs_dir)],
-        stdin=terminal, stdout=terminal, stderr=terminal, cwd=REPO, env=env, start_new_session=True,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
     )
     os.close(terminal)
     seen = b""
@@ -85,8 +91,10 @@ def main() -> int:
             paint, quit_seconds = launch_once(Path(folder))
             paints.append(paint)
             quits.append(quit_seconds)
-    print(f"first paint: median {statistics.median(paints):.3f} s, min {min(paints):.3f} s, "
-          f"max {max(paints):.3f} s over {args.repeats} launches (target < 1 s)")
+    print(
+        f"first paint: median {statistics.median(paints):.3f} s, min {min(paints):.3f} s, "
+        f"max {max(paints):.3f} s over {args.repeats} launches (target < 1 s)"
+    )
     print(f"quit (ctrl+q to exit): median {statistics.median(quits):.3f} s")
     return 0 if statistics.median(paints) < 1.0 else 1
 

@@ -91,9 +91,23 @@ def env() -> dict[str, str]:
 
 def train_one(runs_dir: Path, epochs: int) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "bntui", "run", "--runs-dir", str(runs_dir), "--epochs", str(epochs),
-         "--threads", "1", "--no-detach"],
-        check=True, env=env(), cwd=REPO, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "bntui",
+            "run",
+            "--runs-dir",
+            str(runs_dir),
+            "--epochs",
+            str(epochs),
+            "--threads",
+            "1",
+            "--no-detach",
+        ],
+        check=True,
+        env=env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
     )
     [run] = [path for path in runs_dir.iterdir() if not path.name.startswith(".")]
     return run
@@ -120,16 +134,30 @@ def build_store(source: Path, target: Path, count: int) -> None:
 
 def listing(runs_dir: Path) -> tuple[float, float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", LISTING, str(runs_dir)], env=env(), cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", LISTING, str(runs_dir)],
+        env=env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
     seconds = time.perf_counter() - started
     peak = float(done.stderr.strip().splitlines()[-1].split()[1])
     return seconds, peak
 
 
 def tui(runs_dir: Path, count: int, idle: float) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", TUI, repr(time.time()), str(runs_dir), str(count), str(idle)],
-                          env=env(), cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", TUI, repr(time.time()), str(runs_dir), str(count), str(idle)],
+        env=env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"the TUI failed on {count} runs: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -150,8 +178,11 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bntui-store-scale-") as temp:
         source = train_one(Path(temp) / "source", epochs)
-        print(f"one real run: {source.name}, {epochs} epochs, events.jsonl "
-              f"{(source / 'events.jsonl').stat().st_size // 1024} KiB", flush=True)
+        print(
+            f"one real run: {source.name}, {epochs} epochs, events.jsonl "
+            f"{(source / 'events.jsonl').stat().st_size // 1024} KiB",
+            flush=True,
+        )
         for count in sizes:
             store = Path(temp) / f"store-{count}"
             build_store(source, store, count)
@@ -165,21 +196,28 @@ def main() -> int:
 
     base = rows[0]
     print()
-    header = (f"{'runs':>7} | {'list cold':>15} | {'list warm':>15} | {'peak MiB warm':>15} | {'TUI filled':>15} | "
-              f"{'TUI idle CPU':>15} | {'filter: none':>15} | {'filter: all':>15}")
+    header = (
+        f"{'runs':>7} | {'list cold':>15} | {'list warm':>15} | {'peak MiB warm':>15} | {'TUI filled':>15} | "
+        f"{'TUI idle CPU':>15} | {'filter: none':>15} | {'filter: all':>15}"
+    )
     print(header)
     print("-" * len(header))
+
     def cell(row: dict, key: str, fmt: str) -> str:
         if key not in row:
             return f"{'-':>15}"
         return f"{format(row[key], fmt):>8} {row[key] / base[key]:5.1f}x"
 
     for row in rows:
-        print(f"{row['runs']:>7} | {cell(row, 'cold', '.2f')} | {cell(row, 'warm', '.2f')} | "
-              f"{cell(row, 'warm_peak', '.0f')} | {cell(row, 'filled', '.2f')} | {cell(row, 'idle_cpu', '.1%')} | "
-              f"{cell(row, 'filter_hide', '.2f')} | {cell(row, 'filter_show', '.2f')}")
-    print("\ntimes in seconds; ratios to the first store. Targets at 5,000 runs: warm <= 2x time and "
-          "<= 1.5x memory, cold <= 4x, TUI filled <= 3x, idle CPU <= 2x")
+        print(
+            f"{row['runs']:>7} | {cell(row, 'cold', '.2f')} | {cell(row, 'warm', '.2f')} | "
+            f"{cell(row, 'warm_peak', '.0f')} | {cell(row, 'filled', '.2f')} | {cell(row, 'idle_cpu', '.1%')} | "
+            f"{cell(row, 'filter_hide', '.2f')} | {cell(row, 'filter_show', '.2f')}"
+        )
+    print(
+        "\ntimes in seconds; ratios to the first store. Targets at 5,000 runs: warm <= 2x time and "
+        "<= 1.5x memory, cold <= 4x, TUI filled <= 3x, idle CPU <= 2x"
+    )
     return 0
 
 

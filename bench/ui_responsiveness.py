@@ -85,9 +85,24 @@ async def run_headless_probed(epochs: int, threads: int, runs_dir: Path) -> tupl
 
 def run_headless(epochs: int, threads: int, runs_dir: Path) -> float:
     command = [
-        sys.executable, "-m", "bntui", "run", "--runs-dir", str(runs_dir), "--dataset", "mnist-mini",
-        "--epochs", str(epochs), "--bn", "on", "--device", "cpu", "--data-dir", str(runs_dir / "data"),
-        "--threads", str(threads),
+        sys.executable,
+        "-m",
+        "bntui",
+        "run",
+        "--runs-dir",
+        str(runs_dir),
+        "--dataset",
+        "mnist-mini",
+        "--epochs",
+        str(epochs),
+        "--bn",
+        "on",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(runs_dir / "data"),
+        "--threads",
+        str(threads),
     ]
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return steps_per_second(runs_dir)
@@ -127,8 +142,13 @@ async def run_in_app(
         probe.start()
         await pilot.press("ctrl+r")
         views = app.session.views
-        await wait_until(app, lambda: views and not any(v.active for v in views.values()), "the run", 1800,
-                         lambda: [(v.status, v.epochs_done) for v in views.values()])
+        await wait_until(
+            app,
+            lambda: views and not any(v.active for v in views.values()),
+            "the run",
+            1800,
+            lambda: [(v.status, v.epochs_done) for v in views.values()],
+        )
         training = probe.stop()
         statuses = [view.status for view in views.values()]
         assert statuses == ["finished"], statuses
@@ -165,14 +185,18 @@ def main() -> int:
             in_app.append(speed)
 
     print()
-    print(f"MLP (128,64) on mnist-mini, BN on, batch 64, {args.epochs} epochs, cpu, "
-          f"{args.threads} torch thread(s); {args.repeats} repeats")
+    print(
+        f"MLP (128,64) on mnist-mini, BN on, batch 64, {args.epochs} epochs, cpu, "
+        f"{args.threads} torch thread(s); {args.repeats} repeats"
+    )
     print(f"loop lateness, bare loop, headless training: {summary(bare_all)}")
     print(f"app event loop, idle:                        {summary(idle_all)}")
     print(f"app event loop, training in the app:         {summary(training_all)}")
     ratio = statistics.median(in_app) / statistics.median(headless)
-    print(f"training speed: in app {statistics.median(in_app):.0f} steps/s, headless "
-          f"{statistics.median(headless):.0f} steps/s, ratio {ratio:.2f} (target >= 0.90)")
+    print(
+        f"training speed: in app {statistics.median(in_app):.0f} steps/s, headless "
+        f"{statistics.median(headless):.0f} steps/s, ratio {ratio:.2f} (target >= 0.90)"
+    )
     ms = sorted(training_all)
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))] * 1000
     return 0 if p99 < 50 and ratio >= 0.9 else 1

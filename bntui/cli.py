@@ -118,8 +118,14 @@ class RunCommand(TrainingFields, StoreOptions):
             if (value := getattr(self, f"slurm_{key}")) is not None
         }
         settings = self.app_settings(
-            data_dir=self.data_dir, device=self.device, download=self.download, threads=self.threads,
-            max_parallel=self.max_parallel, backend=self.backend, slurm=slurm or None, pack=self.pack,
+            data_dir=self.data_dir,
+            device=self.device,
+            download=self.download,
+            threads=self.threads,
+            max_parallel=self.max_parallel,
+            backend=self.backend,
+            slurm=slurm or None,
+            pack=self.pack,
         )
         return cmd_run(self, settings, _console())
 
@@ -141,7 +147,7 @@ class QueueCommand(StoreOptions):
     as_json: bool = Field(
         False,
         validation_alias=AliasChoices("json", "as_json"),
-        description="print {\"runs\": [...]} as JSON for machines",
+        description='print {"runs": [...]} as JSON for machines',
     )
 
     def cli_cmd(self) -> int:
@@ -156,7 +162,7 @@ class RunsCommand(StoreOptions):
     as_json: bool = Field(
         False,
         validation_alias=AliasChoices("json", "as_json"),
-        description="print {\"runs\": [...]} as JSON for machines",
+        description='print {"runs": [...]} as JSON for machines',
     )
     query: str | None = Field(
         None,
@@ -265,8 +271,9 @@ class ExportCommand(StoreOptions):
         if self.output_format != "json":
             from bntui.commands.tag_commands import cmd_export_table
 
-            return cmd_export_table(self.app_settings(), _console(), self.runs, self.output,
-                                    self.output_format, force=self.force)
+            return cmd_export_table(
+                self.app_settings(), _console(), self.runs, self.output, self.output_format, force=self.force
+            )
         from bntui.commands.store_commands import cmd_export
 
         return cmd_export(self.app_settings(), _console(), self.runs, self.output, force=self.force)
@@ -355,9 +362,7 @@ class Bntui(StoreOptions):
         inherited = {
             name: getattr(self, name)
             for name in GLOBAL_OPTIONS
-            if name in type(command).model_fields
-            and getattr(command, name) is None
-            and getattr(self, name) is not None
+            if name in type(command).model_fields and getattr(command, name) is None and getattr(self, name) is not None
         }
         return command.model_copy(update=inherited) if inherited else command
 
@@ -426,6 +431,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _SUBCOMMANDS = (
-    "run", "runs", "queue", "cancel", "show", "compare", "export", "import", "rm", "schema", "themes",
-    "tag", "untag", "note",
+    "run",
+    "runs",
+    "queue",
+    "cancel",
+    "show",
+    "compare",
+    "export",
+    "import",
+    "rm",
+    "schema",
+    "themes",
+    "tag",
+    "untag",
+    "note",
 )

@@ -70,9 +70,7 @@ class TrainingFields(BaseModel):
     dataset: Dataset = Field("mnist-mini", description="dataset to train on")
     arch: Architecture = Field("mlp", description="network architecture")
     activation: Activation = Field("relu", description="hidden-layer non-linearity")
-    norm: Norm = Field(
-        "batch", description="normalization where --bn is on: batch, group, layer, renorm or ghost"
-    )
+    norm: Norm = Field("batch", description="normalization where --bn is on: batch, group, layer, renorm or ghost")
     # 2, not Wu & He's 32: LeNet-5's first layer has 6 channels, and groups must divide it.
     norm_groups: int = Field(2, ge=1, description="GroupNorm: groups per layer (must divide each width)")
     ghost_batch_size: int = Field(
@@ -88,16 +86,12 @@ class TrainingFields(BaseModel):
     bn_affine: bool = Field(True, description="BatchNorm learns a scale and shift")
     bn_placement: Placement = Field("before", description="BatchNorm before or after the activation")
     hidden_sizes: list[int] = Field([128, 64], description="MLP hidden layer widths, e.g. 128,64")
-    dropout: float | None = Field(
-        None, ge=0, lt=1, description="dropout probability; unset: 0.3 for lenet5, 0 for mlp"
-    )
+    dropout: float | None = Field(None, ge=0, lt=1, description="dropout probability; unset: 0.3 for lenet5, 0 for mlp")
     optimizer: Optimizer = Field("adam", description="optimizer")
     sgd_momentum: float = Field(0.9, ge=0, lt=1, description="momentum for the sgd optimizer")
     lr: float = Field(1e-3, gt=0, description="learning rate")
     batch_size: int = Field(64, ge=1, le=65536, description="mini-batch size")
-    epochs: int | None = Field(
-        None, ge=1, le=10000, description="epochs; unset: 10 for mlp, 20 for lenet5"
-    )
+    epochs: int | None = Field(None, ge=1, le=10000, description="epochs; unset: 10 for mlp, 20 for lenet5")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="share of the training set held out")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
@@ -109,12 +103,8 @@ class TrainingFields(BaseModel):
     # 25, not 10 (the paper-fig1 preset's interval): on a CPU one measurement of the small MLP
     # costs most of a training step, and every 10 steps that is over 5% of training
     # (bench/diagnostics_overhead.py).
-    diagnostics_every: int = Field(
-        25, ge=0, description="steps between BatchNorm diagnostics (0 turns them off)"
-    )
-    landscape_every: int = Field(
-        0, ge=0, description="steps between loss-landscape measurements (0 turns them off)"
-    )
+    diagnostics_every: int = Field(25, ge=0, description="steps between BatchNorm diagnostics (0 turns them off)")
+    landscape_every: int = Field(0, ge=0, description="steps between loss-landscape measurements (0 turns them off)")
 
     @field_validator("hidden_sizes", mode="before")
     @classmethod
@@ -168,9 +158,7 @@ class RunConfig(TrainingFields):
     def _check_combination(self) -> RunConfig:
         # GroupNorm and LayerNorm normalize each image alone: they train on batches of one.
         if self.bn and self.norm in BATCH_STATISTICS_NORMS and self.batch_size < 2:
-            raise ValueError(
-                "batch_size: must be at least 2 with BatchNorm on (it cannot train on one sample)"
-            )
+            raise ValueError("batch_size: must be at least 2 with BatchNorm on (it cannot train on one sample)")
         if self.bn and self.norm == "group" and (problem := self.groups_problem()):
             raise ValueError(f"norm_groups: {problem}")
         return self
@@ -188,13 +176,15 @@ class RunConfig(TrainingFields):
             if width % self.norm_groups:
                 common = [g for g in range(1, width + 1) if all(w % g == 0 for _, w in widths)]
                 allowed = ", ".join(map(str, common))
-                return (f"{self.norm_groups} does not divide layer {name}'s width {width}; "
-                        f"must divide every hidden layer's width ({allowed})")
+                return (
+                    f"{self.norm_groups} does not divide layer {name}'s width {width}; "
+                    f"must divide every hidden layer's width ({allowed})"
+                )
         return None
 
     @property
     def norm_tag(self) -> str:
-        """"bn", "gn", "ln", "brn", "gbn", or "nobn" without normalization."""
+        """ "bn", "gn", "ln", "brn", "gbn", or "nobn" without normalization."""
         return NORM_TAGS[self.norm] if self.bn else "nobn"
 
     @property
@@ -206,9 +196,7 @@ class RunConfig(TrainingFields):
 
 # Settings that may differ between a BN run and its no-BN twin without changing what is
 # compared: the arm itself, and what only sets where or how often things are measured.
-PAIRING_IGNORED = frozenset(
-    {"bn", "seed", "device", "progress_every", "diagnostics_every", "landscape_every"}
-)
+PAIRING_IGNORED = frozenset({"bn", "seed", "device", "progress_every", "diagnostics_every", "landscape_every"})
 
 
 def pairing_key(config: RunConfig, settings: Iterable[str] | None = None) -> str:
@@ -229,8 +217,9 @@ def swept_settings(configs: Iterable[RunConfig]) -> list[str]:
         by_run.setdefault((config.bn, config.seed), []).append(dump)
     swept: list[str] = []
     for name in RunConfig.model_fields:
-        if name not in swept and any(len({repr(d[name]) for d in dumps}) > 1
-                                     for dumps in by_run.values() if name in dumps[0]):
+        if name not in swept and any(
+            len({repr(d[name]) for d in dumps}) > 1 for dumps in by_run.values() if name in dumps[0]
+        ):
             swept.append(name)
     return swept
 
@@ -258,8 +247,10 @@ def norm_description(config: RunConfig) -> str:
     if config.norm == "ghost":
         return f"{name} (N={config.ghost_batch_size})"
     if config.norm == "renorm":
-        return (f"{name} (rmax {config.renorm_rmax:g}, dmax {config.renorm_dmax:g}, "
-                f"warm-up {config.renorm_warmup_steps} steps)")
+        return (
+            f"{name} (rmax {config.renorm_rmax:g}, dmax {config.renorm_dmax:g}, "
+            f"warm-up {config.renorm_warmup_steps} steps)"
+        )
     return name
 
 
@@ -276,8 +267,10 @@ def seed_range_problem(seed: int, seeds: int) -> str | None:
     """Why `seeds` runs starting at `seed` cannot all have valid seeds, or None if they can."""
     if seed + seeds - 1 <= MAX_SEED:
         return None
-    return (f"{seeds} seeds from seed {seed} go past the largest seed, {MAX_SEED}: "
-            f"start at seed {MAX_SEED - seeds + 1} or lower")
+    return (
+        f"{seeds} seeds from seed {seed} go past the largest seed, {MAX_SEED}: "
+        f"start at seed {MAX_SEED - seeds + 1} or lower"
+    )
 
 
 def _parse_on_off(value: str) -> Any:

@@ -60,8 +60,9 @@ def _term(text: str) -> Predicate:
         return _word_term(text, word.lower(), value)
     match = _TERM.match(text)
     if match is None:
-        raise FilterError(f"filter {text!r}: write SETTING=VALUE (or != < <= > >=), tag:NAME, "
-                          "status:STATUS, group:GROUP or id:PREFIX")
+        raise FilterError(
+            f"filter {text!r}: write SETTING=VALUE (or != < <= > >=), tag:NAME, status:STATUS, group:GROUP or id:PREFIX"
+        )
     name, op, raw = match[1].replace("-", "_"), match[2], match[3]
     if name in _RUN_FIELDS:
         if op not in ("=", "!="):
@@ -69,8 +70,10 @@ def _term(text: str) -> Predicate:
         compare = _OPS[op]
         return lambda facts: compare(getattr(facts, name) or "", raw)
     if name not in RunConfig.model_fields:
-        raise FilterError(f"filter {text!r}: unknown setting {name!r}; settings: "
-                          f"{', '.join(RunConfig.model_fields)}, status, group, id, tag")
+        raise FilterError(
+            f"filter {text!r}: unknown setting {name!r}; settings: "
+            f"{', '.join(RunConfig.model_fields)}, status, group, id, tag"
+        )
     value, kind = _value(text, name, raw)
     if kind != "number" and op not in ("=", "!="):
         raise FilterError(f"filter {text!r}: {name} takes = or != only")

@@ -21,9 +21,7 @@ def new_group_id(fields: TrainingFields) -> str:
     return f"g{stamp}-{fields.dataset}-{fields.arch}-{secrets.token_hex(2)}"
 
 
-def plan_runs(
-    fields: TrainingFields, bn: BnChoice, seeds: int = 1, sweep: dict[str, list] | None = None
-) -> LaunchPlan:
+def plan_runs(fields: TrainingFields, bn: BnChoice, seeds: int = 1, sweep: dict[str, list] | None = None) -> LaunchPlan:
     """Seeds run from `fields.seed` to `fields.seed + seeds - 1`. With `bn="both"` each seed
     gets a BN run then a no-BN run: same seed, so same initial shared weights and batch order.
     `sweep` (setting -> values, e.g. a preset's) gives those runs for every combination."""

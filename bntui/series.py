@@ -50,9 +50,7 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
     return smoothed
 
 
-def downsample(
-    xs: Sequence[float], ys: Sequence[float], width: int
-) -> tuple[list[float], list[float]]:
+def downsample(xs: Sequence[float], ys: Sequence[float], width: int) -> tuple[list[float], list[float]]:
     """At most `width` points that keep the curve's shape honest: the first and the last point,
     and for each of (width - 2) // 2 equal-count buckets in between its lowest and highest point
     (in x order). Spikes therefore survive and the global min and max are always kept (for

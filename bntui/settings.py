@@ -95,7 +95,9 @@ class AppSettings(BaseSettings):
     threads: int = Field(0, ge=0, le=1024, description="CPU threads for torch (0: torch's default)")
     theme: str = Field("bntui-dark", description="TUI theme name")
     max_parallel: int | None = Field(
-        None, ge=1, le=64,
+        None,
+        ge=1,
+        le=64,
         description="runs training at once per device (unset: 1 on a CPU, by free memory on a GPU)",
     )
     backend: Backend = Field("local", description="where runs train: local (detached processes) or slurm")

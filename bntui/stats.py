@@ -129,9 +129,7 @@ def paired_difference(
 ) -> PairedResult:
     """Mean of the per-seed differences bn[i] − nobn[i] and its t interval (n − 1 df)."""
     if len(bn_values) != len(nobn_values):
-        raise ValueError(
-            f"paired values differ in length: {len(bn_values)} BN vs {len(nobn_values)} no-BN"
-        )
+        raise ValueError(f"paired values differ in length: {len(bn_values)} BN vs {len(nobn_values)} no-BN")
     if not bn_values:
         raise ValueError("paired_difference needs at least one pair")
     if not (0.0 < confidence < 1.0):
@@ -308,9 +306,7 @@ def _differing_settings(records: Sequence[RunRecord]) -> list[str]:
     return sorted(k for k in dumps[0] if any(d.get(k) != dumps[0][k] for d in dumps[1:]))
 
 
-def _arm_summary(
-    bn: bool, records: Sequence[RunRecord], target: float | None, kind: BandKind
-) -> ArmSummary:
+def _arm_summary(bn: bool, records: Sequence[RunRecord], target: float | None, kind: BandKind) -> ArmSummary:
     test_values = [r.final.test_accuracy for r in records if r.final is not None]
     mean, std = mean_std(test_values) if test_values else (None, None)
     accuracy_band = band([r.history.val_accuracy for r in records], kind)
@@ -323,8 +319,7 @@ def _arm_summary(
         test_accuracy_std=std,
         best_mean_val_accuracy=max(accuracy_band.mean) if accuracy_band.mean else None,
         epochs_to_target=tuple(
-            None if target is None else epochs_to_target(r.history.val_accuracy, target)
-            for r in records
+            None if target is None else epochs_to_target(r.history.val_accuracy, target) for r in records
         ),
         val_loss=band([r.history.val_loss for r in records], kind),
         val_accuracy=accuracy_band,
@@ -363,9 +358,7 @@ def summarize_group(
             excluded.append(ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: {reason}"))
         elif key in by_arm[arm]:
             kept = by_arm[arm][key].id
-            excluded.append(
-                ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: duplicate (kept {kept})")
-            )
+            excluded.append(ExcludedRun(record.id, f"{_arm_name(arm)} seed {seed}: duplicate (kept {kept})"))
         else:
             by_arm[arm][key] = record
 
@@ -399,9 +392,7 @@ def summarize_group(
     differing = _differing_settings(bn_runs + nobn_runs)
     if differing:
         warnings.append(
-            "runs differ in settings other than BN and seed: "
-            + ", ".join(differing)
-            + " (the comparison mixes them)"
+            "runs differ in settings other than BN and seed: " + ", ".join(differing) + " (the comparison mixes them)"
         )
 
     curve_lengths = {len(r.history) for r in bn_runs + nobn_runs}

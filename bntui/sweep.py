@@ -59,11 +59,11 @@ def grid_size(grid: dict[str, list[Any]]) -> int:
 class SweepFile(TrainingFields):
     """A sweep in a TOML file: fixed settings at the top, lists of values under [grid].
 
-        optimizer = "sgd"
-        bn = "both"
-        seeds = 3
-        [grid]
-        lr = [0.001, 0.01, 0.1, 1.0]
+    optimizer = "sgd"
+    bn = "both"
+    seeds = 3
+    [grid]
+    lr = [0.001, 0.01, 0.1, 1.0]
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)

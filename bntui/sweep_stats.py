@@ -117,8 +117,7 @@ def summarize_sweep(records: Sequence[RunRecord], metric: str = "test_accuracy")
         bn, bn_seeds = _arm_point([r for r in runs if r.config.bn], metric)
         no_bn, nobn_seeds = _arm_point([r for r in runs if not r.config.bn], metric)
         common = sorted(bn_seeds.keys() & nobn_seeds.keys())
-        paired = (paired_difference([bn_seeds[s] for s in common], [nobn_seeds[s] for s in common])
-                  if common else None)
+        paired = paired_difference([bn_seeds[s] for s in common], [nobn_seeds[s] for s in common]) if common else None
         points.append(SweepPoint(values, bn, no_bn, paired, verdict(paired, higher_is_better=higher)))
     group = records[0].group if records else None
     return SweepSummary(group, settings, metric, tuple(points))

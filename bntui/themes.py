@@ -123,9 +123,7 @@ class ThemeFile(BaseModel):
     ansi: bool = False
 
     # --- bntui's plot styling ---
-    series: list[str] = Field(
-        min_length=4, max_length=32, description="run colours in plots, in order (then repeated)"
-    )
+    series: list[str] = Field(min_length=4, max_length=32, description="run colours in plots, in order (then repeated)")
     train_marker: str = Field("braille", description="plotext marker for training curves")
     val_marker: str = Field("dot", description="plotext marker for validation curves")
     series_markers: list[str] = Field(
@@ -183,9 +181,7 @@ class ThemeFile(BaseModel):
     def _check_variables(cls, values: dict[str, str]) -> dict[str, str]:
         for key, value in values.items():
             if not _VARIABLE_KEY_PATTERN.match(key):
-                raise ValueError(
-                    f"{key!r} is not a Textual variable name (letters, digits, '-' and '_')"
-                )
+                raise ValueError(f"{key!r} is not a Textual variable name (letters, digits, '-' and '_')")
             if not value.strip():
                 raise ValueError(f"{key}: must not be empty")
             if _COLOUR_LIKE.match(value):
@@ -200,8 +196,7 @@ class ThemeFile(BaseModel):
     def _check_markers_differ(self) -> ThemeFile:
         if self.train_marker == self.val_marker:
             raise ValueError(
-                "val_marker: must differ from train_marker so training and validation "
-                "curves can be told apart"
+                "val_marker: must differ from train_marker so training and validation curves can be told apart"
             )
         return self
 
@@ -301,9 +296,7 @@ def load_themes(user_dir: Path | None = None) -> ThemeCatalog:
     return catalog
 
 
-def _load_folder(
-    folder: Path, problems: list[ThemeProblem], *, required: bool
-) -> dict[str, tuple[ThemeFile, Path]]:
+def _load_folder(folder: Path, problems: list[ThemeProblem], *, required: bool) -> dict[str, tuple[ThemeFile, Path]]:
     found: dict[str, tuple[ThemeFile, Path]] = {}
     try:
         if not folder.exists():
@@ -382,8 +375,10 @@ def _describe(error: ValidationError) -> str:
         if kind == "extra_forbidden":
             key = str(item["loc"][-1])
             close = difflib.get_close_matches(key, list(ThemeFile.model_fields), n=1)
-            message = f"unknown key; did you mean {close[0]!r}?" if close else (
-                "unknown key (allowed: " + ", ".join(ThemeFile.model_fields) + ")"
+            message = (
+                f"unknown key; did you mean {close[0]!r}?"
+                if close
+                else ("unknown key (allowed: " + ", ".join(ThemeFile.model_fields) + ")")
             )
         elif kind == "missing":
             message = "required key is missing"
@@ -524,4 +519,3 @@ def install_themes(app: App[Any], catalog: ThemeCatalog, wanted: str | None) -> 
         app.register_theme(to_textual_theme(chosen))
     app.theme = chosen.name
     return note
-

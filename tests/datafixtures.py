@@ -27,15 +27,11 @@ def make_images(count: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarr
 def write_idx(path: Path, array: np.ndarray) -> None:
     """IDX format: zero, zero, type code 0x08 (uint8), number of dimensions, the sizes as
     big-endian int32, then the bytes."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(size).to_bytes(4, "big") for size in array.shape
-    )
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
     path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
-def write_mnist(
-    root: Path, folder: str = "MNIST", num_train: int = 300, num_test: int = 100, seed: int = 0
-) -> Path:
+def write_mnist(root: Path, folder: str = "MNIST", num_train: int = 300, num_test: int = 100, seed: int = 0) -> Path:
     """Uncompressed IDX files under `<root>/<folder>/raw/` (folder MNIST or FashionMNIST)."""
     raw = Path(root) / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)

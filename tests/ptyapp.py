@@ -34,7 +34,10 @@ class PtyApp:
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bntui", *args, "--runs-dir", str(runs_dir)],
-            stdin=slave, stdout=slave, stderr=slave, env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
             start_new_session=True,  # a session of its own, as a login shell's would be
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # its controlling terminal
         )

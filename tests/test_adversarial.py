@@ -76,6 +76,7 @@ def deleter(dotted: str) -> Callable[[dict], None]:
 
 # -- import files --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ImportCase:
     id: str
@@ -89,48 +90,105 @@ def envelope(**fields: Any) -> Callable[[Path], bytes]:
 
 
 IMPORT_FILES = [
-    ImportCase("not JSON", lambda tmp: b"hello", "bntui: error: {file}: not valid JSON (line 1 column 1: Expecting value)"),
+    ImportCase(
+        "not JSON", lambda tmp: b"hello", "bntui: error: {file}: not valid JSON (line 1 column 1: Expecting value)"
+    ),
     ImportCase("not UTF-8", lambda tmp: b"\xff\xfe{}", "bntui: error: {file}: not a bntui export (not UTF-8 text)"),
-    ImportCase("nested 100,000 deep", lambda tmp: b"[" * 100_000,
-               "bntui: error: {file}: not usable JSON (nested deeper than 64 levels)"),
-    ImportCase("a 5,000-digit integer", lambda tmp: b'{"schema_version": ' + b"7" * 5000 + b', "runs": []}',
-               "bntui: error: {file}: not usable JSON (a number of more than 4300 digits)"),
-    ImportCase("endless (/dev/zero)", lambda tmp: b"\0" * (2 * 2**20),
-               "bntui: error: {file}: larger than 1 MiB, not a bntui export (export fewer runs per file)"),
-    ImportCase("a list", lambda tmp: b"[]",
-               "bntui: error: {file}: not a bntui export (expected a JSON object with schema_version and runs)"),
-    ImportCase("schema_version true", envelope(schema_version=True),
-               "bntui: error: {file}: schema_version True is not supported (this bntui reads 1, 2, 3)"),
-    ImportCase("schema_version 99", envelope(schema_version=99),
-               "bntui: error: {file}: schema_version 99 is not supported (this bntui reads 1, 2, 3)"),
+    ImportCase(
+        "nested 100,000 deep",
+        lambda tmp: b"[" * 100_000,
+        "bntui: error: {file}: not usable JSON (nested deeper than 64 levels)",
+    ),
+    ImportCase(
+        "a 5,000-digit integer",
+        lambda tmp: b'{"schema_version": ' + b"7" * 5000 + b', "runs": []}',
+        "bntui: error: {file}: not usable JSON (a number of more than 4300 digits)",
+    ),
+    ImportCase(
+        "endless (/dev/zero)",
+        lambda tmp: b"\0" * (2 * 2**20),
+        "bntui: error: {file}: larger than 1 MiB, not a bntui export (export fewer runs per file)",
+    ),
+    ImportCase(
+        "a list",
+        lambda tmp: b"[]",
+        "bntui: error: {file}: not a bntui export (expected a JSON object with schema_version and runs)",
+    ),
+    ImportCase(
+        "schema_version true",
+        envelope(schema_version=True),
+        "bntui: error: {file}: schema_version True is not supported (this bntui reads 1, 2, 3)",
+    ),
+    ImportCase(
+        "schema_version 99",
+        envelope(schema_version=99),
+        "bntui: error: {file}: schema_version 99 is not supported (this bntui reads 1, 2, 3)",
+    ),
     ImportCase("runs not a list", envelope(runs={}), "bntui: error: {file}: runs must be a list"),
-    ImportCase("created in year 1", envelope(created="0001-01-01T00:00:00Z"),
-               "bntui: error: {file}: created: 0001-01-01T00:00:00+00:00 is not a time bntui can store: "
-               "must be between 1970 and 9998"),
+    ImportCase(
+        "created in year 1",
+        envelope(created="0001-01-01T00:00:00Z"),
+        "bntui: error: {file}: created: 0001-01-01T00:00:00+00:00 is not a time bntui can store: "
+        "must be between 1970 and 9998",
+    ),
     # one run refused, named by its id; the file's other runs would still be imported
-    ImportCase("diagnostics step 'x'", lambda tmp: exported(tmp, setter("diagnostics.points.0.step", "x")),
-               "rejected {id}: diagnostics.points: step: must be a valid integer", whole_file=False),
-    ImportCase("diagnostics point without epoch", lambda tmp: exported(tmp, deleter("diagnostics.points.0.epoch")),
-               "rejected {id}: diagnostics.points: without 'epoch'", whole_file=False),
-    ImportCase("step 1e22", lambda tmp: exported(tmp, setter("history.step", [10**22, 10**22])),
-               "rejected {id}: history.step: must be less than or equal to 1000000000000; "
-               "history.step: must be less than or equal to 1000000000000", whole_file=False),
-    ImportCase("epoch 1e30", lambda tmp: exported(tmp, setter("progress.epoch.0", 10**30)),
-               "rejected {id}: progress.epoch: must be less than or equal to 1000000000000", whole_file=False),
-    ImportCase("elapsed 1e300", lambda tmp: exported(tmp, setter("history.elapsed.0", 1e300)),
-               "rejected {id}: history.elapsed: 1e+300 is not a duration: must be finite and at most 1e+09 seconds",
-               whole_file=False),
-    ImportCase("started in year 1", lambda tmp: exported(tmp, setter("timings.started_at", "0001-01-01T00:00:00Z")),
-               "rejected {id}: timings.started_at: 0001-01-01T00:00:00+00:00 is not a time bntui can store: "
-               "must be between 1970 and 9998", whole_file=False),
-    ImportCase("a 20,000-character message", lambda tmp: exported(tmp, setter("message", "m" * 20_000)),
-               "rejected {id}: message: String should have at most 10000 characters", whole_file=False),
-    ImportCase("an id with a path", lambda tmp: exported(tmp, setter("id", "../../etc")),
-               "rejected ../../etc: id: run id must be 1-128 letters, digits, '.', '-' or '_' "
-               "(no path separators, no '..')", whole_file=False),
-    ImportCase("accuracy 97.5", lambda tmp: exported(tmp, setter("final.test_accuracy", 97.5)),
-               "rejected {id}: final.test_accuracy: 97.5 is not an accuracy: must be between 0 and 1 "
-               "(a fraction, not a percentage)", whole_file=False),
+    ImportCase(
+        "diagnostics step 'x'",
+        lambda tmp: exported(tmp, setter("diagnostics.points.0.step", "x")),
+        "rejected {id}: diagnostics.points: step: must be a valid integer",
+        whole_file=False,
+    ),
+    ImportCase(
+        "diagnostics point without epoch",
+        lambda tmp: exported(tmp, deleter("diagnostics.points.0.epoch")),
+        "rejected {id}: diagnostics.points: without 'epoch'",
+        whole_file=False,
+    ),
+    ImportCase(
+        "step 1e22",
+        lambda tmp: exported(tmp, setter("history.step", [10**22, 10**22])),
+        "rejected {id}: history.step: must be less than or equal to 1000000000000; "
+        "history.step: must be less than or equal to 1000000000000",
+        whole_file=False,
+    ),
+    ImportCase(
+        "epoch 1e30",
+        lambda tmp: exported(tmp, setter("progress.epoch.0", 10**30)),
+        "rejected {id}: progress.epoch: must be less than or equal to 1000000000000",
+        whole_file=False,
+    ),
+    ImportCase(
+        "elapsed 1e300",
+        lambda tmp: exported(tmp, setter("history.elapsed.0", 1e300)),
+        "rejected {id}: history.elapsed: 1e+300 is not a duration: must be finite and at most 1e+09 seconds",
+        whole_file=False,
+    ),
+    ImportCase(
+        "started in year 1",
+        lambda tmp: exported(tmp, setter("timings.started_at", "0001-01-01T00:00:00Z")),
+        "rejected {id}: timings.started_at: 0001-01-01T00:00:00+00:00 is not a time bntui can store: "
+        "must be between 1970 and 9998",
+        whole_file=False,
+    ),
+    ImportCase(
+        "a 20,000-character message",
+        lambda tmp: exported(tmp, setter("message", "m" * 20_000)),
+        "rejected {id}: message: String should have at most 10000 characters",
+        whole_file=False,
+    ),
+    ImportCase(
+        "an id with a path",
+        lambda tmp: exported(tmp, setter("id", "../../etc")),
+        "rejected ../../etc: id: run id must be 1-128 letters, digits, '.', '-' or '_' (no path separators, no '..')",
+        whole_file=False,
+    ),
+    ImportCase(
+        "accuracy 97.5",
+        lambda tmp: exported(tmp, setter("final.test_accuracy", 97.5)),
+        "rejected {id}: final.test_accuracy: 97.5 is not an accuracy: must be between 0 and 1 "
+        "(a fraction, not a percentage)",
+        whole_file=False,
+    ),
 ]
 
 
@@ -167,6 +225,7 @@ def _runs_in(path: Path) -> list[dict]:
 
 # -- store files ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class StoreCase:
     id: str
@@ -195,34 +254,81 @@ def first_event(change: Callable[[dict], None]) -> Callable[[bytes], bytes]:
 
 
 STORE_FILES = [
-    StoreCase("config.json not JSON", "config.json", lambda old: b"{",
-              "config.json is not valid JSON (line 1 column 2: Expecting property name enclosed in double quotes)"),
-    StoreCase("config.json 5,000 digits", "config.json", lambda old: b'{"schema_version": ' + b"1" * 5000 + b"}",
-              "config.json is not usable JSON (a number of more than 4300 digits)"),
-    StoreCase("config.json nested 100,000 deep", "config.json", lambda old: b"[" * 100_000 + b"]" * 100_000,
-              "config.json is not usable JSON (nested deeper than 64 levels)"),
-    StoreCase("config.json created in year 1", "config.json", replace_json("created", "0001-01-01T00:00:00+05:00"),
-              "config.json: created: 0001-01-01T00:00:00+05:00 is not a time bntui can store: must be between 1970 and 9998"),
-    StoreCase("config.json schema_version true", "config.json", replace_json("schema_version", True),
-              "config.json: schema_version True is not supported (this bntui reads 1, 2, 3)"),
-    StoreCase("summary.json epochs_done 1e30", "summary.json", replace_json("epochs_done", 10**30),
-              "summary.json: epochs_done: must be less than or equal to 1000000000000"),
-    StoreCase("summary.json a huge duration", "summary.json",
-              replace_json("timings", {"total_seconds": 1e300}),
-              "summary.json: timings.total_seconds: 1e+300 is not a duration: must be finite and at most 1e+09 seconds"),
-    StoreCase("events.jsonl started in year 1", "events.jsonl", first_event(lambda e: e.update(time=-62135596800)),
-              "events.jsonl line 1: started event: time: must be greater than or equal to 86400"),
-    StoreCase("events.jsonl step 1e22", "events.jsonl", lambda old: old + b'{"type": "progress", "epoch": 1, '
-              b'"step": 10000000000000000000000, "train_loss": 1, "steps_per_second": 1, "elapsed": 1}\n',
-              "events.jsonl line 15: progress event: step: must be less than or equal to 1000000000000"),
-    StoreCase("events.jsonl a line nested 100,000 deep", "events.jsonl", lambda old: old + b"[" * 100_000 + b"\n",
-              "events.jsonl line 15: not usable JSON (nested deeper than 64 levels)"),
-    StoreCase("events.jsonl diagnostics step 'x'", "events.jsonl", lambda old: old
-              + b'{"type": "diagnostics", "step": "x", "epoch": 1}\n',
-              "events.jsonl line 15: diagnostics event: step: must be a valid integer"),
-    StoreCase("events.jsonl cut short at a line", "events.jsonl",
-              lambda old: b"".join(old.splitlines(keepends=True)[:8]),
-              "events.jsonl holds 1 of the 3 epochs summary.json records (cut short)"),
+    StoreCase(
+        "config.json not JSON",
+        "config.json",
+        lambda old: b"{",
+        "config.json is not valid JSON (line 1 column 2: Expecting property name enclosed in double quotes)",
+    ),
+    StoreCase(
+        "config.json 5,000 digits",
+        "config.json",
+        lambda old: b'{"schema_version": ' + b"1" * 5000 + b"}",
+        "config.json is not usable JSON (a number of more than 4300 digits)",
+    ),
+    StoreCase(
+        "config.json nested 100,000 deep",
+        "config.json",
+        lambda old: b"[" * 100_000 + b"]" * 100_000,
+        "config.json is not usable JSON (nested deeper than 64 levels)",
+    ),
+    StoreCase(
+        "config.json created in year 1",
+        "config.json",
+        replace_json("created", "0001-01-01T00:00:00+05:00"),
+        "config.json: created: 0001-01-01T00:00:00+05:00 is not a time bntui can store: must be between 1970 and 9998",
+    ),
+    StoreCase(
+        "config.json schema_version true",
+        "config.json",
+        replace_json("schema_version", True),
+        "config.json: schema_version True is not supported (this bntui reads 1, 2, 3)",
+    ),
+    StoreCase(
+        "summary.json epochs_done 1e30",
+        "summary.json",
+        replace_json("epochs_done", 10**30),
+        "summary.json: epochs_done: must be less than or equal to 1000000000000",
+    ),
+    StoreCase(
+        "summary.json a huge duration",
+        "summary.json",
+        replace_json("timings", {"total_seconds": 1e300}),
+        "summary.json: timings.total_seconds: 1e+300 is not a duration: must be finite and at most 1e+09 seconds",
+    ),
+    StoreCase(
+        "events.jsonl started in year 1",
+        "events.jsonl",
+        first_event(lambda e: e.update(time=-62135596800)),
+        "events.jsonl line 1: started event: time: must be greater than or equal to 86400",
+    ),
+    StoreCase(
+        "events.jsonl step 1e22",
+        "events.jsonl",
+        lambda old: (
+            old + b'{"type": "progress", "epoch": 1, '
+            b'"step": 10000000000000000000000, "train_loss": 1, "steps_per_second": 1, "elapsed": 1}\n'
+        ),
+        "events.jsonl line 15: progress event: step: must be less than or equal to 1000000000000",
+    ),
+    StoreCase(
+        "events.jsonl a line nested 100,000 deep",
+        "events.jsonl",
+        lambda old: old + b"[" * 100_000 + b"\n",
+        "events.jsonl line 15: not usable JSON (nested deeper than 64 levels)",
+    ),
+    StoreCase(
+        "events.jsonl diagnostics step 'x'",
+        "events.jsonl",
+        lambda old: old + b'{"type": "diagnostics", "step": "x", "epoch": 1}\n',
+        "events.jsonl line 15: diagnostics event: step: must be a valid integer",
+    ),
+    StoreCase(
+        "events.jsonl cut short at a line",
+        "events.jsonl",
+        lambda old: b"".join(old.splitlines(keepends=True)[:8]),
+        "events.jsonl holds 1 of the 3 epochs summary.json records (cut short)",
+    ),
 ]
 
 
@@ -242,6 +348,7 @@ def test_hostile_store_files(case: StoreCase, tmp_path, capsys):
 
 # -- flags, variables and config files -----------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class CliCase:
     id: str
@@ -258,29 +365,59 @@ def foreign_folder(tmp: Path) -> None:
 
 
 CLI_INPUTS = [
-    CliCase("--runs-dir ''", ("runs", "--runs-dir", ""),
-            "bntui: error: --runs-dir: must not be empty: give a folder (an empty path means no folder)"),
-    CliCase("BNTUI_RUNS_DIR=''", ("runs",),
-            "bntui: error: BNTUI_RUNS_DIR: must not be empty: give a folder (an empty path means no folder)",
-            env={"BNTUI_RUNS_DIR": ""}),
-    CliCase("BNTUI_DATA_DIR=''", ("runs",),
-            "bntui: error: BNTUI_DATA_DIR: must not be empty: give a folder (an empty path means no folder)",
-            env={"BNTUI_DATA_DIR": ""}),
-    CliCase("runs_dir = '' in the config file", ("runs",),
-            "bntui: error: config file {tmp}/config.toml: runs_dir: must not be empty: give a folder "
-            "(an empty path means no folder)", config='runs_dir = ""\n', env={"BNTUI_RUNS_DIR": None}),
-    CliCase("a config file nested 100,000 deep", ("runs",),
-            "bntui: error: config file {tmp}/config.toml: not usable TOML (nested too deeply)",
-            config="runs_dir = " + "[" * 100_000 + "]" * 100_000 + "\n"),
-    CliCase("export -o ''", ("export", "-o", "", "--runs-dir", "{tmp}/runs"),
-            "bntui: error: -o: give a file name (or - for stdout)"),
-    CliCase("run --json under /proc", ("run", "--epochs", "1", "--runs-dir", "{tmp}/runs", "--json", "/proc/x.json"),
-            "bntui: error: --json: cannot write /proc/x.json: No such file or directory"),
-    CliCase("rm a folder the store did not create", ("rm", "--yes", "--runs-dir", "{tmp}/runs", "photos"),
-            "bntui: error: not removed: {tmp}/runs/photos holds no readable config.json: not a run bntui can "
-            "prove it created (remove it by hand if it is yours)", setup=foreign_folder),
-    CliCase("import /dev/zero", ("import", "/dev/zero", "--runs-dir", "{tmp}/runs"),
-            "bntui: error: /dev/zero: larger than 1 MiB, not a bntui export (export fewer runs per file)"),
+    CliCase(
+        "--runs-dir ''",
+        ("runs", "--runs-dir", ""),
+        "bntui: error: --runs-dir: must not be empty: give a folder (an empty path means no folder)",
+    ),
+    CliCase(
+        "BNTUI_RUNS_DIR=''",
+        ("runs",),
+        "bntui: error: BNTUI_RUNS_DIR: must not be empty: give a folder (an empty path means no folder)",
+        env={"BNTUI_RUNS_DIR": ""},
+    ),
+    CliCase(
+        "BNTUI_DATA_DIR=''",
+        ("runs",),
+        "bntui: error: BNTUI_DATA_DIR: must not be empty: give a folder (an empty path means no folder)",
+        env={"BNTUI_DATA_DIR": ""},
+    ),
+    CliCase(
+        "runs_dir = '' in the config file",
+        ("runs",),
+        "bntui: error: config file {tmp}/config.toml: runs_dir: must not be empty: give a folder "
+        "(an empty path means no folder)",
+        config='runs_dir = ""\n',
+        env={"BNTUI_RUNS_DIR": None},
+    ),
+    CliCase(
+        "a config file nested 100,000 deep",
+        ("runs",),
+        "bntui: error: config file {tmp}/config.toml: not usable TOML (nested too deeply)",
+        config="runs_dir = " + "[" * 100_000 + "]" * 100_000 + "\n",
+    ),
+    CliCase(
+        "export -o ''",
+        ("export", "-o", "", "--runs-dir", "{tmp}/runs"),
+        "bntui: error: -o: give a file name (or - for stdout)",
+    ),
+    CliCase(
+        "run --json under /proc",
+        ("run", "--epochs", "1", "--runs-dir", "{tmp}/runs", "--json", "/proc/x.json"),
+        "bntui: error: --json: cannot write /proc/x.json: No such file or directory",
+    ),
+    CliCase(
+        "rm a folder the store did not create",
+        ("rm", "--yes", "--runs-dir", "{tmp}/runs", "photos"),
+        "bntui: error: not removed: {tmp}/runs/photos holds no readable config.json: not a run bntui can "
+        "prove it created (remove it by hand if it is yours)",
+        setup=foreign_folder,
+    ),
+    CliCase(
+        "import /dev/zero",
+        ("import", "/dev/zero", "--runs-dir", "{tmp}/runs"),
+        "bntui: error: /dev/zero: larger than 1 MiB, not a bntui export (export fewer runs per file)",
+    ),
 ]
 
 

@@ -39,12 +39,15 @@ def test_help_lists_commands_without_importing_torch():
         (["run", "--dataset", "imagenet"], "--dataset: must be 'mnist-mini'"),
         (["run", "--device", "tpu"], "--device: must be auto, cpu, cuda, cuda:N or mps"),
         (["run", "--batch-size", "1"], "--batch-size: must be at least 2 with BatchNorm on"),
-        (["run", "--norm", "group", "--hidden-sizes", "64", "--norm-groups", "7"],
-         "--norm-groups: 7 does not divide layer fc1's width 64; must divide every hidden layer's"),
-        (["run", "--norm", "ghost", "--ghost-batch-size", "1"],
-         "--ghost-batch-size: must be greater than or equal to 2"),
-        (["run", "--norm", "renorm", "--renorm-rmax", "0.5"],
-         "--renorm-rmax: must be greater than or equal to 1"),
+        (
+            ["run", "--norm", "group", "--hidden-sizes", "64", "--norm-groups", "7"],
+            "--norm-groups: 7 does not divide layer fc1's width 64; must divide every hidden layer's",
+        ),
+        (
+            ["run", "--norm", "ghost", "--ghost-batch-size", "1"],
+            "--ghost-batch-size: must be greater than or equal to 2",
+        ),
+        (["run", "--norm", "renorm", "--renorm-rmax", "0.5"], "--renorm-rmax: must be greater than or equal to 1"),
         (["run", "--landscape-every", "-1"], "--landscape-every: must be greater than or equal to 0"),
         (["run", "--norm", "weight"], "--norm: must be 'batch', 'group', 'layer', 'renorm' or 'ghost'"),
     ],
@@ -67,6 +70,7 @@ def test_bad_config_file_is_one_line(tmp_path):
 
 
 # -- in-process: main(argv) as the `bntui` script calls it -----------------------------------------
+
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
     from bntui.cli import main
@@ -113,8 +117,16 @@ def test_the_command_s_own_runs_dir_wins_over_the_global_one(tmp_path, capsys):
 def test_global_data_dir_applies_to_run(tmp_path, capsys):
     empty = tmp_path / "empty-datasets"
     status, _, err = run_main(
-        capsys, "--data-dir", str(empty), "run", "--dataset", "cifar10", "--epochs", "1",
-        "--runs-dir", str(tmp_path / "runs"),
+        capsys,
+        "--data-dir",
+        str(empty),
+        "run",
+        "--dataset",
+        "cifar10",
+        "--epochs",
+        "1",
+        "--runs-dir",
+        str(tmp_path / "runs"),
     )
     assert status == 1, err
     from bntui.store import list_runs

@@ -16,10 +16,19 @@ from bntui.store import RunWriter, StoredRun, list_runs
 
 def finished(runs_dir: Path, config: RunConfig) -> str:
     writer = RunWriter(runs_dir, config)
-    writer.write_event(RunFinished(
-        train_loss=643376499.84, train_accuracy=0.9062, val_loss=0.5708, val_accuracy=0.8825,
-        test_loss=0.5976, test_accuracy=0.863, steps=100, train_seconds=1.0, total_seconds=2.0,
-    ))
+    writer.write_event(
+        RunFinished(
+            train_loss=643376499.84,
+            train_accuracy=0.9062,
+            val_loss=0.5708,
+            val_accuracy=0.8825,
+            test_loss=0.5976,
+            test_accuracy=0.863,
+            steps=100,
+            train_seconds=1.0,
+            total_seconds=2.0,
+        )
+    )
     writer.finish()
     return writer.run_id
 

@@ -55,11 +55,16 @@ def test_lab_defaults_depend_on_the_architecture():
         ({"lr": "inf"}, "lr", "finite number"),
         ({"bn_momentum": float("nan")}, "bn_momentum", "finite number"),
         ({"sgd_momentum": "-inf"}, "sgd_momentum", "finite number"),
-        ({"norm": "group", "hidden_sizes": [64], "norm_groups": 7}, "norm_groups",
-         "7 does not divide layer fc1's width 64; must divide every hidden layer's width "
-         "(1, 2, 4, 8, 16, 32, 64)"),
-        ({"norm": "group", "arch": "lenet5", "norm_groups": 4}, "norm_groups",
-         "4 does not divide layer conv1's width 6; must divide every hidden layer's width (1, 2)"),
+        (
+            {"norm": "group", "hidden_sizes": [64], "norm_groups": 7},
+            "norm_groups",
+            "7 does not divide layer fc1's width 64; must divide every hidden layer's width (1, 2, 4, 8, 16, 32, 64)",
+        ),
+        (
+            {"norm": "group", "arch": "lenet5", "norm_groups": 4},
+            "norm_groups",
+            "4 does not divide layer conv1's width 6; must divide every hidden layer's width (1, 2)",
+        ),
         ({"ghost_batch_size": 1}, "ghost_batch_size", "greater than or equal to 2"),
         ({"renorm_rmax": 0.5}, "renorm_rmax", "greater than or equal to 1"),
         ({"renorm_dmax": -1}, "renorm_dmax", "greater than or equal to 0"),
@@ -117,9 +122,7 @@ def test_missing_cuda_is_reported_by_name():
     momentum=st.floats(min_value=1e-6, max_value=1.0),
 )
 def test_json_round_trip_is_exact(dataset, arch, lr, hidden, seed, bn, momentum):
-    config = RunConfig(
-        dataset=dataset, arch=arch, lr=lr, hidden_sizes=hidden, seed=seed, bn=bn, bn_momentum=momentum
-    )
+    config = RunConfig(dataset=dataset, arch=arch, lr=lr, hidden_sizes=hidden, seed=seed, bn=bn, bn_momentum=momentum)
     again = RunConfig.model_validate_json(config.model_dump_json())
     assert again == config
     assert again.model_dump_json() == config.model_dump_json()
@@ -128,7 +131,12 @@ def test_json_round_trip_is_exact(dataset, arch, lr, hidden, seed, bn, momentum)
 def test_plan_pairs_bn_arms_per_seed_in_one_group():
     plan = plan_runs(TrainingFields(seed=5, epochs=2), "both", seeds=3)
     assert [(c.seed, c.bn) for c in plan.configs] == [
-        (5, True), (5, False), (6, True), (6, False), (7, True), (7, False)
+        (5, True),
+        (5, False),
+        (6, True),
+        (6, False),
+        (7, True),
+        (7, False),
     ]
     assert plan.group is not None
     single = plan_runs(TrainingFields(), "off", seeds=1)
@@ -144,7 +152,8 @@ def test_every_float_setting_refuses_inf():
 
 def test_a_plan_whose_seeds_would_pass_the_largest_seed_is_refused():
     assert [c.seed for c in plan_runs(TrainingFields(seed=MAX_SEED - 1), "on", seeds=2).configs] == [
-        MAX_SEED - 1, MAX_SEED
+        MAX_SEED - 1,
+        MAX_SEED,
     ]
     with pytest.raises(ValueError) as caught:
         plan_runs(TrainingFields(seed=MAX_SEED), "both", seeds=2)
@@ -160,8 +169,15 @@ def test_groups_are_checked_only_for_group_norm_with_normalization_on():
 
 def test_a_config_without_norm_reads_as_batch_norm():
     old = RunConfig().model_dump()
-    for name in ("norm", "norm_groups", "ghost_batch_size", "renorm_rmax", "renorm_dmax",
-                 "renorm_warmup_steps", "landscape_every"):
+    for name in (
+        "norm",
+        "norm_groups",
+        "ghost_batch_size",
+        "renorm_rmax",
+        "renorm_dmax",
+        "renorm_warmup_steps",
+        "landscape_every",
+    ):
         del old[name]
     config = RunConfig.model_validate(old)
     assert (config.norm, config.landscape_every) == ("batch", 0)
@@ -174,12 +190,25 @@ def test_labels_name_the_norm():
 
 
 def test_a_sweep_plans_one_run_per_combination_in_one_group():
-    plan = plan_runs(TrainingFields(arch="lenet5"), "on", seeds=2,
-                     sweep={"batch_size": [4, 32], "norm": ["batch", "group", "renorm"]})
+    plan = plan_runs(
+        TrainingFields(arch="lenet5"),
+        "on",
+        seeds=2,
+        sweep={"batch_size": [4, 32], "norm": ["batch", "group", "renorm"]},
+    )
     assert [(c.batch_size, c.norm, c.seed) for c in plan.configs] == [
-        (4, "batch", 0), (4, "batch", 1), (4, "group", 0), (4, "group", 1), (4, "renorm", 0),
-        (4, "renorm", 1), (32, "batch", 0), (32, "batch", 1), (32, "group", 0), (32, "group", 1),
-        (32, "renorm", 0), (32, "renorm", 1),
+        (4, "batch", 0),
+        (4, "batch", 1),
+        (4, "group", 0),
+        (4, "group", 1),
+        (4, "renorm", 0),
+        (4, "renorm", 1),
+        (32, "batch", 0),
+        (32, "batch", 1),
+        (32, "group", 0),
+        (32, "group", 1),
+        (32, "renorm", 0),
+        (32, "renorm", 1),
     ]
     assert plan.group is not None and all(c.bn for c in plan.configs)
 
@@ -205,7 +234,12 @@ def test_a_flag_the_user_gives_replaces_the_presets_sweep_over_it(tmp_path):
     settings = AppSettings(data_dir=tmp_path, runs_dir=tmp_path / "runs")
     plan, note = build_plan(RunCommand(preset="small-batch"), settings)
     assert sorted({(c.batch_size, c.norm) for c in plan.configs}) == [
-        (4, "batch"), (4, "group"), (4, "renorm"), (32, "batch"), (32, "group"), (32, "renorm")
+        (4, "batch"),
+        (4, "group"),
+        (4, "renorm"),
+        (32, "batch"),
+        (32, "group"),
+        (32, "renorm"),
     ]
     assert "preset uses mnist-mini" in note
     plan, _ = build_plan(RunCommand(preset="small-batch", batch_size=8), settings)
@@ -216,7 +250,11 @@ def test_arm_names_say_which_norm():
     from bntui.config import arm_name, norm_description
 
     assert [arm_name(RunConfig(norm=n)) for n in ("batch", "group", "layer", "renorm", "ghost")] == [
-        "BN", "GN", "LN", "BRN", "GBN"
+        "BN",
+        "GN",
+        "LN",
+        "BRN",
+        "GBN",
     ]
     assert arm_name(RunConfig(bn=False)) == "no BN" and arm_name(RunConfig(norm="group", bn=False)) == "no norm"
     assert norm_description(RunConfig(norm="group", norm_groups=4)) == "GroupNorm (G=4)"

@@ -17,9 +17,7 @@ from bntui.engine.data import DatasetMissing, dataset_info, load_raw, load_split
 
 
 def lab_transform(channels: int):
-    return transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
-    )
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)])
 
 
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
@@ -36,9 +34,7 @@ def test_mnist_normalization_matches_torchvision_transforms(mnist_root, name, fo
 
 def test_cifar_normalization_matches_torchvision_transforms(cifar_root):
     images, labels, test_images, test_labels = load_raw("cifar10", cifar_root)
-    reference = torchvision.datasets.CIFAR10(
-        str(cifar_root), train=True, transform=lab_transform(3)
-    )
+    reference = torchvision.datasets.CIFAR10(str(cifar_root), train=True, transform=lab_transform(3))
     ours = data.normalize_images(images[:50])
     for index in range(50):
         image, label = reference[index]

@@ -183,9 +183,7 @@ def test_non_finite_values_are_recorded_as_none():
 
 
 def test_diagnostics_in_a_run_have_every_layer():
-    _, events = history(
-        RunConfig(dataset="mnist-mini", hidden_sizes=[16, 8], epochs=1, diagnostics_every=25)
-    )
+    _, events = history(RunConfig(dataset="mnist-mini", hidden_sizes=[16, 8], epochs=1, diagnostics_every=25))
     assert [e.step for e in events] == [25, 50]
     for event in events:
         assert [row["layer"] for row in event.layers] == ["fc1", "fc2"]
@@ -276,6 +274,7 @@ def test_max_pool_2x2_gives_the_values_of_max_pool2d(shape):
 def test_the_probe_path_of_lenet5_stops_after_its_last_hidden_layer():
     model = build_model(RunConfig(arch="lenet5", bn=True, dropout=0.5), (3, 32, 32))
     path = probe_path(model)
+
     def name(run) -> str:
         if isinstance(run, functools.partial):  # a layer's functional form, bound to it
             return f"{run.func.__name__}({type(run.args[0]).__name__})"
@@ -364,9 +363,7 @@ def test_a_flush_is_due_after_enough_captures_or_time(monkeypatch):
 
 
 def test_a_cancelled_run_keeps_the_diagnostics_measured_before_it_stopped():
-    config = RunConfig(
-        dataset="mnist-mini", hidden_sizes=[16], epochs=1, diagnostics_every=2, progress_every=5
-    )
+    config = RunConfig(dataset="mnist-mini", hidden_sizes=[16], epochs=1, diagnostics_every=2, progress_every=5)
     seen: list = []
     steps = []
 

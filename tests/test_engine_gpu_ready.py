@@ -53,8 +53,6 @@ def tiny(**fields) -> RunConfig:
     return RunConfig(**{**defaults, **fields})
 
 
-
-
 # -- honest timings ---------------------------------------------------------------------------
 
 
@@ -128,9 +126,7 @@ class HostTransfers(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        moves = name == "to" and any(
-            isinstance(value, (str, torch.device)) for value in (*args[1:], *kwargs.values())
-        )
+        moves = name == "to" and any(isinstance(value, (str, torch.device)) for value in (*args[1:], *kwargs.values()))
         if name in TRANSFERS or moves:
             self.calls.append(name)
         return func(*args, **kwargs)
@@ -327,8 +323,11 @@ def test_the_refusal_weighs_the_optimizer_state_against_the_device(monkeypatch):
     config = tiny(hidden_sizes=[1000])
     monkeypatch.setattr(memory_module, "host_memory_bytes", lambda: 20_000_000)
     check_model_fits(1_000_000, config, torch.device("cpu"))  # 4 MB of weights, 20 MB to train
-    with pytest.raises(ValueError, match=r"^hidden_sizes: the model would have 2,000,000 parameters: "
-                       r"training it with adam needs about 0\.0 GB and cpu has 0\.0 GB"):
+    with pytest.raises(
+        ValueError,
+        match=r"^hidden_sizes: the model would have 2,000,000 parameters: "
+        r"training it with adam needs about 0\.0 GB and cpu has 0\.0 GB",
+    ):
         check_model_fits(2_000_000, config, torch.device("cpu"))
     with pytest.raises(ValueError, match="its weights alone need"):
         check_model_fits(6_000_000, config, torch.device("cpu"))
@@ -353,8 +352,11 @@ def test_every_run_trains_with_deterministic_kernels_and_says_so():
 
 def test_the_kernel_settings_reach_the_runs_environment(tmp_path):
     writer = RunWriter(tmp_path, tiny())
-    writer.write_event(dataclasses.replace(started(), cuda_version="13.0", cudnn_version="92400",
-                                           deterministic=True, tf32=False, cuda_graphs=True))
+    writer.write_event(
+        dataclasses.replace(
+            started(), cuda_version="13.0", cudnn_version="92400", deterministic=True, tf32=False, cuda_graphs=True
+        )
+    )
     environment = json.loads((writer.path / "config.json").read_text())["environment"]
     assert {key: environment[key] for key in ("cuda", "cudnn", "deterministic", "tf32", "cuda_graphs")} == {
         "cuda": "13.0", "cudnn": "92400", "deterministic": True, "tf32": False, "cuda_graphs": True,

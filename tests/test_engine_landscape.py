@@ -35,8 +35,7 @@ def flat_norm(tensors) -> float:
 @pytest.mark.parametrize("norm", ["batch", "group", "layer", "ghost", None])
 def test_numbers_match_a_direct_computation_on_a_tiny_model(norm):
     torch.manual_seed(1)
-    config = RunConfig(hidden_sizes=[6], norm=norm or "batch", bn=norm is not None, norm_groups=3,
-                       ghost_batch_size=4)
+    config = RunConfig(hidden_sizes=[6], norm=norm or "batch", bn=norm is not None, norm_groups=3, ghost_batch_size=4)
     model = build_model(config, (1, 2, 2))
     images, targets = torch.randn(8, 1, 2, 2), torch.randint(0, 10, (8,))
     etas = (0.1, 0.4, 1.5)  # a finite set; 1.5 moves far enough for the extremes to differ
@@ -56,8 +55,10 @@ def test_numbers_match_a_direct_computation_on_a_tiny_model(norm):
 
     found = measure(model, images, targets, etas)
     expected = {
-        "loss_min": min(moved_losses), "loss_max": max(moved_losses),
-        "grad_change_min": min(changes), "grad_change_max": max(changes),
+        "loss_min": min(moved_losses),
+        "loss_max": max(moved_losses),
+        "grad_change_min": min(changes),
+        "grad_change_max": max(changes),
         "beta_smoothness": max(ratios),
     }
     assert set(found) == set(KEYS)

@@ -128,9 +128,7 @@ def test_pre_activation_is_after_bn_when_bn_is_placed_before():
     x = torch.randn(8, 1, 28, 28)
     seen = preactivations(model, x)
     first = model.hidden_layers[0]
-    expected = F.batch_norm(
-        first.weight(x.flatten(1)), None, None, first.norm.weight, first.norm.bias, True
-    )
+    expected = F.batch_norm(first.weight(x.flatten(1)), None, None, first.norm.weight, first.norm.bias, True)
     assert torch.allclose(seen["fc1"], expected, atol=1e-5)
 
 

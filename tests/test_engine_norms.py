@@ -118,7 +118,7 @@ def test_batch_renorm_follows_its_definition(dims):
     m, s = x.mean(dims_), (x.var(dims_, unbiased=False) + renorm.eps).sqrt()
     r = (s / sigma).clamp(1 / 1.5, 1.5).detach()
     d = ((m - mu) / sigma).clamp(-0.5, 0.5).detach()
-    expected = ((x - m.view(shape)) / s.view(shape) * r.view(shape) + d.view(shape))
+    expected = (x - m.view(shape)) / s.view(shape) * r.view(shape) + d.view(shape)
     expected = expected * renorm.weight.view(shape) + renorm.bias.view(shape)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
     assert (r == 1.5).any() and (d.abs() == 0.5).any()  # the clipping was exercised
@@ -182,9 +182,17 @@ def test_group_norm_uses_the_configured_groups():
 @pytest.mark.parametrize("norm", ["batch", "group", "layer", "renorm", "ghost"])
 def test_each_norm_trains_one_epoch_of_mnist_mini_above_chance(norm, arch):
     config = RunConfig(
-        dataset="mnist-mini", arch=arch, norm=norm, epochs=1, hidden_sizes=[32], batch_size=64,
+        dataset="mnist-mini",
+        arch=arch,
+        norm=norm,
+        epochs=1,
+        hidden_sizes=[32],
+        batch_size=64,
         val_fraction=0.5 if arch == "lenet5" else 0.2,  # LeNet-5: fewer steps keep this quick
-        ghost_batch_size=16, renorm_warmup_steps=10, diagnostics_every=10, progress_every=100,
+        ghost_batch_size=16,
+        renorm_warmup_steps=10,
+        diagnostics_every=10,
+        progress_every=100,
     )
     result = train(config, lambda event: None, lambda: False, data_dir="unused")
     assert result.status == "finished", result.message

@@ -17,7 +17,16 @@ import pytest
 import torch
 
 from bntui.config import RunConfig
-from bntui.engine.events import Diagnostics, EpochEnded, Landscape, Progress, RunCancelled, RunDiverged, RunFinished, RunStarted
+from bntui.engine.events import (
+    Diagnostics,
+    EpochEnded,
+    Landscape,
+    Progress,
+    RunCancelled,
+    RunDiverged,
+    RunFinished,
+    RunStarted,
+)
 from bntui.engine.packed import Member, train_packed
 from bntui.engine.packed_rules import pack_key
 from bntui.engine.train import train
@@ -80,8 +89,11 @@ def test_without_batchnorm_adam_members_take_their_separate_runs_steps(arch: str
 
 
 def test_a_three_seed_paired_group_reaches_the_same_test_accuracy_packed() -> None:
-    configs = [config(dataset="mnist-mini", batch_size=64, seed=seed, bn=bn, progress_every=50)
-               for seed in (0, 1, 2) for bn in (True, False)]
+    configs = [
+        config(dataset="mnist-mini", batch_size=64, seed=seed, bn=bn, progress_every=50)
+        for seed in (0, 1, 2)
+        for bn in (True, False)
+    ]
     _results, events = packed(configs)
     for bn in (True, False):
         arm = [index for index, c in enumerate(configs) if c.bn is bn]
@@ -91,7 +103,10 @@ def test_a_three_seed_paired_group_reaches_the_same_test_accuracy_packed() -> No
 
 
 def test_a_member_events_are_a_whole_run() -> None:
-    configs = [config(seed=0, bn=True, epochs=2, progress_every=5), config(seed=0, bn=False, epochs=2, progress_every=5)]
+    configs = [
+        config(seed=0, bn=True, epochs=2, progress_every=5),
+        config(seed=0, bn=False, epochs=2, progress_every=5),
+    ]
     _results, events = packed(configs)
     for member_events, alone in zip(events, (separate(c) for c in configs)):
         assert [type(e) for e in member_events] == [type(e) for e in alone]
@@ -174,8 +189,11 @@ def assert_same_diagnostics(alone: list, member: list) -> None:
 
 @pytest.mark.parametrize("arch", ["mlp", "lenet5"])
 def test_every_member_measures_the_diagnostics_of_its_separate_run(arch: str) -> None:
-    configs = [config(arch=arch, optimizer="sgd", seed=seed, bn=bn, diagnostics_every=3)
-               for seed in (0, 1) for bn in (True, False)]
+    configs = [
+        config(arch=arch, optimizer="sgd", seed=seed, bn=bn, diagnostics_every=3)
+        for seed in (0, 1)
+        for bn in (True, False)
+    ]
     results, events = packed(configs)
     assert [result.status for result in results] == ["finished"] * 4
     for run_config, member_events in zip(configs, events):
@@ -188,8 +206,10 @@ def test_measuring_diagnostics_leaves_packed_training_bit_identical() -> None:
     def losses(every: int) -> list[list[float]]:
         configs = [config(arch="lenet5", seed=0, bn=bn, diagnostics_every=every) for bn in (True, False)]
         _results, events = packed(configs)
-        return [[e.train_loss for e in member if isinstance(e, (Progress, EpochEnded))]
-                + [member[-1].test_loss] for member in events]
+        return [
+            [e.train_loss for e in member if isinstance(e, (Progress, EpochEnded))] + [member[-1].test_loss]
+            for member in events
+        ]
 
     assert losses(2) == losses(0)
 
@@ -212,7 +232,10 @@ def test_a_cancelled_member_keeps_the_diagnostics_it_measured() -> None:
 def test_members_in_any_seed_order_and_with_any_norm_take_their_separate_runs_steps(fields) -> None:
     # Seeds out of order (the pack groups them by seed; results come back in the given order);
     # Ghost BN runs as each member's own module, BatchNorm without affine through the fused call.
-    configs = [config(optimizer="sgd", seed=seed, bn=bn, **fields) for seed, bn in ((1, True), (0, False), (1, False), (0, True))]
+    configs = [
+        config(optimizer="sgd", seed=seed, bn=bn, **fields)
+        for seed, bn in ((1, True), (0, False), (1, False), (0, True))
+    ]
     results, events = packed(configs)
     assert [result.status for result in results] == ["finished"] * 4
     for run_config, member_events in zip(configs, events):
@@ -238,7 +261,9 @@ def test_measuring_the_landscape_leaves_packed_training_bit_identical() -> None:
     def losses(every: int) -> list[list[float]]:
         configs = [config(seed=0, bn=bn, landscape_every=every) for bn in (True, False)]
         _results, events = packed(configs)
-        return [[e.train_loss for e in member if isinstance(e, (Progress, EpochEnded))]
-                + [member[-1].test_loss] for member in events]
+        return [
+            [e.train_loss for e in member if isinstance(e, (Progress, EpochEnded))] + [member[-1].test_loss]
+            for member in events
+        ]
 
     assert losses(4) == losses(0)

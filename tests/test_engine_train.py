@@ -33,9 +33,7 @@ ENGINE = Path(__file__).resolve().parents[1] / "bntui" / "engine"
 
 
 def tiny(**fields) -> RunConfig:
-    defaults = dict(
-        dataset="mnist-mini", hidden_sizes=[32], epochs=1, progress_every=10, diagnostics_every=0
-    )
+    defaults = dict(dataset="mnist-mini", hidden_sizes=[32], epochs=1, progress_every=10, diagnostics_every=0)
     return RunConfig(**{**defaults, **fields})
 
 

@@ -25,24 +25,44 @@ LRS = (0.001, 0.01, 0.1, 1.0)
 NORMS = ("batch", "group", "layer")
 STATUSES = ("finished", "diverged", "running")
 TAGS = ("paper", "draft", "lr")
-NUMBER_OPS = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-              ">": operator.gt, ">=": operator.ge}
+NUMBER_OPS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 facts_strategy = st.builds(
     lambda index, lr, bn, norm, seed, status, tags: RunFacts(
-        id=f"run{index:03d}", status=status, group="g1" if index % 2 else None,
-        config=RunConfig(lr=lr, bn=bn, norm=norm, seed=seed), tags=tuple(sorted(tags)),
+        id=f"run{index:03d}",
+        status=status,
+        group="g1" if index % 2 else None,
+        config=RunConfig(lr=lr, bn=bn, norm=norm, seed=seed),
+        tags=tuple(sorted(tags)),
     ),
-    st.integers(0, 999), st.sampled_from(LRS), st.booleans(), st.sampled_from(NORMS),
-    st.integers(0, 3), st.sampled_from(STATUSES), st.sets(st.sampled_from(TAGS)),
+    st.integers(0, 999),
+    st.sampled_from(LRS),
+    st.booleans(),
+    st.sampled_from(NORMS),
+    st.integers(0, 3),
+    st.sampled_from(STATUSES),
+    st.sets(st.sampled_from(TAGS)),
 )
 
 # A term as text and, independently, the predicate it must mean.
 term_strategy = st.one_of(
-    st.builds(lambda op, lr: (f"lr{op}{lr}", lambda f: NUMBER_OPS[op](f.config.lr, lr)),
-              st.sampled_from(sorted(NUMBER_OPS)), st.sampled_from(LRS + (0.05,))),
-    st.builds(lambda op, seed: (f"seed{op}{seed}", lambda f: NUMBER_OPS[op](f.config.seed, seed)),
-              st.sampled_from(sorted(NUMBER_OPS)), st.integers(0, 3)),
+    st.builds(
+        lambda op, lr: (f"lr{op}{lr}", lambda f: NUMBER_OPS[op](f.config.lr, lr)),
+        st.sampled_from(sorted(NUMBER_OPS)),
+        st.sampled_from(LRS + (0.05,)),
+    ),
+    st.builds(
+        lambda op, seed: (f"seed{op}{seed}", lambda f: NUMBER_OPS[op](f.config.seed, seed)),
+        st.sampled_from(sorted(NUMBER_OPS)),
+        st.integers(0, 3),
+    ),
     st.builds(lambda on: (f"bn={'on' if on else 'off'}", lambda f: f.config.bn == on), st.booleans()),
     st.builds(lambda norm: (f"norm={norm}", lambda f: f.config.norm == norm), st.sampled_from(NORMS)),
     st.builds(lambda norm: (f"norm!={norm}", lambda f: f.config.norm != norm), st.sampled_from(NORMS)),
@@ -90,6 +110,7 @@ def test_runs_filter_in_the_cli(tmp_path, capsys):
 
 
 # -- tags and notes --------------------------------------------------------------------------
+
 
 def test_tags_and_notes_survive_export_and_import(tmp_path, capsys):
     source, target = tmp_path / "a", tmp_path / "b"
@@ -139,8 +160,9 @@ def test_csv_parses_back_with_the_csv_module():
 
 def test_markdown_is_a_table_of_the_same_cells():
     lines = [line for line in to_markdown(TRICKY).splitlines() if line.startswith("|")]
-    split = [[c.strip().replace(r"\|", "|") for c in __import__("re").split(r"(?<!\\)\|", line)[1:-1]]
-             for line in lines]
+    split = [
+        [c.strip().replace(r"\|", "|") for c in __import__("re").split(r"(?<!\\)\|", line)[1:-1]] for line in lines
+    ]
     assert split[0] == TRICKY.headers and split[1] == ["---", "---:"] and split[2:] == TRICKY.rows
 
 
@@ -191,4 +213,8 @@ def test_a_group_s_result_card_as_a_table(tmp_path, capsys, fmt):
     assert "BN - no BN" in out and "87.00%" in out.replace(r"\%", "%")
     if fmt == "csv":
         rows = list(csv.reader(io.StringIO(out)))
-        assert rows[0][:3] == ["arm", "n", "test accuracy"] and [r[0] for r in rows[1:]] == ["BN", "no BN", "BN - no BN"]
+        assert rows[0][:3] == ["arm", "n", "test accuracy"] and [r[0] for r in rows[1:]] == [
+            "BN",
+            "no BN",
+            "BN - no BN",
+        ]

@@ -25,6 +25,7 @@ from test_store_support import make_run
 
 # -- 1. deleting what is not a run ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("source", ["flag", "env", "file"])
 @pytest.mark.parametrize("key", ["runs_dir", "data_dir"])
 def test_an_empty_folder_setting_is_an_error_wherever_it_comes_from(source, key, monkeypatch, tmp_path):
@@ -168,10 +169,15 @@ def hostile_json(draw_value) -> bytes:
     content=st.one_of(
         json_values.map(lambda v: json.dumps(v).encode()),
         # a valid file with one value replaced: the shapes a reader has to expect
-        st.tuples(st.sampled_from(["epoch", "step", "time", "created", "schema_version", "elapsed",
-                                   "status", "id", "layers", "final"]), json_values),
-        st.sampled_from([b"[" * 100_000, b"1" * 5000, b'{"a": ' * 70 + b"1" + b"}" * 70, b"\xff\xfe",
-                         b"", b"\x00" * 100]),
+        st.tuples(
+            st.sampled_from(
+                ["epoch", "step", "time", "created", "schema_version", "elapsed", "status", "id", "layers", "final"]
+            ),
+            json_values,
+        ),
+        st.sampled_from(
+            [b"[" * 100_000, b"1" * 5000, b'{"a": ' * 70 + b"1" + b"}" * 70, b"\xff\xfe", b"", b"\x00" * 100]
+        ),
     ),
 )
 def test_any_content_of_any_store_file_damages_only_its_run(tmp_path_factory, file, content):
@@ -196,6 +202,7 @@ def test_any_content_of_any_store_file_damages_only_its_run(tmp_path_factory, fi
         assert file in shown.damaged, shown.damaged
     # whatever it holds, a listed run can be printed, exported and shown
     from bntui.store import export_document, export_text
+
     export_text(export_document(list(runs.values())))
     shown.overview()
 
@@ -228,8 +235,10 @@ def _replace(data, key, value):
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b'{"type": "progress", "epoch": 1, "step": ' + b"1" * 5000 + b"}\n",
-         "events.jsonl line 1: not usable JSON (a number of more than 4300 digits)"),
+        (
+            b'{"type": "progress", "epoch": 1, "step": ' + b"1" * 5000 + b"}\n",
+            "events.jsonl line 1: not usable JSON (a number of more than 4300 digits)",
+        ),
         (b"[" * 100_000 + b"\n", "events.jsonl line 1: not usable JSON (nested deeper than 64 levels)"),
     ],
     ids=["5000 digits", "100000 levels"],
@@ -296,6 +305,7 @@ def test_schema_version_true_is_not_version_1(tmp_path):
 
 # -- 4 and 5. one event model for import and reading; numbers the plots can take ------------------
 
+
 def exported_run(tmp_path: Path, **changes) -> dict:
     """One run as `bntui export` writes it, with `changes` applied (dotted paths)."""
     from bntui.store import export_document, export_text
@@ -345,18 +355,37 @@ def test_every_event_the_engine_writes_passes_the_event_model_unchanged():
     from bntui.store.event_model import to_event, validate_event
     from test_store_support import diagnostics_event, epoch_event, progress_event, started, terminal_event
 
-    events = [started(), progress_event(1, 4), diagnostics_event(1, 10), epoch_event(1), epoch_event(2, bn=False),
-              *(terminal_event(status, 2) for status in ("finished", "failed", "cancelled", "diverged"))]
+    events = [
+        started(),
+        progress_event(1, 4),
+        diagnostics_event(1, 10),
+        epoch_event(1),
+        epoch_event(2, bn=False),
+        *(terminal_event(status, 2) for status in ("finished", "failed", "cancelled", "diverged")),
+    ]
     for event in events:
         assert to_event(validate_event(json.loads(json.dumps(event.to_dict())))) == event
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    path=st.sampled_from(["history.step.0", "history.epoch.1", "progress.step.0", "progress.elapsed.1",
-                          "diagnostics.points.0.step", "diagnostics.points.0.epoch",
-                          "diagnostics.points.0.layers", "timings.steps", "timings.total_seconds",
-                          "timings.started_at", "message", "environment.device_name", "final.test_loss"]),
+    path=st.sampled_from(
+        [
+            "history.step.0",
+            "history.epoch.1",
+            "progress.step.0",
+            "progress.elapsed.1",
+            "diagnostics.points.0.step",
+            "diagnostics.points.0.epoch",
+            "diagnostics.points.0.layers",
+            "timings.steps",
+            "timings.total_seconds",
+            "timings.started_at",
+            "message",
+            "environment.device_name",
+            "final.test_loss",
+        ]
+    ),
     value=json_values,
 )
 def test_whatever_import_accepts_reads_back_identically(tmp_path_factory, path, value):
@@ -412,6 +441,7 @@ def test_plots_draw_steps_and_values_at_the_float_limits():
 
 # -- 7. small ones ---------------------------------------------------------------------------------
 
+
 def test_stored_strings_reach_the_terminal_as_visible_text(tmp_path, capsys):
     from bntui.cli import main
 
@@ -448,8 +478,9 @@ async def test_the_tui_shows_stored_control_characters_as_text(tmp_path):
     hostile = runs_dir / "evil\x1b[31mred"
     hostile.mkdir()
     (hostile / "events.jsonl").write_text("x\n")
-    app = BntuiApp(AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data"),
-                   devices=[DeviceChoice("cpu", "test CPU")])
+    app = BntuiApp(
+        AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data"), devices=[DeviceChoice("cpu", "test CPU")]
+    )
     async with app.run_test(size=(200, 48)) as pilot:
         await wait_for(pilot, lambda: "evil" in "".join(screen_text(app)), "the hostile run listed")
         app.notify("from a file: \x1b[2J")
@@ -460,16 +491,19 @@ async def test_the_tui_shows_stored_control_characters_as_text(tmp_path):
 
 # -- 8. a terminal too small for the workbench -----------------------------------------------------
 
-@pytest.mark.parametrize(("size", "too_small"), [((40, 12), True), ((69, 30), True), ((120, 19), True),
-                                                 ((80, 24), False)])
+
+@pytest.mark.parametrize(
+    ("size", "too_small"), [((40, 12), True), ((69, 30), True), ((120, 19), True), ((80, 24), False)]
+)
 async def test_a_small_terminal_gets_a_message_not_a_broken_layout(tmp_path, size, too_small):
     from bntui.settings import AppSettings
     from bntui.tui.app import BntuiApp
     from bntui.tui.devices import DeviceChoice
     from tuihelpers import screen_lines as screen_text
 
-    app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
-                   devices=[DeviceChoice("cpu", "test CPU")])
+    app = BntuiApp(
+        AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"), devices=[DeviceChoice("cpu", "test CPU")]
+    )
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         text = "\n".join(screen_text(app))
@@ -485,8 +519,10 @@ async def test_a_small_terminal_gets_a_message_not_a_broken_layout(tmp_path, siz
 
 @pytest.mark.parametrize(
     ("labels", "count", "problem"),
-    [([3, 11], 300, "holds the label 11: labels must be 0..9"),
-     ([0, 1], 299, "holds 299 labels for the 300 images of"),],
+    [
+        ([3, 11], 300, "holds the label 11: labels must be 0..9"),
+        ([0, 1], 299, "holds 299 labels for the 300 images of"),
+    ],
     ids=["label 11", "299 labels"],
 )
 def test_mnist_files_with_foreign_labels_fail_at_load_naming_the_file(tmp_path, labels, count, problem):
@@ -505,6 +541,7 @@ def test_mnist_files_with_foreign_labels_fail_at_load_naming_the_file(tmp_path, 
 
 
 # -- the limits never refuse what bntui itself writes ---------------------------------------------
+
 
 def test_a_run_failing_with_a_huge_message_and_a_clock_set_back_reads_back_clean(tmp_path, monkeypatch):
     from datetime import datetime, timedelta

@@ -16,7 +16,7 @@ def _readme_test_command() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     lines = [line.strip() for line in readme.splitlines() if "pytest" in line and "pip install" in line]
     assert lines, "README.md must carry the install-and-test command"
-    return lines[0][lines[0].index("pip install"):].strip("`")
+    return lines[0][lines[0].index("pip install") :].strip("`")
 
 
 def test_ci_runs_the_readme_test_command():
@@ -84,13 +84,28 @@ def test_the_layers_hold():
 def test_ruff_finds_nothing():
     """No unused import, undefined name or syntax error anywhere (rules: pyproject.toml)."""
     ruff = Path(sys.executable).with_name("ruff")  # the dev extra's script
-    result = subprocess.run([str(ruff), "check", "bntui", "tests", "bench"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(ruff), "check", "bntui", "tests", "bench"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy_finds_nothing():
     """The package type-checks (settings: [tool.mypy] in pyproject.toml)."""
-    result = subprocess.run([sys.executable, "-m", "mypy", "bntui"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "bntui"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_code_is_formatted():
+    """`ruff format` leaves every file as it is (the style: [tool.ruff] in pyproject.toml)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run(
+        [str(ruff), "format", "--check", "bntui", "tests", "bench"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

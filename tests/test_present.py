@@ -18,8 +18,9 @@ def progress_lines(width: int) -> list[str]:
     out = io.StringIO()
     console = Console(file=out, width=width, color_system=None)
     progress = FittedProgress(console=console)
-    progress.add_task("mnist-mini/lenet5/bn/s10", total=15000, completed=5321, epoch="5/30",
-                      loss="0.1234", speed="1234")
+    progress.add_task(
+        "mnist-mini/lenet5/bn/s10", total=15000, completed=5321, epoch="5/30", loss="0.1234", speed="1234"
+    )
     progress.add_task("mnist-mini/mlp/no-bn/s12 finished", total=None, epoch="-", loss="-", speed="-")
     console.print(progress.make_tasks_table(progress.tasks))
     return out.getvalue().splitlines()

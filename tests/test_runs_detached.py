@@ -29,8 +29,14 @@ pytestmark = pytest.mark.slow
 
 def bntui(tmp_path: Path, *args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "COLUMNS": "160", "BNTUI_CONFIG_FILE": str(tmp_path / "no-config.toml")}
-    return subprocess.Popen([sys.executable, "-m", "bntui", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bntui", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
 
 
 def bntui_done(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -46,8 +52,10 @@ def test_closing_the_terminal_leaves_the_run_and_the_one_queued_behind_it_traini
     try:
         app.wait_for_text("Runs")
         app.press("\x12")  # ctrl+r: the default launch, BN on and off over 3 seeds (one at a time)
-        wait_until(lambda: [run.status for run in runs_in(runs_dir)] == ["running"] + ["queued"] * 5,
-                   "one run training and five queued")
+        wait_until(
+            lambda: [run.status for run in runs_in(runs_dir)] == ["running"] + ["queued"] * 5,
+            "one run training and five queued",
+        )
     finally:
         app.hang_up()  # the SSH connection drops
     assert app.process.returncode is not None  # the TUI is gone...
@@ -62,8 +70,24 @@ def test_a_queue_of_four_survives_kill_9_of_the_tui_and_of_the_scheduler(tmp_pat
     app = PtyApp(runs_dir, tmp_path)
     try:
         app.wait_for_text("Runs")
-        launched = bntui_done(tmp_path, "run", "--detach", "--bn", "both", "--seeds", "2", "--epochs", "3",
-                              "--pack", "off", *TINY, "--device", "cpu", "--runs-dir", str(runs_dir))
+        launched = bntui_done(
+            tmp_path,
+            "run",
+            "--detach",
+            "--bn",
+            "both",
+            "--seeds",
+            "2",
+            "--epochs",
+            "3",
+            "--pack",
+            "off",
+            *TINY,
+            "--device",
+            "cpu",
+            "--runs-dir",
+            str(runs_dir),
+        )
         assert launched.returncode == 0, launched.stderr
         assert "4 runs queued" in launched.stdout
         wait_until(lambda: "running" in [run.status for run in runs_in(runs_dir)], "the first run to start")
@@ -78,8 +102,12 @@ def test_a_queue_of_four_survives_kill_9_of_the_tui_and_of_the_scheduler(tmp_pat
         settings = AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data")
         tui = BntuiApp(settings, devices=[DeviceChoice("cpu", "CPU")], poll_seconds=0.2)
         async with tui.run_test(size=(100, 30)) as pilot:
-            await wait_for(pilot, lambda: scheduler_pid(runs_dir) is not None or all_ended(runs_dir, 4),
-                           "a new scheduler", timeout=60)
+            await wait_for(
+                pilot,
+                lambda: scheduler_pid(runs_dir) is not None or all_ended(runs_dir, 4),
+                "a new scheduler",
+                timeout=60,
+            )
 
     import asyncio
 
@@ -90,19 +118,31 @@ def test_a_queue_of_four_survives_kill_9_of_the_tui_and_of_the_scheduler(tmp_pat
 
 async def test_a_tui_that_did_not_launch_a_run_can_stop_it(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    launched = bntui_done(tmp_path, "run", "--detach", "--bn", "on", "--epochs", "500", *TINY,
-                          "--device", "cpu", "--runs-dir", str(runs_dir))
+    launched = bntui_done(
+        tmp_path,
+        "run",
+        "--detach",
+        "--bn",
+        "on",
+        "--epochs",
+        "500",
+        *TINY,
+        "--device",
+        "cpu",
+        "--runs-dir",
+        str(runs_dir),
+    )
     assert launched.returncode == 0, launched.stderr
     settings = AppSettings(runs_dir=runs_dir, data_dir=tmp_path / "data")
     app = BntuiApp(settings, devices=[DeviceChoice("cpu", "CPU")], poll_seconds=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: any(v.epochs_done >= 1 for v in app.session.views.values()),
-                       "a first epoch", timeout=180)
+        await wait_for(
+            pilot, lambda: any(v.epochs_done >= 1 for v in app.session.views.values()), "a first epoch", timeout=180
+        )
         (view,) = app.session.views.values()
         app.main.runs.select_key(view.key)
         await pilot.press("ctrl+t")
-        await wait_for(pilot, lambda: app.session.views[view.key].status == "cancelled", "the run to stop",
-                       timeout=60)
+        await wait_for(pilot, lambda: app.session.views[view.key].status == "cancelled", "the run to stop", timeout=60)
     (run,) = runs_in(runs_dir)
     assert run.status == "cancelled" and 1 <= run.epochs_done < 500
     events = [json.loads(line) for line in (run.path / "events.jsonl").read_text().splitlines()]
@@ -131,8 +171,23 @@ def test_a_signal_to_a_foreground_bntui_run_stores_its_run_as_cancelled(tmp_path
 
 def test_max_parallel_2_trains_two_runs_at_once(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    result = bntui_done(tmp_path, "run", "--bn", "both", "--seeds", "1", "--epochs", "4", *TINY, "--device", "cpu",
-                        "--max-parallel", "2", "--runs-dir", str(runs_dir))
+    result = bntui_done(
+        tmp_path,
+        "run",
+        "--bn",
+        "both",
+        "--seeds",
+        "1",
+        "--epochs",
+        "4",
+        *TINY,
+        "--device",
+        "cpu",
+        "--max-parallel",
+        "2",
+        "--runs-dir",
+        str(runs_dir),
+    )
     assert result.returncode == 0, result.stderr
     first, second = (run.record.timings for run in runs_in(runs_dir))
     # Each started before the other ended: they trained at the same time.
@@ -144,8 +199,24 @@ def test_max_parallel_2_trains_two_runs_at_once(tmp_path: Path) -> None:
 
 def test_queued_runs_are_listed_with_where_they_run(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    launched = bntui_done(tmp_path, "run", "--detach", "--bn", "both", "--seeds", "2", "--epochs", "50",
-                          "--pack", "off", *TINY, "--device", "cpu", "--runs-dir", str(runs_dir))
+    launched = bntui_done(
+        tmp_path,
+        "run",
+        "--detach",
+        "--bn",
+        "both",
+        "--seeds",
+        "2",
+        "--epochs",
+        "50",
+        "--pack",
+        "off",
+        *TINY,
+        "--device",
+        "cpu",
+        "--runs-dir",
+        str(runs_dir),
+    )
     assert launched.returncode == 0, launched.stderr
     wait_until(lambda: "running" in [run.status for run in runs_in(runs_dir)], "the first run to start")
     queue = json.loads(bntui_done(tmp_path, "queue", "--json", "--runs-dir", str(runs_dir)).stdout)
@@ -180,8 +251,13 @@ def test_bad_launch_settings_are_one_line_and_queue_nothing(tmp_path: Path, flag
 def test_slurm_without_sbatch_is_one_line_and_queues_nothing(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     env = {**os.environ, "PATH": os.path.dirname(sys.executable), "BNTUI_CONFIG_FILE": str(tmp_path / "x.toml")}
-    result = subprocess.run([sys.executable, "-m", "bntui", "run", "--backend", "slurm", "--runs-dir", str(runs_dir)],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bntui", "run", "--backend", "slurm", "--runs-dir", str(runs_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "bntui: error: --backend slurm: sbatch is not on PATH (install SLURM's client tools, or use --backend local)"

@@ -20,9 +20,26 @@ from runhelpers import TINY, runs_in
 
 def bntui_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "160", "BNTUI_CONFIG_FILE": str(tmp_path / "no-config.toml")}
-    return subprocess.run([sys.executable, "-m", "bntui", "run", "--device", "cpu", "--epochs", "1", *TINY,
-                           "--runs-dir", str(tmp_path / "runs"), *args],
-                          env=env, text=True, capture_output=True, timeout=300)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bntui",
+            "run",
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            *TINY,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            *args,
+        ],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -66,8 +83,12 @@ def test_a_bad_pack_setting_is_one_line(tmp_path: Path) -> None:
 def test_pack_groups_join_only_runs_that_differ_in_seed_and_bn(tmp_path: Path) -> None:
     options = LaunchOptions(runs_dir=tmp_path, data_dir=tmp_path)
     quiet = dict(diagnostics_every=0)
-    configs = [RunConfig(seed=0, bn=True, **quiet), RunConfig(seed=0, bn=False, **quiet),
-               RunConfig(seed=1, bn=True, **quiet), RunConfig(seed=0, lr=0.1, **quiet)]
+    configs = [
+        RunConfig(seed=0, bn=True, **quiet),
+        RunConfig(seed=0, bn=False, **quiet),
+        RunConfig(seed=1, bn=True, **quiet),
+        RunConfig(seed=0, lr=0.1, **quiet),
+    ]
     groups = pack_groups(configs, options, 1.0)
     assert groups[0] == groups[1] == groups[2] is not None
     assert groups[3] is None  # alone with its learning rate: nothing to pack with
@@ -116,8 +137,17 @@ def test_the_scheduler_starts_one_trainer_per_pack_group_counted_as_one_slot(tmp
     specs = []
     for seed, group in ((0, "p1"), (1, "p1"), (2, "p1"), (3, None)):
         run_id = reserve_run(tmp_path, RunConfig(seed=seed), group="g1")
-        write_entry(tmp_path, LaunchSpec(run_id=run_id, data_dir=tmp_path, queued_at=clock.time() + seed,
-                                         max_parallel=1, lane="cpu", pack_group=group))
+        write_entry(
+            tmp_path,
+            LaunchSpec(
+                run_id=run_id,
+                data_dir=tmp_path,
+                queued_at=clock.time() + seed,
+                max_parallel=1,
+                lane="cpu",
+                pack_group=group,
+            ),
+        )
         specs.append(run_id)
     started: list[list[str]] = []
 

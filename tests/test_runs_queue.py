@@ -112,8 +112,12 @@ def test_rm_refuses_a_queued_run(tmp_path: Path) -> None:
     import sys
 
     (run_id,) = queued(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "bntui", "rm", run_id, "--yes", "--runs-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "bntui", "rm", run_id, "--yes", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"bntui: error: run {run_id} is queued: stop it (bntui cancel) before removing it (nothing removed for it)"

@@ -24,8 +24,11 @@ def _cluster_up() -> bool:
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.slurm,
-    pytest.mark.skipif(not _cluster_up(), reason="needs a running SLURM cluster: start one with "
-                       "../shared/slurm/start-local-slurm.sh (as root; .ci/run does)"),
+    pytest.mark.skipif(
+        not _cluster_up(),
+        reason="needs a running SLURM cluster: start one with "
+        "../shared/slurm/start-local-slurm.sh (as root; .ci/run does)",
+    ),
 ]
 
 SLURM = ["--backend", "slurm", "--slurm-partition", "debug", "--device", "cpu"]
@@ -43,8 +46,9 @@ def queue_ids(tmp_path: Path, runs_dir: Path) -> list[str]:
 
 def test_a_paired_group_trains_on_the_cluster_with_job_ids_recorded(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    result = bntui_done(tmp_path, "run", *SLURM, "--bn", "both", "--seeds", "1", "--epochs", "2", *TINY,
-                        "--runs-dir", str(runs_dir))
+    result = bntui_done(
+        tmp_path, "run", *SLURM, "--bn", "both", "--seeds", "1", "--epochs", "2", *TINY, "--runs-dir", str(runs_dir)
+    )
     assert result.returncode == 0, result.stderr
     assert "Verdict:" in result.stdout
     runs = runs_in(runs_dir)
@@ -57,8 +61,9 @@ def test_a_paired_group_trains_on_the_cluster_with_job_ids_recorded(tmp_path: Pa
 
 def test_a_job_cancelled_with_scancel_ends_with_a_message_naming_it(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    launched = bntui_done(tmp_path, "run", *SLURM, "--detach", "--bn", "on", "--epochs", "500", *TINY,
-                          "--runs-dir", str(runs_dir))
+    launched = bntui_done(
+        tmp_path, "run", *SLURM, "--detach", "--bn", "on", "--epochs", "500", *TINY, "--runs-dir", str(runs_dir)
+    )
     assert launched.returncode == 0, launched.stderr
     wait_until(lambda: any(run.epochs_done >= 1 for run in runs_in(runs_dir)), "a first epoch on the cluster")
     (run,) = runs_in(runs_dir)
@@ -72,15 +77,32 @@ def test_a_job_cancelled_with_scancel_ends_with_a_message_naming_it(tmp_path: Pa
 def test_a_job_cancelled_before_it_started_is_not_left_queued(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     # Each task asks for every core of the one node: the second waits for the first.
-    launched = bntui_done(tmp_path, "run", *SLURM, "--slurm-cpus", "2", "--detach", "--bn", "both", "--seeds", "1",
-                          "--epochs", "500", *TINY, "--runs-dir", str(runs_dir))
+    launched = bntui_done(
+        tmp_path,
+        "run",
+        *SLURM,
+        "--slurm-cpus",
+        "2",
+        "--detach",
+        "--bn",
+        "both",
+        "--seeds",
+        "1",
+        "--epochs",
+        "500",
+        *TINY,
+        "--runs-dir",
+        str(runs_dir),
+    )
     assert launched.returncode == 0, launched.stderr
-    wait_until(lambda: [run.status for run in runs_in(runs_dir)] == ["running", "queued"],
-               "one task running and one pending")
+    wait_until(
+        lambda: [run.status for run in runs_in(runs_dir)] == ["running", "queued"], "one task running and one pending"
+    )
     pending = runs_in(runs_dir)[1]
     subprocess.run(["scancel", job_of(pending)], check=True, timeout=30)
-    wait_until(lambda: pending.id not in queue_ids(tmp_path, runs_dir), "the pending task to leave the queue",
-               timeout=60)
+    wait_until(
+        lambda: pending.id not in queue_ids(tmp_path, runs_dir), "the pending task to leave the queue", timeout=60
+    )
     stored = {run.id: run for run in runs_in(runs_dir)}[pending.id]
     assert stored.status == "crashed"
     assert f"SLURM job {job_of(pending)} ended before the run started" in stored.record.message
@@ -93,8 +115,9 @@ def test_a_job_cancelled_before_it_started_is_not_left_queued(tmp_path: Path) ->
 
 def test_a_partition_that_does_not_exist_is_one_line_and_queues_nothing(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    result = bntui_done(tmp_path, "run", "--backend", "slurm", "--slurm-partition", "gpu-huge",
-                        "--runs-dir", str(runs_dir))
+    result = bntui_done(
+        tmp_path, "run", "--backend", "slurm", "--slurm-partition", "gpu-huge", "--runs-dir", str(runs_dir)
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "bntui: error: --slurm-partition: no partition 'gpu-huge' on this cluster (partitions: debug)"

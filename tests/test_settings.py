@@ -65,17 +65,13 @@ def test_save_setting_keeps_other_keys(config_file):
 def test_save_setting_changes_only_that_key_keeping_comments_and_layout(config_file):
     config_file.write_text('# my settings\nthreads = 1   # keep it low\ntheme = "old"  # mine\n')
     save_setting("theme", "bntui-light")
-    assert config_file.read_text() == (
-        '# my settings\nthreads = 1   # keep it low\ntheme = "bntui-light"  # mine\n'
-    )
+    assert config_file.read_text() == ('# my settings\nthreads = 1   # keep it low\ntheme = "bntui-light"  # mine\n')
 
 
 def test_save_setting_adds_a_missing_key_at_top_level_and_nothing_else(config_file):
     config_file.write_text("# my settings\nthreads = 1   # keep it low\n\n[notes]\nx = 1\n")
     save_setting("theme", "mine")
-    assert config_file.read_text() == (
-        '# my settings\nthreads = 1   # keep it low\ntheme = "mine"\n\n[notes]\nx = 1\n'
-    )
+    assert config_file.read_text() == ('# my settings\nthreads = 1   # keep it low\ntheme = "mine"\n\n[notes]\nx = 1\n')
 
 
 def test_save_setting_creates_a_missing_file(config_file):
@@ -108,9 +104,7 @@ def test_bad_value_in_config_file_names_the_file(config_file):
     config_file.write_text("threads = -1\n")
     with pytest.raises(ConfigFileError) as caught:
         load_settings()
-    assert str(caught.value) == (
-        f"config file {config_file}: threads: must be greater than or equal to 0"
-    )
+    assert str(caught.value) == (f"config file {config_file}: threads: must be greater than or equal to 0")
 
 
 def test_bad_value_in_environment_names_the_variable(config_file, monkeypatch):
@@ -172,9 +166,7 @@ def test_cli_reports_config_file_errors_in_one_line(config_file, capsys):
 # -- device: the same rule as a run's device --------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("value", "stored"), [("cpu", "cpu"), (" CUDA:1 ", "cuda:1"), ("mps", "mps")]
-)
+@pytest.mark.parametrize(("value", "stored"), [("cpu", "cpu"), (" CUDA:1 ", "cuda:1"), ("mps", "mps")])
 def test_device_accepts_what_a_run_accepts(config_file, value, stored):
     config_file.write_text(f'device = "{value}"\n')
     assert load_settings().device == stored

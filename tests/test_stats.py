@@ -147,9 +147,9 @@ TEXTBOOK_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7:
 
 
 @given(
-    st.lists(
-        st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)), min_size=2, max_size=11
-    ).filter(lambda pairs: statistics.stdev(b - o for b, o in pairs) > 1e-6)
+    st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)), min_size=2, max_size=11).filter(
+        lambda pairs: statistics.stdev(b - o for b, o in pairs) > 1e-6
+    )
 )
 def test_paired_interval_matches_an_independent_computation(pairs):
     bn = [b for b, _ in pairs]
@@ -467,9 +467,7 @@ def test_stats_and_series_do_not_import_torch_textual_or_rich():
         "import sys, bntui.stats, bntui.series; "
         "print(sorted(m for m in ('torch', 'textual', 'rich', 'numpy') if m in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
@@ -479,8 +477,12 @@ def test_the_group_title_names_a_norm_other_than_batch_norm():
 
     batch = summarize_group([make_run(True, 0, 0.6), make_run(False, 0, 0.5)])
     assert batch.title == "mnist-mini / mlp, 3 epochs"
-    group = summarize_group([with_norm(make_run(True, 0, 0.6), norm="group", norm_groups=4),
-                             with_norm(make_run(False, 0, 0.5), norm="group", norm_groups=4)])
+    group = summarize_group(
+        [
+            with_norm(make_run(True, 0, 0.6), norm="group", norm_groups=4),
+            with_norm(make_run(False, 0, 0.5), norm="group", norm_groups=4),
+        ]
+    )
     assert group.title == "mnist-mini / mlp, 3 epochs, GroupNorm (G=4)"
 
 

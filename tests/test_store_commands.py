@@ -50,14 +50,36 @@ def test_runs_json_has_the_documented_fields(settings, console):
     assert cmd_runs(settings, console, as_json=True) == 0
     rows = {row["id"]: row for row in json.loads(output(console))["runs"]}
     row = rows[finished.run_id]
-    assert set(row) == {"id", "status", "epochs_done", "dataset", "arch", "bn", "norm", "seed",
-                        "best_val_loss", "test_accuracy", "duration_seconds", "group", "damaged"}
+    assert set(row) == {
+        "id",
+        "status",
+        "epochs_done",
+        "dataset",
+        "arch",
+        "bn",
+        "norm",
+        "seed",
+        "best_val_loss",
+        "test_accuracy",
+        "duration_seconds",
+        "group",
+        "damaged",
+    }
     run = {r.id: r for r in list_runs(settings.runs_dir)}[finished.run_id]
     assert row == {
-        "id": finished.run_id, "status": "finished", "epochs_done": 3, "dataset": "mnist-mini",
-        "arch": "mlp", "bn": False, "norm": "batch", "seed": 3, "best_val_loss": min(run.record.history.val_loss),
-        "test_accuracy": run.record.final.test_accuracy, "duration_seconds": run.record.timings.total_seconds,
-        "group": "g-7", "damaged": None,
+        "id": finished.run_id,
+        "status": "finished",
+        "epochs_done": 3,
+        "dataset": "mnist-mini",
+        "arch": "mlp",
+        "bn": False,
+        "norm": "batch",
+        "seed": 3,
+        "best_val_loss": min(run.record.history.val_loss),
+        "test_accuracy": run.record.final.test_accuracy,
+        "duration_seconds": run.record.timings.total_seconds,
+        "group": "g-7",
+        "damaged": None,
     }
     assert rows[crashed.run_id]["status"] == "crashed"
     assert rows[crashed.run_id]["epochs_done"] == 2
@@ -172,10 +194,13 @@ def test_export_of_an_empty_store_writes_nothing_and_says_why(settings, console,
 
 
 def test_import_reports_rejections(settings, console, tmp_path, capsys):
-    doc = {"schema_version": 2, "runs": [
-        {"id": "../escape", "status": "finished", "config": {}},
-        {"id": "fine", "status": "finished", "config": {}},
-    ]}
+    doc = {
+        "schema_version": 2,
+        "runs": [
+            {"id": "../escape", "status": "finished", "config": {}},
+            {"id": "fine", "status": "finished", "config": {}},
+        ],
+    }
     path = tmp_path / "doc.json"
     path.write_text(json.dumps(doc))
     assert cmd_import(settings, console, path) == 1
@@ -250,10 +275,13 @@ def test_runs_keeps_each_id_whole_on_one_line_on_narrow_terminals(settings, widt
 
 
 def test_import_into_a_runs_dir_that_is_a_file_is_one_line_error(settings, console, tmp_path, capsys):
-    doc = {"schema_version": 2, "runs": [
-        {"id": "one", "status": "finished", "config": {}},
-        {"id": "two", "status": "finished", "config": {}},
-    ]}
+    doc = {
+        "schema_version": 2,
+        "runs": [
+            {"id": "one", "status": "finished", "config": {}},
+            {"id": "two", "status": "finished", "config": {}},
+        ],
+    }
     path = tmp_path / "doc.json"
     path.write_text(json.dumps(doc))
     settings.runs_dir.write_text("x")
@@ -313,9 +341,9 @@ def test_runs_table_is_readable_on_narrow_terminals(settings, width):
     [reason] = [line for line in lines if "summary.json" in line]
     assert broken in reason and lines.index(reason) > max(lines.index(r) for r in table_rows)
     # every column left out is named, and where to find it
-    note = " ".join(text[text.index("not shown at this width:"):].split())
+    note = " ".join(text[text.index("not shown at this width:") :].split())
     rule = next(index for index, line in enumerate(lines) if line.startswith("─"))
-    header = " ".join(lines[max(rule - 2, 0):rule])  # the header: one or two lines above the rule
+    header = " ".join(lines[max(rule - 2, 0) : rule])  # the header: one or two lines above the rule
     for column in ("dataset", "arch", "norm", "seed", "status", "epochs", "test acc", "time"):
         assert column in header or column in note, (column, text)
     if "dataset" not in header:

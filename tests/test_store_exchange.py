@@ -111,17 +111,19 @@ def test_import_id_stays_a_valid_id():
 
 
 def _document_with(*runs: dict) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "bntui_version": "0.1.0",
-            "created": "2026-01-01T00:00:00Z", "runs": list(runs)}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "bntui_version": "0.1.0",
+        "created": "2026-01-01T00:00:00Z",
+        "runs": list(runs),
+    }
 
 
 def _minimal_run(run_id: str, **extra) -> dict:
     return {"id": run_id, "status": "finished", "config": {"dataset": "mnist-mini"}, **extra}
 
 
-@pytest.mark.parametrize(
-    "bad_id", ["../x", "/abs", "a/b", "..", ".hidden", "a\\b", "", "x" * 200, "../../etc/passwd"]
-)
+@pytest.mark.parametrize("bad_id", ["../x", "/abs", "a/b", "..", ".hidden", "a\\b", "", "x" * 200, "../../etc/passwd"])
 def test_ids_that_would_escape_the_runs_dir_are_rejected(tmp_path, bad_id):
     runs_dir = tmp_path / "store" / "runs"
     path = tmp_path / "doc.json"
@@ -146,14 +148,26 @@ def test_hostile_group_is_rejected(tmp_path):
 
 def test_each_bad_run_is_reported_and_the_rest_imported(tmp_path):
     path = tmp_path / "doc.json"
-    path.write_text(json.dumps(_document_with(
-        _minimal_run("ok-1"),
-        _minimal_run("bad-lr", config={"lr": -1}),
-        "not an object",
-        _minimal_run("bad-history", history={"epoch": [1, 2], "train_loss": [1.0],
-                                              "val_loss": [], "train_accuracy": [], "val_accuracy": []}),
-        _minimal_run("ok-2", status="crashed"),
-    )))
+    path.write_text(
+        json.dumps(
+            _document_with(
+                _minimal_run("ok-1"),
+                _minimal_run("bad-lr", config={"lr": -1}),
+                "not an object",
+                _minimal_run(
+                    "bad-history",
+                    history={
+                        "epoch": [1, 2],
+                        "train_loss": [1.0],
+                        "val_loss": [],
+                        "train_accuracy": [],
+                        "val_accuracy": [],
+                    },
+                ),
+                _minimal_run("ok-2", status="crashed"),
+            )
+        )
+    )
     report = import_runs(tmp_path / "runs", path)
     assert [new for _, new in report.imported] == ["ok-1", "ok-2"]
     reasons = dict(report.rejected)
@@ -215,8 +229,15 @@ def test_runs_from_before_the_norm_setting_import_as_batch_norm(tmp_path, versio
 
 
 def test_landscape_points_survive_export_and_import(tmp_path):
-    point = {"step": 5, "epoch": 1, "loss_min": 0.5, "loss_max": 2.0, "grad_change_min": 0.1,
-             "grad_change_max": 0.4, "beta_smoothness": None}
+    point = {
+        "step": 5,
+        "epoch": 1,
+        "loss_min": 0.5,
+        "loss_max": 2.0,
+        "grad_change_min": 0.1,
+        "grad_change_max": 0.4,
+        "beta_smoothness": None,
+    }
     path = tmp_path / "doc.json"
     path.write_text(json.dumps(_document_with(_minimal_run("r1", landscape={"points": [point]}))))
     import_runs(tmp_path / "runs", path)
@@ -291,36 +312,72 @@ def records(draw) -> RunRecord:
         "val_accuracy_batch_stats": optional(st.none() | fraction),
     }
     m = draw(st.integers(min_value=0, max_value=6))
-    progress = {key: draw(st.lists(values, min_size=m, max_size=m)) for key, values in
-                (("step", small_int), ("epoch", small_int), ("train_loss", finite), ("elapsed", seconds))}
-    points = draw(st.lists(st.fixed_dictionaries(
-        {"step": small_int, "epoch": small_int},
-        optional={"layers": st.lists(st.fixed_dictionaries({"name": st.text(max_size=5), "mean": finite}), max_size=2)},
-    ), max_size=3))
-    landscape = draw(st.lists(st.fixed_dictionaries(
-        {"step": small_int, "epoch": small_int, **{key: st.none() | finite for key in (
-            "loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta_smoothness")}},
-    ), max_size=3))
-    final = draw(st.none() | st.fixed_dictionaries({name: fraction if "accuracy" in name else any_float for name in (
-        "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")}))
-    return RunRecord.model_validate({
-        "id": draw(st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,20}\Z")),
-        "status": draw(st.sampled_from(["finished", "cancelled", "failed", "diverged", "crashed"])),
-        "message": draw(st.none() | st.text(max_size=20)),
-        "group": draw(st.none() | st.just("g-1")),
-        "config": RunConfig(seed=draw(small_int), bn=draw(st.booleans()),
-                            norm=draw(st.sampled_from(["batch", "group", "layer", "renorm", "ghost"]))),
-        "environment": {"python": "3.11", "device": draw(st.sampled_from(["cpu", "cuda:0"]))},
-        "split_hash": draw(st.text(alphabet="0123456789abcdef", max_size=8)),
-        "history": history,
-        "progress": progress,
-        "final": final,
-        "timings": {"started_at": draw(st.none() | aware_time), "ended_at": draw(st.none() | aware_time),
-                    "train_seconds": draw(st.none() | seconds), "total_seconds": draw(st.none() | seconds),
-                    "steps": draw(small_int)},
-        "diagnostics": {"points": points} if points else None,
-        "landscape": {"points": landscape} if landscape else None,
-    })
+    progress = {
+        key: draw(st.lists(values, min_size=m, max_size=m))
+        for key, values in (("step", small_int), ("epoch", small_int), ("train_loss", finite), ("elapsed", seconds))
+    }
+    points = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"step": small_int, "epoch": small_int},
+                optional={
+                    "layers": st.lists(st.fixed_dictionaries({"name": st.text(max_size=5), "mean": finite}), max_size=2)
+                },
+            ),
+            max_size=3,
+        )
+    )
+    landscape = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "step": small_int,
+                    "epoch": small_int,
+                    **{
+                        key: st.none() | finite
+                        for key in ("loss_min", "loss_max", "grad_change_min", "grad_change_max", "beta_smoothness")
+                    },
+                },
+            ),
+            max_size=3,
+        )
+    )
+    final = draw(
+        st.none()
+        | st.fixed_dictionaries(
+            {
+                name: fraction if "accuracy" in name else any_float
+                for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+            }
+        )
+    )
+    return RunRecord.model_validate(
+        {
+            "id": draw(st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,20}\Z")),
+            "status": draw(st.sampled_from(["finished", "cancelled", "failed", "diverged", "crashed"])),
+            "message": draw(st.none() | st.text(max_size=20)),
+            "group": draw(st.none() | st.just("g-1")),
+            "config": RunConfig(
+                seed=draw(small_int),
+                bn=draw(st.booleans()),
+                norm=draw(st.sampled_from(["batch", "group", "layer", "renorm", "ghost"])),
+            ),
+            "environment": {"python": "3.11", "device": draw(st.sampled_from(["cpu", "cuda:0"]))},
+            "split_hash": draw(st.text(alphabet="0123456789abcdef", max_size=8)),
+            "history": history,
+            "progress": progress,
+            "final": final,
+            "timings": {
+                "started_at": draw(st.none() | aware_time),
+                "ended_at": draw(st.none() | aware_time),
+                "train_seconds": draw(st.none() | seconds),
+                "total_seconds": draw(st.none() | seconds),
+                "steps": draw(small_int),
+            },
+            "diagnostics": {"points": points} if points else None,
+            "landscape": {"points": landscape} if landscape else None,
+        }
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -338,16 +395,48 @@ def test_any_valid_record_round_trips(tmp_path_factory, record):
 
 # -- accuracies, non-finite numbers, duplicates ------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"final": {"train_loss": 0.1, "train_accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 0.9,
-                    "test_loss": 0.1, "test_accuracy": 7.5}}, "final.test_accuracy"),
-        ({"history": {"epoch": [1], "train_loss": [0.1], "val_loss": [0.1],
-                      "train_accuracy": [-0.1], "val_accuracy": [0.5]}}, "history.train_accuracy"),
-        ({"history": {"epoch": [1], "train_loss": [0.1], "val_loss": [0.1], "train_accuracy": [0.5],
-                      "val_accuracy": [0.5], "val_accuracy_batch_stats": [1.5]}},
-         "history.val_accuracy_batch_stats"),
+        (
+            {
+                "final": {
+                    "train_loss": 0.1,
+                    "train_accuracy": 0.9,
+                    "val_loss": 0.1,
+                    "val_accuracy": 0.9,
+                    "test_loss": 0.1,
+                    "test_accuracy": 7.5,
+                }
+            },
+            "final.test_accuracy",
+        ),
+        (
+            {
+                "history": {
+                    "epoch": [1],
+                    "train_loss": [0.1],
+                    "val_loss": [0.1],
+                    "train_accuracy": [-0.1],
+                    "val_accuracy": [0.5],
+                }
+            },
+            "history.train_accuracy",
+        ),
+        (
+            {
+                "history": {
+                    "epoch": [1],
+                    "train_loss": [0.1],
+                    "val_loss": [0.1],
+                    "train_accuracy": [0.5],
+                    "val_accuracy": [0.5],
+                    "val_accuracy_batch_stats": [1.5],
+                }
+            },
+            "history.val_accuracy_batch_stats",
+        ),
     ],
 )
 def test_an_accuracy_outside_0_1_rejects_the_run_naming_the_field(tmp_path, extra, field):
@@ -377,8 +466,13 @@ def test_export_is_strict_json_and_non_finite_losses_round_trip(tmp_path):
 
 
 def test_old_exports_with_bare_nan_constants_still_import(tmp_path):
-    history = {"epoch": [1, 2], "train_loss": [0.5, math.nan], "val_loss": [0.4, -math.inf],
-               "train_accuracy": [0.5, 0.1], "val_accuracy": [0.5, 0.1]}
+    history = {
+        "epoch": [1, 2],
+        "train_loss": [0.5, math.nan],
+        "val_loss": [0.4, -math.inf],
+        "train_accuracy": [0.5, 0.1],
+        "val_accuracy": [0.5, 0.1],
+    }
     path = tmp_path / "old.json"
     path.write_text(json.dumps(_document_with(_minimal_run("old", status="diverged", history=history))))
     assert "NaN" in path.read_text()

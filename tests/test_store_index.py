@@ -50,7 +50,9 @@ def store(tmp_path):
 def _opened(monkeypatch) -> list[str]:
     opened: list[str] = []
     real_open, real_os_open = open, os.open
-    monkeypatch.setattr("builtins.open", lambda path, *a, **k: opened.append(Path(path).name) or real_open(path, *a, **k))
+    monkeypatch.setattr(
+        "builtins.open", lambda path, *a, **k: opened.append(Path(path).name) or real_open(path, *a, **k)
+    )
     monkeypatch.setattr(os, "open", lambda path, *a, **k: opened.append(Path(path).name) or real_os_open(path, *a, **k))
     return opened
 
@@ -100,10 +102,19 @@ def test_live_runs_are_not_indexed_and_show_their_progress(tmp_path):
     writer.close()
 
 
-@pytest.mark.parametrize("damage", [
-    "another bntui version", "another bntui format", "another runs dir", "truncated", "garbage", "empty",
-    "a brief damaged", "rows damaged",
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "another bntui version",
+        "another bntui format",
+        "another runs dir",
+        "truncated",
+        "garbage",
+        "empty",
+        "a brief damaged",
+        "rows damaged",
+    ],
+)
 def test_a_bad_index_is_never_trusted_and_is_rewritten(store, tmp_path, damage, capsys):
     expected = _full_reads(store)
     _listing(store)
@@ -127,10 +138,10 @@ def test_a_bad_index_is_never_trusted_and_is_rewritten(store, tmp_path, damage, 
         index.write_bytes(b"")
     elif damage == "a brief damaged":  # same length, one byte changed: the brief's CRC tells
         at = len(data) - 100
-        index.write_bytes(data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1:])
+        index.write_bytes(data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1 :])
     elif damage == "rows damaged":
         at = len(header) + 30
-        index.write_bytes(data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1:])
+        index.write_bytes(data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1 :])
     assert _listing(store) == expected
     assert _listing(store) == expected
     if damage != "a brief damaged":  # (a bad brief is read from its folder; the rows still hold)
@@ -140,12 +151,15 @@ def test_a_bad_index_is_never_trusted_and_is_rewritten(store, tmp_path, damage, 
 
 def _read_only(monkeypatch) -> None:
     """Writing anywhere fails as on a read-only filesystem (chmod does not stop root)."""
+
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Read-only file system")
 
     real_open = open
     monkeypatch.setattr(os, "mkdir", refuse)
-    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k: refuse() if "w" in mode else real_open(path, mode, *a, **k))
+    monkeypatch.setattr(
+        "builtins.open", lambda path, mode="r", *a, **k: refuse() if "w" in mode else real_open(path, mode, *a, **k)
+    )
 
 
 def test_a_read_only_runs_dir_lists_right_and_writes_no_index(store, monkeypatch, capsys):

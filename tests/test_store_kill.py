@@ -35,11 +35,22 @@ def test_kill_9_leaves_a_crashed_run_with_its_epochs(tmp_path):
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     command = [
-        sys.executable, "-m", "bntui", "run", "--dataset", "mnist-mini", "--epochs", "20",
-        "--runs-dir", str(runs_dir), "--device", "cpu", "--threads", "1",
+        sys.executable,
+        "-m",
+        "bntui",
+        "run",
+        "--dataset",
+        "mnist-mini",
+        "--epochs",
+        "20",
+        "--runs-dir",
+        str(runs_dir),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
     ]
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # Wait (with a generous safety net, not a timing check) for two completed epochs.
         deadline = time.monotonic() + 300

@@ -36,8 +36,17 @@ STATUSES = ("finished", "failed", "cancelled", "diverged", None)  # None: live, 
 
 # What can happen to an ended run's folder: (name, how).
 DAMAGE = (
-    "cut events", "cut events at a line", "garbage line", "flip a byte", "drop events", "drop summary",
-    "drop listing", "garbage listing", "listing of another run", "truncated listing", "old listing",
+    "cut events",
+    "cut events at a line",
+    "garbage line",
+    "flip a byte",
+    "drop events",
+    "drop summary",
+    "drop listing",
+    "garbage listing",
+    "listing of another run",
+    "truncated listing",
+    "old listing",
     "writer died",
 )
 
@@ -59,16 +68,24 @@ def _listed(run) -> dict:
         "steps_per_epoch": run.steps_per_epoch,
         "queue_place": run.queue_place,
         "last_epoch": run.last_epoch,
-        "brief": None if brief is None else brief.model_dump(
-            exclude={"history", "progress", "diagnostics", "landscape"}
-        ),
+        "brief": None
+        if brief is None
+        else brief.model_dump(exclude={"history", "progress", "diagnostics", "landscape"}),
     }
 
 
 # What can happen to the store's listing index behind a listing's back: (name, how).
 INDEX_DAMAGE = (
-    "none", "garbage index", "truncated index", "index of another runs dir", "index of another version",
-    "index emptied", "flip a byte in the index", "run removed", "run added", "run replaced",
+    "none",
+    "garbage index",
+    "truncated index",
+    "index of another runs dir",
+    "index of another version",
+    "index emptied",
+    "flip a byte in the index",
+    "run removed",
+    "run added",
+    "run replaced",
 )
 
 
@@ -90,7 +107,7 @@ def _damage_index(runs_dir: Path, how: str, where: float, elsewhere: Path, facto
         index.write_bytes(b"")
     elif how == "flip a byte in the index" and data:
         at = min(int(len(data) * where), len(data) - 1)
-        index.write_bytes(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:])
+        index.write_bytes(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :])
     elif how in ("run removed", "run replaced"):
         ended = sorted(path for path in runs_dir.iterdir() if (path / "summary.json").exists())
         if ended:
@@ -122,7 +139,7 @@ def _damage(folder: Path, how: str, where: float, other: Path) -> None:
         at = data.rfind(b"\n", 0, max(cut, 1)) + 1
         events.write_bytes(data[:at] + b'{"type": "epoch", "epoch": "x"}\n' + data[at:])
     elif how == "flip a byte" and data:
-        events.write_bytes(data[:cut] + bytes([data[min(cut, len(data) - 1)] ^ 0x20]) + data[cut + 1:])
+        events.write_bytes(data[:cut] + bytes([data[min(cut, len(data) - 1)] ^ 0x20]) + data[cut + 1 :])
     elif how == "drop events":
         events.unlink()
     elif how == "drop summary":
@@ -158,8 +175,10 @@ def _damage(folder: Path, how: str, where: float, other: Path) -> None:
 )
 def test_a_listing_shows_what_a_full_read_shows(tmp_path_factory, runs, damage, appends, warm, index_damage):
     runs_dir = tmp_path_factory.mktemp("runs")
-    writers = [make_run(runs_dir, epochs=epochs, status=status) if status else _live_run(runs_dir, epochs)
-               for status, epochs in runs]
+    writers = [
+        make_run(runs_dir, epochs=epochs, status=status) if status else _live_run(runs_dir, epochs)
+        for status, epochs in runs
+    ]
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     other = make_run(elsewhere, epochs=2)  # a run of another store
     RunStoreReader(elsewhere).list_runs()  # ...and that store's index

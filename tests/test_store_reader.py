@@ -43,6 +43,7 @@ def kill_owner(writer: RunWriter) -> None:
 
 # -- statuses ----------------------------------------------------------------------------------
 
+
 def test_finished_run_reads_back(tmp_path):
     writer = make_run(tmp_path, epochs=3, group="g1")
     [run] = list_runs(tmp_path)
@@ -116,6 +117,7 @@ def test_terminal_event_without_summary_gives_the_status(tmp_path):
 
 # -- whole lines only ----------------------------------------------------------------------------
 
+
 def test_partial_last_line_is_ignored_while_running(tmp_path):
     writer = open_run(tmp_path, epochs=2)
     line = json.dumps(epoch_event(3).to_dict())
@@ -171,6 +173,7 @@ def test_reader_during_writing_sees_whole_lines_only(tmp_path):
 
 
 # -- damaged runs --------------------------------------------------------------------------------
+
 
 def test_corrupt_line_in_the_middle_keeps_the_valid_prefix(tmp_path):
     writer = make_run(tmp_path, epochs=3)
@@ -278,6 +281,7 @@ def test_runs_dir_that_is_a_file_is_a_clear_error(tmp_path):
 
 
 # -- lookups, groups, cache ------------------------------------------------------------------------
+
 
 def test_lookup_by_id_and_unique_prefix(tmp_path):
     a = make_run(tmp_path, epochs=1, seed=1)

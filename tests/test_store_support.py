@@ -59,9 +59,7 @@ def epoch_event(epoch: int, *, bn: bool = True, val_loss: float | None = None) -
 
 
 def progress_event(epoch: int, step: int) -> Progress:
-    return Progress(
-        epoch=epoch, step=step, train_loss=1.5 / step, steps_per_second=100.0, elapsed=0.06 * step
-    )
+    return Progress(epoch=epoch, step=step, train_loss=1.5 / step, steps_per_second=100.0, elapsed=0.06 * step)
 
 
 def diagnostics_event(epoch: int, step: int) -> Diagnostics:
@@ -98,8 +96,9 @@ def terminal_event(status: str, epochs: int):
     raise ValueError(status)
 
 
-def write_events(writer: RunWriter, epochs: int, *, bn: bool = True, progress_per_epoch: int = 2,
-                 diagnostics: bool = True) -> None:
+def write_events(
+    writer: RunWriter, epochs: int, *, bn: bool = True, progress_per_epoch: int = 2, diagnostics: bool = True
+) -> None:
     writer.write_event(started(epochs))
     for e in range(1, epochs + 1):
         for k in range(1, progress_per_epoch + 1):

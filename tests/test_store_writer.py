@@ -43,7 +43,11 @@ def test_layout_of_a_finished_run(tmp_path):
     assert RUN_ID_PATTERN.match(writer.run_id)
     assert "-mnist-mini-mlp-nobn-s7-" in writer.run_id
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "events.jsonl", "heartbeat", "listing.json", "summary.json"
+        "config.json",
+        "events.jsonl",
+        "heartbeat",
+        "listing.json",
+        "summary.json",
     ]
 
     config = json.loads((folder / "config.json").read_text())
@@ -322,13 +326,28 @@ def test_summary_is_strict_json_and_events_keep_the_constants_older_readers_expe
     from bntui.store.writer import write_record
 
     nan = float("nan")
-    record = RunRecord.model_validate({
-        "id": "r", "status": "finished", "config": {"dataset": "mnist-mini"},
-        "history": {"epoch": [1], "train_loss": [nan], "val_loss": [float("inf")],
-                    "train_accuracy": [0.1], "val_accuracy": [0.1]},
-        "final": {"train_loss": nan, "train_accuracy": 0.1, "val_loss": float("inf"),
-                  "val_accuracy": 0.1, "test_loss": float("-inf"), "test_accuracy": 0.1},
-    })
+    record = RunRecord.model_validate(
+        {
+            "id": "r",
+            "status": "finished",
+            "config": {"dataset": "mnist-mini"},
+            "history": {
+                "epoch": [1],
+                "train_loss": [nan],
+                "val_loss": [float("inf")],
+                "train_accuracy": [0.1],
+                "val_accuracy": [0.1],
+            },
+            "final": {
+                "train_loss": nan,
+                "train_accuracy": 0.1,
+                "val_loss": float("inf"),
+                "val_accuracy": 0.1,
+                "test_loss": float("-inf"),
+                "test_accuracy": 0.1,
+            },
+        }
+    )
     write_record(tmp_path, record, candidates=lambda attempt: "r")
 
     def refuse(constant):
@@ -349,8 +368,15 @@ def test_summary_is_strict_json_and_events_keep_the_constants_older_readers_expe
 
 @pytest.mark.parametrize(
     ("fields", "tag"),
-    [({}, "bn"), ({"bn": False}, "nobn"), ({"norm": "group"}, "gn"), ({"norm": "layer"}, "ln"),
-     ({"norm": "renorm"}, "brn"), ({"norm": "ghost"}, "gbn"), ({"norm": "ghost", "bn": False}, "nobn")],
+    [
+        ({}, "bn"),
+        ({"bn": False}, "nobn"),
+        ({"norm": "group"}, "gn"),
+        ({"norm": "layer"}, "ln"),
+        ({"norm": "renorm"}, "brn"),
+        ({"norm": "ghost"}, "gbn"),
+        ({"norm": "ghost", "bn": False}, "nobn"),
+    ],
 )
 def test_run_ids_name_the_norm(fields, tag):
     from datetime import datetime

@@ -34,9 +34,7 @@ def test_a_comma_list_makes_a_grid_in_one_group_in_a_fixed_order(tmp_path):
 
 def test_two_lists_multiply_in_the_order_given(tmp_path):
     plan = plan_of(tmp_path, norm="batch,group", batch_size="8,32")
-    assert [(c.norm, c.batch_size) for c in plan.configs] == [
-        ("batch", 8), ("batch", 32), ("group", 8), ("group", 32)
-    ]
+    assert [(c.norm, c.batch_size) for c in plan.configs] == [("batch", 8), ("batch", 32), ("group", 8), ("group", 32)]
 
 
 def test_grid_values_are_validated_by_the_run_config(tmp_path):
@@ -64,9 +62,7 @@ def test_sweep_file_gives_fixed_settings_and_a_grid(tmp_path):
     assert sorted({c.lr for c in plan.configs}) == [0.001, 0.01, 0.1, 1.0]
     # A flag given on the command line wins over the file, a list there over the file's list.
     plan = plan_of(tmp_path, sweep_file=path, seeds=1, lr="0.5,0.05", optimizer="adam")
-    assert [(c.lr, c.optimizer) for c in plan.configs] == [
-        (0.5, "adam"), (0.5, "adam"), (0.05, "adam"), (0.05, "adam")
-    ]
+    assert [(c.lr, c.optimizer) for c in plan.configs] == [(0.5, "adam"), (0.5, "adam"), (0.05, "adam"), (0.05, "adam")]
 
 
 @pytest.mark.parametrize(
@@ -95,8 +91,9 @@ def test_sweep_file_model_forbids_extra_settings():
 
 
 def test_dry_run_prints_the_runs_and_launches_nothing(tmp_path, capsys):
-    status = main(["run", "--runs-dir", str(tmp_path / "runs"), "--lr", "0.01,0.1", "--bn", "both",
-                   "--seeds", "2", "--dry-run"])
+    status = main(
+        ["run", "--runs-dir", str(tmp_path / "runs"), "--lr", "0.01,0.1", "--bn", "both", "--seeds", "2", "--dry-run"]
+    )
     out = capsys.readouterr().out
     assert status == 0 and "8 runs in group" in out and "nothing was launched" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit() and "/" in line]
@@ -117,7 +114,6 @@ def test_a_grid_over_the_limit_is_refused_without_a_terminal(tmp_path, capsys, m
 
 
 # -- the sweep's numbers and tables ----------------------------------------------------------
-
 
 
 @pytest.fixture
@@ -150,8 +146,10 @@ def test_seed_pairs_need_the_same_swept_value(sweep_records):
         for p in summary.pairs
     )
     assert summary.k == 9  # 3 seeds x 3 rates where both arms finished
-    bn, no_bn = (RunView(key=k, config=RunConfig(lr=lr, bn=b), status="finished", group=GROUP)
-                 for k, lr, b in (("a", 0.1, True), ("b", 0.01, False)))
+    bn, no_bn = (
+        RunView(key=k, config=RunConfig(lr=lr, bn=b), status="finished", group=GROUP)
+        for k, lr, b in (("a", 0.1, True), ("b", 0.01, False))
+    )
     twin = RunView(key="c", config=RunConfig(lr=0.1, bn=False), status="finished", group=GROUP)
     assert not bn.twin_of(no_bn) and bn.twin_of(twin)
 
@@ -198,8 +196,10 @@ def test_compare_group_prints_the_sweep(tmp_path, capsys, fmt):
 
 def test_compare_group_metric_best_val_loss(tmp_path, capsys):
     make_lr_sweep(tmp_path)
-    assert main(["compare", "--runs-dir", str(tmp_path), "--group", GROUP, "--metric", "best_val_loss",
-                 "--format", "csv"]) == 0
+    assert (
+        main(["compare", "--runs-dir", str(tmp_path), "--group", GROUP, "--metric", "best_val_loss", "--format", "csv"])
+        == 0
+    )
     assert "best validation loss" not in capsys.readouterr().err
 
 

@@ -381,18 +381,12 @@ def test_curve_styles_with_colour(tmp_path):
 
 def test_curve_styles_without_colour_use_distinct_markers(tmp_path):
     theme = load_themes(tmp_path / "empty").themes["bntui-dark"]
-    styles = [
-        curve_style(theme, run, split, no_color=True)
-        for run in range(4)
-        for split in ("train", "val")
-    ]
+    styles = [curve_style(theme, run, split, no_color=True) for run in range(4) for split in ("train", "val")]
     assert all(style.color is None for style in styles)
     assert len({style.marker for style in styles}) == len(styles)
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"), [(None, False), ("", False), ("1", True), ("yes", True)]
-)
+@pytest.mark.parametrize(("value", "expected"), [(None, False), ("", False), ("1", True), ("yes", True)])
 def test_no_color_requested(value, expected):
     environ = {} if value is None else {"NO_COLOR": value}
     assert no_color_requested(environ) is expected

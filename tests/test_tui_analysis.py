@@ -255,7 +255,12 @@ async def test_f3_loads_the_paper_figure_1_preset(app):
         assert not reading.errors
         fields = reading.fields
         assert (fields.dataset, fields.hidden_sizes, fields.activation) == ("mnist-mini", [100, 100, 100], "sigmoid")
-        assert (fields.batch_size, fields.optimizer, fields.sgd_momentum, fields.diagnostics_every) == (60, "sgd", 0.0, 10)
+        assert (fields.batch_size, fields.optimizer, fields.sgd_momentum, fields.diagnostics_every) == (
+            60,
+            "sgd",
+            0.0,
+            10,
+        )
         assert (reading.bn, reading.seeds) == ("both", 1)
         assert app.main.form.value("diagnostics_every") == "10"  # shown in its field
 

@@ -30,7 +30,6 @@ def make_app(tmp_path: Path, **kwargs) -> BntuiApp:
     return BntuiApp(settings, devices=CPU_ONLY, poll_seconds=0.2, **kwargs)
 
 
-
 async def type_into(pilot: Pilot, name: str, text: str) -> None:
     field = pilot.app.screen.query_one(f"#field-{name}", Input)
     field.focus()
@@ -106,22 +105,27 @@ async def test_stop_takes_a_queued_run_off_the_queue_and_stops_a_running_one(tmp
         await type_into(pilot, "seeds", "1")
         await tiny_run_settings(pilot, epochs=500)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: [v.status for v in session_views(app)] == ["running", "queued"],
-                       "one run training and one queued")
+        await wait_for(
+            pilot,
+            lambda: [v.status for v in session_views(app)] == ["running", "queued"],
+            "one run training and one queued",
+        )
         first, second = session_views(app)
 
         table = app.screen.query_one("#runs")
         table.focus()
         table.select_key(second.key)
         await pilot.press("x")  # the run list's own key for stopping
-        await wait_for(pilot, lambda: app.session.views[second.key].status == "cancelled",
-                       "the queued run to be cancelled")
+        await wait_for(
+            pilot, lambda: app.session.views[second.key].status == "cancelled", "the queued run to be cancelled"
+        )
 
         await wait_for(pilot, lambda: app.session.views[first.key].epochs_done >= 1, "a first epoch")
         table.select_key(first.key)
         await pilot.press("ctrl+t")
-        await wait_for(pilot, lambda: app.session.views[first.key].status == "cancelled",
-                       "the running run to stop", timeout=60)
+        await wait_for(
+            pilot, lambda: app.session.views[first.key].status == "cancelled", "the running run to stop", timeout=60
+        )
 
         stored = {run.id: run for run in list_runs(tmp_path / "runs")}
         assert stored[first.key].status == stored[second.key].status == "cancelled"

@@ -51,8 +51,6 @@ class ScreenApp(App):
         self.push_screen(self.screen_factory(), self.results.append)
 
 
-
-
 def curves_ys(plot: OverlayPlot) -> set[tuple[float, ...]]:
     return {tuple(series.ys) for series in plot.series}
 
@@ -66,9 +64,7 @@ async def test_metric_and_log_scale_toggles_change_the_plot():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         plot = app.screen.query_one("#compare-plot", OverlayPlot)
-        loss = {tuple(r.history.val_loss) for r in (bn, nobn)} | {
-            tuple(r.history.train_loss) for r in (bn, nobn)
-        }
+        loss = {tuple(r.history.val_loss) for r in (bn, nobn)} | {tuple(r.history.train_loss) for r in (bn, nobn)}
         assert curves_ys(plot) == loss
         await plots_drawn(pilot)
         assert "┤" in plot.text and not plot.figure.log_y

@@ -21,10 +21,7 @@ SIZE = (150, 50)
 
 def recorded(record: RunRecord, layer: str, key: str) -> list[float]:
     """What the fixture holds for `key` of `layer`, point by point."""
-    return [
-        next(row[key] for row in point["layers"] if row["layer"] == layer)
-        for point in record.diagnostics.points
-    ]
+    return [next(row[key] for row in point["layers"] if row["layer"] == layer) for point in record.diagnostics.points]
 
 
 class ScreenApp(App):
@@ -204,8 +201,6 @@ async def test_log_y_is_refused_with_a_note_when_the_shown_values_are_not_all_po
         assert "p15 / p85" in left.text.splitlines()[-1]  # the key under the plot keeps the band
 
 
-
-
 def y_tick_labels(plot: OverlayPlot) -> list[str]:
     return [line.split("┤")[0].strip() for line in plot.text.splitlines() if "┤" in line]
 
@@ -237,12 +232,18 @@ async def test_a_twin_that_starts_later_gets_its_own_panel_and_a_removed_run_tak
         await pilot.pause()
         assert len(screen.query(DiagnosticsPanel)) == 1
         screen.update_records([bn, nobn])  # the twin started: the app feeds both
-        await wait_for(pilot, lambda: len(screen.query(DiagnosticsPanel)) == 2 and "┤" in panel(screen, 1).plot.text,
-                       "the twin's panel")
+        await wait_for(
+            pilot,
+            lambda: len(screen.query(DiagnosticsPanel)) == 2 and "┤" in panel(screen, 1).plot.text,
+            "the twin's panel",
+        )
         assert band_of(screen, 1).mid == recorded(nobn, "fc2", "unit_p50")
         assert str(panel(screen, 1).title.render()).startswith("no BN")
 
         screen.update_records([nobn])  # the BN run was removed from the store
-        await wait_for(pilot, lambda: len(screen.query(DiagnosticsPanel)) == 1 and "┤" in panel(screen, 0).plot.text,
-                       "one panel again")
+        await wait_for(
+            pilot,
+            lambda: len(screen.query(DiagnosticsPanel)) == 1 and "┤" in panel(screen, 0).plot.text,
+            "one panel again",
+        )
         assert band_of(screen, 0).mid == recorded(nobn, "fc2", "unit_p50")

@@ -23,6 +23,7 @@ from tuihelpers import collect_notifications, wait_for
 
 CPU_ONLY = [DeviceChoice("cpu", "test CPU")]
 
+
 def make_app(tmp_path: Path) -> BntuiApp:
     # pack off: these tests follow a queue of separate runs (a BN on/off pair would be one pack)
     settings = AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", pack="off")
@@ -124,8 +125,14 @@ async def test_each_norm_reads_only_its_own_parameters_and_their_errors(tmp_path
 
         def shown() -> set[str]:
             """The norm fields not greyed (a greyed one keeps its row and its place)."""
-            names = ("norm_groups", "ghost_batch_size", "renorm_rmax", "renorm_dmax",
-                     "renorm_warmup_steps", "bn_momentum")
+            names = (
+                "norm_groups",
+                "ghost_batch_size",
+                "renorm_rmax",
+                "renorm_dmax",
+                "renorm_warmup_steps",
+                "bn_momentum",
+            )
             return {n for n in names if not app.screen.query_one(f"#field-{n}").has_class("-not-applicable")}
 
         assert shown() == {"bn_momentum"}  # BatchNorm: momentum only
@@ -157,8 +164,12 @@ async def long_runs(pilot: Pilot) -> None:
     await set_field(pilot, "epochs", "500")
     await set_field(pilot, "hidden_sizes", "16")
     await pilot.press("ctrl+r")
-    await wait_for(pilot, lambda: [v.status for v in views(pilot.app)] == ["running", "queued"],
-                   "one run training and one queued", timeout=120)
+    await wait_for(
+        pilot,
+        lambda: [v.status for v in views(pilot.app)] == ["running", "queued"],
+        "one run training and one queued",
+        timeout=120,
+    )
 
 
 async def test_a_trainer_killed_mid_run_is_reported_as_crashed_and_the_app_carries_on(tmp_path: Path) -> None:
@@ -188,8 +199,12 @@ async def test_the_start_button_launches_and_a_failed_run_is_reported(tmp_path: 
         start.scroll_visible(animate=False)  # after the dataset line grew: the button moved down
         await pilot.pause()
         assert await pilot.click(start)  # the Start button does what ctrl+r does
-        await wait_for(pilot, lambda: [v.status for v in views(app)] == ["failed", "failed"],
-                       "both runs of the launch to fail", timeout=120)
+        await wait_for(
+            pilot,
+            lambda: [v.status for v in views(app)] == ["failed", "failed"],
+            "both runs of the launch to fail",
+            timeout=120,
+        )
         failures = [note for note in notes if note.title == "Run failed"]
         assert len(failures) == 2 and all("cifar-10-batches-py" in note.message for note in failures)
 

@@ -18,9 +18,15 @@ SIZE = (150, 50)
 
 def with_points(record: RunRecord, scale: float) -> RunRecord:
     points = [
-        {"step": step, "epoch": 1, "loss_min": scale * step, "loss_max": 2 * scale * step,
-         "grad_change_min": 0.1 * step, "grad_change_max": 0.3 * step,
-         "beta_smoothness": None if step == 20 else scale}
+        {
+            "step": step,
+            "epoch": 1,
+            "loss_min": scale * step,
+            "loss_max": 2 * scale * step,
+            "grad_change_min": 0.1 * step,
+            "grad_change_max": 0.3 * step,
+            "beta_smoothness": None if step == 20 else scale,
+        }
         for step in (10, 20, 30)
     ]
     return record.model_copy(update={"landscape": LandscapeRecord(points=points)})
@@ -53,7 +59,11 @@ async def test_the_pair_shows_min_and_max_bands_side_by_side_on_one_scale():
         assert curves(screen, 0) == {"min over η": [10.0, 20.0, 30.0], "max over η": [20.0, 40.0, 60.0]}
         assert curves(screen, 1)["max over η"] == [60.0, 120.0, 180.0]  # no BN on the right
         left, right = plot(screen, 0), plot(screen, 1)
-        assert left.figure.y_range == right.figure.y_range and left.figure.y_range[0] <= 10 and left.figure.y_range[1] >= 180
+        assert (
+            left.figure.y_range == right.figure.y_range
+            and left.figure.y_range[0] <= 10
+            and left.figure.y_range[1] >= 180
+        )
         assert plot(screen, 0).series[0].xs == [10.0, 20.0, 30.0]
 
         await pilot.press("s")  # gradient predictiveness

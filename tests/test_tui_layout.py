@@ -26,8 +26,6 @@ from tuihelpers import fixture_records, plots_drawn, screen_lines, wait_for
 CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
 
 
-
-
 class ScreenApp(App):
     CSS_PATH = str(CSS)
 
@@ -198,8 +196,9 @@ def test_y_tick_labels_are_evenly_spaced(height: int) -> None:
 
 
 async def test_the_loss_acc_key_is_offered_only_where_one_plot_shows_at_a_time(tmp_path: Path) -> None:
-    app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
-                   devices=[DeviceChoice("cpu", "test CPU")])
+    app = BntuiApp(
+        AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"), devices=[DeviceChoice("cpu", "test CPU")]
+    )
 
     def footer_labels() -> list[str]:
         return [str(key.description) for key in app.screen.query("FooterKey")]
@@ -218,7 +217,8 @@ def test_the_main_plots_epoch_axis_has_whole_numbers() -> None:
     curve = Curve(xs, [1.0 / x for x in xs], "BN val", (255, 0, 0), "braille")
     request = FigureRequest(metric_figure("loss", CAPTION, (curve,)), 70, 16, (200, 200, 200), (0, 0, 0))
     lines = [strip.text for strip in draw(request)]
-    tick_line = next(line for line in reversed(lines) if re.search(r"\d", line) and "┬" not in line
-                     and "epoch" not in line)
+    tick_line = next(
+        line for line in reversed(lines) if re.search(r"\d", line) and "┬" not in line and "epoch" not in line
+    )
     labels = tick_line.split()
     assert len(labels) >= 3 and all(label.isdigit() for label in labels), tick_line

@@ -22,7 +22,6 @@ def make_app(tmp_path: Path) -> BntuiApp:
     return BntuiApp(settings, devices=[DeviceChoice("cpu", "CPU")], poll_seconds=0.05)
 
 
-
 def row(app: BntuiApp, key: str) -> list[str]:
     return [str(cell) for cell in app.main.runs.get_row(key)]
 

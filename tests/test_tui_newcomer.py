@@ -146,12 +146,17 @@ async def test_the_tab_order_is_the_same_for_every_architecture_and_norm(tmp_pat
                 assert ("bn_momentum" in greyed) == (norm in ("group", "layer"))
                 for name in greyed:
                     assert str(form.query_one(f"#why-{name}", Static).content) in (
-                        "mlp only", "group only", "ghost only", "renorm only", f"not for {norm}")
+                        "mlp only",
+                        "group only",
+                        "ghost only",
+                        "renorm only",
+                        f"not for {norm}",
+                    )
                 reading = form.validate_now()
                 assert not greyed & set(reading.errors)  # what is not read cannot block a start
         assert order is not None
         first = order.index("field-dataset")
-        assert order[first:first + len(every_field)] == every_field  # none skipped
+        assert order[first : first + len(every_field)] == every_field  # none skipped
         # And the keys themselves: the two choices furthest apart, press by press.
         await choose("mlp", "batch")
         pressed = await tabbed()
@@ -175,8 +180,6 @@ def eight_run_store(tmp_path: Path) -> Path:
     extra = sorted(p for p in (Path(__file__).parent / "fixtures" / "runs").iterdir() if p.is_dir())[0]
     shutil.copytree(extra, runs / extra.name)
     return runs
-
-
 
 
 async def test_compare_with_8_runs_names_them_all_and_its_settings_scroll_to_the_last(tmp_path: Path) -> None:

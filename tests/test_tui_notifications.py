@@ -20,9 +20,11 @@ from bntui.tui.app import BntuiApp
 
 # Three lines at 80 columns, which with its title is as tall as the band gets: it has to wrap,
 # not be cut, and the screen's content has to make room for all four rows.
-MESSAGE = ("mnist-mini-mlp-bn-s0: test accuracy 94.1%; the run list, the plots and every field "
-           "stay in view while this is shown, because the message band is a part of the layout "
-           "and the rest gives way")
+MESSAGE = (
+    "mnist-mini-mlp-bn-s0: test accuracy 94.1%; the run list, the plots and every field "
+    "stay in view while this is shown, because the message band is a part of the layout "
+    "and the rest gives way"
+)
 TITLE = "Run finished"
 
 
@@ -42,17 +44,19 @@ def visible_region(screen: Screen, widget: Widget) -> Region:
 def content_widgets(screen: Screen) -> list[Widget]:
     """Every widget of the screen except the message band and what it holds."""
     rack = screen.query_one("ToastRack")
-    return [widget for widget in screen.walk_children(Widget)
-            if widget is not rack and rack not in widget.ancestors]
+    return [widget for widget in screen.walk_children(Widget) if widget is not rack and rack not in widget.ancestors]
 
 
 def overlaps(screen: Screen) -> list[str]:
     # (a message scrolled out of the band, behind newer ones, paints nothing)
     toasts = [region for toast in screen.query("Toast") if (region := visible_region(screen, toast))]
-    return [f"{widget!r} at {region} under a message at {toast}"
-            for widget in content_widgets(screen)
-            if (region := visible_region(screen, widget))
-            for toast in toasts if toast.overlaps(region)]
+    return [
+        f"{widget!r} at {region} under a message at {toast}"
+        for widget in content_widgets(screen)
+        if (region := visible_region(screen, widget))
+        for toast in toasts
+        if toast.overlaps(region)
+    ]
 
 
 def shown_text(app: BntuiApp) -> str:
@@ -61,8 +65,9 @@ def shown_text(app: BntuiApp) -> str:
 
 
 async def message_on_screen(app: BntuiApp, pilot) -> None:
-    await wait_for(pilot, lambda: any(visible_region(app.screen, t) for t in app.screen.query("Toast")),
-                   "the message on screen")
+    await wait_for(
+        pilot, lambda: any(visible_region(app.screen, t) for t in app.screen.query("Toast")), "the message on screen"
+    )
     await pilot.pause(0.2)  # the content's new layout
 
 
@@ -101,8 +106,11 @@ async def test_a_message_covers_nothing_on_the_sweep_view(tmp_path) -> None:
     from bntui.tui.screens.sweep import SweepScreen
 
     make_lr_sweep(tmp_path / "runs", seeds=1)
-    sweep_app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
-                         devices=[DeviceChoice("cpu", "test CPU")], poll_seconds=0.1)
+    sweep_app = BntuiApp(
+        AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data"),
+        devices=[DeviceChoice("cpu", "test CPU")],
+        poll_seconds=0.1,
+    )
     async with sweep_app.run_test(size=(80, 24), notifications=True) as pilot:
         await wait_for(pilot, lambda: sweep_app.main.runs.row_count == 8, "the sweep's runs")
         sweep_app.main.runs.focus()

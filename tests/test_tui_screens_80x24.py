@@ -56,8 +56,9 @@ def eight_run_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BntuiApp:
     monkeypatch.setenv("BNTUI_CONFIG_FILE", str(tmp_path / "no-config.toml"))
     monkeypatch.delenv("NO_COLOR", raising=False)
     # The export dialog proposes a timestamped path in the working directory: fixed here.
-    monkeypatch.setattr("bntui.tui.screens.export_dialog.default_export_path",
-                        lambda: Path("/home/student/bntui-export.json"))
+    monkeypatch.setattr(
+        "bntui.tui.screens.export_dialog.default_export_path", lambda: Path("/home/student/bntui-export.json")
+    )
     runs = tmp_path / "runs"
     shutil.copytree(COMPARE_RUNS, runs, ignore=shutil.ignore_patterns("*.py"))
     extra = sorted(p for p in (FIXTURES / "runs").iterdir() if p.is_dir())[0]
@@ -119,8 +120,6 @@ def test_wider_terminals(app: BntuiApp, snap_compare, name: str, size: tuple[int
 # -- cut words ----------------------------------------------------------------------------------
 
 
-
-
 def footer_words(app: BntuiApp) -> set[str]:
     """Every word a whole footer entry can show (a dialog's footer is its screen's below)."""
     words = {"^p", "palette"}
@@ -156,7 +155,22 @@ async def test_nothing_is_cut_at_80x24(app: BntuiApp, name: str, help: bool) -> 
 def test_the_scan_finds_what_textuals_own_footer_cut() -> None:
     """The check can fail: the footer line as issue 19 saw it has cut words."""
     seen = " space Mark  G Mark group  c Compare  g Group  d Inside BN  l Landsc▏^p palette "
-    allowed = {"space", "Mark", "G", "group", "c", "Compare", "g", "Group", "d", "Inside", "BN", "l",
-               "Landscape", "^p", "palette"}
+    allowed = {
+        "space",
+        "Mark",
+        "G",
+        "group",
+        "c",
+        "Compare",
+        "g",
+        "Group",
+        "d",
+        "Inside",
+        "BN",
+        "l",
+        "Landscape",
+        "^p",
+        "palette",
+    }
     assert [word for word in seen.replace("▏", " ").split() if word not in allowed] == ["Landsc"]
     assert re.search("…", "reference: #1…")

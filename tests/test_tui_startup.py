@@ -43,7 +43,10 @@ asyncio.run(main(Path(sys.argv[1])))
 def test_the_app_never_imports_torch(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path)],
-        capture_output=True, text=True, timeout=180, cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=Path(__file__).parent.parent,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -66,11 +69,15 @@ async def test_the_device_choice_shows_what_detection_found(tmp_path: Path, monk
         assert shown == ["auto (cuda:0)", "cpu", "cuda:0 NVIDIA H100"]
 
 
-async def test_a_configured_device_this_machine_lacks_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_configured_device_this_machine_lacks_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(DeviceDetection, "run", lambda self: [DeviceChoice("cpu", "x86_64")])
     notes: list[Notification] = []
     app = BntuiApp(AppSettings(runs_dir=tmp_path / "runs", data_dir=tmp_path / "data", device="cuda:1"))
     async with app.run_test(size=(140, 40), message_hook=collect_notifications(notes)) as pilot:
         await wait_for(pilot, lambda: bool(notes), "a message about the device")
-        assert [note.message for note in notes] == ["device 'cuda:1' from the settings is not on this machine; using auto"]
+        assert [note.message for note in notes] == [
+            "device 'cuda:1' from the settings is not on this machine; using auto"
+        ]
         assert app.main.query_one("#field-device", Select).value == "auto"

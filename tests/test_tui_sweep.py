@@ -90,8 +90,6 @@ async def test_a_grid_over_the_limit_asks_first(tmp_path):
 # -- the sweep view --------------------------------------------------------------------------
 
 
-
-
 class SweepApp(App):
     def __init__(self, records) -> None:
         super().__init__()
@@ -106,8 +104,10 @@ def sweep_app(tmp_path, monkeypatch) -> SweepApp:
     monkeypatch.setenv("BNTUI_THEME_DIR", str(tmp_path / "no-user-themes"))
     monkeypatch.delenv("NO_COLOR", raising=False)
     make_lr_sweep(tmp_path / "runs")
-    records = sorted((run.record for run in list_runs(tmp_path / "runs")),
-                     key=lambda r: (r.config.lr, r.config.seed, not r.config.bn))
+    records = sorted(
+        (run.record for run in list_runs(tmp_path / "runs")),
+        key=lambda r: (r.config.lr, r.config.seed, not r.config.bn),
+    )
     return SweepApp(records)
 
 
@@ -147,7 +147,6 @@ async def test_g_on_a_sweep_group_opens_the_sweep_view(tmp_path) -> None:
 
 
 # -- the run list's filter, tags and notes ---------------------------------------------------
-
 
 
 async def loaded(pilot, app, rows: int) -> None:

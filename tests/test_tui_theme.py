@@ -37,7 +37,9 @@ async def wait_for_plot(pilot: Pilot, plot: MetricPlot, series: list, gone: list
     raise AssertionError(f"the plot never showed {series} without {list(gone)}")
 
 
-async def test_switching_theme_recolours_the_curves_and_the_canvas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_switching_theme_recolours_the_curves_and_the_canvas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BNTUI_THEME_DIR", str(tmp_path / "no-user-themes"))
     catalog = load_themes()
     dark, light = catalog.themes["bntui-dark"], catalog.themes["bntui-light"]

@@ -117,10 +117,17 @@ def test_without_colour_every_loss_curve_has_its_own_marker() -> None:
 
 
 def test_device_choices_list_the_gpus_by_name() -> None:
-    devices = [DeviceChoice("cpu", "x86_64"), DeviceChoice("cuda:0", "NVIDIA H100"), DeviceChoice("cuda:1", "NVIDIA H100")]
+    devices = [
+        DeviceChoice("cpu", "x86_64"),
+        DeviceChoice("cuda:0", "NVIDIA H100"),
+        DeviceChoice("cuda:1", "NVIDIA H100"),
+    ]
     assert auto_device(devices) == "cuda:0"
     assert device_options(devices) == [
-        ("auto (cuda:0)", "auto"), ("cpu", "cpu"), ("cuda:0 NVIDIA H100", "cuda:0"), ("cuda:1 NVIDIA H100", "cuda:1"),
+        ("auto (cuda:0)", "auto"),
+        ("cpu", "cpu"),
+        ("cuda:0 NVIDIA H100", "cuda:0"),
+        ("cuda:1 NVIDIA H100", "cuda:1"),
     ]
     assert auto_device([DeviceChoice("cpu", "x")]) == "cpu"
 

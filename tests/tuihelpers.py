@@ -56,8 +56,10 @@ def screen_lines(app: App) -> list[str]:
     screenshot (App.export_screenshot) rather than from Textual's private compositor."""
     width, height = app.size
     rows = [[" "] * width for _ in range(height)]
-    runs = [(float(x), float(length), int(line), html.unescape(text).replace("\xa0", " "))
-            for x, length, line, text in _SVG_TEXT.findall(app.export_screenshot())]
+    runs = [
+        (float(x), float(length), int(line), html.unescape(text).replace("\xa0", " "))
+        for x, length, line, text in _SVG_TEXT.findall(app.export_screenshot())
+    ]
     # Rich writes x as column * character width, and textLength as characters * that width.
     char_width = next((length / len(text) for _, length, _, text in runs if text), 1.0)
     for x, _, line, text in runs:

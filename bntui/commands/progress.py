@@ -51,8 +51,7 @@ class FittedProgress(Progress):
         for dropped in range(len(self.DROP_ORDER) + 1):
             left_out = self.DROP_ORDER[:dropped]
             self.columns = tuple(
-                column for column in self.all_columns
-                if column.get_table_column().header not in left_out
+                column for column in self.all_columns if column.get_table_column().header not in left_out
             )
             table = super().make_tasks_table(tasks)
             if Measurement.get(self.out, options, table).maximum <= self.out.width:

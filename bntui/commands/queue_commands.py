@@ -47,16 +47,23 @@ def cmd_queue(settings: AppSettings, console: Console, as_json: bool = False) ->
         error(str(exc))
         return 1
     if as_json:
-        rows = [{**run.overview(), "where": where(run), "queue_place": run.queue_place,
-                 "stop_requested": run.stop_requested,
-                 "pid": run.owner.pid if run.owner else None,
-                 "host": run.owner.host if run.owner else None} for run in runs]
-        console.file.write(json.dumps({"runs": rows, "scheduler_pid": scheduler_pid(settings.runs_dir)},
-                                      indent=2) + "\n")
+        rows = [
+            {
+                **run.overview(),
+                "where": where(run),
+                "queue_place": run.queue_place,
+                "stop_requested": run.stop_requested,
+                "pid": run.owner.pid if run.owner else None,
+                "host": run.owner.host if run.owner else None,
+            }
+            for run in runs
+        ]
+        console.file.write(
+            json.dumps({"runs": rows, "scheduler_pid": scheduler_pid(settings.runs_dir)}, indent=2) + "\n"
+        )
         return 0
     if not runs:
-        console.print(f"nothing queued or running in {escape(str(settings.runs_dir))}",
-                      highlight=False, soft_wrap=True)
+        console.print(f"nothing queued or running in {escape(str(settings.runs_dir))}", highlight=False, soft_wrap=True)
         return 0
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     table.add_column("id", no_wrap=True)

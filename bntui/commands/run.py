@@ -18,7 +18,14 @@ from rich.progress import Progress
 from rich.box import SIMPLE_HEAD
 from rich.table import Table
 
-from bntui.config import BnChoice, Dataset, TrainingFields, check_device_available, default_seeds, format_validation_error
+from bntui.config import (
+    BnChoice,
+    Dataset,
+    TrainingFields,
+    check_device_available,
+    default_seeds,
+    format_validation_error,
+)
 from bntui.launch import LaunchPlan, plan_runs
 from bntui.settings import AppSettings
 from bntui.presets import PresetName
@@ -53,9 +60,26 @@ class RunRequest(Protocol):
 
 # RunCommand's fields that are not a run's own settings.
 _LAUNCH_ONLY_FIELDS = {
-    "bn", "seeds", "data_dir", "download", "threads", "json_file", "preset", "runs_dir", "detach",
-    "max_parallel", "pack", "backend", "slurm_partition", "slurm_time_min", "slurm_gpus", "slurm_cpus",
-    "sweep_file", "dry_run", "yes", "grid",
+    "bn",
+    "seeds",
+    "data_dir",
+    "download",
+    "threads",
+    "json_file",
+    "preset",
+    "runs_dir",
+    "detach",
+    "max_parallel",
+    "pack",
+    "backend",
+    "slurm_partition",
+    "slurm_time_min",
+    "slurm_gpus",
+    "slurm_cpus",
+    "sweep_file",
+    "dry_run",
+    "yes",
+    "grid",
 }
 
 
@@ -139,8 +163,11 @@ def cmd_run(request: RunRequest, settings: AppSettings, console: Console) -> int
         for run_id in run_ids:
             console.print(f"  {run_id}", highlight=False, soft_wrap=True)
         follow = f"bntui compare --group {plan.group}" if plan.group else f"bntui show {run_ids[0]}"
-        console.print(f"Follow them with `bntui queue` and `{follow}`; stop them with `bntui cancel`.",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"Follow them with `bntui queue` and `{follow}`; stop them with `bntui cancel`.",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 0
 
     follower = Follower(settings.runs_dir, run_ids, console)
@@ -173,8 +200,11 @@ def grid_confirmed(request: RunRequest, count: int) -> bool:
     if count <= GRID_LIMIT or request.yes:
         return True
     if not sys.stdin.isatty():
-        print(f"bntui: error: the launch makes {count} runs, more than {GRID_LIMIT}: "
-              "pass --yes to launch them (or --dry-run to list them)", file=sys.stderr)
+        print(
+            f"bntui: error: the launch makes {count} runs, more than {GRID_LIMIT}: "
+            "pass --yes to launch them (or --dry-run to list them)",
+            file=sys.stderr,
+        )
         return False
     try:
         answer = input(f"The launch makes {count} runs (more than {GRID_LIMIT}). Launch them? [y/N] ")
@@ -217,8 +247,10 @@ class Follower:
         }
         try:
             with self._progress() as progress:
-                tasks = {run_id: progress.add_task(run_id, total=None, epoch="-", loss="-", speed="-")
-                         for run_id in self.run_ids}
+                tasks = {
+                    run_id: progress.add_task(run_id, total=None, epoch="-", loss="-", speed="-")
+                    for run_id in self.run_ids
+                }
                 while True:
                     runs = self.latest()
                     for run in runs:
@@ -242,8 +274,10 @@ class Follower:
             if choice != "left":
                 progress.start()
         if choice == "left":
-            self.console.print("The runs go on without this terminal: follow them with `bntui queue`, "
-                               "stop them with `bntui cancel`.", highlight=False)
+            self.console.print(
+                "The runs go on without this terminal: follow them with `bntui queue`, stop them with `bntui cancel`.",
+                highlight=False,
+            )
             return "left"
         from bntui.runs.cancel import cancel_run
 
@@ -277,8 +311,7 @@ class Follower:
         if run.status in ("failed", "crashed", "diverged") and run.id not in self.told:
             self.told.add(run.id)
             message = record.message if record is not None else run.damaged
-            progress.console.print(f"[red]{escape(label)} {run.status}:[/] {escape(message or '')}",
-                                   highlight=False)
+            progress.console.print(f"[red]{escape(label)} {run.status}:[/] {escape(message or '')}", highlight=False)
 
 
 def _ask_stop_or_leave() -> str:
@@ -340,8 +373,10 @@ def _print_results(console: Console, runs: list[StoredRun]) -> None:
             summary.add_row(
                 arm,
                 str(len(finals)),
-                *(_mean_std([getattr(f, name) * 100 for f in finals], digits=2)
-                  for name in ("train_accuracy", "val_accuracy", "test_accuracy")),
+                *(
+                    _mean_std([getattr(f, name) * 100 for f in finals], digits=2)
+                    for name in ("train_accuracy", "val_accuracy", "test_accuracy")
+                ),
                 _mean_std([f.test_loss for f in finals], digits=4),
             )
         console.print(summary)

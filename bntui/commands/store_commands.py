@@ -43,6 +43,7 @@ _DROP_ORDER = ("dataset", "arch", "norm", "seed", "time", "best val loss", "epoc
 
 # -- formatting ------------------------------------------------------------------------------
 
+
 def _write_raw(console: Console, text: str) -> None:
     """Machine-readable output: bypass rich so nothing is wrapped or coloured."""
     console.file.write(text)
@@ -71,6 +72,7 @@ def _resolve(settings: AppSettings, refs: Sequence[str]) -> list[StoredRun] | No
 
 
 # -- runs ------------------------------------------------------------------------------------
+
 
 def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, query: str | None = None) -> int:
     try:
@@ -135,9 +137,7 @@ def cmd_runs(settings: AppSettings, console: Console, as_json: bool = False, que
     # Reasons are long: one line per damaged run below the table, not a column in it.
     for run in runs:
         if run.damaged:
-            console.print(
-                f"[red]damaged[/] {escape(run.id)}: {escape(run.damaged)}", highlight=False, soft_wrap=True
-            )
+            console.print(f"[red]damaged[/] {escape(run.id)}: {escape(run.damaged)}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -163,6 +163,7 @@ def _runs_row(run: StoredRun) -> dict[str, str]:
 
 
 # -- show ------------------------------------------------------------------------------------
+
 
 def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
     found = _resolve(settings, [run])
@@ -253,6 +254,7 @@ def cmd_show(settings: AppSettings, console: Console, run: str) -> int:
 
 # -- compare ---------------------------------------------------------------------------------
 
+
 def _compare_metrics(run: StoredRun) -> dict[str, tuple[float | None, str]]:
     """metric -> (value, kind) where kind picks the format: loss, accuracy, count, seconds."""
     record = run.record
@@ -277,9 +279,7 @@ def _format_delta(value: float | None, base: float | None, kind: str) -> str:
     return f" ({units.metric_delta(kind, value - base)})"
 
 
-def cmd_compare(
-    settings: AppSettings, console: Console, runs: Sequence[str], show_all: bool = False
-) -> int:
+def cmd_compare(settings: AppSettings, console: Console, runs: Sequence[str], show_all: bool = False) -> int:
     found = _resolve(settings, runs)
     if found is None:
         return 1
@@ -324,9 +324,8 @@ def cmd_compare(
 
 # -- export / import -------------------------------------------------------------------------
 
-def cmd_export(
-    settings: AppSettings, console: Console, runs: Sequence[str], output: str, force: bool = False
-) -> int:
+
+def cmd_export(settings: AppSettings, console: Console, runs: Sequence[str], output: str, force: bool = False) -> int:
     """All runs when none are named. With output "-" the document is the only thing on stdout.
     An existing file is only replaced with force (the TUI's export dialog asks instead)."""
     if not output.strip():  # Path("") is the current folder, which "exists"
@@ -368,9 +367,7 @@ def cmd_export(
         error(f"cannot write to stdout: {exc.strerror or exc}")
         return 1
     if output != "-":
-        console.print(
-            f"exported {counted(len(doc.runs), 'run')} to {escape(output)}", highlight=False, soft_wrap=True
-        )
+        console.print(f"exported {counted(len(doc.runs), 'run')} to {escape(output)}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -400,6 +397,7 @@ def cmd_import(settings: AppSettings, console: Console, path: str | Path) -> int
 
 # -- rm ----------------------------------------------------------------------------------------
 
+
 def _ask(console: Console) -> Callable[[str], bool]:
     def confirm(question: str) -> bool:
         from rich.prompt import Confirm
@@ -426,8 +424,7 @@ def cmd_rm(
     # A queued run would be started by the scheduler after its folder is gone: stop it first.
     running = [run for run in unique if run.active]
     for run in running:
-        error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it "
-               "(nothing removed for it)")
+        error(f"run {run.id} is {run.status}: stop it (bntui cancel) before removing it (nothing removed for it)")
     removable = [run for run in unique if not run.active]
     if not removable:
         return 1
@@ -450,6 +447,7 @@ def cmd_rm(
 
 
 # -- schema ------------------------------------------------------------------------------------
+
 
 def cmd_schema(console: Console) -> int:
     _write_raw(console, json.dumps(json_schema(), indent=2) + "\n")

@@ -17,8 +17,9 @@ def print_dry_run(console: Console, plan: LaunchPlan) -> int:
     configs = plan.configs
     swept = varied_settings(configs)
     where = f" in group {plan.group}" if plan.group else ""
-    console.print(f"{counted(len(configs), 'run')}{where} (dry run: nothing was launched)",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"{counted(len(configs), 'run')}{where} (dry run: nothing was launched)", highlight=False, soft_wrap=True
+    )
     table = Table(box=SIMPLE_HEAD, show_edge=False, title=None)
     for column in ("#", "run", *swept, "bn", "seed"):
         table.add_column(column, justify="right" if column in ("#", "seed") else "left", no_wrap=True)
@@ -70,11 +71,13 @@ def print_group_table(console: Console, records, fmt: str) -> int:
         std = "n/a" if arm.test_accuracy_std is None else points(arm.test_accuracy_std, signed=False)
         rows.append([arm.label, str(arm.n), percent(arm.test_accuracy_mean), std, "", ""])
     paired = summary.paired
-    ci = ("n/a" if paired is None or paired.ci_low is None
-          else f"[{points(paired.ci_low)}, {points(paired.ci_high)}]")
-    rows.append(["BN - no BN", str(summary.k), points(paired.mean_diff if paired else None), "", ci,
-                 summary.verdict])
-    table = PlainTable(["arm", "n", "test accuracy", "sd (points)", "95% CI (points)", "verdict"], rows,
-                       f"{summary.title}: test accuracy, paired by seed", numeric={1, 2, 3})
+    ci = "n/a" if paired is None or paired.ci_low is None else f"[{points(paired.ci_low)}, {points(paired.ci_high)}]"
+    rows.append(["BN - no BN", str(summary.k), points(paired.mean_diff if paired else None), "", ci, summary.verdict])
+    table = PlainTable(
+        ["arm", "n", "test accuracy", "sd (points)", "95% CI (points)", "verdict"],
+        rows,
+        f"{summary.title}: test accuracy, paired by seed",
+        numeric={1, 2, 3},
+    )
     console.file.write(render(table, fmt))
     return 0

@@ -30,8 +30,9 @@ def runs_named(settings: AppSettings, ref: str) -> list[StoredRun]:
     return in_group or [load_run(settings.runs_dir, ref)]
 
 
-def cmd_tag(settings: AppSettings, console: Console, ref: str,
-            add: Sequence[str] = (), remove: Sequence[str] = ()) -> int:
+def cmd_tag(
+    settings: AppSettings, console: Console, ref: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+) -> int:
     try:
         runs = runs_named(settings, ref)
         for run in runs:
@@ -57,8 +58,9 @@ def cmd_note(settings: AppSettings, console: Console, ref: str, text: str) -> in
     return 0
 
 
-def cmd_export_table(settings: AppSettings, console: Console, refs: Sequence[str], output: str,
-                     fmt: str, force: bool = False) -> int:
+def cmd_export_table(
+    settings: AppSettings, console: Console, refs: Sequence[str], output: str, fmt: str, force: bool = False
+) -> int:
     from bntui.store.layout import atomic_write_bytes
 
     if not output.strip():

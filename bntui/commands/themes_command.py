@@ -71,9 +71,7 @@ def _palette(theme: ThemeFile, console: Console) -> Text:
 
 
 def _source(catalog: ThemeCatalog, name: str) -> str:
-    return _origin(catalog, catalog.sources[name]) + (
-        ", replaces the shipped one" if name in catalog.replaced else ""
-    )
+    return _origin(catalog, catalog.sources[name]) + (", replaces the shipped one" if name in catalog.replaced else "")
 
 
 def _origin(catalog: ThemeCatalog, path: Path) -> str:

@@ -56,9 +56,7 @@ class _Spec:
 _SPECS: dict[str, _Spec] = {
     "mnist-mini": _Spec("", (), (1, 28, 28), 4000, 1000, DIGITS),
     "mnist": _Spec("MNIST/raw", MNIST_FILES, (1, 28, 28), 60000, 10000, DIGITS),
-    "fashion-mnist": _Spec(
-        "FashionMNIST/raw", MNIST_FILES, (1, 28, 28), 60000, 10000, FASHION_CLASSES
-    ),
+    "fashion-mnist": _Spec("FashionMNIST/raw", MNIST_FILES, (1, 28, 28), 60000, 10000, FASHION_CLASSES),
     "cifar10": _Spec(CIFAR_FOLDER, CIFAR_FILES, (3, 32, 32), 50000, 10000, CIFAR_CLASSES),
 }
 
@@ -169,9 +167,7 @@ def load_raw(name: str, data_dir: Path, download: bool = False):
         train_set, test_set = _torchvision_splits(name, data_dir, download)
     except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError variously
         problem = "could not be downloaded" if download else "could not be read"
-        raise DatasetMissing(
-            missing_message(name, data_dir, f"{problem}: {_one_line(exc)}")
-        ) from exc
+        raise DatasetMissing(missing_message(name, data_dir, f"{problem}: {_one_line(exc)}")) from exc
     import torch
 
     def images(dataset) -> torch.Tensor:
@@ -191,7 +187,10 @@ def load_raw(name: str, data_dir: Path, download: bool = False):
         )
     train_labels, test_labels = labels(train_set), labels(test_set)
     files = expected_files(name, data_dir)
-    for split, split_images, split_labels in (("train", train_images, train_labels), ("test", test_images, test_labels)):
+    for split, split_images, split_labels in (
+        ("train", train_images, train_labels),
+        ("test", test_images, test_labels),
+    ):
         _check_labels(name, _split_files(name, files, split), split_images, split_labels, len(spec.classes))
     return train_images, train_labels, test_images, test_labels
 
@@ -215,9 +214,7 @@ def _check_labels(name: str, paths: tuple[Path, Path], images, labels, classes: 
         )
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
         wrong = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
-        raise DatasetMissing(
-            f"dataset {name}: {label_file} holds the label {wrong}: labels must be 0..{classes - 1}"
-        )
+        raise DatasetMissing(f"dataset {name}: {label_file} holds the label {wrong}: labels must be 0..{classes - 1}")
 
 
 def _torchvision_splits(name: str, data_dir: Path, download: bool):
@@ -300,18 +297,14 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def load_split_tensors(
-    config, data_dir: Path, download: bool = False, device=None, raw=None
-) -> SplitTensors:
+def load_split_tensors(config, data_dir: Path, download: bool = False, device=None, raw=None) -> SplitTensors:
     """Load `config.dataset` once, split the pool into train/validation by `config.seed`
     and `config.val_fraction`, normalize, and place every split on `device`. `raw`:
     load_raw's result for the dataset, where the caller has it (a pack of several seeds)."""
     import torch
 
     device = torch.device("cpu") if device is None else torch.device(device)
-    train_images, train_labels, test_images, test_labels = raw or load_raw(
-        config.dataset, data_dir, download
-    )
+    train_images, train_labels, test_images, test_labels = raw or load_raw(config.dataset, data_dir, download)
     train_idx, val_idx = split_pool(len(train_labels), config.val_fraction, config.seed)
 
     def place(images: torch.Tensor) -> torch.Tensor:

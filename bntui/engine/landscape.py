@@ -84,10 +84,7 @@ def measure(
         _, gradient = loss_and_gradient(model, parameters, images, targets)
         losses, changes = [], []
         for eta in etas:
-            moved = {
-                name: value.detach() - eta * grad
-                for (name, value), grad in zip(parameters.items(), gradient)
-            }
+            moved = {name: value.detach() - eta * grad for (name, value), grad in zip(parameters.items(), gradient)}
             loss, moved_gradient = loss_and_gradient(model, moved, images, targets)
             losses.append(loss)
             changes.append(_norm(torch._foreach_sub(gradient, moved_gradient)))
@@ -96,8 +93,7 @@ def measure(
     count = len(etas)
     losses_, changes_, gradient_norm = numbers[:count], numbers[count : 2 * count], numbers[-1]
     smoothness = [
-        change / (eta * gradient_norm) if gradient_norm > 0 else math.nan
-        for change, eta in zip(changes_, etas)
+        change / (eta * gradient_norm) if gradient_norm > 0 else math.nan for change, eta in zip(changes_, etas)
     ]
     found = {
         "loss_min": _extreme(min, losses_),

@@ -94,8 +94,10 @@ def check_model_fits(parameters: int | None, config, device: torch.device) -> No
     if host is not None and parameters * FLOAT_BYTES > host:
         problem = f"its weights alone need {_gigabytes(parameters * FLOAT_BYTES)} and this machine has {_gigabytes(host)} of memory"
     elif on_device is not None and needed > on_device:
-        problem = (f"training it with {config.optimizer} needs about {_gigabytes(needed)} and "
-                   f"{device} has {_gigabytes(on_device)}")
+        problem = (
+            f"training it with {config.optimizer} needs about {_gigabytes(needed)} and "
+            f"{device} has {_gigabytes(on_device)}"
+        )
     if problem is not None:
         raise ValueError(
             f"hidden_sizes: the model would have {parameters:,} parameters: {problem}; "

@@ -127,8 +127,10 @@ class _BatchRenorm:
         return y
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, rmax={self.rmax}, dmax={self.dmax}, "  # type: ignore[misc]
-                f"warmup_steps={self.warmup_steps}")
+        return (
+            f"{super().extra_repr()}, rmax={self.rmax}, dmax={self.dmax}, "  # type: ignore[misc]
+            f"warmup_steps={self.warmup_steps}"
+        )
 
 
 class BatchRenorm1d(_BatchRenorm, nn.BatchNorm1d):
@@ -155,7 +157,10 @@ def make_norm(config, features: int, conv: bool) -> nn.Module:
     if norm == "renorm":
         renorm = BatchRenorm2d if conv else BatchRenorm1d
         return renorm(
-            features, config.renorm_rmax, config.renorm_dmax, config.renorm_warmup_steps,
+            features,
+            config.renorm_rmax,
+            config.renorm_dmax,
+            config.renorm_warmup_steps,
             **batch_options,
         )
     plain = {"eps": config.bn_eps, "affine": config.bn_affine}

@@ -191,9 +191,7 @@ def make_optimizer(config, model: nn.Module, capturable: bool = False) -> torch.
     else:
         cls, options = torch.optim.SGD, {"lr": config.lr, "momentum": config.sgd_momentum}
     parameters = list(model.parameters())
-    fused = all(
-        p.device.type in fused_optimizer_devices() and p.is_floating_point() for p in parameters
-    )
+    fused = all(p.device.type in fused_optimizer_devices() and p.is_floating_point() for p in parameters)
     return cls(parameters, **options, fused=fused or None)
 
 
@@ -388,9 +386,7 @@ class _Run:
         train_eval_loss, train_accuracy = evaluate(model, data.train_x, data.train_y)
         batch_stats = (None, None)
         if self.config.bn:
-            batch_stats = evaluate_batch_statistics(
-                model, data.val_x, data.val_y, self.config.batch_size
-            )
+            batch_stats = evaluate_batch_statistics(model, data.val_x, data.val_y, self.config.batch_size)
         event = EpochEnded(
             epoch=epoch,
             step=self.step,

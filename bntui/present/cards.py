@@ -65,10 +65,7 @@ def card_content(summary: GroupSummary) -> CardContent:
     if paired is None:
         difference = "BN − no BN: no pairs to compare"
     elif paired.ci_low is None:
-        difference = (
-            f"BN − no BN: {points(paired.mean_diff)} points "
-            f"(one seed: no confidence interval)"
-        )
+        difference = f"BN − no BN: {points(paired.mean_diff)} points (one seed: no confidence interval)"
     else:
         p_value = paired.p_value
         p_text = "" if p_value is None else f", p = {p_value:.3g}"
@@ -79,16 +76,13 @@ def card_content(summary: GroupSummary) -> CardContent:
         )
 
     seeds = ", ".join(str(p.seed) for p in summary.pairs)
-    seeds_line = counted(summary.k, "seed pair") + (
-        f" (seeds {seeds}), paired by seed" if seeds else ""
-    )
+    seeds_line = counted(summary.k, "seed pair") + (f" (seeds {seeds}), paired by seed" if seeds else "")
 
     target_line = None
     target_rows: list[tuple[str, str]] = []
     if summary.target_accuracy is not None and summary.k:
         target_line = (
-            f"Epochs to reach {percent(summary.target_accuracy)} validation accuracy "
-            f"(target: {summary.target_source}):"
+            f"Epochs to reach {percent(summary.target_accuracy)} validation accuracy (target: {summary.target_source}):"
         )
         target_rows = [_target_row(summary.bn), _target_row(summary.no_bn)]
 
@@ -107,7 +101,8 @@ def card_content(summary: GroupSummary) -> CardContent:
         seeds_line=seeds_line,
         arm_rows=[_arm_row(summary.bn), _arm_row(summary.no_bn)] if summary.k else [],
         # one seed per arm has no sd to speak of
-        arms_title="Test accuracy (one seed per arm)" if summary.k == 1
+        arms_title="Test accuracy (one seed per arm)"
+        if summary.k == 1
         else "Test accuracy (mean ± sd over seeds, sd in points)",
         difference_line=difference,
         verdict=summary.verdict,
@@ -137,9 +132,7 @@ def group_card_text(summary: GroupSummary) -> str:
         lines += [f"  {label:<6} {value}" for label, value in card.target_rows]
     if card.seed_rows:
         lines.append("Per seed (test accuracy):")
-        widths = [
-            max(len(row[i]) for row in [card.seed_header, *card.seed_rows]) for i in range(4)
-        ]
+        widths = [max(len(row[i]) for row in [card.seed_header, *card.seed_rows]) for i in range(4)]
         for row in [card.seed_header, *card.seed_rows]:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if card.seed_rows_hidden:

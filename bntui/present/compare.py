@@ -27,10 +27,7 @@ def unique_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
 def run_labels(records: Sequence[RunRecord]) -> list[str]:
     """dataset/arch/BN/seed per run; runs that would share a label get their id added."""
     labels = [record.config.label for record in records]
-    return [
-        f"{label} ({record.id})" if labels.count(label) > 1 else label
-        for label, record in zip(labels, records)
-    ]
+    return [f"{label} ({record.id})" if labels.count(label) > 1 else label for label, record in zip(labels, records)]
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -75,9 +72,7 @@ class ComparisonRow:
     is_reference: bool
 
 
-def comparison_rows(
-    records: Sequence[RunRecord], reference_index: int, metric: str
-) -> list[ComparisonRow]:
+def comparison_rows(records: Sequence[RunRecord], reference_index: int, metric: str) -> list[ComparisonRow]:
     labels = run_labels(records)
     summaries = [metric_summary(record, metric) for record in records]
     reference = summaries[reference_index] if summaries else MetricSummary(None, None, None)
@@ -117,5 +112,3 @@ def config_diff(records: Sequence[RunRecord], show_all: bool = False, *, group: 
         if differs or show_all:
             rows.append(SettingRow(name, [setting(v) for v in values], differs))
     return rows
-
-

@@ -144,8 +144,6 @@ def integer_ticks(low: float, high: float, most: int = 5) -> list[int]:
         power *= 10
 
 
-
-
 @dataclass(frozen=True)
 class _Fitted:
     traces: list[Trace]
@@ -170,8 +168,9 @@ def _fit(figure: Figure, columns: int) -> _Fitted:
     return _Fitted(traces, ys_all, xs_all)
 
 
-def build_figure(figure: Figure, width: int, height: int, foreground: RGB | None = None,
-                 background: RGB | None = None) -> str:
+def build_figure(
+    figure: Figure, width: int, height: int, foreground: RGB | None = None, background: RGB | None = None
+) -> str:
     """plotext's ANSI text of `figure` drawn `width` x `height` (without title and key); no
     colours given: the terminal's own."""
     fitted = _fit(figure, max(width - AXIS_COLUMNS, 10))
@@ -214,8 +213,9 @@ def build_figure(figure: Figure, width: int, height: int, foreground: RGB | None
         return plotext.build()
 
 
-def figure_lines(figure: Figure, width: int, height: int, foreground: RGB | None = None,
-                 background: RGB | None = None) -> list[Text]:
+def figure_lines(
+    figure: Figure, width: int, height: int, foreground: RGB | None = None, background: RGB | None = None
+) -> list[Text]:
     """The plot as lines of Rich text: its title, plotext's figure, its key (`height` at most)."""
     lines: list[Text] = []
     if figure.title:

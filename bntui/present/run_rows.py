@@ -27,11 +27,16 @@ def runs_table(runs: Sequence[Any]) -> PlainTable:
             continue
         notes = read_annotations(run.path)
         final = record.final
-        rows.append([
-            run.id, record.group or "", run.status,
-            *(setting(getattr(record.config, name)) for name in settings),
-            " ".join(notes.tags), notes.note or "",
-            *(repr(getattr(final, name)) if final is not None else "" for name in FINAL_METRICS),
-        ])
+        rows.append(
+            [
+                run.id,
+                record.group or "",
+                run.status,
+                *(setting(getattr(record.config, name)) for name in settings),
+                " ".join(notes.tags),
+                notes.note or "",
+                *(repr(getattr(final, name)) if final is not None else "" for name in FINAL_METRICS),
+            ]
+        )
     numeric = {headers.index(name) for name in FINAL_METRICS}
     return PlainTable(headers, rows, "", numeric)

@@ -40,9 +40,10 @@ def number(summary: SweepSummary, value: float | None, signed: bool = False) -> 
     return f"{scaled(summary, value):{'+' if signed else ''}.{digits}f}"
 
 
-def plus_minus(summary: SweepSummary, mean: float | None, low: float | None, high: float | None,
-               signed: bool = False) -> str:
-    """"80.70 ± 0.50": a mean and its CI's half-width ("n/a" without a mean, no ± from one seed)."""
+def plus_minus(
+    summary: SweepSummary, mean: float | None, low: float | None, high: float | None, signed: bool = False
+) -> str:
+    """ "80.70 ± 0.50": a mean and its CI's half-width ("n/a" without a mean, no ± from one seed)."""
     text = number(summary, mean, signed=signed)
     if mean is not None and low is not None and high is not None:
         text += f" ± {number(summary, (high - low) / 2)}"
@@ -74,15 +75,16 @@ def short_verdict(point: SweepPoint) -> str:
 
 def sweep_title(summary: SweepSummary) -> str:
     unit = " (%)" if "accuracy" in summary.metric else ""
-    return (f"Sweep over {' x '.join(summary.settings)}: {summary.metric_label}{unit}, "
-            "mean ± 95% CI over seeds; BN - no BN paired by seed")
+    return (
+        f"Sweep over {' x '.join(summary.settings)}: {summary.metric_label}{unit}, "
+        "mean ± 95% CI over seeds; BN - no BN paired by seed"
+    )
 
 
 def sweep_table(summary: SweepSummary) -> PlainTable:
     if len(summary.settings) == 2:
         return _two_way_table(summary)
-    headers = [*summary.settings, "BN", "no BN", "BN - no BN", "verdict", "seeds BN / no BN",
-               "diverged BN / no BN"]
+    headers = [*summary.settings, "BN", "no BN", "BN - no BN", "verdict", "seeds BN / no BN", "diverged BN / no BN"]
     rows = [
         [
             *(value_text(v) for v in point.values),
@@ -100,10 +102,12 @@ def sweep_table(summary: SweepSummary) -> PlainTable:
 
 
 def single_arm(summary: SweepSummary) -> str | None:
-    """"bn" or "no_bn" when the sweep has runs of one arm only (e.g. `--bn on`), else None."""
-    present = {arm for arm in ("bn", "no_bn")
-               if any(getattr(p, arm).n or getattr(p, arm).diverged or getattr(p, arm).other
-                      for p in summary.points)}
+    """ "bn" or "no_bn" when the sweep has runs of one arm only (e.g. `--bn on`), else None."""
+    present = {
+        arm
+        for arm in ("bn", "no_bn")
+        if any(getattr(p, arm).n or getattr(p, arm).diverged or getattr(p, arm).other for p in summary.points)
+    }
     return present.pop() if len(present) == 1 else None
 
 
@@ -123,10 +127,11 @@ def _two_way_table(summary: SweepSummary) -> PlainTable:
             row.append("-" if point is None else _two_way_cell(summary, point, arm))
         rows.append(row)
     if arm is None:
-        title = (f"BN - no BN, {summary.metric_label}: paired mean ± 95% CI over seeds; "
-                 "d: diverged runs (BN/no BN)")
+        title = f"BN - no BN, {summary.metric_label}: paired mean ± 95% CI over seeds; d: diverged runs (BN/no BN)"
     else:
-        title = f"{'BN' if arm == 'bn' else 'no BN'}, {summary.metric_label}: mean ± 95% CI over seeds; d: diverged runs"
+        title = (
+            f"{'BN' if arm == 'bn' else 'no BN'}, {summary.metric_label}: mean ± 95% CI over seeds; d: diverged runs"
+        )
     return PlainTable(headers, rows, title, numeric=set(range(1, len(headers))))
 
 
@@ -151,17 +156,27 @@ def sweep_plot(summary: SweepSummary, width: int = 80, height: int = 20) -> Text
         points = [(x, pick(p)) for x, p in zip(xs, summary.points) if pick(p).mean is not None]
         banded = [(x, a) for x, a in points if a.low is not None]
         for bound in ("low", "high") if banded else ():
-            traces.append(Trace(tuple(x for x, _ in banded),
-                                tuple(band_edge(summary, getattr(a, bound)) for _, a in banded), color, "dot"))
+            traces.append(
+                Trace(
+                    tuple(x for x, _ in banded),
+                    tuple(band_edge(summary, getattr(a, bound)) for _, a in banded),
+                    color,
+                    "dot",
+                )
+            )
         if points:
-            traces.append(Trace(tuple(x for x, _ in points),
-                                tuple(scaled(summary, a.mean) for _, a in points), color, "braille"))
+            traces.append(
+                Trace(tuple(x for x, _ in points), tuple(scaled(summary, a.mean) for _, a in points), color, "braille")
+            )
     key = Text()
     key.append("■ BN ", style="bold blue")
     key.append("■ no BN ", style="bold red")
     key.append("⠒⠒ mean •• 95% CI")
     figure = Figure(
-        tuple(traces), title=f"{summary.metric_label} against {summary.settings[0]} (bands: 95% CI)",
-        xlabel=summary.settings[0] + (" (log)" if summary.log_x else ""), key=key, log_x=summary.log_x,
+        tuple(traces),
+        title=f"{summary.metric_label} against {summary.settings[0]} (bands: 95% CI)",
+        xlabel=summary.settings[0] + (" (log)" if summary.log_x else ""),
+        key=key,
+        log_x=summary.log_x,
     )
     return Text("\n").join(figure_lines(figure, width, height))

@@ -57,9 +57,7 @@ def reconcile_slurm(runs_dir: Path) -> list[str]:
     from bntui.store.reader import slurm_job_of
     from bntui.store.writer import end_unstarted_run
 
-    waiting = [
-        (entry, job) for entry in entries(runs_dir) if (job := slurm_job_of(Path(runs_dir) / entry.run_id))
-    ]
+    waiting = [(entry, job) for entry in entries(runs_dir) if (job := slurm_job_of(Path(runs_dir) / entry.run_id))]
     if not waiting:
         return []
     alive = active_jobs()

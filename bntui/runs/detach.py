@@ -21,9 +21,7 @@ def module_command(module: str, *args: object) -> list[str]:
     return python_command("-m", module, *(str(arg) for arg in args))
 
 
-def spawn_detached(
-    command: Sequence[str], *, log_path: Path, cwd: Path, reap: bool = True
-) -> subprocess.Popen[bytes]:
+def spawn_detached(command: Sequence[str], *, log_path: Path, cwd: Path, reap: bool = True) -> subprocess.Popen[bytes]:
     """Start `command` in a new session with stdout and stderr appended to `log_path`.
 
     `reap`: wait for it in a daemon thread, so that a long-lived parent (the TUI) never keeps

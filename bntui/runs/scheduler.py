@@ -147,8 +147,11 @@ class Scheduler:
                 continue  # claimed: the run's own files tell the rest
             self.failed_starts[run_id] += 1
             if self.failed_starts[run_id] >= MAX_STARTS:
-                self.refuse(entry, f"the trainer did not start (exit status {process.returncode}; see "
-                                   f"{self.runs_dir / run_id / 'trainer.log'})")
+                self.refuse(
+                    entry,
+                    f"the trainer did not start (exit status {process.returncode}; see "
+                    f"{self.runs_dir / run_id / 'trainer.log'})",
+                )
 
     def busy(self) -> Counter[str]:
         """Trainers per device: this scheduler's children, and live local runs in the store

@@ -36,15 +36,18 @@ def available() -> bool:
 def check(options: SlurmOptions, runs_dir: Path) -> None:
     """Everything that can be checked before anything is queued. Raises SlurmError."""
     if not available():
-        raise SlurmError("--backend slurm: sbatch is not on PATH (install SLURM's client tools, "
-                         "or use --backend local)")
+        raise SlurmError(
+            "--backend slurm: sbatch is not on PATH (install SLURM's client tools, or use --backend local)"
+        )
     result = _run(["sinfo", "-h", "-o", "%P"])
     if result.returncode != 0:
         raise SlurmError(f"--backend slurm: sinfo cannot reach the cluster: {_last_line(result.stderr)}")
     partitions = [name.rstrip("*") for name in result.stdout.split()]
     if options.partition is not None and options.partition not in partitions:
-        raise SlurmError(f"--slurm-partition: no partition {options.partition!r} on this cluster "
-                         f"(partitions: {', '.join(partitions) or 'none'})")
+        raise SlurmError(
+            f"--slurm-partition: no partition {options.partition!r} on this cluster "
+            f"(partitions: {', '.join(partitions) or 'none'})"
+        )
     if not runs_dir.is_absolute():
         raise SlurmError(f"--runs-dir: {runs_dir} must be an absolute path that the cluster's nodes share")
 

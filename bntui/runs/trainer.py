@@ -75,9 +75,7 @@ def run_entry(runs_dir: str | Path, entry_name: str) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
     cancel_file = run_dir / CANCEL_FILE
-    threading.Thread(
-        target=_watch_cancel_file, args=(cancel_file, stop, done), daemon=True
-    ).start()
+    threading.Thread(target=_watch_cancel_file, args=(cancel_file, stop, done), daemon=True).start()
     if cancel_file.exists():
         stop.set()  # cancelled between the claim and now: store it as cancelled at once
 
@@ -86,8 +84,9 @@ def run_entry(runs_dir: str | Path, entry_name: str) -> int:
     def ending(result: RunResult) -> RunResult:
         if job and result.status == "cancelled" and signalled.is_set() and not cancel_file.exists():
             message = f"SLURM job {job} was stopped by the cluster (time limit, preemption or scancel)"
-            return RunResult(status="crashed", started=result.started, epochs=result.epochs,
-                             final=result.final, message=message)
+            return RunResult(
+                status="crashed", started=result.started, epochs=result.epochs, final=result.final, message=message
+            )
         return result
 
     try:

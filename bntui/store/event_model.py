@@ -22,8 +22,18 @@ from bntui.store.schema import MAX_TEXT, Accuracy, Count, Loss, Seconds, Timesta
 # dataclass's own type (checked strictly: 1 is not a str, true is not an int).
 _LIMITS: dict[str, Any] = {
     **dict.fromkeys(
-        ("epoch", "step", "steps", "epochs", "epochs_done", "steps_per_epoch", "parameters",
-         "train_size", "val_size", "test_size"),
+        (
+            "epoch",
+            "step",
+            "steps",
+            "epochs",
+            "epochs_done",
+            "steps_per_epoch",
+            "parameters",
+            "train_size",
+            "val_size",
+            "test_size",
+        ),
         Count,
     ),
     **dict.fromkeys(("train_loss", "val_loss", "test_loss"), Loss),

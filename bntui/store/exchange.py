@@ -96,9 +96,7 @@ def read_export(path: str | Path, *, stdin: TextIO | None = None) -> list[object
     except JsonProblem as exc:
         raise ImportFileError(f"{name}: {exc}") from None
     if not isinstance(data, dict) or "runs" not in data:
-        raise ImportFileError(
-            f"{name}: not a bntui export (expected a JSON object with schema_version and runs)"
-        )
+        raise ImportFileError(f"{name}: not a bntui export (expected a JSON object with schema_version and runs)")
     version = data.get("schema_version")
     if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:  # true == 1
         supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))

@@ -105,8 +105,10 @@ class Brief(NamedTuple):
 
 def encode_brief(record: RunRecord, totals: RunTotals, owner: Owner | None) -> bytes:
     # Shallow: RunTotals holds plain JSON values (dataclasses.asdict deep-copies them, slowly).
-    extra = {"totals": {name: getattr(totals, name) for name in _TOTALS_FIELDS},
-             "owner": owner.model_dump() if owner is not None else None}
+    extra = {
+        "totals": {name: getattr(totals, name) for name in _TOTALS_FIELDS},
+        "owner": owner.model_dump() if owner is not None else None,
+    }
     return record.model_dump_json().encode("utf-8") + b"\t" + json.dumps(extra, separators=(",", ":")).encode("utf-8")
 
 
@@ -117,7 +119,7 @@ def decode_brief(data: bytes, run_id: str) -> Brief | None:
         return None
     try:
         record = RunRecord.model_validate_json(data[:tab])
-        extra = json.loads(data[tab + 1:])
+        extra = json.loads(data[tab + 1 :])
         totals = _TOTALS.validate_python(extra["totals"])
         owner = Owner.model_validate(extra["owner"]) if extra["owner"] is not None else None
     except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
@@ -280,4 +282,3 @@ def row_of(run: Any, check: str) -> IndexRow:
         norm=config.norm if config else None,
         seed=config.seed if config else None,
     )
-

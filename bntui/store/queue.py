@@ -30,7 +30,6 @@ from bntui.store.layout import (
 QUEUE_DIR = ".queue"
 
 
-
 class LaunchSpec(BaseModel):
     """One queue entry (and, once claimed, the run's launch.json): everything a trainer needs
     besides the run's config.json."""

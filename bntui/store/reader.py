@@ -198,6 +198,7 @@ def load_model_state(run: StoredRun) -> dict[str, Any]:
 
 # -- events.jsonl ------------------------------------------------------------------------------
 
+
 def parse_event_line(line: bytes) -> dict[str, Any] | None:
     """One events.jsonl line as a validated event's data (the event model: bntui.store.event_model),
     None for a blank line or an event kind from a newer bntui; ValueError (one-line reason) for
@@ -394,6 +395,7 @@ def _seeded_log(folder: Path, stat: os.stat_result, live: bool) -> EventLog:
     prefix its writer still owns (the lines after it are read). Anything else: the whole log is
     folded, as if there were no listing.json."""
     identity = (stat.st_dev, stat.st_ino)
+
     def blank() -> EventLog:
         return EventLog(identity=identity, keep_series=False)
 
@@ -403,8 +405,12 @@ def _seeded_log(folder: Path, stat: os.stat_result, live: bool) -> EventLog:
     try:
         listing = ListingFile.model_validate(data)
         totals = _TOTALS.validate_python(listing.totals)
-        lines = {"started": listing.started, "terminal": listing.terminal,
-                 "last_epoch": totals.last_epoch, "last_progress": totals.last_progress}
+        lines = {
+            "started": listing.started,
+            "terminal": listing.terminal,
+            "last_epoch": totals.last_epoch,
+            "last_progress": totals.last_progress,
+        }
         for name, line in lines.items():
             if line is not None and (line.get("type") not in _SEEDED_KINDS[name] or validate_event(line) is None):
                 return blank()
@@ -559,18 +565,14 @@ def _read_run(
         if config_stat is None:
             cache.config, cache.config_problem = None, "config.json missing"
         else:
-            cache.config, cache.config_problem = _parse_file(
-                folder / CONFIG_FILE, "config.json", ConfigFile
-            )
+            cache.config, cache.config_problem = _parse_file(folder / CONFIG_FILE, "config.json", ConfigFile)
     summary_sig = _signature(summary_stat)
     if summary_sig != cache.summary_sig:
         cache.summary_sig = summary_sig
         if summary_stat is None:
             cache.summary, cache.summary_problem = None, None
         else:
-            cache.summary, cache.summary_problem = _parse_file(
-                folder / SUMMARY_FILE, "summary.json", SummaryFile
-            )
+            cache.summary, cache.summary_problem = _parse_file(folder / SUMMARY_FILE, "summary.json", SummaryFile)
     live = False
     owner = cache.config.owner if cache.config is not None else None
     if cache.summary is None:
@@ -606,8 +608,18 @@ def _read_run(
 
     # Someone asked it to stop (bntui cancel, ctrl+t): its trainer will end it at its next step.
     stop_requested = live and _stat(folder / CANCEL_FILE) is not None
-    key = (config_sig, summary_sig, log.identity, log.seen, log.version, status, live, tuple(problems),
-           queue_place, stop_requested)
+    key = (
+        config_sig,
+        summary_sig,
+        log.identity,
+        log.seen,
+        log.version,
+        status,
+        live,
+        tuple(problems),
+        queue_place,
+        stop_requested,
+    )
     if listing and key == cache.built_key and cache.built is not None:
         return cache.built
     if not listing and key == cache.full_key and cache.full_built is not None:
@@ -681,8 +693,13 @@ def _unreadable_run(folder: Path, cache: _RunCache, problem: str) -> StoredRun:
         created = datetime.fromtimestamp(folder_stat.st_mtime).astimezone() if folder_stat else None
         cache.built_key = key
         cache.built = StoredRun(
-            id=folder.name, path=folder, brief=None, status="crashed", damaged=problem,
-            live=False, created=created,
+            id=folder.name,
+            path=folder,
+            brief=None,
+            status="crashed",
+            damaged=problem,
+            live=False,
+            created=created,
         )
     return cache.built
 
@@ -699,6 +716,7 @@ def _cut_short(summary: SummaryFile | None, log: EventLog) -> str | None:
 
 
 # -- the store -----------------------------------------------------------------------------------
+
 
 def sort_key(run: StoredRun) -> tuple[float, str]:
     return (run.created.timestamp() if run.created else 0.0, run.id)
@@ -800,9 +818,7 @@ class RunStoreReader:
             raise RunNotFound(f"no run {ref!r} in {self.runs_dir} (see `bntui runs`)")
         if len(runs) > 1:
             shown = ", ".join(run.id for run in runs[:5]) + (", ..." if len(runs) > 5 else "")
-            raise AmbiguousRun(
-                f"{ref!r} matches {len(runs)} runs ({shown}): give more of the id"
-            )
+            raise AmbiguousRun(f"{ref!r} matches {len(runs)} runs ({shown}): give more of the id")
         return runs[0]
 
     def _read(self, name: str, now: float, queue_place: int | None, *, listing: bool) -> StoredRun | None:
@@ -815,7 +831,9 @@ class RunStoreReader:
             # from taking every other run (and the TUI's watcher) down with it.
             self._cache[name] = _RunCache()
             folder = self.runs_dir / name
-            return _unreadable_run(folder, _RunCache(), f"cannot read: unexpected {type(exc).__name__}: {str(exc)[:200]}")
+            return _unreadable_run(
+                folder, _RunCache(), f"cannot read: unexpected {type(exc).__name__}: {str(exc)[:200]}"
+            )
 
 
 @contextmanager

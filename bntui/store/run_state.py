@@ -71,9 +71,7 @@ class RunState:
     started: RunStarted | None = None
     terminal: Event | None = None
     epochs: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in REQUIRED_EPOCH_KEYS})
-    epoch_optional: dict[str, list[Any]] = field(
-        default_factory=lambda: {k: [] for k in OPTIONAL_EPOCH_FIELDS}
-    )
+    epoch_optional: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in OPTIONAL_EPOCH_FIELDS})
     progress: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in PROGRESS_KEYS})
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     landscape: list[dict[str, Any]] = field(default_factory=list)

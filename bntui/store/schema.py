@@ -45,31 +45,26 @@ def as_imported(status: RunStatus) -> RunStatus:
     here, since nothing here trains it."""
     return "crashed" if status in ACTIVE_STATUSES else status
 
+
 # Run ids become folder names: letters, digits, dot, dash, underscore; no leading dot.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_run_id(value: str) -> str:
     if not RUN_ID_PATTERN.match(value) or ".." in value:
-        raise ValueError(
-            "run id must be 1-128 letters, digits, '.', '-' or '_' (no path separators, no '..')"
-        )
+        raise ValueError("run id must be 1-128 letters, digits, '.', '-' or '_' (no path separators, no '..')")
     return value
 
 
 def _check_accuracy(value: float) -> float:
     if not 0.0 <= value <= 1.0:  # also NaN
-        raise ValueError(
-            f"{value} is not an accuracy: must be between 0 and 1 (a fraction, not a percentage)"
-        )
+        raise ValueError(f"{value} is not an accuracy: must be between 0 and 1 (a fraction, not a percentage)")
     return value
 
 
 # A fraction of examples classified right: 0.975, never 97.5 (a percentage) or NaN. A validator
 # rather than ge/le so that the one-line error says what is allowed; the schema says it too.
-Accuracy = Annotated[
-    float, AfterValidator(_check_accuracy), Field(json_schema_extra={"minimum": 0, "maximum": 1})
-]
+Accuracy = Annotated[float, AfterValidator(_check_accuracy), Field(json_schema_extra={"minimum": 0, "maximum": 1})]
 
 
 # A loss may be non-finite (a diverged run); the export spells those values as strings.
@@ -109,6 +104,7 @@ def cap_text(text: str | None) -> str | None:
     if text is None or len(text) <= MAX_TEXT:
         return text
     return text[: MAX_TEXT - 3] + "..."
+
 
 _EARLIEST = datetime(1970, 1, 2, tzinfo=timezone.utc)
 _LATEST = datetime(9998, 12, 31, tzinfo=timezone.utc)
@@ -199,8 +195,7 @@ class History(Strict):
         for name in _OPTIONAL_HISTORY:
             if len(getattr(self, name)) not in (0, epochs):
                 raise ValueError(
-                    f"history.{name} has {len(getattr(self, name))} entries: "
-                    f"must be empty or one per epoch ({epochs})"
+                    f"history.{name} has {len(getattr(self, name))} entries: must be empty or one per epoch ({epochs})"
                 )
         return self
 

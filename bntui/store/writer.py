@@ -94,9 +94,7 @@ def reserve_folder(runs_dir: Path, candidates: Callable[[int], str]) -> tuple[st
     raise StoreWriteError(f"cannot create a run folder in {runs_dir}: every candidate id is taken")
 
 
-def reserve_run(
-    runs_dir: Path, config: RunConfig, *, group: str | None, created: datetime | None = None
-) -> str:
+def reserve_run(runs_dir: Path, config: RunConfig, *, group: str | None, created: datetime | None = None) -> str:
     """Create a queued run's folder with its config.json (no owner yet: nothing trains it) and
     return its id. A trainer later takes it over with RunWriter(..., run_id=id)."""
     created = created or datetime.now().astimezone()
@@ -217,18 +215,14 @@ class RunWriter:
 
         ensure_runs_dir(self.runs_dir)
         if run_id is None:
-            self.run_id, self.path = reserve_folder(
-                self.runs_dir, lambda _attempt: new_run_id(config, self.created)
-            )
+            self.run_id, self.path = reserve_folder(self.runs_dir, lambda _attempt: new_run_id(config, self.created))
         else:
             self.run_id, self.path = run_id, self.runs_dir / run_id
             if not self.path.is_dir():
                 raise StoreWriteError(f"run {run_id}: its folder {self.path} is gone")
         try:
             self._write_config()
-            self._fd = os.open(
-                self.path / EVENTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-            )
+            self._fd = os.open(self.path / EVENTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             # Lines this writer did not fold (a folder taken over with a log) rule listing.json out.
             self._listed_events = 0 if os.fstat(self._fd).st_size == 0 else -1
             (self.path / HEARTBEAT_FILE).touch()
@@ -315,9 +309,7 @@ class RunWriter:
             return self.summary_path
         if status is None:
             if self.terminal is None:
-                raise StoreError(
-                    f"run {self.run_id}: finish() needs a status when no final event was written"
-                )
+                raise StoreError(f"run {self.run_id}: finish() needs a status when no final event was written")
             status = cast(RunStatus, self.terminal.kind)  # a terminal event's kind is a status
         if message is None:
             message = getattr(self.terminal, "message", None)
@@ -393,9 +385,7 @@ class RunWriter:
 
     def _summary(self, status: RunStatus, message: str | None) -> SummaryFile:
         ended = datetime.now().astimezone()
-        started_at = (
-            datetime.fromtimestamp(self.started.time).astimezone() if self.started else self.created
-        )
+        started_at = datetime.fromtimestamp(self.started.time).astimezone() if self.started else self.created
         final = None
         train_seconds = self.state.last_elapsed
         total_seconds = (ended - started_at).total_seconds()
@@ -510,6 +500,7 @@ def _line_of(event: Event | None) -> dict[str, Any] | None:
 
 
 # -- whole runs (import) ---------------------------------------------------------------------
+
 
 def _record_events(record: RunRecord) -> list[dict[str, Any]]:
     """Rebuild events.jsonl lines from a record: progress, diagnostics (and landscape) and epoch
@@ -669,6 +660,7 @@ def _remove_tree(path: Path) -> None:
 
 # -- removal -----------------------------------------------------------------------------------
 
+
 def remove_run(run_path: Path, *, live: bool = False) -> None:
     """Delete a run folder. It is first renamed to a hidden name, so that a removal cut short
     never leaves a half-deleted folder that would read as a damaged run. Refuses a live run and
@@ -694,6 +686,12 @@ def end_unstarted_run(runs_dir: Path, run_id: str, status: RunStatus, message: s
         stored = ConfigFile.model_validate_json((path / CONFIG_FILE).read_bytes())
     except (OSError, ValueError) as exc:
         raise StoreWriteError(f"{path / CONFIG_FILE}: cannot read the run's config ({exc})") from None
-    writer = RunWriter(runs_dir, stored.config, group=stored.group, run_id=run_id,
-                       created=stored.created, environment=stored.environment)
+    writer = RunWriter(
+        runs_dir,
+        stored.config,
+        group=stored.group,
+        run_id=run_id,
+        created=stored.created,
+        environment=stored.environment,
+    )
     writer.finish(status, message)

@@ -34,8 +34,6 @@ class AnalysisHost(Protocol):
     def push_screen(self, screen: Any, callback: Any = None) -> Any: ...
 
 
-
-
 def _records_by_id(app: AnalysisHost) -> StoredRecords:
     """Records of the runs that have started: a queued run has nothing to show yet (it joins
     an open screen when it starts, refresh_open_screen)."""
@@ -83,8 +81,10 @@ def _say_why_no_group(app: AnalysisHost) -> None:
     if _selected_view(app) is None:
         app.notify("No run is selected: start runs with ^r first.", severity="warning")
     else:
-        app.notify("The selected run belongs to no group: start runs with BatchNorm 'both' "
-                   "or seeds above 1 to get one.", severity="warning")
+        app.notify(
+            "The selected run belongs to no group: start runs with BatchNorm 'both' or seeds above 1 to get one.",
+            severity="warning",
+        )
 
 
 def mark_group(app: AnalysisHost) -> None:

@@ -83,8 +83,9 @@ class BntuiApp(App[int]):
 
     # -- start-up ----------------------------------------------------------------------------
     def get_default_screen(self) -> Screen:
-        return MainScreen(self.settings.data_dir, self.settings.device, self.devices, self.backends,
-                          self.settings.backend)
+        return MainScreen(
+            self.settings.data_dir, self.settings.device, self.devices, self.backends, self.settings.backend
+        )
 
     def on_mount(self) -> None:
         note = install_themes(self, self.themes_catalog, self.settings.theme)
@@ -100,7 +101,9 @@ class BntuiApp(App[int]):
         # After the first paint: the detection subprocess imports torch, which takes a CPU core
         # for a second or two; started earlier, it slows the first paint down.
         if self.devices is None:
-            self.run_worker(self._find_devices, thread=True, exit_on_error=False, group="devices", name="device detection")
+            self.run_worker(
+                self._find_devices, thread=True, exit_on_error=False, group="devices", name="device detection"
+            )
 
     @property
     def main(self) -> MainScreen:
@@ -168,8 +171,9 @@ class BntuiApp(App[int]):
         if event.state != WorkerState.ERROR:
             return
         worker = event.worker
-        self.notify(f"{worker.name}: {worker.error}", title="Background task failed",
-                    severity="error", timeout=10, markup=False)
+        self.notify(
+            f"{worker.name}: {worker.error}", title="Background task failed", severity="error", timeout=10, markup=False
+        )
         if worker.group == "devices":
             self._apply_devices([DeviceChoice("cpu", "CPU")])
 
@@ -245,8 +249,9 @@ class BntuiApp(App[int]):
         confirm_large_launch(self, len(plan.configs), partial(self._start_launch, plan, options))
 
     def _start_launch(self, plan, options: LaunchOptions) -> None:
-        self.run_worker(partial(self._launch, plan, options), thread=True, exit_on_error=False,
-                        group="launch", name="launch")
+        self.run_worker(
+            partial(self._launch, plan, options), thread=True, exit_on_error=False, group="launch", name="launch"
+        )
 
     def _launch(self, plan, options: LaunchOptions) -> None:
         """Worker: queue the plan in the store (file I/O and, for SLURM, sbatch: off the loop)."""
@@ -267,8 +272,9 @@ class BntuiApp(App[int]):
         self.session.launched.extend(message.run_ids)
         self.session.to_select = message.run_ids[0]
         where = " on SLURM" if message.backend == "slurm" else ""
-        self.notify(f"{counted(len(message.run_ids), 'run')} queued{where}; they go on if this terminal closes",
-                    markup=False)
+        self.notify(
+            f"{counted(len(message.run_ids), 'run')} queued{where}; they go on if this terminal closes", markup=False
+        )
 
     # -- stopping ----------------------------------------------------------------------------
     def action_cancel_selected(self) -> None:
@@ -278,16 +284,16 @@ class BntuiApp(App[int]):
             self.notify("Select a run in the run list first.", severity="warning")
             return
         if not view.active:
-            self.notify(f"{view.run_id or view.label} is not running ({view.status}).", severity="warning",
-                        markup=False)
+            self.notify(
+                f"{view.run_id or view.label} is not running ({view.status}).", severity="warning", markup=False
+            )
             return
         self.cancel_runs([view.key])
 
     def cancel_runs(self, run_ids: list[str]) -> None:
         """Ask the runs to stop, through the store (works for runs any process launched)."""
         stored = [self.session.stored[run_id] for run_id in run_ids if run_id in self.session.stored]
-        self.run_worker(partial(self._cancel, stored), thread=True, exit_on_error=False,
-                        group="cancel", name="cancel")
+        self.run_worker(partial(self._cancel, stored), thread=True, exit_on_error=False, group="cancel", name="cancel")
 
     def _cancel(self, runs: list) -> None:
         from bntui.runs.cancel import cancel_run
@@ -427,8 +433,11 @@ class BntuiApp(App[int]):
                 return
             variable = setting_variable("theme")
             if variable is not None and os.environ[variable] != self.theme:
-                self.notify(f"theme saved, but {variable}={os.environ[variable]} is set and wins at the next start",
-                            severity="warning", markup=False)
+                self.notify(
+                    f"theme saved, but {variable}={os.environ[variable]} is set and wins at the next start",
+                    severity="warning",
+                    markup=False,
+                )
 
     # -- drawing -----------------------------------------------------------------------------
     def _ui_ready(self) -> bool:

@@ -37,9 +37,7 @@ def _step_marker(theme: ThemeFile, index: int, runs: int, no_color: bool) -> str
     return markers[(2 * runs + index) % len(markers)]
 
 
-def curves_for(
-    views: list[RunView], theme: ThemeFile, *, no_color: bool = False
-) -> tuple[list[Curve], list[Curve]]:
+def curves_for(views: list[RunView], theme: ThemeFile, *, no_color: bool = False) -> tuple[list[Curve], list[Curve]]:
     """(loss curves, accuracy curves) for `views` (the selected run first)."""
     loss: list[Curve] = []
     accuracy: list[Curve] = []
@@ -55,18 +53,35 @@ def curves_for(
         # Copies: the views keep growing while the plots wait for their next paint.
         epochs = [float(e) for e in view.curves.epoch]
         if view.progress_step:
-            loss.append(Curve(view.progress_epochs(), list(view.progress_loss), f"{prefix}train/step",
-                              train.color, _step_marker(theme, slot, 2, no_color),
-                              scatter=True))
+            loss.append(
+                Curve(
+                    view.progress_epochs(),
+                    list(view.progress_loss),
+                    f"{prefix}train/step",
+                    train.color,
+                    _step_marker(theme, slot, 2, no_color),
+                    scatter=True,
+                )
+            )
         for curves, train_values, val_values in (
             (loss, view.curves.train_loss, view.curves.val_loss),
             (accuracy, view.curves.train_accuracy, view.curves.val_accuracy),
         ):
-            curves.append(Curve(epochs, list(train_values), f"{prefix}train", train.color, train.marker,
-                                short_label=short_train))
+            curves.append(
+                Curve(epochs, list(train_values), f"{prefix}train", train.color, train.marker, short_label=short_train)
+            )
             # With colour, validation is its run's line with a point on each epoch: a point
             # per measurement, joined (a dotted marker drew stair steps between epochs).
             val_marker, points = (val.marker, "") if no_color else (train.marker, VAL_POINT)
-            curves.append(Curve(epochs, list(val_values), f"{prefix}val", val.color, val_marker,
-                                short_label=short_val, points=points))
+            curves.append(
+                Curve(
+                    epochs,
+                    list(val_values),
+                    f"{prefix}val",
+                    val.color,
+                    val_marker,
+                    short_label=short_val,
+                    points=points,
+                )
+            )
     return loss, accuracy

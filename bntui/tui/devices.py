@@ -51,7 +51,10 @@ class DeviceDetection:
         try:
             self._process = subprocess.Popen(
                 detect_command(),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
             )
             stdout, stderr = self._process.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:

@@ -23,25 +23,64 @@ KEYMAP: tuple[Key, ...] = (
     Key("ctrl+r", "start_runs", "Start", "Start the runs set up on the left (they queue)", priority=True),
     Key("ctrl+t", "cancel_selected", "Stop", "Stop the selected run, or drop it from the queue", priority=True),
     # On the main screen only: its plots are what it switches (other screens have their own key).
-    Key("ctrl+g", "toggle_metric", "Loss/Acc", "Show loss or accuracy (wide terminals show both)", scope="main",
-        priority=True),
+    Key(
+        "ctrl+g",
+        "toggle_metric",
+        "Loss/Acc",
+        "Show loss or accuracy (wide terminals show both)",
+        scope="main",
+        priority=True,
+    ),
     Key("ctrl+f", "focus_settings", "Settings", "Move the focus to the settings form", priority=True),
     Key("ctrl+l", "focus_runs", "Runs", "Move the focus to the run list", priority=True),
     Key("f1,question_mark", "help", "Help", "Show every key", priority=False),
     Key("ctrl+q", "quit", "Quit", "Quit (asks first while runs are going)", priority=True),
-    Key("f3", "preset_paper_fig1", "Fig. 1", "Set up Ioffe & Szegedy's Figure 1: 3x100 sigmoid MLP, batch 60, SGD, BN both"),
-    Key("f4", "system", "System", "CPU, memory and GPUs (use, memory, temperature, power); each run's speed and ETA",
-        show=False),
+    Key(
+        "f3",
+        "preset_paper_fig1",
+        "Fig. 1",
+        "Set up Ioffe & Szegedy's Figure 1: 3x100 sigmoid MLP, batch 60, SGD, BN both",
+    ),
+    Key(
+        "f4",
+        "system",
+        "System",
+        "CPU, memory and GPUs (use, memory, temperature, power); each run's speed and ETA",
+        show=False,
+    ),
     Key("f2", "cycle_theme", "Theme", "Switch to the next bntui theme (saved for next time)"),
     Key("space", "toggle_mark", "Mark", "Mark or unmark the selected run", scope="runs"),
     Key("A", "mark_all", "Mark all", "Mark every run (or, when all are marked, unmark them)", scope="runs"),
-    Key("G", "mark_group", "Mark group", "Mark every run of the selected run's group (unmark it when all are marked)",
-        scope="runs"),
+    Key(
+        "G",
+        "mark_group",
+        "Mark group",
+        "Mark every run of the selected run's group (unmark it when all are marked)",
+        scope="runs",
+    ),
     Key("c", "compare", "Compare", "Compare the marked runs (or the selected run and its BN twin)", scope="runs"),
-    Key("g", "group_view", "Group", "Paired BN ablation of the selected run's group (a sweep: its sweep view)", scope="runs"),
+    Key(
+        "g",
+        "group_view",
+        "Group",
+        "Paired BN ablation of the selected run's group (a sweep: its sweep view)",
+        scope="runs",
+    ),
     Key("d", "diagnostics", "Inside BN", "BatchNorm diagnostics of the selected run (and its twin)", scope="runs"),
-    Key("l", "landscape", "Landscape", "Loss landscape of the selected run (and its twin): Santurkar et al. Fig. 4", scope="runs"),
-    Key("e", "export", "Export", "Export the marked runs (or the selected group): JSON, CSV, Markdown, LaTeX", scope="runs"),
+    Key(
+        "l",
+        "landscape",
+        "Landscape",
+        "Loss landscape of the selected run (and its twin): Santurkar et al. Fig. 4",
+        scope="runs",
+    ),
+    Key(
+        "e",
+        "export",
+        "Export",
+        "Export the marked runs (or the selected group): JSON, CSV, Markdown, LaTeX",
+        scope="runs",
+    ),
     Key("slash", "filter_runs", "Filter", "Filter the run list: bn=on lr<0.01 tag:paper status:finished", scope="runs"),
     Key("t", "tag_runs", "Tag", "Tag the marked runs (or the selected one); -tag takes a tag off", scope="runs"),
     Key("n", "note_run", "Note", "Write the selected run's note", scope="runs", show=False),
@@ -61,8 +100,14 @@ BUILTIN_KEYS: tuple[tuple[str, str], ...] = (
 
 def bindings(scope: str) -> list[BindingType]:
     return [
-        Binding(key.keys, key.action if scope == "app" else f"app.{key.action}", key.description,
-                show=key.show, priority=key.priority, tooltip=key.help)
+        Binding(
+            key.keys,
+            key.action if scope == "app" else f"app.{key.action}",
+            key.description,
+            show=key.show,
+            priority=key.priority,
+            tooltip=key.help,
+        )
         for key in KEYMAP
         if key.scope == scope
     ]

@@ -89,8 +89,13 @@ class RunView:
         status = str(getattr(stored, "status", "crashed"))
         if status == "running" and getattr(stored, "stop_requested", False):
             status = "stopping"  # its trainer ends it at its next step
-        view = cls(key=stored.id, run_id=stored.id, config=None, status=status,
-                   queue_place=getattr(stored, "queue_place", None))
+        view = cls(
+            key=stored.id,
+            run_id=stored.id,
+            config=None,
+            status=status,
+            queue_place=getattr(stored, "queue_place", None),
+        )
         damaged = getattr(stored, "damaged", None)
         if record is None:
             view.message = damaged or "unreadable run"

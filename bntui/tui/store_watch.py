@@ -73,7 +73,7 @@ class StoreWatcher:
         # the size of the store.
         names = self._names
         start = self._sweep % max(len(names), 1)
-        turn = names[start:start + SWEEP_PER_POLL] + names[:max(start + SWEEP_PER_POLL - len(names), 0)]
+        turn = names[start : start + SWEEP_PER_POLL] + names[: max(start + SWEEP_PER_POLL - len(names), 0)]
         self._sweep = start + SWEEP_PER_POLL  # wraps around: every ended run in turn
         wanted = list(dict.fromkeys([*sorted(self._active | self._waiting), *turn]))
         changed, removed = [], []

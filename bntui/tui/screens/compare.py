@@ -208,9 +208,7 @@ class CompareScreen(LiveRecordsScreen):
             if val is None and (train is None or not self.show_train):
                 missing.append(f"#{index + 1}")
             if self.show_train and train is not None:
-                series.append(
-                    PlotSeries(*self._smoothed(train), painter.color(index), painter.marker(index, "train"))
-                )
+                series.append(PlotSeries(*self._smoothed(train), painter.color(index), painter.marker(index, "train")))
             if val is not None:
                 # With colour: a point per measurement joined by a line (dots drew stair steps).
                 marker, points = painter.marker(index, "val"), ""
@@ -222,9 +220,7 @@ class CompareScreen(LiveRecordsScreen):
             self.notes.append(f"no {self.x_axis} data for {', '.join(missing)}")
         self.query_one("#compare-plot", OverlayPlot).show(
             series,
-            title=f"{self.metric}: validation and training"
-            if self.show_train
-            else f"validation {self.metric}",
+            title=f"{self.metric}: validation and training" if self.show_train else f"validation {self.metric}",
             xlabel=X_LABELS[self.x_axis],
             ylabel=self.metric,
             log_y=self.log_y,
@@ -235,9 +231,7 @@ class CompareScreen(LiveRecordsScreen):
     def _draw_status(self) -> None:
         smoothing = f"EMA {self.smoothing:.1f}" if self.smoothing_tenths else "off"
         reference = (
-            f"#{self.reference_index + 1} {self.records[self.reference_index].config.label}"
-            if self.records
-            else "—"
+            f"#{self.reference_index + 1} {self.records[self.reference_index].config.label}" if self.records else "—"
         )
         parts = [
             counted(len(self.records), "run"),

@@ -18,7 +18,9 @@ QuitChoice = Literal["leave", "stop", "stay"]
 
 class ConfirmQuitScreen(ModalScreen[QuitChoice]):
     BINDINGS = [
-        Binding("l,enter", "answer('leave')", "Leave running", tooltip="Quit; the runs go on and bntui shows them again"),
+        Binding(
+            "l,enter", "answer('leave')", "Leave running", tooltip="Quit; the runs go on and bntui shows them again"
+        ),
         Binding("s", "answer('stop')", "Stop runs", tooltip="Stop the runs (kept as cancelled), then quit"),
         Binding("n,escape", "answer('stay')", "Stay", tooltip="Do not quit"),
     ]

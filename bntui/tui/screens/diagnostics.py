@@ -31,8 +31,7 @@ from bntui.tui.widgets.overlay_plot import CurvePainter, OverlayPlot, PlotSeries
 
 # Runs come from the app and from `bntui run`: name the setting in both.
 NO_DIAGNOSTICS = (
-    "no diagnostics recorded: set 'diag every' in the Normalization pane, "
-    "or --diagnostics-every N on the command line"
+    "no diagnostics recorded: set 'diag every' in the Normalization pane, or --diagnostics-every N on the command line"
 )
 
 
@@ -112,9 +111,7 @@ def _number(value: object) -> float:
     return math.nan  # None (not measured, or not finite) and anything unexpected
 
 
-def layer_series(
-    record: RunRecord, layer: str, fields: Sequence[str]
-) -> tuple[list[float], dict[str, list[float]]]:
+def layer_series(record: RunRecord, layer: str, fields: Sequence[str]) -> tuple[list[float], dict[str, list[float]]]:
     """(steps, {field: values}) of one layer over the run's diagnostics points. Points where
     the layer has none of `fields` are left out; a missing single value is NaN (not drawn)."""
     steps: list[float] = []
@@ -411,7 +408,10 @@ class DiagnosticsScreen(LiveRecordsScreen):
         if self.layer_name is None:
             return "no layer measured"
         bands, lines = statistic_curves(
-            record, self.layer_name, self.statistic, painter.color(index),
+            record,
+            self.layer_name,
+            self.statistic,
+            painter.color(index),
             painter.band_markers(index, "percentiles" if self.statistic.band else "band"),
         )
         if not bands and not lines:

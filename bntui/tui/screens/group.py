@@ -119,8 +119,8 @@ class GroupScreen(LiveRecordsScreen):
         )
         self.query_one("#group-status", Static).update(
             Text(
-            f"Group {summary.group or '(none)'} · {summary.title} · {counted(summary.k, 'seed pair')} · "
-            f"{spread} (dotted edges) · verdict: {summary.verdict}"
+                f"Group {summary.group or '(none)'} · {summary.title} · {counted(summary.k, 'seed pair')} · "
+                f"{spread} (dotted edges) · verdict: {summary.verdict}"
             )
         )
         arms = ((summary.bn, 0), (summary.no_bn, 1))

@@ -24,8 +24,15 @@ MAIN_MARKERS: tuple[tuple[str, str], ...] = (
 
 
 def _table(title: str, second: str) -> Table:
-    table = Table(box=None, expand=True, header_style="bold", pad_edge=False, title=title,
-                  title_justify="left", title_style="bold reverse")
+    table = Table(
+        box=None,
+        expand=True,
+        header_style="bold",
+        pad_edge=False,
+        title=title,
+        title_justify="left",
+        title_style="bold reverse",
+    )
     table.add_column("key", no_wrap=True)
     table.add_column(second, no_wrap=True)
     table.add_column("what it does" if second == "where" else "", ratio=1)

@@ -174,8 +174,13 @@ class LandscapeScreen(LiveRecordsScreen):
                 continue
             panel.message.display, panel.plot.display = False, True
             panel.plot.show_bands(
-                [], extra=content, title=self.measure.title, xlabel="step", integer_x=True,
-                log_y=log_y, y_range=y_range,
+                [],
+                extra=content,
+                title=self.measure.title,
+                xlabel="step",
+                integer_x=True,
+                log_y=log_y,
+                y_range=y_range,
             )
         self._draw_status()
 

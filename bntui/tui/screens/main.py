@@ -47,8 +47,9 @@ class MainScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            yield SettingsForm(self.data_dir, self.device, self.devices, backends=self.backends,
-                               backend=self.backend, id="settings")
+            yield SettingsForm(
+                self.data_dir, self.device, self.devices, backends=self.backends, backend=self.backend, id="settings"
+            )
             with Vertical(id="workspace"):
                 with Horizontal(id="plots") as plots:
                     plots.border_title = "Curves"

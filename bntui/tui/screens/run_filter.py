@@ -35,8 +35,9 @@ class RunFilterState:
         if self.predicate is None:
             return True
         run_id = view.run_id or view.key
-        facts = RunFacts(id=run_id, status=view.status, config=view.config, group=view.group,
-                         tags=tuple(self.tags.get(run_id, ())))
+        facts = RunFacts(
+            id=run_id, status=view.status, config=view.config, group=view.group, tags=tuple(self.tags.get(run_id, ()))
+        )
         return self.predicate(facts)
 
 
@@ -79,8 +80,11 @@ class FilterScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="filter-box"):
-            yield Static("Filter runs, e.g. bn=on lr<0.01 norm=batch tag:paper status:finished id:2026 "
-                         "(empty: every run) · Enter/Escape: close", id="filter-hint")
+            yield Static(
+                "Filter runs, e.g. bn=on lr<0.01 norm=batch tag:paper status:finished id:2026 "
+                "(empty: every run) · Enter/Escape: close",
+                id="filter-hint",
+            )
             yield Input(filter_state(self.app).query, id="filter-query", placeholder="setting=value tag:NAME ...")
             yield Static(id="filter-error")
 
@@ -135,8 +139,9 @@ class AnnotateScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         runs = f"{len(self.run_ids)} runs" if len(self.run_ids) > 1 else self.run_ids[0]
-        hint = ("Tags to add, separated by spaces; -tag takes one off" if self.kind == "tags"
-                else "The note (empty: none)")
+        hint = (
+            "Tags to add, separated by spaces; -tag takes one off" if self.kind == "tags" else "The note (empty: none)"
+        )
         with Vertical(id="annotate-box"):
             yield Static(Text(f"{hint} · {runs} · Enter: save · Escape: cancel"))
             yield Input(id="annotate-text")
@@ -187,8 +192,11 @@ class AnnotateScreen(ModalScreen[None]):
                     set_note(stored.path, text.strip())
                 else:
                     words = text.split()
-                    tags = change_tags(stored.path, [w for w in words if not w.startswith("-")],
-                                       [w[1:] for w in words if w.startswith("-")]).tags
+                    tags = change_tags(
+                        stored.path,
+                        [w for w in words if not w.startswith("-")],
+                        [w[1:] for w in words if w.startswith("-")],
+                    ).tags
                     filter_state(self.app).tags[run_id] = tags
         except (StoreError, ValueError) as exc:
             self.app.call_from_thread(self.query_one("#annotate-error", Static).update, Text(str(exc).splitlines()[0]))

@@ -62,7 +62,9 @@ class SweepScreen(LiveRecordsScreen):
 
     BINDINGS = [
         Binding("escape", "close", "Close"),
-        Binding("m", "cycle_metric", "Metric", tooltip="Test accuracy, best validation loss or best validation accuracy"),
+        Binding(
+            "m", "cycle_metric", "Metric", tooltip="Test accuracy, best validation loss or best validation accuracy"
+        ),
     ]
 
     def __init__(self, records: Sequence[RunRecord], metric: str = "test_accuracy") -> None:
@@ -97,10 +99,12 @@ class SweepScreen(LiveRecordsScreen):
         self.set_class(len(summary.settings) == 2, "-two-way")
         group = summary.group or "(none)"
         diverged = sum(p.bn.diverged + p.no_bn.diverged for p in summary.points)
-        status.update(Text(
-            f"Sweep {group} · {' x '.join(summary.settings)} · {summary.metric_label} (m: metric) · "
-            f"band: 95% CI of the mean over seeds · diverged runs: {diverged}"
-        ))
+        status.update(
+            Text(
+                f"Sweep {group} · {' x '.join(summary.settings)} · {summary.metric_label} (m: metric) · "
+                f"band: 95% CI of the mean over seeds · diverged runs: {diverged}"
+            )
+        )
         shown = sweep_table(summary)
         table.update(rich_table(PlainTable(shown.headers, shown.rows, numeric=shown.numeric)))
         if len(summary.settings) == 1:
@@ -116,21 +120,33 @@ class SweepScreen(LiveRecordsScreen):
                 continue
             mid_marker, edge_marker = painter.band_markers(index)
             mids = [scaled(summary, arm.mean) for _, arm in points]
-            bands.append(BandSeries(
-                xs=[x for x, _ in points],
-                mid=mids,
-                low=[band_edge(summary, arm.low) if arm.low is not None else mid for (_, arm), mid in zip(points, mids)],
-                high=[band_edge(summary, arm.high) if arm.high is not None else mid for (_, arm), mid in zip(points, mids)],
-                color=painter.color(index),
-                label=f"{label} mean",
-                edge_label=f"{label} 95% CI",
-                mid_marker=mid_marker,
-                edge_marker=edge_marker,
-            ))
+            bands.append(
+                BandSeries(
+                    xs=[x for x, _ in points],
+                    mid=mids,
+                    low=[
+                        band_edge(summary, arm.low) if arm.low is not None else mid
+                        for (_, arm), mid in zip(points, mids)
+                    ],
+                    high=[
+                        band_edge(summary, arm.high) if arm.high is not None else mid
+                        for (_, arm), mid in zip(points, mids)
+                    ],
+                    color=painter.color(index),
+                    label=f"{label} mean",
+                    edge_label=f"{label} 95% CI",
+                    mid_marker=mid_marker,
+                    edge_marker=edge_marker,
+                )
+            )
         unit = " (%)" if "accuracy" in summary.metric else ""
-        plot.show_bands(bands, title=f"{summary.metric_label}{unit} against {summary.settings[0]}",
-                        xlabel=xlabel, ylabel=summary.metric_label.split()[-1],
-                        message="no finished run yet")
+        plot.show_bands(
+            bands,
+            title=f"{summary.metric_label}{unit} against {summary.settings[0]}",
+            xlabel=xlabel,
+            ylabel=summary.metric_label.split()[-1],
+            message="no finished run yet",
+        )
 
     def action_close(self) -> None:
         self.dismiss()

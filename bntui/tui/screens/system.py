@@ -52,8 +52,9 @@ def describe_system(reading: SystemReading | None, runs: Sequence[RunView]) -> s
     for view in running:
         speed = f"{view.steps_per_second:.0f} steps/s" if view.steps_per_second else "starting"
         eta = view.eta_seconds
-        lines.append(f"{escape(view.run_id or view.key)} · {speed}"
-                     + (f" · ETA {duration(eta)}" if eta is not None else ""))
+        lines.append(
+            f"{escape(view.run_id or view.key)} · {speed}" + (f" · ETA {duration(eta)}" if eta is not None else "")
+        )
     return "\n".join(lines)
 
 

@@ -41,9 +41,7 @@ class BandPlot(OverlayPlot):
         super().__init__(id=id, classes=classes)
         self.bands: list[BandSeries] = []
 
-    def show_bands(
-        self, bands: Sequence[BandSeries], *, extra: Sequence[PlotSeries] = (), **options: Any
-    ) -> None:
+    def show_bands(self, bands: Sequence[BandSeries], *, extra: Sequence[PlotSeries] = (), **options: Any) -> None:
         """The bands' curves, then `extra` curves; `options` are those of OverlayPlot.show."""
         self.bands = list(bands)
         curves = [curve for band in self.bands for curve in band.curves()]

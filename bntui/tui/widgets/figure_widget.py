@@ -67,8 +67,7 @@ class FigureWidget(Widget):
             self.refresh()
             return
         self._drawing = True
-        self.run_worker(lambda: (request, draw(request)), thread=True, exit_on_error=False,
-                        group="plot", name="plot")
+        self.run_worker(lambda: (request, draw(request)), thread=True, exit_on_error=False, group="plot", name="plot")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Worker messages do not bubble: this plot's builds report here, and only here."""
@@ -82,8 +81,12 @@ class FigureWidget(Widget):
         elif event.state in (WorkerState.ERROR, WorkerState.CANCELLED):
             self._drawing = False
             if event.state == WorkerState.ERROR:
-                self.notify(f"{self.figure.title or 'plot'}: {worker.error}", title="Plot failed",
-                            severity="error", markup=False)
+                self.notify(
+                    f"{self.figure.title or 'plot'}: {worker.error}",
+                    title="Plot failed",
+                    severity="error",
+                    markup=False,
+                )
 
     @property
     def up_to_date(self) -> bool:

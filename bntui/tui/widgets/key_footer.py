@@ -13,9 +13,24 @@ from textual.widgets._footer import FooterKey
 
 # The app's keys, most useful first; a screen's own keys (not listed) rank right after help.
 FOOTER_RANK = (
-    "help", "close", "start_runs", "focus_settings", "focus_runs",
-    "toggle_mark", "compare", "group_view", "diagnostics", "landscape", "export", "mark_all", "mark_group",
-    "cancel_selected", "toggle_metric", "quit", "preset_paper_fig1", "cycle_theme",
+    "help",
+    "close",
+    "start_runs",
+    "focus_settings",
+    "focus_runs",
+    "toggle_mark",
+    "compare",
+    "group_view",
+    "diagnostics",
+    "landscape",
+    "export",
+    "mark_all",
+    "mark_group",
+    "cancel_selected",
+    "toggle_metric",
+    "quit",
+    "preset_paper_fig1",
+    "cycle_theme",
 )
 PALETTE_ROOM = 14  # the command palette's key, docked on the right ("▏^p palette ")
 

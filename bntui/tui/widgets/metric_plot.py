@@ -31,7 +31,7 @@ LINE_SYMBOL = "⠒⠒"
 
 
 def _run_name(label: str) -> str:
-    """"no BN val" -> "no BN"; "val" -> "" (one run: nothing to tell apart)."""
+    """ "no BN val" -> "no BN"; "val" -> "" (one run: nothing to tell apart)."""
     return label.rsplit(" ", 1)[0] if " " in label else ""
 
 
@@ -70,11 +70,16 @@ def metric_figure(metric: str, caption: str, curves: tuple[Curve, ...]) -> Figur
     point per epoch, joined by its line)."""
     shown = [curve for curve in curves if curve.xs]
     traces = [Trace(tuple(c.xs), tuple(c.ys), c.color, c.marker, scatter=c.scatter) for c in shown]
-    traces += [Trace(tuple(c.xs), tuple(c.ys), c.color, c.points, scatter=True, sparse_only=True)
-               for c in shown if c.points]
+    traces += [
+        Trace(tuple(c.xs), tuple(c.ys), c.color, c.points, scatter=True, sparse_only=True) for c in shown if c.points
+    ]
     return Figure(
-        tuple(traces), title=f"{metric} - {caption}" if caption else metric, xlabel="epoch",
-        ylabel=metric, key=key_text(tuple(curves)), integer_x=True,
+        tuple(traces),
+        title=f"{metric} - {caption}" if caption else metric,
+        xlabel="epoch",
+        ylabel=metric,
+        key=key_text(tuple(curves)),
+        integer_x=True,
     )
 
 

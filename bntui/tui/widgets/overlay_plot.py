@@ -74,7 +74,7 @@ def overlay_key(series: Sequence[PlotSeries]) -> Text:
         if common:
             text.append(f"■ {' '.join(common)} ", style=Style(color=f"rgb{tuple(color)}" if color else None, bold=True))
         for curve in curves:
-            kind = " ".join((curve.label or "").split(" ")[len(common):])
+            kind = " ".join((curve.label or "").split(" ")[len(common) :])
             if kind:
                 kinds.setdefault(kind, _key_symbol(curve.marker))
     text.append(" ".join(f"{symbol} {kind}" for kind, symbol in kinds.items()))
@@ -98,10 +98,20 @@ def overlay_figure(
     for curve in series:
         traces.append(Trace(tuple(curve.xs), tuple(curve.ys), curve.color, curve.marker))
         if curve.points:  # per-epoch points, joined by the line
-            traces.append(Trace(tuple(curve.xs), tuple(curve.ys), curve.color, curve.points,
-                                scatter=True, sparse_only=True))
-    return Figure(tuple(traces), title=title, xlabel=xlabel, ylabel=ylabel, key=overlay_key(series),
-                  log_y=log_y, y_range=y_range, integer_x=integer_x, message=message)
+            traces.append(
+                Trace(tuple(curve.xs), tuple(curve.ys), curve.color, curve.points, scatter=True, sparse_only=True)
+            )
+    return Figure(
+        tuple(traces),
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        key=overlay_key(series),
+        log_y=log_y,
+        y_range=y_range,
+        integer_x=integer_x,
+        message=message,
+    )
 
 
 class OverlayPlot(FigureWidget):
@@ -181,8 +191,14 @@ BAND_MARKER = "╌"  # the edges of a mean ± 1 std band
 PERCENTILE_MARKER = "×"  # the p15 / p85 edges of the diagnostics' percentile band
 
 # What a plotext marker looks like, for legends written in text.
-_MARKER_SYMBOLS = {"braille": "⠿ (fine line)", "dot": "• (dotted)", "hd": "▞", "fhd": "▞", "sd": "█",
-                   BAND_MARKER: "╌ (dashed)"}
+_MARKER_SYMBOLS = {
+    "braille": "⠿ (fine line)",
+    "dot": "• (dotted)",
+    "hd": "▞",
+    "fhd": "▞",
+    "sd": "█",
+    BAND_MARKER: "╌ (dashed)",
+}
 
 
 def marker_symbol(marker: str) -> str:

@@ -168,8 +168,9 @@ class RunTable(SelfSizedDataTable):
     def column_widths(self, new_rows: Iterable[RowKey]) -> list[int]:
         """This table knows its cells' widths as it adds them (_widen): no cell is measured again."""
         run_ids = (self._drawn.get(row_key.value or "") for row_key in new_rows)
-        run_width = max((cell_len(fit_cell(printable(cells[-1]), self._run_width)) for cells in run_ids if cells),
-                        default=0)
+        run_width = max(
+            (cell_len(fit_cell(printable(cells[-1]), self._run_width)) for cells in run_ids if cells), default=0
+        )
         return [*self._widths, run_width]
 
     def reset_rows(self) -> None:

@@ -130,12 +130,16 @@ def _described(name: str) -> str | None:
 
 
 DIAGNOSTICS_TIP = "BatchNorm diagnostics (d on a run) every N training steps; 0 turns them off"
-LANDSCAPE_TIP = ("Loss-landscape measurements (l on a run) every N training steps; 0 turns them "
-                 "off; each costs 9 forward-backward passes of the batch")
+LANDSCAPE_TIP = (
+    "Loss-landscape measurements (l on a run) every N training steps; 0 turns them "
+    "off; each costs 9 forward-backward passes of the batch"
+)
 NORM_TIP = "on: the chosen norm; off: none; both: paired runs, same init and batches"
 SEED_TIP = "the seed of the first run (pair); the next ones count up from it"
-SEEDS_TIP = ("how many seeds, counting up from the first seed: with normalize = both, each seed is "
-             "a BN / no-BN pair; left empty: 3 pairs with both (fewer is fragile), else 1")
+SEEDS_TIP = (
+    "how many seeds, counting up from the first seed: with normalize = both, each seed is "
+    "a BN / no-BN pair; left empty: 3 pairs with both (fewer is fragile), else 1"
+)
 HIDDEN_TIP = "the MLP's hidden layer sizes; LeNet-5's layers are fixed, so it ignores them"
 # Settings that only some norms read, and the architectures' own: the choice (norm or arch)
 # each depends on and the values that read it. A field that does not apply is greyed and says
@@ -177,35 +181,81 @@ class SettingsForm(VerticalScroll):
         d = TrainingFields()
         yield Pane(
             "Dataset",
-            *field_row("dataset", "dataset", Select(_choices(DATASETS), value=d.dataset, allow_blank=False, compact=True)),
+            *field_row(
+                "dataset", "dataset", Select(_choices(DATASETS), value=d.dataset, allow_blank=False, compact=True)
+            ),
             Static("", id="dataset-info"),
             id="pane-dataset",
         )
         yield Pane(
             "Architecture",
-            *field_row("network", "arch", Select(_choices(ARCHITECTURES), value=d.arch, allow_blank=False, compact=True)),
-            *field_row("hidden", "hidden_sizes", FieldInput(",".join(map(str, d.hidden_sizes)), compact=True,
-                                                       tooltip=HIDDEN_TIP)),
-            *field_row("activation", "activation", Select(_choices(Activation), value=d.activation, allow_blank=False, compact=True)),
+            *field_row(
+                "network", "arch", Select(_choices(ARCHITECTURES), value=d.arch, allow_blank=False, compact=True)
+            ),
+            *field_row(
+                "hidden",
+                "hidden_sizes",
+                FieldInput(",".join(map(str, d.hidden_sizes)), compact=True, tooltip=HIDDEN_TIP),
+            ),
+            *field_row(
+                "activation",
+                "activation",
+                Select(_choices(Activation), value=d.activation, allow_blank=False, compact=True),
+            ),
             *field_row("dropout", "dropout", FieldInput("", placeholder=_arch_defaults(DEFAULT_DROPOUT), compact=True)),
             id="pane-architecture",
         )
         yield Pane(
             "Normalization",
-            *field_row("normalize", "bn", Select(_choices(BnChoice), value="both", allow_blank=False, compact=True, tooltip=NORM_TIP)),
+            *field_row(
+                "normalize",
+                "bn",
+                Select(_choices(BnChoice), value="both", allow_blank=False, compact=True, tooltip=NORM_TIP),
+            ),
             *field_row("norm", "norm", Select(_choices(Norm), value=d.norm, allow_blank=False, compact=True)),
-            *field_row("groups", "norm_groups", FieldInput(str(d.norm_groups), compact=True, tooltip=_described("norm_groups"))),
-            *field_row("ghost size", "ghost_batch_size", FieldInput(str(d.ghost_batch_size), compact=True, tooltip=_described("ghost_batch_size"))),
-            *field_row("rmax", "renorm_rmax", FieldInput(f"{d.renorm_rmax:g}", compact=True, tooltip=_described("renorm_rmax"))),
-            *field_row("dmax", "renorm_dmax", FieldInput(f"{d.renorm_dmax:g}", compact=True, tooltip=_described("renorm_dmax"))),
-            *field_row("warm-up", "renorm_warmup_steps", FieldInput(str(d.renorm_warmup_steps), compact=True, tooltip=_described("renorm_warmup_steps"))),
-            *field_row("momentum", "bn_momentum", FieldInput(str(d.bn_momentum), compact=True, tooltip=_described("bn_momentum"))),
+            *field_row(
+                "groups", "norm_groups", FieldInput(str(d.norm_groups), compact=True, tooltip=_described("norm_groups"))
+            ),
+            *field_row(
+                "ghost size",
+                "ghost_batch_size",
+                FieldInput(str(d.ghost_batch_size), compact=True, tooltip=_described("ghost_batch_size")),
+            ),
+            *field_row(
+                "rmax", "renorm_rmax", FieldInput(f"{d.renorm_rmax:g}", compact=True, tooltip=_described("renorm_rmax"))
+            ),
+            *field_row(
+                "dmax", "renorm_dmax", FieldInput(f"{d.renorm_dmax:g}", compact=True, tooltip=_described("renorm_dmax"))
+            ),
+            *field_row(
+                "warm-up",
+                "renorm_warmup_steps",
+                FieldInput(str(d.renorm_warmup_steps), compact=True, tooltip=_described("renorm_warmup_steps")),
+            ),
+            *field_row(
+                "momentum",
+                "bn_momentum",
+                FieldInput(str(d.bn_momentum), compact=True, tooltip=_described("bn_momentum")),
+            ),
             *field_row("eps", "bn_eps", FieldInput(str(d.bn_eps), compact=True)),
-            *field_row("affine", "bn_affine", Checkbox("scale, shift", d.bn_affine, compact=True,
-                                                       tooltip="learn the norm's scale γ and shift β")),
-            *field_row("placement", "bn_placement", Select(_choices(Placement), value=d.bn_placement, allow_blank=False, compact=True)),
-            *field_row("diag every", "diagnostics_every", FieldInput(str(d.diagnostics_every), compact=True, tooltip=DIAGNOSTICS_TIP)),
-            *field_row("landscape", "landscape_every", FieldInput(str(d.landscape_every), compact=True, tooltip=LANDSCAPE_TIP)),
+            *field_row(
+                "affine",
+                "bn_affine",
+                Checkbox("scale, shift", d.bn_affine, compact=True, tooltip="learn the norm's scale γ and shift β"),
+            ),
+            *field_row(
+                "placement",
+                "bn_placement",
+                Select(_choices(Placement), value=d.bn_placement, allow_blank=False, compact=True),
+            ),
+            *field_row(
+                "diag every",
+                "diagnostics_every",
+                FieldInput(str(d.diagnostics_every), compact=True, tooltip=DIAGNOSTICS_TIP),
+            ),
+            *field_row(
+                "landscape", "landscape_every", FieldInput(str(d.landscape_every), compact=True, tooltip=LANDSCAPE_TIP)
+            ),
             id="pane-normalization",
         )
         yield Pane(
@@ -213,10 +263,27 @@ class SettingsForm(VerticalScroll):
             *field_row("epochs", "epochs", FieldInput("", placeholder=_arch_defaults(DEFAULT_EPOCHS), compact=True)),
             *field_row("lr", "lr", FieldInput(str(d.lr), compact=True)),
             *field_row("batch size", "batch_size", FieldInput(str(d.batch_size), compact=True)),
-            *field_row("optimizer", "optimizer", Select(_choices(Optimizer), value=d.optimizer, allow_blank=False, compact=True)),
+            *field_row(
+                "optimizer",
+                "optimizer",
+                Select(_choices(Optimizer), value=d.optimizer, allow_blank=False, compact=True),
+            ),
             *field_row("first seed", "seed", FieldInput(str(d.seed), compact=True, tooltip=SEED_TIP)),
-            *field_row("seed pairs", "seeds", FieldInput("", placeholder=str(default_seeds("both")), compact=True, tooltip=SEEDS_TIP)),
-            *field_row("device", "device", Select(device_options(self.devices), value=self._device_value(self.devices), allow_blank=False, compact=True)),
+            *field_row(
+                "seed pairs",
+                "seeds",
+                FieldInput("", placeholder=str(default_seeds("both")), compact=True, tooltip=SEEDS_TIP),
+            ),
+            *field_row(
+                "device",
+                "device",
+                Select(
+                    device_options(self.devices),
+                    value=self._device_value(self.devices),
+                    allow_blank=False,
+                    compact=True,
+                ),
+            ),
             *self._backend_row(),
             Button("Start  ^r", id="start", variant="primary", compact=True),
             id="pane-training",
@@ -225,8 +292,13 @@ class SettingsForm(VerticalScroll):
     def _backend_row(self) -> list[Widget]:
         if len(self.backends) < 2:
             return []
-        choices = Select(_choices(self.backends), value=self.backend, allow_blank=False, compact=True,
-                         tooltip="local: processes on this machine; slurm: one cluster job per run")
+        choices = Select(
+            _choices(self.backends),
+            value=self.backend,
+            allow_blank=False,
+            compact=True,
+            tooltip="local: processes on this machine; slurm: one cluster job per run",
+        )
         return field_row("run on", "backend", choices)
 
     def on_mount(self) -> None:
@@ -251,7 +323,8 @@ class SettingsForm(VerticalScroll):
         are kept aside and go into the launch as they are (e.g. the preset's SGD momentum).
         Inputs take text, choice lists take the value itself."""
         self._preset_extras = {
-            name: value for name, value in values.items()
+            name: value
+            for name, value in values.items()
             if name not in self._controls and name in TrainingFields.model_fields
         }
         for name, value in values.items():
@@ -360,16 +433,17 @@ class SettingsForm(VerticalScroll):
         values = [value for _, value in device_options(devices)]
         select.value = current if current != "auto" and current in values else self._device_value(devices)
         if self.initial_device not in values:  # e.g. device = "cuda" in the config, on a CPU box
-            self.app.notify(f"device {self.initial_device!r} from the settings is not on this machine; "
-                            "using auto", severity="warning", markup=False)
+            self.app.notify(
+                f"device {self.initial_device!r} from the settings is not on this machine; using auto",
+                severity="warning",
+                markup=False,
+            )
         # Select only redraws its label when the value changes; "auto" stays "auto" while its
         # label changes from "detecting..." to the device found, so redraw it regardless.
         select.mutate_reactive(Select.value)  # type: ignore[misc]  # Textual's documented call
 
     def _update_dataset_info(self) -> None:
-        self.query_one("#dataset-info", Static).update(
-            describe_dataset(str(self.value("dataset")), self.data_dir)
-        )
+        self.query_one("#dataset-info", Static).update(describe_dataset(str(self.value("dataset")), self.data_dir))
 
     def _applies(self, name: str) -> bool:
         """Whether the chosen architecture and norm read this setting."""
