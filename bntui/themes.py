@@ -42,7 +42,7 @@ DEFAULT_THEME = "bntui-dark"
 DEFAULT_LIGHT_THEME = "bntui-light"
 
 # plotext 5.x marker names (plotext._dict.marker_codes + hd_symbols). Copied rather than
-# imported because importing plotext costs ~50 ms; tests/test_themes.py checks they agree.
+# imported because importing plotext costs ~50 ms; tests/unit/test_themes.py checks they agree.
 PLOTEXT_MARKERS: tuple[str, ...] = (
     "hd", "fhd", "braille",
     "sd", "dot", "dollar", "euro", "bitcoin", "at", "heart", "smile", "gclef", "note",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from test_store_support import finished_event, terminal_event, write_events
+from storehelpers import finished_event, terminal_event, write_events
 
 from bntui.config import RunConfig
 from bntui.store.writer import RunWriter

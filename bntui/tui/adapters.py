@@ -1,5 +1,5 @@
 """The one place bntui uses a library's private API, because no public one does the job; each
-use has a test in tests/test_adapters.py that fails loudly when the library changes.
+use has a test in tests/tui/test_adapters.py that fails loudly when the library changes.
 
 Textual, `DOMNode._pruning`: whether a node's widgets can still be queried. Textual removes a
 screen's widgets (when the screen is popped, or all of them when the app shuts down) one await

@@ -25,9 +25,9 @@ from bntui.store import (
 from bntui.store.exchange import import_id
 from bntui.store.schema import SCHEMA_VERSION, ExportDocument, RunRecord, json_schema
 
-from test_store_support import dead_pid, make_run, set_owner
+from storehelpers import dead_pid, make_run, set_owner
 
-SCHEMA_FILE = Path(__file__).parent.parent / "docs" / "export-schema.json"
+SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "export-schema.json"
 
 
 def export_file(runs, path: Path) -> Path:

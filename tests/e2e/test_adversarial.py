@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pytest
 
-from test_store_support import make_run
+from storehelpers import make_run
 
 # -- helpers -----------------------------------------------------------------------------------
 

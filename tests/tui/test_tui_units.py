@@ -22,7 +22,7 @@ from bntui.tui.widgets.figure import FigureRequest, draw
 from bntui.tui.widgets.metric_plot import Curve, metric_figure
 from bntui.tui.widgets.progress_line import describe_progress
 
-FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
+FIXTURE_RUNS = Path(__file__).parents[1] / "fixtures" / "runs"
 
 
 def fixture_views() -> list[RunView]:

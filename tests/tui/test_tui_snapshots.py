@@ -2,7 +2,7 @@
 
 Everything on screen comes from committed files or is fixed here: the runs (tests/fixtures/runs),
 the device list, the theme (no user theme folder, no config file). Regenerate after a deliberate
-change with `pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
+change with `pytest tests/tui/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bntui.tui.devices import DeviceChoice
 from bntui.tui.widgets.metric_plot import MetricPlot
 from bntui.tui.widgets.run_table import RunTable
 
-FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
+FIXTURE_RUNS = Path(__file__).parents[1] / "fixtures" / "runs"
 DEVICES = [DeviceChoice("cpu", "x86_64"), DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3")]
 
 

@@ -20,7 +20,7 @@ from bntui.store import writer as writer_module
 from bntui.store.schema import RUN_ID_PATTERN
 from bntui.store.writer import reserve_folder
 
-from test_store_support import (
+from storehelpers import (
     dead_pid,
     epoch_event,
     finished_event,
@@ -176,7 +176,7 @@ import sys
 sys.path.insert(0, sys.argv[3])
 from bntui.config import RunConfig
 from bntui.store import RunWriter
-from test_store_support import write_events, terminal_event
+from storehelpers import write_events, terminal_event
 writer = RunWriter(sys.argv[1], RunConfig(seed=int(sys.argv[2]), epochs=30))
 write_events(writer, 30, progress_per_epoch=5)
 writer.write_event(terminal_event("finished", 30))
@@ -186,8 +186,8 @@ print(writer.run_id)
 
 
 def test_concurrent_writer_processes(tmp_path):
-    tests_dir = str(Path(__file__).parent)
-    repo = str(Path(__file__).parent.parent)
+    tests_dir = str(Path(__file__).parents[1])  # its helper modules
+    repo = str(Path(__file__).parents[2])
     env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
     procs = [
         subprocess.Popen(
@@ -392,7 +392,7 @@ def test_the_writer_and_the_reader_fold_events_with_the_one_reducer(tmp_path):
 
     from bntui.store.reader import reader_for
     from bntui.store.run_state import RunState
-    from test_store_support import make_run
+    from storehelpers import make_run
 
     writer = make_run(tmp_path, epochs=3, status="cancelled")
     reader = reader_for(tmp_path)

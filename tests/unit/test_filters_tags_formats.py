@@ -10,7 +10,7 @@ import operator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_store_support import make_run
+from storehelpers import make_run
 
 from bntui.cli import main
 from bntui.config import RunConfig

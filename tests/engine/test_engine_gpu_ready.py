@@ -2,7 +2,7 @@
 transfer per diagnostics flush, the fused-kernel choice, queue lanes, refusing a model that
 cannot fit, recognising out-of-memory errors, the device probe's warnings, the kernel settings
 every run records, and the CUDA graph setting staying out of the CPU's way.
-(tests/test_engine_cuda.py checks the same on a GPU; bench/gpu_check.py times it there.)"""
+(tests/engine/test_engine_cuda.py checks the same on a GPU; bench/gpu_check.py times it there.)"""
 
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice, DeviceDetection
 
 from enginehelpers import losses, run
-from test_store_support import started
+from storehelpers import started
 from tuihelpers import collect_notifications, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny(**fields) -> RunConfig:

@@ -155,7 +155,7 @@ def test_seed_pairs_need_the_same_swept_value(sweep_records):
 
 
 def test_a_group_without_a_swept_setting_is_no_sweep(tmp_path):
-    from test_store_support import make_run
+    from storehelpers import make_run
 
     for bn in (True, False):
         make_run(tmp_path, group="g", bn=bn)
@@ -163,7 +163,7 @@ def test_a_group_without_a_swept_setting_is_no_sweep(tmp_path):
 
 
 def test_two_swept_settings_make_a_rows_by_columns_table(tmp_path):
-    from test_store_support import make_run
+    from storehelpers import make_run
 
     from bntui.present.sweep_table import sweep_table
 
@@ -213,7 +213,7 @@ def test_lr_sensitivity_preset_plans_the_learning_rate_experiment(tmp_path):
 
 def test_a_sweep_of_one_arm_shows_that_arm_s_means(tmp_path):
     from bntui.present.sweep_table import sweep_table
-    from test_store_support import make_run
+    from storehelpers import make_run
 
     for norm in ("batch", "group"):
         for batch in (8, 32):

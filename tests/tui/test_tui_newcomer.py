@@ -177,7 +177,7 @@ async def test_a_missing_dataset_says_how_to_download_it(tmp_path: Path) -> None
 def eight_run_store(tmp_path: Path) -> Path:
     """The 7 runs of the compare fixtures and one more: Compare with 8 runs."""
     runs = fixture_store(tmp_path)
-    extra = sorted(p for p in (Path(__file__).parent / "fixtures" / "runs").iterdir() if p.is_dir())[0]
+    extra = sorted(p for p in (Path(__file__).parents[1] / "fixtures" / "runs").iterdir() if p.is_dir())[0]
     shutil.copytree(extra, runs / extra.name)
     return runs
 

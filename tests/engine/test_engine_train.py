@@ -29,7 +29,7 @@ from bntui.engine.models import batch_norm_layers, build_model
 from bntui.engine.train import evaluate_batch_statistics, steps_per_epoch
 from enginehelpers import losses, run
 
-ENGINE = Path(__file__).resolve().parents[1] / "bntui" / "engine"
+ENGINE = Path(__file__).resolve().parents[2] / "bntui" / "engine"
 
 
 def tiny(**fields) -> RunConfig:

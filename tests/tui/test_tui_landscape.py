@@ -12,7 +12,7 @@ from bntui.tui.screens.diagnostics import DiagnosticsPanel
 from bntui.tui.screens.landscape import NO_LANDSCAPE, LandscapeScreen
 from tuihelpers import fixture_records
 
-CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
+CSS = Path(__file__).parents[2] / "bntui" / "tui" / "app.tcss"
 SIZE = (150, 50)
 
 

@@ -21,7 +21,7 @@ from bntui.store import (
 )
 from bntui.store.owner import process_start_ticks
 
-from test_store_support import (
+from storehelpers import (
     dead_pid,
     epoch_event,
     make_run,

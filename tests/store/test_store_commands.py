@@ -23,7 +23,7 @@ from bntui.settings import AppSettings
 from bntui.store import list_runs
 from bntui.store.schema import ExportDocument, json_schema
 
-from test_store_support import dead_pid, make_run, set_owner
+from storehelpers import dead_pid, make_run, set_owner
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from test_store_listing import _full_reads, _listed
-from test_store_support import epoch_event, make_run, progress_event
+from storehelpers import epoch_event, make_run, progress_event
 
 from bntui.config import RunConfig
 from bntui.store import RunWriter

@@ -14,7 +14,7 @@ from bntui.tui.app import BntuiApp
 from bntui.tui.devices import DeviceChoice
 from bntui.tui.widgets.metric_plot import Curve, MetricPlot
 
-FIXTURE_RUNS = Path(__file__).parent / "fixtures" / "runs"
+FIXTURE_RUNS = Path(__file__).parents[1] / "fixtures" / "runs"
 
 
 def colours(plot: MetricPlot) -> tuple[set, set]:

@@ -21,7 +21,7 @@ from bntui.tui.screens.group import GroupScreen
 from bntui.tui.widgets.run_table import RunTable
 from tuihelpers import collect_notifications, wait_for, export_written
 
-FIXTURE = Path(__file__).parent / "fixtures" / "compare_runs"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "compare_runs"
 DEVICES = [DeviceChoice("cpu", "x86_64")]
 
 

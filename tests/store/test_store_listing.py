@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_store_support import (
+from storehelpers import (
     dead_pid,
     epoch_event,
     make_run,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test_store_support import make_run
+from storehelpers import make_run
 
 
 def bntui(*args: str, env_extra: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -85,7 +85,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("where", ["before the command", "after the command"])
 def test_runs_dir_works_before_and_after_the_command(where, tmp_path, capsys):
-    from test_store_support import make_run
+    from storehelpers import make_run
 
     runs_dir = tmp_path / "store"
     first, second = make_run(runs_dir, seed=1), make_run(runs_dir, seed=2)

@@ -1,6 +1,6 @@
 """Issue 12: one test (or a few) per kind of hostile input, each failing before its fix.
 
-The table of single inputs and the one line each must produce is tests/test_adversarial.py;
+The table of single inputs and the one line each must produce is tests/e2e/test_adversarial.py;
 this file holds the checks that need more than one line of setup (folders outside the store,
 child processes, terminal sizes)."""
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bntui.settings import SettingsValueError, load_settings
 from bntui.store import StoreError, list_runs, remove_run
 
-from test_store_support import make_run
+from storehelpers import make_run
 
 
 # -- 1. deleting what is not a run ---------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_import_refuses_what_the_reader_would_refuse(tmp_path, changes, reason):
 
 def test_every_event_the_engine_writes_passes_the_event_model_unchanged():
     from bntui.store.event_model import to_event, validate_event
-    from test_store_support import diagnostics_event, epoch_event, progress_event, started, terminal_event
+    from storehelpers import diagnostics_event, epoch_event, progress_event, started, terminal_event
 
     events = [
         started(),
@@ -547,7 +547,7 @@ def test_a_run_failing_with_a_huge_message_and_a_clock_set_back_reads_back_clean
     from datetime import datetime, timedelta
 
     from bntui.engine.events import RunFailed
-    from test_store_support import make_run as make
+    from storehelpers import make_run as make
 
     run = make(tmp_path / "runs", epochs=1, status=None)
     run.write_event(RunFailed(message="ValueError: " + "x" * 50_000))

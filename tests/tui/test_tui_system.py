@@ -16,7 +16,7 @@ import bntui.tui.screens.system  # noqa: F401 - the module the app test patches
 from bntui.tui.screens.system import SystemScreen, describe_system
 from tuihelpers import wait_for
 
-CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
+CSS = Path(__file__).parents[2] / "bntui" / "tui" / "app.tcss"
 GIB = 1024**3
 
 

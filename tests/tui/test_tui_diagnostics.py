@@ -15,7 +15,7 @@ from bntui.tui.widgets.overlay_plot import OverlayPlot
 from tuihelpers import COMPARE_RUNS as FIXTURE_RUNS, plots_drawn, screen_lines
 from tuihelpers import fixture_records, wait_for
 
-CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
+CSS = Path(__file__).parents[2] / "bntui" / "tui" / "app.tcss"
 SIZE = (150, 50)
 
 

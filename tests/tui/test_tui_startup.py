@@ -46,7 +46,7 @@ def test_the_app_never_imports_torch(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=180,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).parents[2],
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])

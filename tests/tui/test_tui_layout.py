@@ -23,7 +23,7 @@ from bntui.tui.widgets.progress_line import ProgressLine
 from bntui.tui.widgets.run_table import RunTable
 from tuihelpers import fixture_records, plots_drawn, screen_lines, wait_for
 
-CSS = Path(__file__).parents[1] / "bntui" / "tui" / "app.tcss"
+CSS = Path(__file__).parents[2] / "bntui" / "tui" / "app.tcss"
 
 
 class ScreenApp(App):

@@ -4,7 +4,7 @@ a scan of each 80x24 screen for a cut word (issue 19: a newcomer on an 80x24 SSH
 The store holds 8 finished runs: the compare fixtures (tests/fixtures/compare_runs, a BN /
 no-BN group of 3 seed pairs with diagnostics, and one run at another learning rate) and one of
 tests/fixtures/runs. Regenerate after a deliberate change with
-`pytest tests/test_tui_screens_80x24.py --snapshot-update`, and look at the SVGs."""
+`pytest tests/tui/test_tui_screens_80x24.py --snapshot-update`, and look at the SVGs."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from bntui.tui.screens.landscape import LandscapeScreen
 from bntui.tui.widgets.metric_plot import MetricPlot
 from bntui.tui.widgets.run_table import RunTable
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 DEVICES = [DeviceChoice("cpu", "x86_64"), DeviceChoice("cuda:0", "NVIDIA H100 80GB HBM3")]
 RUNS = 8
 

@@ -15,7 +15,7 @@ import pytest
 
 from bntui.store import list_runs
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def complete_epoch_lines(events: Path) -> int:
