@@ -51,6 +51,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -103,6 +104,11 @@ class _Capture:
     # batch var + eps), running mean, running var[, gamma, beta]), all concatenated.
     batch_norm: Tensor | None
 
+    def batch_norm_numbers(self) -> Tensor:
+        """batch_norm, which capture takes whenever the model has BatchNorm layers to report."""
+        assert self.batch_norm is not None
+        return self.batch_norm
+
 
 @dataclass(frozen=True)
 class _NormLayout:
@@ -140,20 +146,27 @@ class DiagnosticsRecorder:
         self.probe = val_x.index_select(0, chosen.sort().values.to(val_x.device))
         self.model = model
         self.layers = model.hidden_layers
-        self._weights = [layer.weight.weight for layer in self.layers]
+        # A hidden layer's weight module is an nn.Linear or nn.Conv2d (models.HiddenLayer).
+        self._weights = [cast(nn.Linear | nn.Conv2d, layer.weight).weight for layer in self.layers]
         self._gradients = gradients or (lambda: [weight.grad for weight in self._weights])
         self._path = probe_path(model)
         # Leading reshapes (the MLP's Flatten) give the same result every time: done once.
         self._probe_input = self.probe
-        while self._path and self._path[0][1] == RUN and type(self._path[0][0]) in RESHAPES:
+        while (
+            self._path
+            and self._path[0][1] == RUN
+            and (leading := self._path[0][0]) is not None
+            and type(leading) in RESHAPES
+        ):
             with torch.no_grad():
-                self._probe_input = self._path[0][0](self._probe_input)
+                self._probe_input = leading(self._probe_input)
             self._path = self._path[1:]
         # The BatchNorm layers whose figures are reported (those with running statistics).
+        # (A hidden layer's norm is one of BATCH_NORM_TYPES, or a subclass, or None: models.py.)
         self._norms = [
             (index, layer.norm)
             for index, layer in enumerate(self.layers)
-            if layer.norm is not None and layer.norm.running_mean is not None
+            if isinstance(layer.norm, BATCH_NORM_TYPES) and layer.norm.running_mean is not None
         ]
         preacts, norm_stats = self.probe_forward()  # once, for the shapes at each BatchNorm
         for pre in preacts:  # and the percentiles' ranks, on the device before training starts
@@ -169,10 +182,7 @@ class DiagnosticsRecorder:
         self._templates = [_layer_identity(layer) for layer in self.layers]
         # The weights before the measured step, copied by `snapshot` into buffers kept for it
         # (allocating them at every snapshot would cost page faults each time).
-        self._before = [
-            torch.empty_like(weight, memory_format=torch.contiguous_format)
-            for weight in self._weights
-        ]
+        self._before = [torch.empty_like(weight, memory_format=torch.contiguous_format) for weight in self._weights]
         self._snapshot_taken = False
         with torch.no_grad():
             self._nan = torch.full((), math.nan, device=self.probe.device)
@@ -203,7 +213,9 @@ class DiagnosticsRecorder:
                 parts: list[Tensor] = []
                 for index, norm in self._norms:
                     mean, invstd, _ = norm_stats[index]
-                    parts += [mean, invstd, norm.running_mean, norm.running_var]
+                    running_mean, running_var = norm.running_mean, norm.running_var
+                    assert running_mean is not None and running_var is not None  # as __init__ chose _norms
+                    parts += [mean, invstd, running_mean, running_var]
                     if norm.weight is not None:
                         parts += [norm.weight, norm.bias]
                 batch_norm = torch.cat(parts)  # a copy: training changes these in place
@@ -233,14 +245,9 @@ class DiagnosticsRecorder:
             return []
         with torch.inference_mode():
             if self.on_host:
-                summaries = [
-                    _stacked_host_summaries([c.preacts[i] for c in pending])
-                    for i in range(len(self.layers))
-                ]
+                summaries = [_stacked_host_summaries([c.preacts[i] for c in pending]) for i in range(len(self.layers))]
                 weight_norms = np.stack([c.weight_norms.numpy() for c in pending])
-                batch_norm = (
-                    np.stack([c.batch_norm.numpy() for c in pending]) if self._norms else None
-                )
+                batch_norm = np.stack([c.batch_norm_numbers().numpy() for c in pending]) if self._norms else None
             else:
                 summaries, weight_norms, batch_norm = self._device_summaries(pending)
         # Per layer, one (captures, NUMBER_KEYS) table of float64; NaN becomes None below.
@@ -257,22 +264,20 @@ class DiagnosticsRecorder:
             with np.errstate(divide="ignore", invalid="ignore"):
                 table[:, _COLUMN["update_ratio"]] = np.where(before > 0, moved / before, math.nan)
             tables.append(table)
-        for layout in self._norm_layout:
-            block = batch_norm[:, layout.start : layout.start + layout.parts * layout.channels]
-            count = layout.values_per_channel
-            found = batch_norm_figures(
-                block.reshape(captures, layout.parts, layout.channels), count, layout.eps
-            )
-            for key, values in found.items():
-                tables[layout.layer][:, _COLUMN[key]] = values
+        if batch_norm is not None:  # there are BatchNorm layouts
+            for layout in self._norm_layout:
+                block = batch_norm[:, layout.start : layout.start + layout.parts * layout.channels]
+                count = layout.values_per_channel
+                found = batch_norm_figures(block.reshape(captures, layout.parts, layout.channels), count, layout.eps)
+                for key, values in found.items():
+                    tables[layout.layer][:, _COLUMN[key]] = values
         numbers = np.stack(tables, axis=1).tolist()  # [capture][layer][key]
         return [
             Diagnostics(
                 step=capture.step,
                 epoch=capture.epoch,
                 layers=[
-                    {**template, **_finite_or_none(values)}
-                    for template, values in zip(self._templates, numbers[at])
+                    {**template, **_finite_or_none(values)} for template, values in zip(self._templates, numbers[at])
                 ],
             )
             for at, capture in enumerate(pending)
@@ -295,14 +300,16 @@ class DiagnosticsRecorder:
         with torch.inference_mode():
             for run, role, index in self._path:
                 if role == NORMALIZE:
+                    norm = cast("nn.BatchNorm1d | nn.BatchNorm2d", run)  # probe_path runs a norm itself
                     count = x.numel() // x.shape[1]
                     x, mean, invstd = torch.native_batch_norm(
-                        x, run.weight, run.bias, None, None, True, 0.0, run.eps
+                        x, norm.weight, norm.bias, None, None, True, 0.0, norm.eps
                     )
                     if index is not None:
                         norm_stats[index] = (mean, invstd, count)
                     continue
                 if role == PREACTIVATION:
+                    assert index is not None  # probe_path gives every pre-activation its layer
                     summary = None if summarize is None else summarize(x)
                     preacts[index] = x if summary is None else summary
                 if run is not None:
@@ -326,15 +333,14 @@ class DiagnosticsRecorder:
             found += [self._nan] * (2 * len(weights))
         return torch.stack(found)
 
-    def _device_summaries(self, pending: list[_Capture]):
+    def _device_summaries(self, pending: list[_Capture]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None]:
         """The flush's numbers computed on the device and copied to the host at once."""
         layers = len(self.layers)
-        parts = [
-            device_summaries(torch.stack([c.preacts[i] for c in pending])) for i in range(layers)
-        ]
+        # Off the host, capture keeps every pre-activation as it is: a tensor.
+        parts = [device_summaries(torch.stack([cast(Tensor, c.preacts[i]) for c in pending])) for i in range(layers)]
         parts.append(torch.stack([c.weight_norms for c in pending]))
         if self._norms:
-            parts.append(torch.stack([c.batch_norm for c in pending]))
+            parts.append(torch.stack([c.batch_norm_numbers() for c in pending]))
         widths = [part.shape[1] for part in parts]
         host = torch.cat([part.float() for part in parts], dim=1).cpu().numpy()
         split = np.split(host, np.cumsum(widths)[:-1], axis=1)
@@ -374,10 +380,10 @@ def probe_path(model: Classifier) -> list[tuple[Callable | None, str, int | None
     order, up to the last one a hidden layer needs (the output layer is not needed).
     Dropout is left out (it is off while probing, as in models.batch_statistics_mode)."""
     roles: dict[int, tuple[str, int]] = {}
-    for index, layer in enumerate(model.hidden_layers):
-        roles[id(layer.activation)] = (PREACTIVATION, index)
+    for at, layer in enumerate(model.hidden_layers):
+        roles[id(layer.activation)] = (PREACTIVATION, at)
         if layer.norm is not None:
-            roles[id(layer.norm)] = (NORMALIZE, index)
+            roles[id(layer.norm)] = (NORMALIZE, at)
     path: list[tuple[Callable | None, str, int | None]] = []
     needed = 0
     for module in model.layers:
@@ -405,9 +411,9 @@ def fast_equivalent(module: nn.Module) -> Callable:
     the functional form directly skips nn.Module's call machinery, which matters at the
     probe's sizes)."""
     kind = type(module)
-    if kind is nn.Linear:
+    if type(module) is nn.Linear:  # not `kind is`: mypy narrows by this form
         return functools.partial(_linear, module)
-    if kind is nn.Conv2d:
+    if type(module) is nn.Conv2d:
         return functools.partial(_conv, module)
     if kind in _ELEMENTWISE and not getattr(module, "inplace", False):
         return _ELEMENTWISE[kind]
@@ -460,7 +466,7 @@ def _stacked_host_summaries(preacts: list[Tensor | np.ndarray]) -> np.ndarray:
     summary rows, where capture already computed them)."""
     if isinstance(preacts[0], np.ndarray):
         return np.stack(preacts)
-    return host_summaries(np.stack([pre.numpy() for pre in preacts]))
+    return host_summaries(np.stack([pre.numpy() for pre in cast(list[Tensor], preacts)]))  # all alike
 
 
 def host_summaries(blocks: np.ndarray) -> np.ndarray:

@@ -21,9 +21,10 @@ import copy
 import math
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,9 @@ from bntui.engine.train import (
     steps_per_epoch,
 )
 
+if TYPE_CHECKING:
+    from bntui.config import RunConfig
+
 
 class PackTooLarge(Exception):
     """The pack ran out of device memory before any member started: train fewer at once."""
@@ -78,7 +82,7 @@ class PackTooLarge(Exception):
 
 @dataclass
 class Member:
-    config: object  # RunConfig
+    config: RunConfig
     on_event: Callable[[Event], None]
     should_stop: Callable[[], bool] = lambda: False
     result: RunResult = field(default_factory=lambda: RunResult(status="failed"))
@@ -100,7 +104,9 @@ class Member:
             for event in self.diagnostics.flush():
                 self.emit(event)
 
-    def stop(self, event: Event, status: str, message: str | None = None) -> None:
+    def stop(
+        self, event: Event, status: Literal["cancelled", "failed", "diverged"], message: str | None = None
+    ) -> None:
         with contextlib.suppress(Exception):  # keep what was measured if we can, as train does
             self.emit_diagnostics()
         self.emit(event)
@@ -108,9 +114,7 @@ class Member:
         self.active = False
 
 
-def train_packed(
-    members: list[Member], *, data_dir: Path, download: bool = False, threads: int = 0
-) -> list[RunResult]:
+def train_packed(members: list[Member], *, data_dir: Path, download: bool = False, threads: int = 0) -> list[RunResult]:
     """Train the members as one packed model; one RunResult per member, in order. Raises
     PackTooLarge (no event emitted) when the pack does not fit the device; any other
     run-level failure ends every member still training as RunFailed."""
@@ -196,10 +200,11 @@ class _PackedRun:
         self.optimizer = make_optimizer(self.config, self.network)
         if self.config.diagnostics_every > 0 and len(first.val_y) >= 2:
             for index, (member, model) in enumerate(zip(self.members, models)):
-                names = [layer.name for layer in model.hidden_layers]
-                gradients = lambda index=index, names=names: self.network.weight_gradients(index, names)  # noqa: E731
-                member.diagnostics = DiagnosticsRecorder(model, self.data[index].val_x, member.config.seed,
-                                                         gradients=gradients)
+                layer_names = [layer.name for layer in model.hidden_layers]
+                gradients = lambda index=index, names=layer_names: self.network.weight_gradients(index, names)  # noqa: E731
+                member.diagnostics = DiagnosticsRecorder(
+                    model, self.data[index].val_x, member.config.seed, gradients=gradients
+                )
         self.warm_up()
 
     def batch(self, batches: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -314,7 +319,7 @@ class _PackedRun:
     def run_epoch(self, epoch: int) -> list[float]:
         batch_size, progress_every = self.config.batch_size, self.config.progress_every
         every = self.config.diagnostics_every
-        measured = [member for member in self.members if member.diagnostics is not None]
+        measured = [(member, member.diagnostics) for member in self.members if member.diagnostics is not None]
         orders = [
             torch.randperm(len(d.train_y), generator=g).to(self.device)
             for d, g in zip(self.group_data, self.order_generators)
@@ -326,17 +331,17 @@ class _PackedRun:
             if not any(member.active for member in self.members):
                 return []
             batches = [order[index * batch_size : (index + 1) * batch_size] for order in orders]
-            measuring = [m for m in measured if m.active] if measured and (self.step + 1) % every == 0 else []
+            measuring = [(m, d) for m, d in measured if m.active] if measured and (self.step + 1) % every == 0 else []
             before_update = self.before_update(batches, epoch, measuring)
             self.loss_total.add_(self.train_step(self.network, self.optimizer, batches, before_update))
             self.step += 1
-            for member in measuring:
-                member.diagnostics.capture(self.step, epoch)
-                if member.diagnostics.due():
+            for member, diagnostics in measuring:
+                diagnostics.capture(self.step, epoch)
+                if diagnostics.due():
                     member.emit_diagnostics()
             if self.step % progress_every == 0 and self.progress_due():
                 self.progress(epoch)
-        for member in measured:  # inside the epoch's time: measuring is training's cost
+        for member, _ in measured:  # inside the epoch's time: measuring is training's cost
             if member.active:
                 member.emit_diagnostics()
         totals = self.read_totals(epoch)
@@ -347,26 +352,29 @@ class _PackedRun:
         self.point = (totals, self.step, time.perf_counter())
         return train_eval
 
-    def before_update(self, batches: list[torch.Tensor], epoch: int, measuring: list[Member]):
+    def before_update(
+        self, batches: list[torch.Tensor], epoch: int, measuring: list[tuple[Member, DiagnosticsRecorder]]
+    ) -> Callable[[], None] | None:
         """What runs between the step's backward and its update (train._Run.before_update):
-        the diagnostics snapshots of `measuring` and every landscape measurement due, each
-        on its member's own batch. None when there is nothing to do."""
+        the diagnostics snapshots of `measuring` (members with their recorders) and every
+        landscape measurement due, each on its member's own batch. None when there is nothing
+        to do."""
         step = self.step + 1
         landscapes = [
-            (index, member) for index, member in enumerate(self.members)
+            (index, member, member.landscape) for index, member in enumerate(self.members)
             if member.active and member.landscape is not None and member.landscape.due(step)
         ]  # fmt: skip
         if not measuring and not landscapes:
             return None
 
         def measure() -> None:
-            for member in measuring:
-                member.diagnostics.snapshot()
-            for index, member in landscapes:
+            for _, diagnostics in measuring:
+                diagnostics.snapshot()
+            for index, member, landscape in landscapes:
                 group = self.group_of(index)
                 data, batch = self.group_data[group], batches[group]
                 images, targets = data.train_x.index_select(0, batch), data.train_y.index_select(0, batch)
-                member.emit(member.landscape.measure(images, targets, step, epoch))
+                member.emit(landscape.measure(images, targets, step, epoch))
 
         return measure
 
@@ -441,7 +449,7 @@ class _PackedRun:
         finally:
             self.network.train()
 
-    def evaluate_batch_statistics(self) -> list[tuple[float | None, float | None]]:
+    def evaluate_batch_statistics(self) -> Sequence[tuple[float | None, float | None]]:
         """train.evaluate_batch_statistics for every member at once (members without batch
         statistics get numbers too; their runs do not report them)."""
         size = len(self.data[0].val_y)

@@ -27,8 +27,9 @@ with M groups reads and writes).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,8 @@ from torch import nn
 from bntui.engine.models import ACTIVATIONS, Classifier, batch_statistics_mode
 
 _ELEMENTWISE = (*ACTIVATIONS.values(), nn.MaxPool2d)
+# What fusable_batch_norms admits: exactly these classes (the variants subclass them).
+_PlainBatchNorm = nn.BatchNorm1d | nn.BatchNorm2d
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,28 @@ class _BatchNormSettings:
 
 class PackingError(ValueError):
     """The members cannot share one packed model (their layers differ)."""
+
+
+def _bias(layer: nn.Linear | nn.Conv2d) -> torch.Tensor:
+    # models.build_model gives every linear and conv layer a bias (torch types a conv's as optional).
+    assert layer.bias is not None
+    return layer.bias
+
+
+def _use_views(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """The module's weight and bias become the given tensors (views of packed ones), no longer
+    parameters of its own. (As a plain Module to mypy: torch types a Linear's or BatchNorm's
+    bias as the Parameter it starts as.)"""
+    del module._parameters["weight"], module._parameters["bias"]
+    module.weight, module.bias = weight, bias
+
+
+def _member_rows(tensor: torch.Tensor | None, members: int, place: int) -> torch.Tensor | None:
+    """Member `place`'s rows of a tensor that stacks `members` members' rows (None stays None)."""
+    if tensor is None:
+        return None
+    out = tensor.shape[0] // members
+    return tensor[place * out : (place + 1) * out]
 
 
 def merged_layer_names(members: list[Classifier]) -> list[str]:
@@ -62,12 +87,14 @@ def merged_layer_names(members: list[Classifier]) -> list[str]:
     return longest
 
 
-def fusable_batch_norms(modules: list[nn.Module | None]) -> bool:
+def fusable_batch_norms(modules: list[nn.Module | None]) -> TypeGuard[list[_PlainBatchNorm | None]]:
     """Whether one batch_norm call can stand for these members' modules (None: no norm):
-    plain BatchNorm (not a variant) with running statistics, the same settings in all."""
+    plain BatchNorm (not a variant) with running statistics and a momentum, the same settings
+    in all."""
     present = [module for module in modules if module is not None]
     first = present[0]
-    if type(first) not in (nn.BatchNorm1d, nn.BatchNorm2d) or first.momentum is None:
+    # Exactly these classes, tested with `is not` (which mypy narrows by, unlike `not in`).
+    if (type(first) is not nn.BatchNorm1d and type(first) is not nn.BatchNorm2d) or first.momentum is None:
         return False
     settings = lambda m: (type(m), m.eps, m.momentum, m.affine, m.track_running_stats)  # noqa: E731
     return first.track_running_stats and all(settings(m) == settings(first) for m in present)
@@ -79,9 +106,7 @@ class PackedNetwork(nn.Module):
     member each) -> log-probabilities (M, B, classes). `generators[m]` draws member m's
     dropout masks (CPU or device)."""
 
-    def __init__(
-        self, members: list[Classifier], generators: list[torch.Generator], groups: list[int] | None = None
-    ):
+    def __init__(self, members: list[Classifier], generators: list[torch.Generator], groups: list[int] | None = None):
         super().__init__()
         self.count = len(members)
         self.generators = generators
@@ -146,27 +171,37 @@ class PackedNetwork(nn.Module):
         if not self.first:
             raise PackingError("only networks that start with a linear or conv layer can be packed")
 
-    def _pack_batch_norm(self, name: str, modules: list[nn.Module | None]) -> None:
+    def _pack_batch_norm(self, name: str, modules: list[_PlainBatchNorm | None]) -> None:
+        """`modules`: as fusable_batch_norms admits them (running statistics, a momentum)."""
         first = next(module for module in modules if module is not None)
         features = first.num_features
+        # get_buffer: a Tensor to mypy (the attributes are Tensor | None: running statistics
+        # are optional in general, not here).
+        device = first.get_buffer("running_mean").device
 
-        def joined(read, fill: float) -> torch.Tensor:
-            return torch.cat([
-                read(m).detach() if m is not None else torch.full((features,), fill, device=first.running_mean.device)
-                for m in modules
-            ]).clone()
+        def joined(read: Callable[[_PlainBatchNorm], torch.Tensor], fill: float) -> torch.Tensor:
+            return torch.cat(
+                [read(m).detach() if m is not None else torch.full((features,), fill, device=device) for m in modules]
+            ).clone()
 
         if first.affine:
             self.batch_norm[f"{name}_weight"] = nn.Parameter(joined(lambda m: m.weight, 1.0))
             self.batch_norm[f"{name}_bias"] = nn.Parameter(joined(lambda m: m.bias, 0.0))
-        self.register_buffer(f"{name}_mean", joined(lambda m: m.running_mean, 0.0))
-        self.register_buffer(f"{name}_var", joined(lambda m: m.running_var, 1.0))
-        batches = [m.num_batches_tracked if m is not None else first.num_batches_tracked.new_zeros(()) for m in modules]
+        self.register_buffer(f"{name}_mean", joined(lambda m: m.get_buffer("running_mean"), 0.0))
+        self.register_buffer(f"{name}_var", joined(lambda m: m.get_buffer("running_var"), 1.0))
+        batches = [
+            m.get_buffer("num_batches_tracked")
+            if m is not None
+            else first.get_buffer("num_batches_tracked").new_zeros(())
+            for m in modules
+        ]
         self.register_buffer(f"{name}_batches", torch.stack(batches).clone())
         if len([m for m in modules if m is not None]) < len(modules):
             mask = torch.cat([torch.full((features,), m is not None) for m in modules])
-            self.register_buffer(f"{name}_mask", mask.to(first.running_mean.device))
-        self.fused[name] = _BatchNormSettings(first.affine, first.momentum, first.eps)
+            self.register_buffer(f"{name}_mask", mask.to(device))
+        momentum = first.momentum
+        assert momentum is not None  # fusable_batch_norms admits only BatchNorms with one
+        self.fused[name] = _BatchNormSettings(first.affine, momentum, first.eps)
 
     @staticmethod
     def _check_conv(conv: nn.Conv2d) -> None:
@@ -174,20 +209,32 @@ class PackedNetwork(nn.Module):
             raise PackingError("only plain convolutions can be packed")
 
     @staticmethod
-    def _stack(store: nn.ParameterDict, name: str, modules: list[nn.Module], join, suffix: str = "") -> None:
+    def _stack(
+        store: nn.ParameterDict,
+        name: str,
+        modules: list[nn.Module],
+        join: Callable[[list[torch.Tensor]], torch.Tensor],
+        suffix: str = "",
+    ) -> None:
         prefix = f"{name}_" if name else ""
-        store[f"{prefix}weight{suffix}"] = nn.Parameter(join([m.weight.detach() for m in modules]).clone())
-        store[f"{prefix}bias{suffix}"] = nn.Parameter(join([m.bias.detach() for m in modules]).clone())
+        # The members' layers at one name are of one kind, the first member's: linear or conv.
+        layers = cast(list[nn.Linear | nn.Conv2d], modules)
+        store[f"{prefix}weight{suffix}"] = nn.Parameter(join([m.weight.detach() for m in layers]).clone())
+        store[f"{prefix}bias{suffix}"] = nn.Parameter(join([_bias(m).detach() for m in layers]).clone())
 
     def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
         """`images[g]`: the batch (B, C, H, W) of member group g."""
-        x, conv_layout = images, False
+        x: torch.Tensor | None = None  # the members' activations, from the first layer on
+        conv_layout = False
         for kind, name in self.ops:
-            if kind == "flatten" and isinstance(x, list):  # before the first layer
-                x = [part.flatten(1) for part in x]
-            elif kind.startswith("first_"):
-                conv_layout = kind == "first_conv"
-                x = self._first_layer(x, conv_layout)
+            if x is None:  # before the first layer: a flatten of the images, or the layer
+                if kind == "flatten":
+                    images = [part.flatten(1) for part in images]
+                elif kind.startswith("first_"):
+                    conv_layout = kind == "first_conv"
+                    x = self._first_layer(images, conv_layout)
+                else:
+                    raise PackingError(f"{name}: only a flatten can come before the first layer")
             elif kind == "conv":
                 if not conv_layout:  # (M, B, C, H, W) -> (B, M*C, H, W)
                     m, b, c, h, w = x.shape
@@ -207,11 +254,12 @@ class PackedNetwork(nn.Module):
             elif kind == "batch_norm":
                 x = self._batch_norm(name, x, conv_layout)
             elif kind == "norm":
-                x = self._per_member(self.norms[name], x, conv_layout)
+                x = self._per_member(cast(nn.ModuleList, self.norms[name]), x, conv_layout)
             elif kind == "dropout":
                 x = self._drop(x, self.dropout[name])
             else:
                 x = self.shared[name](x)
+        assert x is not None  # __init__ refuses networks without a first layer
         return F.log_softmax(x, dim=-1)
 
     def _first_layer(self, images: list[torch.Tensor], conv: bool) -> torch.Tensor:
@@ -235,7 +283,8 @@ class PackedNetwork(nn.Module):
         """Every member's BatchNorm in one call over its channels (members without one get
         their input back). Eval mode uses the running statistics; batch_statistics_mode the
         batch's own, leaving the running ones alone."""
-        settings, buffers = self.fused[name], self._buffers
+        # The pack's buffers are all tensors (torch types them as optional in general).
+        settings, buffers = self.fused[name], cast("dict[str, torch.Tensor]", self._buffers)
         if conv_layout:
             flat = x
         else:  # (M, B, F) -> (B, M*F), a view when x is the first layer's output
@@ -307,58 +356,58 @@ class PackedNetwork(nn.Module):
                 self._share_batch_norm(name, members)
             if kind.startswith("first_"):
                 for index, member in enumerate(members):
-                    module = member.layers._modules[name]
+                    layer = _layer(member, name)
                     group, place = self._first_slot(index)
-                    out = module.weight.shape[0]
+                    out = layer.weight.shape[0]
                     part = slice(place * out, (place + 1) * out)
-                    views = self.first[f"weight{group}"].detach()[part], self.first[f"bias{group}"].detach()[part]
-                    del module._parameters["weight"], module._parameters["bias"]
-                    module.weight, module.bias = views
+                    _use_views(
+                        layer, self.first[f"weight{group}"].detach()[part], self.first[f"bias{group}"].detach()[part]
+                    )
             if kind not in ("linear", "conv"):
                 continue
             store = self.dense if kind == "linear" else self.conv
             weight, bias = store[f"{name}_weight"].detach(), store[f"{name}_bias"].detach()
             for index, member in enumerate(members):
-                module = member.layers._modules[name]
+                layer = _layer(member, name)
                 if kind == "linear":
                     views = weight[index], bias[index]
                 else:
-                    out = module.out_channels
+                    out = cast(nn.Conv2d, layer).out_channels
                     views = weight[index * out : (index + 1) * out], bias[index * out : (index + 1) * out]
-                del module._parameters["weight"], module._parameters["bias"]
-                module.weight, module.bias = views
+                _use_views(layer, *views)
 
     def _share_batch_norm(self, name: str, members: list[Classifier]) -> None:
-        packed = self.batch_norm
+        packed, buffers = self.batch_norm, cast("dict[str, torch.Tensor]", self._buffers)  # as in _batch_norm
         for index, member in enumerate(members):
-            module = member.layers._modules.get(name)
+            # Plain BatchNorm or none: fusable_batch_norms admitted this layer.
+            module = cast("_PlainBatchNorm | None", member.layers._modules.get(name))
             if module is None:
                 continue
             part = slice(index * module.num_features, (index + 1) * module.num_features)
             if module.affine:
-                del module._parameters["weight"], module._parameters["bias"]
-                module.weight = packed[f"{name}_weight"].detach()[part]
-                module.bias = packed[f"{name}_bias"].detach()[part]
-            module._buffers["running_mean"] = self._buffers[f"{name}_mean"][part]
-            module._buffers["running_var"] = self._buffers[f"{name}_var"][part]
-            module._buffers["num_batches_tracked"] = self._buffers[f"{name}_batches"][index]
+                _use_views(module, packed[f"{name}_weight"].detach()[part], packed[f"{name}_bias"].detach()[part])
+            module._buffers["running_mean"] = buffers[f"{name}_mean"][part]
+            module._buffers["running_var"] = buffers[f"{name}_var"][part]
+            module._buffers["num_batches_tracked"] = buffers[f"{name}_batches"][index]
 
     def weight_gradients(self, index: int, names: list[str]) -> list[torch.Tensor | None]:
         """Member `index`'s gradient of each named linear or conv layer's weight: its slice
         of the packed weight's gradient (None before the first backward)."""
-        found = []
+        found: list[torch.Tensor | None] = []
         first_name = next(name for kind, name in self.ops if kind.startswith("first_"))
         for name in names:
             if name == first_name:
                 group, place = self._first_slot(index)
-                grad = self.first[f"weight{group}"].grad
-                out = None if grad is None else grad.shape[0] // (self.groups[int(group)][1] - self.groups[int(group)][0])
-                found.append(None if grad is None else grad[place * out : (place + 1) * out])
+                start, stop = self.groups[int(group)]
+                found.append(_member_rows(self.first[f"weight{group}"].grad, stop - start, place))
             elif f"{name}_weight" in self.dense:
                 grad = self.dense[f"{name}_weight"].grad
                 found.append(None if grad is None else grad[index])
             else:
-                grad = self.conv[f"{name}_weight"].grad
-                out = None if grad is None else grad.shape[0] // self.count
-                found.append(None if grad is None else grad[index * out : (index + 1) * out])
+                found.append(_member_rows(self.conv[f"{name}_weight"].grad, self.count, index))
         return found
+
+
+def _layer(member: Classifier, name: str) -> nn.Linear | nn.Conv2d:
+    """The member's linear or conv layer `name` (one the pack stacked)."""
+    return cast(nn.Linear | nn.Conv2d, member.layers._modules[name])

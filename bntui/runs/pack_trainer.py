@@ -12,16 +12,22 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bntui.runs.trainer import CANCEL_POLL_SECONDS
+
+if TYPE_CHECKING:  # for the annotations: the functions below import the store where they use it
+    from bntui.store.layout import ConfigFile
+    from bntui.store.queue import LaunchSpec
 
 
 @dataclass
 class _Claimed:
-    spec: object  # LaunchSpec
-    stored: object  # ConfigFile
+    spec: LaunchSpec
+    stored: ConfigFile
     stop: threading.Event
     cancel_file: Path
 
@@ -100,24 +106,35 @@ def _train_and_store(runs_dir: Path, claimed: list[_Claimed]) -> bool:
             update={"backend": spec.backend, "packed": len(claimed), "packed_with": run_ids}
         )
         try:
-            writer = RunWriter(runs_dir, config, group=run.stored.group, run_id=spec.run_id,
-                               created=run.stored.created, environment=environment)
+            writer = RunWriter(
+                runs_dir,
+                config,
+                group=run.stored.group,
+                run_id=spec.run_id,
+                created=run.stored.created,
+                environment=environment,
+            )
         except (StoreWriteError, OSError) as exc:
             print(f"bntui trainer: {spec.run_id}: {exc}", file=sys.stderr)
             continue
         store_errors: list[str] = []
         writers.append((writer, store_errors))
-        members.append(Member(config, _recorder(writer, store_errors),
-                              lambda run=run, errors=store_errors: bool(errors) or run.stop.is_set()))
+        members.append(Member(config, _recorder(writer, store_errors), _should_stop(run, store_errors)))
     if not members:
         return False
     data_dir, download, threads = claimed[0].spec.data_dir, claimed[0].spec.download, claimed[0].spec.threads
-    results = _train_in_packs(members, train_packed, Member, PackTooLarge,
-                              data_dir=data_dir, download=download, threads=threads)
+    results = _train_in_packs(
+        members, train_packed, Member, PackTooLarge, data_dir=data_dir, download=download, threads=threads
+    )
     for (writer, store_errors), result in zip(writers, results):
         if store_errors:
-            result = RunResult(status="failed", started=result.started, epochs=result.epochs,
-                               final=result.final, message=f"run store: {store_errors[0]}")
+            result = RunResult(
+                status="failed",
+                started=result.started,
+                epochs=result.epochs,
+                final=result.final,
+                message=f"run store: {store_errors[0]}",
+            )
         try:
             writer.finish(result.status, result.message)
         except (StoreWriteError, OSError) as exc:
@@ -125,6 +142,11 @@ def _train_and_store(runs_dir: Path, claimed: list[_Claimed]) -> bool:
         if result.status != "finished":
             print(f"bntui trainer: {writer.run_id} {result.status}: {result.message or ''}")
     return len(writers) == len(claimed) and not errors and not any(e for _w, e in writers)
+
+
+def _should_stop(run: _Claimed, store_errors: list[str]) -> Callable[[], bool]:
+    """A member stops when its run is cancelled or its store failed (the store is the record)."""
+    return lambda: bool(store_errors) or run.stop.is_set()
 
 
 def _recorder(writer, store_errors: list[str]):
@@ -152,8 +174,12 @@ def _train_in_packs(members, train_packed, Member, PackTooLarge, **options):
             members[0].stop(RunFailed(message), "failed", message)
             return [members[0].result]
         half = (len(members) + 1) // 2
-        print(f"bntui trainer: a pack of {len(members)} runs did not fit the device; "
-              f"training packs of {half} and {len(members) - half}", flush=True)
+        print(
+            f"bntui trainer: a pack of {len(members)} runs did not fit the device; "
+            f"training packs of {half} and {len(members) - half}",
+            flush=True,
+        )
         fresh = [Member(m.config, m.on_event, m.should_stop) for m in members]
-        return (_train_in_packs(fresh[:half], train_packed, Member, PackTooLarge, **options)
-                + _train_in_packs(fresh[half:], train_packed, Member, PackTooLarge, **options))
+        return _train_in_packs(fresh[:half], train_packed, Member, PackTooLarge, **options) + _train_in_packs(
+            fresh[half:], train_packed, Member, PackTooLarge, **options
+        )
