@@ -200,3 +200,13 @@ async def test_compare_with_8_runs_names_them_all_and_its_settings_scroll_to_the
         await pilot.press(*["right"] * 12)
         await pilot.pause(0.3)
         assert "#8" in "\n".join(screen_lines(app)).split("Settings that differ")[1]
+
+
+async def test_the_empty_state_hint_drops_whole_parts_at_80_columns(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app._ui_ready(), "the main screen")
+        await pilot.pause()
+        line = next(text for text in screen_lines(app) if "No run selected" in text)
+        assert "ctrl+r starts one" in line
+        assert "…" not in line, line

@@ -11,7 +11,8 @@ from bntui.tui.widgets.parts_line import PartsLine
 
 def describe_progress(view: RunView | None) -> str:
     if view is None:
-        return "No run selected. Set up a run on the left and press [b]ctrl+r[/b] to start it."
+        # Parts, so that a narrow line drops the last ones whole instead of cutting a word.
+        return " · ".join(("No run selected", "[b]ctrl+r[/b] starts one", "with the settings on the left"))
     name = escape(view.run_id or view.label)
     parts = [f"[b]{view.status}[/b]"]
     if view.status == "queued":
