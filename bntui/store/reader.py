@@ -24,9 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
-
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from bntui.config import RunConfig, format_validation_error
 from bntui.engine.events import TERMINAL_EVENTS, Event

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -152,13 +153,18 @@ class AnnotateScreen(ModalScreen[None]):
         if self.kind == "note":
             self._load_note()
 
+    def _run_path(self, run_id: str) -> Path | None:
+        """The folder of a run the app has read from the store; None if it is gone."""
+        app: Any = self.app  # BntuiApp, whose session holds the runs read from the store
+        stored = app.session.stored.get(run_id)
+        return stored.path if stored is not None else None
+
     @work(thread=True)
     def _load_note(self) -> None:
         from bntui.store.annotations import read_annotations
 
-        app: Any = self.app  # BntuiApp, whose session holds the runs read from the store
-        stored = app.session.stored.get(self.run_ids[0])
-        note = read_annotations(stored.path).note if stored is not None else None
+        path = self._run_path(self.run_ids[0])
+        note = read_annotations(path).note if path is not None else None
         if note:
             self.app.call_from_thread(setattr, self.query_one(Input), "value", note)
 
@@ -182,18 +188,17 @@ class AnnotateScreen(ModalScreen[None]):
         from bntui.store import StoreError
         from bntui.store.annotations import change_tags, set_note
 
-        app: Any = self.app
         try:
             for run_id in self.run_ids:
-                stored = app.session.stored.get(run_id)
-                if stored is None:
+                path = self._run_path(run_id)
+                if path is None:
                     continue
                 if self.kind == "note":
-                    set_note(stored.path, text.strip())
+                    set_note(path, text.strip())
                 else:
                     words = text.split()
                     tags = change_tags(
-                        stored.path,
+                        path,
                         [w for w in words if not w.startswith("-")],
                         [w[1:] for w in words if w.startswith("-")],
                     ).tags
