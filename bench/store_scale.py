@@ -10,7 +10,9 @@ on each store:
 then the run list's filter (`/`): seconds to hide every run, and to show them all again;
 and prints each figure as a ratio to the 50-run store.
 
-A store's first listing ("cold") reads every run folder and writes the store's listing index
+A store's first listing ("cold") reads each run's listing row from its listing.json (which the
+writer leaves there when a run ends; `--without-rows`: runs as an older bntui wrote them, read
+from config.json, summary.json and listing.json) and writes the store's listing index
 (store.listing_index); the next ones ("warm", each a new process) read the index and stat
 each run's files.
 
@@ -113,8 +115,13 @@ def train_one(runs_dir: Path, epochs: int) -> Path:
     return run
 
 
-def build_store(source: Path, target: Path, count: int) -> None:
-    """`count` copies of run `source`, each under its own id (the json files name it)."""
+def build_store(source: Path, target: Path, count: int, rows: bool = True) -> None:
+    """`count` copies of run `source`, each under its own id (the json files name it). With
+    `rows`, each copy's listing.json holds its own listing row, as the writer leaves an ended
+    run's (store.indexed.listed_row); without, as an older bntui left them."""
+    sys.path.insert(0, str(REPO))
+    from bntui.store.indexed import listed_row
+
     target.mkdir()
     stem = source.name[: source.name.rfind("-")]
     files = {path.name: path for path in source.iterdir() if path.is_file()}
@@ -130,6 +137,13 @@ def build_store(source: Path, target: Path, count: int) -> None:
                 (folder / name).write_text(json.dumps(data))
             else:
                 os.link(path, folder / name)  # events.jsonl, heartbeat: the same bytes
+        listing = json.loads((folder / "listing.json").read_text())
+        listing.pop("listed", None)
+        if rows:
+            row = listed_row(target, run_id)
+            assert row is not None, f"{run_id}: no listing row"
+            listing["listed"] = row.model_dump()
+        (folder / "listing.json").write_text(json.dumps(listing))
 
 
 def listing(runs_dir: Path) -> tuple[float, float]:
@@ -170,6 +184,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--idle", type=float, default=None, help="seconds of idle CPU measured")
     parser.add_argument("--no-tui", action="store_true", help="the listing only")
+    parser.add_argument(
+        "--without-rows", action="store_true", help="runs without their listing row (as an older bntui wrote them)"
+    )
     args = parser.parse_args()
     sizes = args.sizes or ([50, 1000] if args.quick else [50, 1000, 10000])
     epochs = args.epochs or (2 if args.quick else 10)
@@ -185,7 +202,7 @@ def main() -> int:
         )
         for count in sizes:
             store = Path(temp) / f"store-{count}"
-            build_store(source, store, count)
+            build_store(source, store, count, rows=not args.without_rows)
             cold, cold_peak = listing(store)
             warm, warm_peak = min(listing(store) for _ in range(2))
             row = {"runs": count, "cold": cold, "cold_peak": cold_peak, "warm": warm, "warm_peak": warm_peak}

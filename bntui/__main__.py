@@ -1,4 +1,4 @@
-from bntui.cli import main
+from bntui.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -10,19 +10,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bntui.store.layout import Owner
+from bntui.store.layout import ListedRow, Owner
 from bntui.store.listing_index import (
     Brief,
+    HeldBrief,
     IndexRow,
     ListingIndex,
     encode_brief,
     index_seen,
+    listed_in_folder,
+    listed_row_of,
     load_index,
     row_of,
     validator,
     write_index,
 )
-from bntui.store.reader import StoredRun
+from bntui.store.reader import RunStoreReader, StoredRun
 from bntui.store.run_state import RunTotals
 from bntui.store.schema import RunRecord
 
@@ -31,18 +34,20 @@ from bntui.store.schema import RunRecord
 MIN_INDEXED_RUNS = 100
 
 ReadRun = Callable[[str], "StoredRun | None"]  # a run folder read by a listing, as it is now
+BriefSource = ListingIndex | HeldBrief  # where an indexed run's brief is read from
 
 
 class IndexedRun(StoredRun):
-    """An ended run listed from the index: what a listing shows is in its row; the brief record,
-    totals and owner are read (once) when first asked for. Thousands are made at each listing:
-    the few attributes they hold are the row, the index it came from and the creation time."""
+    """An ended run listed from its row (in the index, or in its own listing.json): what a
+    listing shows is in the row; the brief record, totals and owner are read (once) when first
+    asked for. Thousands are made at each listing: the few attributes they hold are the row,
+    where its brief is and the creation time."""
 
     _row: IndexRow
-    _index: ListingIndex
+    _index: BriefSource
     _listing: IndexedListing
 
-    def __init__(self, row: IndexRow, index: ListingIndex, listing: IndexedListing) -> None:
+    def __init__(self, row: IndexRow, index: BriefSource, listing: IndexedListing) -> None:
         put = object.__setattr__  # StoredRun is frozen
         put(self, "_row", row)
         put(self, "_index", index)
@@ -133,8 +138,9 @@ class IndexedListing:
         self._indexable = indexable
         self._index: ListingIndex | None = None
         self._seen: tuple[int, int, int] | None = None
-        # run id -> (its validator, the run listed, (index, row) it was listed from or None: read)
-        self._listed: dict[str, tuple[str, StoredRun, tuple[ListingIndex, IndexRow] | None]] = {}
+        # run id -> (its validator, the run listed, (brief source, row) it was listed from or
+        # None: read from its files)
+        self._listed: dict[str, tuple[str, StoredRun, tuple[BriefSource, IndexRow] | None]] = {}
         self._unwritten: Any = None  # rows that could not be written: not tried again
 
     def refresh(self) -> None:
@@ -164,6 +170,12 @@ class IndexedListing:
             run: StoredRun | None = IndexedRun(row, index, self)
             self._listed[name] = (row.validator, run, (index, row))  # type: ignore[assignment]
             return run
+        held = listed_in_folder(folder, name, check)
+        if held is not None:
+            row, brief = held
+            run = IndexedRun(row, brief, self)
+            self._listed[name] = (check, run, (brief, row))
+            return run
         run = read()
         if run is not None and self._indexable(run):
             self._listed[name] = (check, run, None)
@@ -174,7 +186,7 @@ class IndexedListing:
     def full_run(self, name: str) -> StoredRun | None:
         return self._full(name)
 
-    def brief(self, index: ListingIndex, row: IndexRow) -> Brief:
+    def brief(self, index: BriefSource, row: IndexRow) -> Brief:
         brief = index.brief(row)
         if brief is None:  # damaged since it was loaded: the folder says it
             run = self._read(row.id)
@@ -204,3 +216,16 @@ class IndexedListing:
             elif run.brief is not None:
                 entries.append((row_of(run, check), encode_brief(run.brief, run.totals, run.owner)))
         self._unwritten = None if write_index(self.runs_dir, entries) else key
+
+
+def listed_row(runs_dir: Path, run_id: str) -> ListedRow | None:
+    """Ended run `run_id`'s listing row, read back from its folder as a listing reads it, for
+    its listing.json (RunWriter.finish): a later listing then takes the row from there, one
+    file, instead of reading config.json, summary.json and listing.json. None when the run
+    cannot be listed from a row (not ended, or its record unreadable)."""
+    folder = runs_dir / run_id
+    check = validator(str(folder))
+    run = RunStoreReader(runs_dir).read_folder(run_id)  # a reader of its own: nothing cached
+    if check is None or run is None or run.brief is None or run.live or run.queue_place is not None:
+        return None
+    return listed_row_of(run, check)

@@ -112,10 +112,25 @@ class SummaryFile(BaseModel):
     epochs_done: Count = 0
 
 
+class ListedRow(BaseModel):
+    """What a listing shows of an ended run, as its writer read it back once summary.json was
+    written (store.indexed.listed_row): the run's row and brief in the store index's format
+    (store.listing_index), valid while config.json, summary.json and events.jsonl are as
+    `validator` says (inode, mtime_ns and size of each)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    validator: str
+    row: str  # store.listing_index.IndexRow's fields, a JSON array
+    brief: str  # its brief line
+    crc: int  # of row, a newline and brief (UTF-8): a flipped byte is caught
+
+
 class ListingFile(BaseModel):
     """listing.json: the run state folded from the first `offset` bytes of events.jsonl, less
-    the series. Only a hint: the reader checks it against events.jsonl (store.reader) and reads
-    the whole log when it does not fit."""
+    the series, and once the run has ended its listing row. Only a hint: the reader checks it
+    against the run's other files (store.reader, store.indexed) and reads them when it does
+    not fit."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -128,6 +143,7 @@ class ListingFile(BaseModel):
     started: dict[str, Any] | None = None  # the RunStarted line
     terminal: dict[str, Any] | None = None  # the final event's line
     totals: dict[str, Any]  # store.run_state.RunTotals
+    listed: ListedRow | None = None
 
 
 MAX_JSON_DEPTH = 64  # nesting levels of any stored JSON value: real files use about 10

@@ -32,12 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from bntui import __version__
-from bntui.store.layout import CONFIG_FILE, EVENTS_FILE, LISTING_FILE, SUMMARY_FILE, Owner
+from bntui.store.layout import CONFIG_FILE, EVENTS_FILE, LISTING_FILE, SUMMARY_FILE, ListedRow, Owner
 from bntui.store.run_state import RunTotals
-from bntui.store.schema import RunRecord
+from bntui.store.schema import SUPPORTED_SCHEMA_VERSIONS, RunRecord, RunStatus, SchemaVersion
 
 INDEX_DIR = ".index"  # under the runs dir; a "." name is never taken for a run
 INDEX_FILE = "listing"
@@ -56,7 +56,7 @@ class IndexRow(NamedTuple):
 
     id: str
     validator: str
-    status: str
+    status: RunStatus
     damaged: str | None
     created: str | None  # isoformat
     group: str | None
@@ -79,6 +79,12 @@ def index_path(runs_dir: Path | str) -> str:
     """Each bntui version keeps its own index (named after it): two versions sharing a runs dir
     (cluster nodes with different installs) do not rewrite each other's at every listing."""
     return os.path.join(runs_dir, INDEX_DIR, f"{INDEX_FILE}-{VERSION}-{__version__}")
+
+
+def vouched(check: str) -> str:
+    """The part of a run's validator that its own listing.json can vouch for: config.json,
+    summary.json and events.jsonl (listing.json, which holds it, changes when it is written)."""
+    return check.rsplit(" ", 1)[0]
 
 
 def validator(folder: str) -> str | None:
@@ -125,6 +131,65 @@ def decode_brief(data: bytes, run_id: str) -> Brief | None:
     except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
         return None
     return Brief(record, totals, owner) if record.id == run_id else None
+
+
+class _ListingWithRow(BaseModel):
+    """What a listing reads of listing.json when it has a row (store.layout.ListingFile)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: SchemaVersion
+    id: str
+    listed: ListedRow | None = None
+
+
+_ROW = TypeAdapter(IndexRow)
+MAX_LISTING_BYTES = 1 << 20  # a real listing.json holds a few kB
+
+
+def listed_in_folder(folder: str, name: str, check: str) -> tuple[IndexRow, HeldBrief] | None:
+    """The row and brief that run `name`'s listing.json holds (its writer's, once it ended:
+    store.indexed.listed_row), when the run's files are still as they were then (`check`:
+    their validator now); None otherwise: the listing then reads the run's files."""
+    try:
+        with open(f"{folder}/{LISTING_FILE}", "rb") as handle:
+            data = handle.read(MAX_LISTING_BYTES + 1)
+    except OSError:
+        return None
+    if len(data) > MAX_LISTING_BYTES:
+        return None
+    try:
+        # One pass in pydantic: the other fields are skipped, nested values beyond the row's
+        # scalars and the brief's string never kept.
+        listing = _ListingWithRow.model_validate_json(data)
+        listed = listing.listed
+        if listed is None or listed.validator != vouched(check) or listing.id != name:
+            return None
+        row_text, brief = listed.row.encode("utf-8"), listed.brief.encode("utf-8")
+        if zlib.crc32(row_text + b"\n" + brief) != listed.crc:
+            return None
+        row = _ROW.validate_json(row_text)
+        if row.created is not None:
+            datetime.fromisoformat(row.created)
+    except (ValidationError, ValueError, TypeError):
+        return None
+    if listing.schema_version not in SUPPORTED_SCHEMA_VERSIONS or row.id != name:
+        return None
+    return row._replace(validator=check), HeldBrief(brief)
+
+
+class HeldBrief:
+    """A brief in memory, as a run's own listing.json held it (listed_in_folder); read as an
+    index's briefs are (ListingIndex.brief), checked when decoded."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def brief_bytes(self, row: IndexRow) -> bytes | None:
+        return self._data
+
+    def brief(self, row: IndexRow) -> Brief | None:
+        return decode_brief(self._data, row.id)
 
 
 class ListingIndex:
@@ -259,6 +324,14 @@ def _remove_stale_temps(folder: str) -> None:
                         os.unlink(entry.path)
                 except OSError:
                     pass
+
+
+def listed_row_of(run: Any, check: str) -> ListedRow:
+    """What a run's listing.json holds of its row (listed_in_folder reads it back)."""
+    row = json.dumps(list(row_of(run, check)), separators=(",", ":"))
+    brief = encode_brief(run.brief, run.totals, run.owner).decode("utf-8")
+    crc = zlib.crc32(f"{row}\n{brief}".encode())
+    return ListedRow(validator=vouched(check), row=row, brief=brief, crc=crc)
 
 
 def row_of(run: Any, check: str) -> IndexRow:

@@ -41,6 +41,7 @@ from bntui.store.layout import (
     MODEL_FILE,
     SUMMARY_FILE,
     ConfigFile,
+    ListedRow,
     ListingFile,
     StoreError,
     StoreWriteError,
@@ -319,6 +320,8 @@ class RunWriter:
         summary = self._summary(status, message)
         try:
             atomic_write_model(self.summary_path, summary)
+            if self._listed_events >= 0:
+                self._write_listing(ended=True)
         finally:
             self.finished = True
             self.status = status
@@ -435,13 +438,19 @@ class RunWriter:
             ),
         )
 
-    def _write_listing(self) -> None:
-        """listing.json for the lines written so far. Only a hint for readers (they check it and
-        read the whole log when it does not fit), so a failure here never stops the run."""
+    def _write_listing(self, *, ended: bool = False) -> None:
+        """listing.json for the lines written so far, and once the run has `ended` (summary.json
+        written) its listing row. Only a hint for readers (they check it and read the run's
+        files when it does not fit), so a failure here never stops the run."""
         assert self._fd is not None
         try:
             stat = os.fstat(self._fd)
-            write_listing(self.path, self.run_id, self.state, self._listed_events, stat)
+            listed = None
+            if ended:
+                from bntui.store.indexed import listed_row  # a reader: only needed at the end
+
+                listed = listed_row(self.path.parent, self.run_id)
+            write_listing(self.path, self.run_id, self.state, self._listed_events, stat, listed)
         except (OSError, StoreError):
             pass
 
@@ -476,9 +485,11 @@ class RunWriter:
             pass
 
 
-def write_listing(folder: Path, run_id: str, state: RunState, lines: int, events: os.stat_result) -> None:
+def write_listing(
+    folder: Path, run_id: str, state: RunState, lines: int, events: os.stat_result, listed: ListedRow | None = None
+) -> None:
     """listing.json: `state` folded from the `lines` lines that events.jsonl (`events`: its stat
-    right after them) holds."""
+    right after them) holds, and the run's listing row once it has ended."""
     listing = ListingFile(
         schema_version=SCHEMA_VERSION,
         id=run_id,
@@ -489,6 +500,7 @@ def write_listing(folder: Path, run_id: str, state: RunState, lines: int, events
         started=_line_of(state.started),
         terminal=_line_of(state.terminal),
         totals=dataclasses.asdict(state.totals),
+        listed=listed,
     )
     # json.dumps, as for events.jsonl: NaN losses stay numbers the reader folds as it folds the log.
     data = json.dumps(listing.model_dump(), separators=(",", ":"), default=_json_default)

@@ -48,6 +48,9 @@ DAMAGE = (
     "truncated listing",
     "old listing",
     "writer died",
+    "edited row",
+    "row of another run",
+    "summary rewritten",
 )
 
 
@@ -163,6 +166,24 @@ def _damage(folder: Path, how: str, where: float, other: Path) -> None:
     elif how == "writer died":
         (folder / "summary.json").unlink()
         set_owner(folder, pid=dead_pid())
+    elif how in ("edited row", "row of another run"):  # listing.json still parses, and fits the log
+        try:
+            payload = json.loads(listing.read_bytes())
+        except ValueError:
+            return  # already garbage
+        if not isinstance(payload, dict) or not isinstance(payload.get("listed"), dict):
+            return
+        if how == "edited row":
+            row = json.loads(payload["listed"]["row"])
+            row[2] = "failed" if row[2] != "failed" else "cancelled"  # the status
+            payload["listed"]["row"] = json.dumps(row)
+        else:
+            payload["listed"] = json.loads((other / "listing.json").read_bytes())["listed"]
+        listing.write_text(json.dumps(payload))
+    elif how == "summary rewritten":  # by hand, after the writer wrote the run's row
+        payload = json.loads((folder / "summary.json").read_bytes())
+        payload["status"], payload["message"] = "failed", "rewritten"
+        (folder / "summary.json").write_text(json.dumps(payload))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -235,6 +256,50 @@ def test_a_listing_does_not_read_the_log_an_exact_listing_json_covers(tmp_path, 
     [run] = RunStoreReader(tmp_path).list_runs()
     assert run.epochs_done == 3 and run.status == "finished"
     assert "events.jsonl" not in opened and "listing.json" in opened
+
+
+def test_an_ended_run_is_listed_from_the_row_its_writer_left_in_listing_json(tmp_path, monkeypatch):
+    """A store's first listing (no index yet: a new store, another bntui's index) reads one
+    file of each ended run, not its config.json and summary.json."""
+    writer = make_run(tmp_path, epochs=3, seed=4)
+    listed = json.loads((writer.path / "listing.json").read_bytes())["listed"]
+    assert json.loads(listed["row"])[0] == writer.run_id
+    opened = []
+    real_open = open
+
+    def spying_open(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spying_open)
+    [run] = RunStoreReader(tmp_path).list_runs()
+    monkeypatch.setattr("builtins.open", real_open)
+    assert [name for name in opened if not name.startswith(".listing.")] == ["listing.json"]  # and the index
+    assert run.status == "finished" and run.epochs_done == 3 and run.brief.config.seed == 4
+    assert _listed(run) == _full_reads(tmp_path)[writer.run_id]
+
+
+@pytest.mark.parametrize("changed", ["config.json", "summary.json", "events.jsonl"])
+def test_the_row_in_listing_json_is_not_used_once_the_runs_files_changed(tmp_path, changed):
+    writer = make_run(tmp_path, epochs=3)
+    path = writer.path / changed
+    if changed == "events.jsonl":
+        with open(path, "ab") as handle:  # an epoch more than the row says
+            handle.write(json.dumps(epoch_event(4).to_dict()).encode() + b"\n")
+    else:
+        payload = json.loads(path.read_bytes())
+        if changed == "config.json":
+            payload["group"] = "renamed"
+        else:
+            payload["status"] = "cancelled"
+        path.write_text(json.dumps(payload))
+    [run] = RunStoreReader(tmp_path).list_runs()
+    assert _listed(run) == _full_reads(tmp_path)[writer.run_id]
+    assert (run.group, run.status, run.epochs_done) == {
+        "config.json": ("renamed", "finished", 3),
+        "summary.json": (None, "cancelled", 3),
+        "events.jsonl": (None, "finished", 4),
+    }[changed]
 
 
 def test_a_live_run_is_listed_from_listing_json_and_the_lines_after_it(tmp_path):
