@@ -8,8 +8,9 @@ stat calls per run.
 
 A listing reads a run's small files only: config.json, summary.json and listing.json (the run
 state the writer folded so far, without the series), then folds the few events.jsonl lines
-written after listing.json. The series (history, progress, diagnostics, landscape) are read
-when asked for: StoredRun.record / StoredRun.full(), load_run."""
+written after listing.json; an ended run it lists from the store's index or from the row in its
+listing.json (store.indexed) while its files are as they were. The series (history, progress,
+diagnostics, landscape) are read when asked for: StoredRun.record / StoredRun.full(), load_run."""
 
 from __future__ import annotations
 
