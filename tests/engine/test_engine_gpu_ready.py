@@ -62,7 +62,9 @@ def test_the_first_progress_point_of_an_epoch_does_not_time_the_evaluation(monke
     real_evaluate = train_module.evaluate
 
     def slow_evaluate(*args, **kwargs):
-        time.sleep(0.05)
+        # Far longer than a point's 25 steps: timed into it, the point would read at a tenth
+        # of the others' speed or less, so a noisy shared CPU cannot pass or fail it by chance.
+        time.sleep(0.2)
         return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "evaluate", slow_evaluate)
@@ -72,7 +74,7 @@ def test_the_first_progress_point_of_an_epoch_does_not_time_the_evaluation(monke
     first = [p.steps_per_second for p in points[0::4]]
     others = [p.steps_per_second for index, p in enumerate(points) if index % 4]
     ratio = statistics.median(first) / statistics.median(others)
-    assert ratio > 0.7, f"first points of each epoch at {ratio:.2f}x the others' speed"
+    assert ratio > 0.4, f"first points of each epoch at {ratio:.2f}x the others' speed"
 
 
 def test_on_a_fast_device_progress_points_come_at_most_every_min_seconds(monkeypatch):

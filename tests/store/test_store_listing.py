@@ -370,3 +370,20 @@ def test_a_run_added_within_the_runs_dirs_mtime_tick_is_still_found(tmp_path):
     newcomer = make_run(tmp_path, epochs=1)
     os.utime(tmp_path, ns=(mtime, mtime))  # as if in the same tick
     assert [run.id for run in watcher.poll()[0]] == [newcomer.run_id]
+
+
+def test_a_listing_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    """The listing pauses the collector and moves what it made to the oldest generation: on
+    again afterwards, nothing left frozen (a long-lived TUI must still collect those objects)."""
+    import gc
+
+    make_run(tmp_path, epochs=2)
+    assert gc.isenabled()
+    RunStoreReader(tmp_path).list_runs()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        RunStoreReader(tmp_path).list_runs()
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
