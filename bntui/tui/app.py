@@ -364,6 +364,12 @@ class BntuiApp(App[int]):
     def action_toggle_mark(self) -> None:
         self.main.runs.toggle_mark()
 
+    def action_sort_runs(self) -> None:
+        self.main.runs.next_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.main.runs.reverse_sort()
+
     def action_mark_all(self) -> None:
         self.main.runs.toggle_all_marks()
 
@@ -465,6 +471,7 @@ class BntuiApp(App[int]):
                 if key in session.dirty:
                     table.upsert(view)
             session.dirty.clear()
+            table.apply_sort()
         if session.to_select is not None and session.to_select in session.views:
             table.select_key(session.to_select)
             session.to_select = None

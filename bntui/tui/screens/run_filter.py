@@ -64,7 +64,7 @@ def apply_filter(app: Any, query: str) -> None:
     state.query, state.predicate = query.strip(), predicate
     runs = app.main.runs
     runs.row_filter = state.shows if predicate is not None else None
-    runs.border_title = f"Runs · filter: {state.query}" if predicate is not None else "Runs"
+    runs.filter_query = state.query if predicate is not None else ""
     runs.reset_rows()
     app.session.touch_all()
 
