@@ -8,7 +8,8 @@ on each store:
     best of the next two);
   - the TUI (headless, App.run_test): seconds from the process start to a filled run list,
     then its CPU use while idle (all threads, over --idle seconds);
-then the run list's filter (`/`): seconds to hide every run, and to show them all again;
+then the run list's filter (`/`): seconds to hide every run, and to show them all again; and
+its sort (`s`): seconds to order every row by test accuracy;
 and prints each figure as a ratio to the 50-run store.
 
 A store's first listing ("cold") reads each run's listing row from its listing.json (which the
@@ -83,7 +84,12 @@ async def main():
         while table.row_count < expected:
             await asyncio.sleep(0.01)
         show = time.time() - started
-    print(json.dumps({"filled": filled, "idle_cpu": share, "filter_hide": hide, "filter_show": show}))
+        # Sorting (`s`): every row put in order by its test accuracy, the cursor kept.
+        started = time.time()
+        table.sort_by("test_acc")
+        await asyncio.sleep(0)
+        ordered = time.time() - started
+    print(json.dumps({"filled": filled, "idle_cpu": share, "filter_hide": hide, "filter_show": show, "sort": ordered}))
 
 asyncio.run(main())
 """
@@ -221,7 +227,7 @@ def main() -> int:
     print()
     header = (
         f"{'runs':>7} | {'list cold':>15} | {'list warm':>15} | {'peak MiB warm':>15} | {'TUI filled':>15} | "
-        f"{'TUI idle CPU':>15} | {'filter: none':>15} | {'filter: all':>15}"
+        f"{'TUI idle CPU':>15} | {'filter: none':>15} | {'filter: all':>15} | {'sort':>15}"
     )
     print(header)
     print("-" * len(header))
@@ -235,7 +241,7 @@ def main() -> int:
         print(
             f"{row['runs']:>7} | {cell(row, 'cold', '.2f')} | {cell(row, 'warm', '.2f')} | "
             f"{cell(row, 'warm_peak', '.0f')} | {cell(row, 'filled', '.2f')} | {cell(row, 'idle_cpu', '.1%')} | "
-            f"{cell(row, 'filter_hide', '.2f')} | {cell(row, 'filter_show', '.2f')}"
+            f"{cell(row, 'filter_hide', '.2f')} | {cell(row, 'filter_show', '.2f')} | {cell(row, 'sort', '.3f')}"
         )
     print(
         "\ntimes in seconds; ratios to the first store. Targets at 5,000 runs: warm <= 2x time and "
