@@ -116,9 +116,13 @@ class PackedNetwork(nn.Module):
         starts = [sum(groups[:at]) for at in range(len(groups))]
         self.groups = [(start, start + size) for start, size in zip(starts, groups)]
         self.ops: list[tuple[str, str]] = []  # (kind, layer name), in order
-        # The first (linear or conv) layer, per group: "weight<g>" (k*out, in[, k, k]) and
-        # "bias<g>" (k*out,), the group's k members' weights side by side. (Slices of one packed
-        # weight would each cost a gradient the size of the whole in backward.)
+        # The first (linear or conv) layer, per group: "weight<g>" and "bias<g>" (k*out,), the
+        # group's k members' weights side by side. (Slices of one packed weight would each cost
+        # a gradient the size of the whole in backward.) A conv's weight is (k*out, in, kh, kw);
+        # a linear one's is stored transposed, (in, k*out): its gradient is then the product
+        # images^T @ grad, written in order, which is about twice as fast on a CPU as
+        # grad^T @ images into the (k*out, in) layout (a short inner dimension, the batch,
+        # and a wide output).
         self.first = nn.ParameterDict()
         self.dense = nn.ParameterDict()  # "<name>_weight" (M, out, in), "<name>_bias" (M, out)
         self.conv = nn.ParameterDict()  # "<name>_weight" (M*out, in, k, k), "<name>_bias" (M*out,)
@@ -150,8 +154,9 @@ class PackedNetwork(nn.Module):
             elif isinstance(first, (nn.Linear, nn.Conv2d)) and not self.first:
                 if isinstance(first, nn.Conv2d):
                     self._check_conv(first)
+                join = torch.cat if isinstance(first, nn.Conv2d) else _side_by_side_transposed
                 for group, (start, stop) in enumerate(self.groups):
-                    self._stack(self.first, "", present[start:stop], torch.cat, suffix=str(group))
+                    self._stack(self.first, "", present[start:stop], join, suffix=str(group))
                 self.ops.append(("first_" + ("conv" if isinstance(first, nn.Conv2d) else "linear"), name))
             elif isinstance(first, nn.Linear):
                 self._stack(self.dense, name, present, lambda w: torch.stack(w))
@@ -265,8 +270,11 @@ class PackedNetwork(nn.Module):
     def _first_layer(self, images: list[torch.Tensor], conv: bool) -> torch.Tensor:
         """Each group's images times its members' weights side by side (one product per group),
         as (M, B, out) (a view of (B, M, out)) or, for a conv layer, (B, M*out, H, W)."""
-        first, layer = self.first, F.conv2d if conv else F.linear
-        parts = [layer(x, first[f"weight{g}"], first[f"bias{g}"]) for g, x in enumerate(images)]
+        first = self.first
+        if conv:
+            parts = [F.conv2d(x, first[f"weight{g}"], first[f"bias{g}"]) for g, x in enumerate(images)]
+        else:
+            parts = [torch.addmm(first[f"bias{g}"], x, first[f"weight{g}"]) for g, x in enumerate(images)]
         joined = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         if conv:
             return joined
@@ -360,9 +368,9 @@ class PackedNetwork(nn.Module):
                     group, place = self._first_slot(index)
                     out = layer.weight.shape[0]
                     part = slice(place * out, (place + 1) * out)
-                    _use_views(
-                        layer, self.first[f"weight{group}"].detach()[part], self.first[f"bias{group}"].detach()[part]
-                    )
+                    weight = self.first[f"weight{group}"].detach()
+                    weight = weight[part] if kind == "first_conv" else weight[:, part].t()
+                    _use_views(layer, weight, self.first[f"bias{group}"].detach()[part])
             if kind not in ("linear", "conv"):
                 continue
             store = self.dense if kind == "linear" else self.conv
@@ -399,13 +407,22 @@ class PackedNetwork(nn.Module):
             if name == first_name:
                 group, place = self._first_slot(index)
                 start, stop = self.groups[int(group)]
-                found.append(_member_rows(self.first[f"weight{group}"].grad, stop - start, place))
+                grad = self.first[f"weight{group}"].grad
+                if grad is not None and grad.dim() == 2:  # a linear layer's, stored transposed
+                    grad = grad.t()
+                found.append(_member_rows(grad, stop - start, place))
             elif f"{name}_weight" in self.dense:
                 grad = self.dense[f"{name}_weight"].grad
                 found.append(None if grad is None else grad[index])
             else:
                 found.append(_member_rows(self.conv[f"{name}_weight"].grad, self.count, index))
         return found
+
+
+def _side_by_side_transposed(weights: list[torch.Tensor]) -> torch.Tensor:
+    """Linear weights (out, in) -> (in, k*out): each one's transpose, side by side (biases
+    (out,) -> (k*out,))."""
+    return torch.cat([weight.t() for weight in weights], -1)
 
 
 def _layer(member: Classifier, name: str) -> nn.Linear | nn.Conv2d:
