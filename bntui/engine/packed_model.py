@@ -21,7 +21,8 @@ almost only per operation), so the pack does per layer what it can in one:
 
 Layouts: dense layers work on (M, B, F) (possibly strided: the first layer writes (B, M, F));
 convolutions on (B, M*C, H, W), member m's channels at m*C:(m+1)*C (what a grouped convolution
-with M groups reads and writes).
+with M groups reads and writes). On a CPU, the layers from a first conv layer to the next conv
+run on each member's (B, C, H, W) apart, which keeps those large activations in the caches.
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class PackedNetwork(nn.Module):
         # hold placeholders: their gradient is zero and their outputs are not used.
         self.batch_norm = nn.ParameterDict()
         self.fused: dict[str, _BatchNormSettings] = {}
+        self.normalizes: dict[str, list[bool]] = {}  # per fused BatchNorm: which members have it
         self.batch_statistics = False  # see batch_statistics_mode
         self.shared: dict[str, nn.Module] = {}  # activations and pooling, the same for all
         self.dropout: dict[str, float] = {}
@@ -207,6 +209,7 @@ class PackedNetwork(nn.Module):
         momentum = first.momentum
         assert momentum is not None  # fusable_batch_norms admits only BatchNorms with one
         self.fused[name] = _BatchNormSettings(first.affine, momentum, first.eps)
+        self.normalizes[name] = [m is not None for m in modules]
 
     @staticmethod
     def _check_conv(conv: nn.Conv2d) -> None:
@@ -230,11 +233,24 @@ class PackedNetwork(nn.Module):
     def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
         """`images[g]`: the batch (B, C, H, W) of member group g."""
         x: torch.Tensor | None = None  # the members' activations, from the first layer on
+        # On a CPU, from a first conv layer to the next conv (or flatten): each member's
+        # activations apart, (B, C, H, W) each, as its separate run has them. Packed, they
+        # would outgrow the caches (LeNet-5: 5 MB for 6 members, 0.9 MB for one), which costs
+        # the elementwise operations on them more than the launches that packing saves.
+        parts: list[torch.Tensor] | None = None
         conv_layout = False
         for kind, name in self.ops:
+            if parts is not None:
+                if kind in ("batch_norm", "norm", "dropout", "shared"):
+                    parts = self._apart(kind, name, parts)
+                    continue
+                x, parts = torch.cat(parts, 1), None  # (B, M*C, H, W)
             if x is None:  # before the first layer: a flatten of the images, or the layer
                 if kind == "flatten":
                     images = [part.flatten(1) for part in images]
+                elif kind == "first_conv" and images[0].device.type == "cpu":
+                    conv_layout = True
+                    parts = self._first_conv_apart(images)
                 elif kind.startswith("first_"):
                     conv_layout = kind == "first_conv"
                     x = self._first_layer(images, conv_layout)
@@ -266,6 +282,65 @@ class PackedNetwork(nn.Module):
                 x = self.shared[name](x)
         assert x is not None  # __init__ refuses networks without a first layer
         return F.log_softmax(x, dim=-1)
+
+    def _first_conv_apart(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each member's first conv layer on its group's images, (B, out, H, W) per member."""
+        parts = []
+        for group, (start, stop) in enumerate(self.groups):
+            weight, bias = self.first[f"weight{group}"], self.first[f"bias{group}"]
+            out = weight.shape[0] // (stop - start)
+            for place in range(stop - start):
+                rows = slice(place * out, (place + 1) * out)
+                parts.append(F.conv2d(images[group], weight[rows], bias[rows]))
+        return parts
+
+    def _apart(self, kind: str, name: str, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """A norm, dropout or elementwise layer on each member's activations (see forward)."""
+        if kind == "batch_norm":
+            return self._batch_norm_apart(name, parts)
+        if kind == "norm":
+            return [module(part) for module, part in zip(cast(nn.ModuleList, self.norms[name]), parts)]
+        if kind == "dropout":
+            p = self.dropout[name]
+            if not self.training or p == 0:
+                return parts
+            if p == 1:
+                return [torch.zeros_like(part) for part in parts]
+            return [  # as _drop draws them
+                part * torch.empty(part.shape, dtype=part.dtype).bernoulli_(1 - p, generator=gen).div_(1 - p)
+                for part, gen in zip(parts, self.generators)
+            ]
+        layer = self.shared[name]
+        return [layer(part) for part in parts]
+
+    def _batch_norm_apart(self, name: str, parts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """_batch_norm on each member's activations: its slices of the packed parameters and
+        statistics (views: the running statistics are updated in place), its input back where
+        it has no BatchNorm."""
+        settings, buffers = self.fused[name], cast("dict[str, torch.Tensor]", self._buffers)  # as in _batch_norm
+        training = self.training and not self.batch_statistics
+        if training:
+            buffers[f"{name}_batches"].add_(1)
+        tracked = not self.batch_statistics
+        out = []
+        for index, (part, normalizes) in enumerate(zip(parts, self.normalizes[name])):
+            if not normalizes:
+                out.append(part)
+                continue
+            channels = slice(index * part.shape[1], (index + 1) * part.shape[1])
+            out.append(
+                F.batch_norm(
+                    part,
+                    buffers[f"{name}_mean"][channels] if tracked else None,
+                    buffers[f"{name}_var"][channels] if tracked else None,
+                    self.batch_norm[f"{name}_weight"][channels] if settings.affine else None,
+                    self.batch_norm[f"{name}_bias"][channels] if settings.affine else None,
+                    training or self.batch_statistics,
+                    settings.momentum,
+                    settings.eps,
+                )
+            )
+        return out
 
     def _first_layer(self, images: list[torch.Tensor], conv: bool) -> torch.Tensor:
         """Each group's images times its members' weights side by side (one product per group),
