@@ -21,8 +21,8 @@ almost only per operation), so the pack does per layer what it can in one:
 
 Layouts: dense layers work on (M, B, F) (possibly strided: the first layer writes (B, M, F));
 convolutions on (B, M*C, H, W), member m's channels at m*C:(m+1)*C (what a grouped convolution
-with M groups reads and writes). On a CPU, the layers from a first conv layer to the next conv
-run on each member's (B, C, H, W) apart, which keeps those large activations in the caches.
+with M groups reads and writes). On a CPU, a network that starts with a conv layer runs each
+member's (B, C, H, W) apart up to the flatten, which keeps those large activations in the caches.
 """
 
 from __future__ import annotations
@@ -233,15 +233,15 @@ class PackedNetwork(nn.Module):
     def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
         """`images[g]`: the batch (B, C, H, W) of member group g."""
         x: torch.Tensor | None = None  # the members' activations, from the first layer on
-        # On a CPU, from a first conv layer to the next conv (or flatten): each member's
-        # activations apart, (B, C, H, W) each, as its separate run has them. Packed, they
-        # would outgrow the caches (LeNet-5: 5 MB for 6 members, 0.9 MB for one), which costs
-        # the elementwise operations on them more than the launches that packing saves.
+        # On a CPU, from a first conv layer to the flatten: each member's activations apart,
+        # (B, C, H, W) each, as its separate run has them. Packed, they would outgrow the
+        # caches (LeNet-5's first conv: 5 MB for 6 members, 0.9 MB for one), which costs the
+        # elementwise operations on them more than the launches that packing saves.
         parts: list[torch.Tensor] | None = None
         conv_layout = False
         for kind, name in self.ops:
             if parts is not None:
-                if kind in ("batch_norm", "norm", "dropout", "shared"):
+                if kind in ("batch_norm", "norm", "dropout", "shared", "conv"):
                     parts = self._apart(kind, name, parts)
                     continue
                 x, parts = torch.cat(parts, 1), None  # (B, M*C, H, W)
@@ -295,9 +295,15 @@ class PackedNetwork(nn.Module):
         return parts
 
     def _apart(self, kind: str, name: str, parts: list[torch.Tensor]) -> list[torch.Tensor]:
-        """A norm, dropout or elementwise layer on each member's activations (see forward)."""
+        """A conv, norm, dropout or elementwise layer on each member's activations (see
+        forward); a conv with the member's slice of the packed weight."""
         if kind == "batch_norm":
             return self._batch_norm_apart(name, parts)
+        if kind == "conv":
+            weight, bias = self.conv[f"{name}_weight"], self.conv[f"{name}_bias"]
+            out = weight.shape[0] // self.count
+            rows = [slice(index * out, (index + 1) * out) for index in range(self.count)]
+            return [F.conv2d(part, weight[at], bias[at]) for part, at in zip(parts, rows)]
         if kind == "norm":
             return [module(part) for module, part in zip(cast(nn.ModuleList, self.norms[name]), parts)]
         if kind == "dropout":
