@@ -177,6 +177,14 @@ class PackedNetwork(nn.Module):
                 self.ops.append(("shared", name))
         if not self.first:
             raise PackingError("only networks that start with a linear or conv layer can be packed")
+        # The layers after a first conv layer, up to the flatten, that run per member on a CPU.
+        self.conv_stage: list[tuple[str, str]] = []
+        if any(kind == "first_conv" for kind, _name in self.ops):
+            after = self.ops[[kind for kind, _name in self.ops].index("first_conv") + 1 :]
+            for kind, name in after:
+                if kind not in ("conv", "batch_norm", "norm", "dropout", "shared"):
+                    break
+                self.conv_stage.append((kind, name))
 
     def _pack_batch_norm(self, name: str, modules: list[_PlainBatchNorm | None]) -> None:
         """`modules`: as fusable_batch_norms admits them (running statistics, a momentum)."""
@@ -233,24 +241,23 @@ class PackedNetwork(nn.Module):
     def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
         """`images[g]`: the batch (B, C, H, W) of member group g."""
         x: torch.Tensor | None = None  # the members' activations, from the first layer on
-        # On a CPU, from a first conv layer to the flatten: each member's activations apart,
-        # (B, C, H, W) each, as its separate run has them. Packed, they would outgrow the
-        # caches (LeNet-5's first conv: 5 MB for 6 members, 0.9 MB for one), which costs the
-        # elementwise operations on them more than the launches that packing saves.
-        parts: list[torch.Tensor] | None = None
+        # On a CPU, from a first conv layer to the flatten: each member's layers one after
+        # the other on its own activations, (B, C, H, W), as its separate run has them.
+        # Packed, they would outgrow the caches (LeNet-5's first conv: 5 MB for 6 members at
+        # batch 64, 0.9 MB for one), which costs the elementwise layers on them more than the
+        # launches that packing saves.
+        skip = 0
         conv_layout = False
         for kind, name in self.ops:
-            if parts is not None:
-                if kind in ("batch_norm", "norm", "dropout", "shared", "conv"):
-                    parts = self._apart(kind, name, parts)
-                    continue
-                x, parts = torch.cat(parts, 1), None  # (B, M*C, H, W)
+            if skip:
+                skip -= 1
+                continue
             if x is None:  # before the first layer: a flatten of the images, or the layer
                 if kind == "flatten":
                     images = [part.flatten(1) for part in images]
                 elif kind == "first_conv" and images[0].device.type == "cpu":
-                    conv_layout = True
-                    parts = self._first_conv_apart(images)
+                    conv_layout, skip = True, len(self.conv_stage)
+                    x = self._conv_stage_apart(images)
                 elif kind.startswith("first_"):
                     conv_layout = kind == "first_conv"
                     x = self._first_layer(images, conv_layout)
@@ -283,70 +290,62 @@ class PackedNetwork(nn.Module):
         assert x is not None  # __init__ refuses networks without a first layer
         return F.log_softmax(x, dim=-1)
 
-    def _first_conv_apart(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each member's first conv layer on its group's images, (B, out, H, W) per member."""
+    def _conv_stage_apart(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """The first conv layer and self.conv_stage, member by member (see forward), joined
+        as (B, M*C, H, W)."""
+        buffers = cast("dict[str, torch.Tensor]", self._buffers)  # as in _batch_norm
+        if self.training and not self.batch_statistics:
+            for kind, name in self.conv_stage:
+                if kind == "batch_norm":
+                    buffers[f"{name}_batches"].add_(1)
         parts = []
-        for group, (start, stop) in enumerate(self.groups):
+        for index in range(self.count):
+            group, place = self._first_slot(index)
             weight, bias = self.first[f"weight{group}"], self.first[f"bias{group}"]
-            out = weight.shape[0] // (stop - start)
-            for place in range(stop - start):
-                rows = slice(place * out, (place + 1) * out)
-                parts.append(F.conv2d(images[group], weight[rows], bias[rows]))
-        return parts
+            out = weight.shape[0] // (self.groups[int(group)][1] - self.groups[int(group)][0])
+            rows = slice(place * out, (place + 1) * out)
+            x = F.conv2d(images[int(group)], weight[rows], bias[rows])
+            for kind, name in self.conv_stage:
+                x = self._member_layer(kind, name, index, x)
+            parts.append(x)
+        return torch.cat(parts, 1)
 
-    def _apart(self, kind: str, name: str, parts: list[torch.Tensor]) -> list[torch.Tensor]:
-        """A conv, norm, dropout or elementwise layer on each member's activations (see
-        forward); a conv with the member's slice of the packed weight."""
-        if kind == "batch_norm":
-            return self._batch_norm_apart(name, parts)
+    def _member_layer(self, kind: str, name: str, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer `name` of member `index` on its own activations x: its slices of the packed
+        weights, BatchNorm parameters and statistics (views: the running statistics are
+        updated in place), its norm module, its dropout generator."""
         if kind == "conv":
             weight, bias = self.conv[f"{name}_weight"], self.conv[f"{name}_bias"]
             out = weight.shape[0] // self.count
-            rows = [slice(index * out, (index + 1) * out) for index in range(self.count)]
-            return [F.conv2d(part, weight[at], bias[at]) for part, at in zip(parts, rows)]
+            rows = slice(index * out, (index + 1) * out)
+            return F.conv2d(x, weight[rows], bias[rows])
+        if kind == "batch_norm":
+            if not self.normalizes[name][index]:
+                return x
+            settings, buffers = self.fused[name], cast("dict[str, torch.Tensor]", self._buffers)
+            tracked = not self.batch_statistics
+            channels = slice(index * x.shape[1], (index + 1) * x.shape[1])
+            return F.batch_norm(
+                x,
+                buffers[f"{name}_mean"][channels] if tracked else None,
+                buffers[f"{name}_var"][channels] if tracked else None,
+                self.batch_norm[f"{name}_weight"][channels] if settings.affine else None,
+                self.batch_norm[f"{name}_bias"][channels] if settings.affine else None,
+                self.training or self.batch_statistics,
+                settings.momentum,
+                settings.eps,
+            )
         if kind == "norm":
-            return [module(part) for module, part in zip(cast(nn.ModuleList, self.norms[name]), parts)]
+            return cast(nn.ModuleList, self.norms[name])[index](x)
         if kind == "dropout":
             p = self.dropout[name]
             if not self.training or p == 0:
-                return parts
+                return x
             if p == 1:
-                return [torch.zeros_like(part) for part in parts]
-            return [  # as _drop draws them
-                part * torch.empty(part.shape, dtype=part.dtype).bernoulli_(1 - p, generator=gen).div_(1 - p)
-                for part, gen in zip(parts, self.generators)
-            ]
-        layer = self.shared[name]
-        return [layer(part) for part in parts]
-
-    def _batch_norm_apart(self, name: str, parts: list[torch.Tensor]) -> list[torch.Tensor]:
-        """_batch_norm on each member's activations: its slices of the packed parameters and
-        statistics (views: the running statistics are updated in place), its input back where
-        it has no BatchNorm."""
-        settings, buffers = self.fused[name], cast("dict[str, torch.Tensor]", self._buffers)  # as in _batch_norm
-        training = self.training and not self.batch_statistics
-        if training:
-            buffers[f"{name}_batches"].add_(1)
-        tracked = not self.batch_statistics
-        out = []
-        for index, (part, normalizes) in enumerate(zip(parts, self.normalizes[name])):
-            if not normalizes:
-                out.append(part)
-                continue
-            channels = slice(index * part.shape[1], (index + 1) * part.shape[1])
-            out.append(
-                F.batch_norm(
-                    part,
-                    buffers[f"{name}_mean"][channels] if tracked else None,
-                    buffers[f"{name}_var"][channels] if tracked else None,
-                    self.batch_norm[f"{name}_weight"][channels] if settings.affine else None,
-                    self.batch_norm[f"{name}_bias"][channels] if settings.affine else None,
-                    training or self.batch_statistics,
-                    settings.momentum,
-                    settings.eps,
-                )
-            )
-        return out
+                return torch.zeros_like(x)
+            mask = torch.empty(x.shape, dtype=x.dtype).bernoulli_(1 - p, generator=self.generators[index])
+            return x * mask.div_(1 - p)  # as _drop draws it
+        return self.shared[name](x)
 
     def _first_layer(self, images: list[torch.Tensor], conv: bool) -> torch.Tensor:
         """Each group's images times its members' weights side by side (one product per group),
