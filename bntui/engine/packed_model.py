@@ -299,15 +299,15 @@ class PackedNetwork(nn.Module):
                 if kind == "batch_norm":
                     buffers[f"{name}_batches"].add_(1)
         parts = []
-        for index in range(self.count):
-            group, place = self._first_slot(index)
+        for group, (start, stop) in enumerate(self.groups):
             weight, bias = self.first[f"weight{group}"], self.first[f"bias{group}"]
-            out = weight.shape[0] // (self.groups[int(group)][1] - self.groups[int(group)][0])
-            rows = slice(place * out, (place + 1) * out)
-            x = F.conv2d(images[int(group)], weight[rows], bias[rows])
-            for kind, name in self.conv_stage:
-                x = self._member_layer(kind, name, index, x)
-            parts.append(x)
+            out = weight.shape[0] // (stop - start)
+            for index in range(start, stop):
+                rows = slice((index - start) * out, (index - start + 1) * out)
+                x = F.conv2d(images[group], weight[rows], bias[rows])
+                for kind, name in self.conv_stage:
+                    x = self._member_layer(kind, name, index, x)
+                parts.append(x)
         return torch.cat(parts, 1)
 
     def _member_layer(self, kind: str, name: str, index: int, x: torch.Tensor) -> torch.Tensor:
