@@ -13,7 +13,9 @@ included. Not included: each separate run's process start-up (importing torch, a
 second), which the scheduler pays per trainer and a pack pays once; so the ratio is on the low
 side of what a launch sees.
 Medians over reps. Models: the MLP 784-128-64-10 and LeNet-5 (`--quick`: the MLP only).
-Also printed: one separate run's training steps/s (epoch_seconds), for comparing devices.
+Also printed: one separate run's training steps/s (epoch_seconds), for comparing devices, and
+(informational) the same ratio for the training loops alone (the runs' epoch_seconds summed:
+no data loading, model building, warm-up or evaluation, whose cost packing barely changes).
 
 The last line reads `packed vs separate: X.XXx` (the MLP's ratio with --quick, else the
 slowest model's).
@@ -54,10 +56,10 @@ def group(arch: str, epochs: int, device: str, diagnostics_every: int = 0) -> li
     ]
 
 
-def separately(configs: list[RunConfig]) -> tuple[float, float]:
-    """(group wall seconds, one run's training steps/s)."""
+def separately(configs: list[RunConfig]) -> tuple[float, float, float]:
+    """(group wall seconds, one run's training steps/s, the runs' training loops' seconds)."""
     start = time.perf_counter()
-    rates = []
+    rates, loops = [], 0.0
     for config in configs:
         events: list = []
         result = train(config, events.append, lambda: False, data_dir=Path("unused"))
@@ -65,14 +67,16 @@ def separately(configs: list[RunConfig]) -> tuple[float, float]:
         epochs = [e for e in events if isinstance(e, EpochEnded)]
         steps = result.started.steps_per_epoch
         rates.append(steps / statistics.median(e.epoch_seconds for e in epochs))
-    return time.perf_counter() - start, statistics.median(rates)
+        loops += sum(e.epoch_seconds for e in epochs)
+    return time.perf_counter() - start, statistics.median(rates), loops
 
 
-def packed(configs: list[RunConfig]) -> float:
+def packed(configs: list[RunConfig]) -> tuple[float, float]:
+    """(group wall seconds, the pack's training loop's seconds)."""
     start = time.perf_counter()
     results = train_packed([Member(c, lambda event: None) for c in configs], data_dir=Path("unused"))
     assert all(r.status == "finished" for r in results), [r.message for r in results]
-    return time.perf_counter() - start
+    return time.perf_counter() - start, sum(e.epoch_seconds for e in results[0].epochs)
 
 
 def main() -> None:
@@ -98,18 +102,23 @@ def main() -> None:
     ratios = {}
     for arch in archs:
         configs = group(arch, args.epochs, args.device, args.diagnostics_every)
-        alone, together, rates = [], [], []
+        alone, together, rates, loops_alone, loops_together = [], [], [], [], []
         for _ in range(reps):
-            seconds, rate = separately(configs)
+            seconds, rate, loops = separately(configs)
             alone.append(seconds)
             rates.append(rate)
-            together.append(packed(configs))
+            loops_alone.append(loops)
+            seconds, loops = packed(configs)
+            together.append(seconds)
+            loops_together.append(loops)
         a, p = statistics.median(alone), statistics.median(together)
         ratios[arch] = a / p
         print(
             f"{arch:7s} separate {a:7.2f} s   packed {p:7.2f} s   ratio {a / p:5.2f}x   "
             f"(one run alone: {statistics.median(rates):,.0f} steps/s)"
         )
+        la, lp = statistics.median(loops_alone), statistics.median(loops_together)
+        print(f"{'':7s} (informational: training loops only, epoch_seconds: {la:.2f} s vs {lp:.2f} s, {la / lp:.2f}x)")
     worst = min(ratios, key=ratios.get)
     label = "" if args.quick else f" ({worst}, the lower)"
     print(f"packed vs separate{label}: {ratios[worst]:.2f}x")

@@ -21,7 +21,8 @@ almost only per operation), so the pack does per layer what it can in one:
 
 Layouts: dense layers work on (M, B, F) (possibly strided: the first layer writes (B, M, F));
 convolutions on (B, M*C, H, W), member m's channels at m*C:(m+1)*C (what a grouped convolution
-with M groups reads and writes).
+with M groups reads and writes). On a CPU, a network that starts with a conv layer runs each
+member's (B, C, H, W) apart up to the flatten, which keeps those large activations in the caches.
 """
 
 from __future__ import annotations
@@ -116,9 +117,13 @@ class PackedNetwork(nn.Module):
         starts = [sum(groups[:at]) for at in range(len(groups))]
         self.groups = [(start, start + size) for start, size in zip(starts, groups)]
         self.ops: list[tuple[str, str]] = []  # (kind, layer name), in order
-        # The first (linear or conv) layer, per group: "weight<g>" (k*out, in[, k, k]) and
-        # "bias<g>" (k*out,), the group's k members' weights side by side. (Slices of one packed
-        # weight would each cost a gradient the size of the whole in backward.)
+        # The first (linear or conv) layer, per group: "weight<g>" and "bias<g>" (k*out,), the
+        # group's k members' weights side by side. (Slices of one packed weight would each cost
+        # a gradient the size of the whole in backward.) A conv's weight is (k*out, in, kh, kw);
+        # a linear one's is stored transposed, (in, k*out): its gradient is then the product
+        # images^T @ grad, written in order, which is about twice as fast on a CPU as
+        # grad^T @ images into the (k*out, in) layout (a short inner dimension, the batch,
+        # and a wide output).
         self.first = nn.ParameterDict()
         self.dense = nn.ParameterDict()  # "<name>_weight" (M, out, in), "<name>_bias" (M, out)
         self.conv = nn.ParameterDict()  # "<name>_weight" (M*out, in, k, k), "<name>_bias" (M*out,)
@@ -129,6 +134,7 @@ class PackedNetwork(nn.Module):
         # hold placeholders: their gradient is zero and their outputs are not used.
         self.batch_norm = nn.ParameterDict()
         self.fused: dict[str, _BatchNormSettings] = {}
+        self.normalizes: dict[str, list[bool]] = {}  # per fused BatchNorm: which members have it
         self.batch_statistics = False  # see batch_statistics_mode
         self.shared: dict[str, nn.Module] = {}  # activations and pooling, the same for all
         self.dropout: dict[str, float] = {}
@@ -150,8 +156,9 @@ class PackedNetwork(nn.Module):
             elif isinstance(first, (nn.Linear, nn.Conv2d)) and not self.first:
                 if isinstance(first, nn.Conv2d):
                     self._check_conv(first)
+                join = torch.cat if isinstance(first, nn.Conv2d) else _side_by_side_transposed
                 for group, (start, stop) in enumerate(self.groups):
-                    self._stack(self.first, "", present[start:stop], torch.cat, suffix=str(group))
+                    self._stack(self.first, "", present[start:stop], join, suffix=str(group))
                 self.ops.append(("first_" + ("conv" if isinstance(first, nn.Conv2d) else "linear"), name))
             elif isinstance(first, nn.Linear):
                 self._stack(self.dense, name, present, lambda w: torch.stack(w))
@@ -170,6 +177,14 @@ class PackedNetwork(nn.Module):
                 self.ops.append(("shared", name))
         if not self.first:
             raise PackingError("only networks that start with a linear or conv layer can be packed")
+        # The layers after a first conv layer, up to the flatten, that run per member on a CPU.
+        self.conv_stage: list[tuple[str, str]] = []
+        if any(kind == "first_conv" for kind, _name in self.ops):
+            after = self.ops[[kind for kind, _name in self.ops].index("first_conv") + 1 :]
+            for kind, name in after:
+                if kind not in ("conv", "batch_norm", "norm", "dropout", "shared"):
+                    break
+                self.conv_stage.append((kind, name))
 
     def _pack_batch_norm(self, name: str, modules: list[_PlainBatchNorm | None]) -> None:
         """`modules`: as fusable_batch_norms admits them (running statistics, a momentum)."""
@@ -202,6 +217,7 @@ class PackedNetwork(nn.Module):
         momentum = first.momentum
         assert momentum is not None  # fusable_batch_norms admits only BatchNorms with one
         self.fused[name] = _BatchNormSettings(first.affine, momentum, first.eps)
+        self.normalizes[name] = [m is not None for m in modules]
 
     @staticmethod
     def _check_conv(conv: nn.Conv2d) -> None:
@@ -225,11 +241,23 @@ class PackedNetwork(nn.Module):
     def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
         """`images[g]`: the batch (B, C, H, W) of member group g."""
         x: torch.Tensor | None = None  # the members' activations, from the first layer on
+        # On a CPU, from a first conv layer to the flatten: each member's layers one after
+        # the other on its own activations, (B, C, H, W), as its separate run has them.
+        # Packed, they would outgrow the caches (LeNet-5's first conv: 5 MB for 6 members at
+        # batch 64, 0.9 MB for one), which costs the elementwise layers on them more than the
+        # launches that packing saves.
+        skip = 0
         conv_layout = False
         for kind, name in self.ops:
+            if skip:
+                skip -= 1
+                continue
             if x is None:  # before the first layer: a flatten of the images, or the layer
                 if kind == "flatten":
                     images = [part.flatten(1) for part in images]
+                elif kind == "first_conv" and images[0].device.type == "cpu":
+                    conv_layout, skip = True, len(self.conv_stage)
+                    x = self._conv_stage_apart(images)
                 elif kind.startswith("first_"):
                     conv_layout = kind == "first_conv"
                     x = self._first_layer(images, conv_layout)
@@ -262,11 +290,71 @@ class PackedNetwork(nn.Module):
         assert x is not None  # __init__ refuses networks without a first layer
         return F.log_softmax(x, dim=-1)
 
+    def _conv_stage_apart(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """The first conv layer and self.conv_stage, member by member (see forward), joined
+        as (B, M*C, H, W)."""
+        buffers = cast("dict[str, torch.Tensor]", self._buffers)  # as in _batch_norm
+        if self.training and not self.batch_statistics:
+            for kind, name in self.conv_stage:
+                if kind == "batch_norm":
+                    buffers[f"{name}_batches"].add_(1)
+        parts = []
+        for group, (start, stop) in enumerate(self.groups):
+            weight, bias = self.first[f"weight{group}"], self.first[f"bias{group}"]
+            out = weight.shape[0] // (stop - start)
+            for index in range(start, stop):
+                rows = slice((index - start) * out, (index - start + 1) * out)
+                x = F.conv2d(images[group], weight[rows], bias[rows])
+                for kind, name in self.conv_stage:
+                    x = self._member_layer(kind, name, index, x)
+                parts.append(x)
+        return torch.cat(parts, 1)
+
+    def _member_layer(self, kind: str, name: str, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer `name` of member `index` on its own activations x: its slices of the packed
+        weights, BatchNorm parameters and statistics (views: the running statistics are
+        updated in place), its norm module, its dropout generator."""
+        if kind == "conv":
+            weight, bias = self.conv[f"{name}_weight"], self.conv[f"{name}_bias"]
+            out = weight.shape[0] // self.count
+            rows = slice(index * out, (index + 1) * out)
+            return F.conv2d(x, weight[rows], bias[rows])
+        if kind == "batch_norm":
+            if not self.normalizes[name][index]:
+                return x
+            settings, buffers = self.fused[name], cast("dict[str, torch.Tensor]", self._buffers)
+            tracked = not self.batch_statistics
+            channels = slice(index * x.shape[1], (index + 1) * x.shape[1])
+            return F.batch_norm(
+                x,
+                buffers[f"{name}_mean"][channels] if tracked else None,
+                buffers[f"{name}_var"][channels] if tracked else None,
+                self.batch_norm[f"{name}_weight"][channels] if settings.affine else None,
+                self.batch_norm[f"{name}_bias"][channels] if settings.affine else None,
+                self.training or self.batch_statistics,
+                settings.momentum,
+                settings.eps,
+            )
+        if kind == "norm":
+            return cast(nn.ModuleList, self.norms[name])[index](x)
+        if kind == "dropout":
+            p = self.dropout[name]
+            if not self.training or p == 0:
+                return x
+            if p == 1:
+                return torch.zeros_like(x)
+            mask = torch.empty(x.shape, dtype=x.dtype).bernoulli_(1 - p, generator=self.generators[index])
+            return x * mask.div_(1 - p)  # as _drop draws it
+        return self.shared[name](x)
+
     def _first_layer(self, images: list[torch.Tensor], conv: bool) -> torch.Tensor:
         """Each group's images times its members' weights side by side (one product per group),
         as (M, B, out) (a view of (B, M, out)) or, for a conv layer, (B, M*out, H, W)."""
-        first, layer = self.first, F.conv2d if conv else F.linear
-        parts = [layer(x, first[f"weight{g}"], first[f"bias{g}"]) for g, x in enumerate(images)]
+        first = self.first
+        if conv:
+            parts = [F.conv2d(x, first[f"weight{g}"], first[f"bias{g}"]) for g, x in enumerate(images)]
+        else:
+            parts = [torch.addmm(first[f"bias{g}"], x, first[f"weight{g}"]) for g, x in enumerate(images)]
         joined = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         if conv:
             return joined
@@ -360,9 +448,9 @@ class PackedNetwork(nn.Module):
                     group, place = self._first_slot(index)
                     out = layer.weight.shape[0]
                     part = slice(place * out, (place + 1) * out)
-                    _use_views(
-                        layer, self.first[f"weight{group}"].detach()[part], self.first[f"bias{group}"].detach()[part]
-                    )
+                    weight = self.first[f"weight{group}"].detach()
+                    weight = weight[part] if kind == "first_conv" else weight[:, part].t()
+                    _use_views(layer, weight, self.first[f"bias{group}"].detach()[part])
             if kind not in ("linear", "conv"):
                 continue
             store = self.dense if kind == "linear" else self.conv
@@ -399,13 +487,22 @@ class PackedNetwork(nn.Module):
             if name == first_name:
                 group, place = self._first_slot(index)
                 start, stop = self.groups[int(group)]
-                found.append(_member_rows(self.first[f"weight{group}"].grad, stop - start, place))
+                grad = self.first[f"weight{group}"].grad
+                if grad is not None and grad.dim() == 2:  # a linear layer's, stored transposed
+                    grad = grad.t()
+                found.append(_member_rows(grad, stop - start, place))
             elif f"{name}_weight" in self.dense:
                 grad = self.dense[f"{name}_weight"].grad
                 found.append(None if grad is None else grad[index])
             else:
                 found.append(_member_rows(self.conv[f"{name}_weight"].grad, self.count, index))
         return found
+
+
+def _side_by_side_transposed(weights: list[torch.Tensor]) -> torch.Tensor:
+    """Linear weights (out, in) -> (in, k*out): each one's transpose, side by side (biases
+    (out,) -> (k*out,))."""
+    return torch.cat([weight.t() for weight in weights], -1)
 
 
 def _layer(member: Classifier, name: str) -> nn.Linear | nn.Conv2d:
