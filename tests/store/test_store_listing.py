@@ -243,8 +243,8 @@ def test_listing_needs_no_series_and_reads_them_once_asked(tmp_path):
     assert load_run(tmp_path, writer.run_id).complete
 
 
-def test_a_listing_does_not_read_the_log_an_exact_listing_json_covers(tmp_path, monkeypatch):
-    make_run(tmp_path, epochs=3)
+def _files_opened(monkeypatch, read):
+    """The names of the files `read()` opens, and what it returned."""
     opened = []
     real_open = open
 
@@ -253,9 +253,28 @@ def test_a_listing_does_not_read_the_log_an_exact_listing_json_covers(tmp_path, 
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", spying_open)
-    [run] = RunStoreReader(tmp_path).list_runs()
+    try:
+        return opened, read()
+    finally:
+        monkeypatch.setattr("builtins.open", real_open)
+
+
+def _without_row(folder: Path) -> None:
+    """listing.json as an older bntui wrote it: without the run's row."""
+    listing = folder / "listing.json"
+    stat = listing.stat()
+    payload = json.loads(listing.read_bytes())
+    del payload["listed"]
+    listing.write_text(json.dumps(payload))
+    os.utime(listing, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_listing_does_not_read_the_log_an_exact_listing_json_covers(tmp_path, monkeypatch):
+    writer = make_run(tmp_path, epochs=3)
+    _without_row(writer.path)  # the run state in listing.json, not the row: the folded log's path
+    opened, [run] = _files_opened(monkeypatch, RunStoreReader(tmp_path).list_runs)
     assert run.epochs_done == 3 and run.status == "finished"
-    assert "events.jsonl" not in opened and "listing.json" in opened
+    assert "events.jsonl" not in opened and "listing.json" in opened and "summary.json" in opened
 
 
 def test_an_ended_run_is_listed_from_the_row_its_writer_left_in_listing_json(tmp_path, monkeypatch):
@@ -264,16 +283,7 @@ def test_an_ended_run_is_listed_from_the_row_its_writer_left_in_listing_json(tmp
     writer = make_run(tmp_path, epochs=3, seed=4)
     listed = json.loads((writer.path / "listing.json").read_bytes())["listed"]
     assert json.loads(listed["row"])[0] == writer.run_id
-    opened = []
-    real_open = open
-
-    def spying_open(path, *args, **kwargs):
-        opened.append(Path(path).name)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr("builtins.open", spying_open)
-    [run] = RunStoreReader(tmp_path).list_runs()
-    monkeypatch.setattr("builtins.open", real_open)
+    opened, [run] = _files_opened(monkeypatch, RunStoreReader(tmp_path).list_runs)
     assert [name for name in opened if not name.startswith(".listing.")] == ["listing.json"]  # and the index
     assert run.status == "finished" and run.epochs_done == 3 and run.brief.config.seed == 4
     assert _listed(run) == _full_reads(tmp_path)[writer.run_id]
