@@ -129,6 +129,7 @@ class RunTable(SelfSizedDataTable):
         self._places: dict[str, int] = {}  # the order runs came in (the store's): the first sort
         self._next_place = 0
         self._sort_stale = False  # rows came or changed since the last sort
+        self._sorted_once = False  # the rows were ever put out of the store's order
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -273,8 +274,6 @@ class RunTable(SelfSizedDataTable):
         )
         if selected is not None:
             self.select_key(selected)
-
-    _sorted_once = False  # the rows were ever put out of the store's order
 
     def remove_run(self, key: str) -> None:
         self._drawn.pop(key, None)
