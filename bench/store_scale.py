@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # build_store writes rows with this checkout's bntui
 
 # Runs `bntui runs --json` in this process and prints its peak memory (MiB) on stderr.
 LISTING = """
@@ -127,7 +128,6 @@ def build_store(source: Path, target: Path, count: int, rows: bool = True) -> No
     """`count` copies of run `source`, each under its own id (the json files name it). With
     `rows`, each copy's listing.json holds its own listing row, as the writer leaves an ended
     run's (store.indexed.listed_row); without, as an older bntui left them."""
-    sys.path.insert(0, str(REPO))
     from bntui.store.indexed import listed_row
 
     target.mkdir()

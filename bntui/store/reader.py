@@ -292,20 +292,10 @@ def _read_bytes(path: Path | str, name: str) -> tuple[bytes, str | None]:
     return text, None
 
 
-def _read_json(path: Path | str, name: str) -> tuple[Any, str | None]:
-    text, problem = _read_bytes(path, name)
-    if problem is not None:
-        return None, problem
-    try:
-        return parse_json(text), None
-    except JsonProblem as exc:
-        return None, f"{name} is {exc}"
-
-
 def _validated_quickly(text: bytes, model: type[_Model]) -> _Model | None:
     """`model` from the file's bytes in one pass (pydantic parses and validates the JSON
     together, several times faster than json.loads then model_validate), or None: then the
-    careful path (_read_json, parse_json's limits, the model) finds what is wrong and says so.
+    careful path (parse_json's limits, then the model) finds what is wrong and says so.
     Only for bytes that cannot nest deeper than MAX_JSON_DEPTH (they hold fewer brackets):
     the careful path is the one that enforces that limit."""
     if text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH:
